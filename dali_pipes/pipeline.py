@@ -1,0 +1,315 @@
+"""The DALI graph: decode -> resize -> normalize, on the CPU or the GPU.
+
+Two decode fronts feed one post-decode graph (:func:`_resize_normalize`):
+
+* ``"dali"``: encoded bytes + the sampled indices go to ``fn.decoders.video``
+  (``device="mixed"`` = NVDEC on the GPU, ``"cpu"`` = libavcodec for VP8/VP9/MJPEG).
+* ``"frames"``: frames decoded by PyAV on the CPU (codecs DALI's CPU decoder lacks,
+  streams NVDEC rejects, GPUs without NVDEC) enter through ``external_source``; on the
+  GPU they are copied up and resized/normalized there.
+
+:class:`ClipLoader` turns ``(path, relpath)`` items into normalized float32 clips
+``[T, 3, S, S]`` in input order, one :class:`ClipResult` per video, bad files included
+(with their error). Pipelines run synchronously with ``feed_input`` so an output can
+never belong to another input than the one just fed (the prefetch trap of
+``source=`` callbacks).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .probe import VideoError, VideoInfo, probe
+from .pyav_front import FrameCountMismatch, decode_frames
+from .samplers import SamplingSpec
+from .vram import batch_size_for, free_vram_bytes
+
+Device = Literal["cpu", "gpu"]
+Front = Literal["dali", "frames"]
+
+
+@dataclass
+class ClipResult:
+    """One video's outcome: ``clip`` on success, ``error`` otherwise."""
+
+    path: str
+    relpath: str
+    info: VideoInfo | None = None
+    indices: np.ndarray | None = None
+    flip: bool = False
+    front: str = ""
+    clip: object | None = None  # torch.Tensor [T, 3, S, S] float32
+    error: VideoError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _resize_normalize(frames, *, size: int, mean, std, flip):
+    from nvidia.dali import fn, types
+
+    frames = fn.resize(
+        frames,
+        size=[size, size],
+        interp_type=types.INTERP_LINEAR,
+        antialias=True,
+        dtype=types.FLOAT,
+    )
+    return fn.crop_mirror_normalize(
+        frames,
+        dtype=types.FLOAT,
+        output_layout="FCHW",
+        mean=[255.0 * m for m in mean],
+        std=[255.0 * s for s in std],
+        mirror=flip,
+    )
+
+
+def build_pipeline(
+    front: Front,
+    *,
+    device: Device,
+    batch_size: int,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    num_threads: int | None = None,
+    device_id: int | None = None,
+):
+    """Build (and ``build()``) one DALI pipeline for ``front`` on ``device``."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(
+        batch_size=batch_size,
+        num_threads=num_threads or os.cpu_count() or 1,
+        device_id=device_id if device == "gpu" else None,
+        exec_pipelined=False,
+        exec_async=False,
+        prefetch_queue_depth=1,
+    )
+    def graph():
+        flip = fn.external_source(name="flip", dtype=types.INT32, ndim=0)
+        if front == "dali":
+            encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+            indices = fn.external_source(name="indices", dtype=types.INT32, ndim=1)
+            frames = fn.decoders.video(
+                encoded,
+                frames=indices,
+                pad_mode="none",
+                device="mixed" if device == "gpu" else "cpu",
+            )
+        else:
+            frames = fn.external_source(name="frames", dtype=types.UINT8, ndim=4, layout="FHWC")
+            if device == "gpu":
+                frames = frames.gpu()
+        return _resize_normalize(frames, size=size, mean=mean, std=std, flip=flip)
+
+    pipe = graph()
+    pipe.build()
+    return pipe
+
+
+@dataclass
+class LoaderStats:
+    batch_sizes: Counter = field(default_factory=Counter)
+    fronts: Counter = field(default_factory=Counter)
+    fallbacks: list[str] = field(default_factory=list)
+
+
+class ClipLoader:
+    """Probe, sample, decode, resize and normalize videos in batches.
+
+    ``device="gpu"``: NVDEC for every stream it accepts, CPU decode + GPU normalize for
+    the rest; batches sized from 40% of free VRAM, capped at ``max_batch``.
+    ``device="cpu"``: DALI's CPU decoder for VP8/VP9/MJPEG, PyAV for the rest
+    (``cpu_decoder="pyav"`` sends everything through PyAV).
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: Device = "cpu",
+        device_id: int = 0,
+        max_batch: int = 4,
+        num_threads: int | None = None,
+        cpu_decoder: Literal["auto", "pyav"] = "auto",
+        vram_fraction: float = 0.4,
+    ):
+        if device not in ("cpu", "gpu"):
+            raise ValueError(f"Invalid device ({device!r}). Supported values are: cpu, gpu.")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
+        self.device, self.device_id = device, device_id
+        self.max_batch, self.num_threads = max_batch, num_threads
+        self.cpu_decoder, self.vram_fraction = cpu_decoder, vram_fraction
+        self.stats = LoaderStats()
+        self._pipes: dict[Front, object] = {}
+        self._nvdec_ok = device == "gpu"
+
+    # -- pipelines -------------------------------------------------------------------
+    def _pipe(self, front: Front):
+        if front not in self._pipes:
+            self._pipes[front] = build_pipeline(
+                front,
+                device=self.device,
+                batch_size=self.max_batch,
+                size=self.size,
+                mean=self.mean,
+                std=self.std,
+                num_threads=self.num_threads,
+                device_id=self.device_id,
+            )
+        return self._pipes[front]
+
+    def _drop_pipe(self, front: Front) -> None:
+        # A DALI pipeline that raised is no longer valid; the next call builds a new one.
+        self._pipes.pop(front, None)
+
+    def _front_for(self, info: VideoInfo) -> Front:
+        if self.device == "gpu":
+            return "dali" if self._nvdec_ok and info.nvdec_decodable else "frames"
+        if self.cpu_decoder == "auto" and info.dali_cpu_decodable:
+            return "dali"
+        return "frames"
+
+    # -- public ----------------------------------------------------------------------
+    def load(
+        self, items: Iterable[tuple[str, str]], spec: SamplingSpec
+    ) -> Iterator[list[ClipResult]]:
+        """Yield lists of results (one batch each), in input order.
+
+        ``items`` are ``(path, relpath)``; ``relpath`` seeds the per-file generator.
+        """
+        batch: list[ClipResult] = []
+        cap = self.max_batch
+        for path, relpath in items:
+            result = ClipResult(path=str(path), relpath=relpath)
+            try:
+                info = probe(path)
+                result.info = info
+                result.indices, result.flip = spec.plan(info.num_frames, info.fps, relpath)
+                result.front = self._front_for(info)
+                if self.device == "gpu":
+                    cap = min(cap, self._vram_cap(info, spec.frames))
+            except VideoError as exc:
+                result.error = exc
+            batch.append(result)
+            if sum(r.ok for r in batch) >= cap:
+                yield self._run(batch, spec)
+                batch, cap = [], self.max_batch
+        if batch:
+            yield self._run(batch, spec)
+
+    def _vram_cap(self, info: VideoInfo, frames: int) -> int:
+        return batch_size_for(
+            free_vram_bytes(self.device_id),
+            frames=frames,
+            width=info.width,
+            height=info.height,
+            size=self.size,
+            cap=self.max_batch,
+            fraction=self.vram_fraction,
+        )
+
+    # -- batch execution -------------------------------------------------------------
+    def _run(self, batch: list[ClipResult], spec: SamplingSpec) -> list[ClipResult]:
+        good = [r for r in batch if r.ok]
+        if good:
+            self.stats.batch_sizes[len(good)] += 1
+        dali_items = [r for r in good if r.front == "dali"]
+        if dali_items:
+            self._run_dali(dali_items)
+        frame_items = [r for r in good if r.front == "frames"]
+        if frame_items:
+            self._run_frames(frame_items, spec)
+        for r in batch:
+            if r.ok:
+                self.stats.fronts[r.front] += 1
+        return batch
+
+    def _outputs(self, pipe, n: int) -> list:
+        (out,) = pipe.run()
+        if self.device == "gpu":
+            import torch
+            from nvidia.dali.plugin.pytorch import feed_ndarray
+
+            dense = out.as_tensor()
+            clips = torch.empty(dense.shape(), dtype=torch.float32, device=f"cuda:{self.device_id}")
+            feed_ndarray(dense, clips, cuda_stream=torch.cuda.current_stream(self.device_id))
+        else:
+            import torch
+
+            clips = torch.from_numpy(np.array(out.as_tensor()))
+        assert clips.shape[0] == n, (clips.shape, n)
+        return list(clips.unbind(0))
+
+    def _run_dali(self, items: list[ClipResult]) -> None:
+        try:
+            self._feed_dali(items)
+            return
+        except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError for anything
+            self._drop_pipe("dali")
+            if len(items) == 1:
+                self._fallback(items[0], exc)
+                return
+        for item in items:  # isolate the file the decoder rejected
+            self._run_dali([item])
+
+    def _feed_dali(self, items: list[ClipResult]) -> None:
+        try:
+            pipe = self._pipe("dali")
+        except Exception as exc:  # noqa: BLE001 - e.g. no NVDEC on this GPU / MIG slice
+            if self.device != "gpu":
+                raise
+            self._nvdec_ok = False
+            for item in items:
+                self._fallback(item, exc)
+            return
+        encoded = [np.fromfile(item.path, dtype=np.uint8) for item in items]
+        pipe.feed_input("encoded", encoded)
+        pipe.feed_input("indices", [item.indices.astype(np.int32) for item in items])
+        pipe.feed_input("flip", [np.int32(item.flip) for item in items])
+        for item, clip in zip(items, self._outputs(pipe, len(items)), strict=True):
+            item.clip = clip
+
+    def _fallback(self, item: ClipResult, exc: Exception) -> None:
+        """The DALI decoder rejected this file: decode it on the CPU with PyAV instead."""
+        first_line = " ".join(str(exc).split())[:160]
+        self.stats.fallbacks.append(f"{item.relpath}: {first_line}")
+        item.front = "frames"
+        item.clip = None
+
+    def _decode_cpu(self, item: ClipResult, spec: SamplingSpec) -> np.ndarray:
+        try:
+            return decode_frames(item.path, item.indices)
+        except FrameCountMismatch as short:
+            # The stream decodes fewer frames than it has packets: resample with the real n.
+            item.indices, item.flip = spec.plan(short.decoded, item.info.fps, item.relpath)
+            return decode_frames(item.path, item.indices)
+
+    def _run_frames(self, items: list[ClipResult], spec: SamplingSpec) -> None:
+        decoded, ready = [], []
+        for item in items:
+            try:
+                decoded.append(self._decode_cpu(item, spec))
+                ready.append(item)
+            except (VideoError, FrameCountMismatch) as exc:
+                item.error = exc if isinstance(exc, VideoError) else VideoError(item.path, str(exc))
+        if not ready:
+            return
+        pipe = self._pipe("frames")
+        pipe.feed_input("frames", decoded, layout="FHWC")
+        pipe.feed_input("flip", [np.int32(item.flip) for item in ready])
+        for item, clip in zip(ready, self._outputs(pipe, len(ready)), strict=True):
+            item.clip = clip

@@ -1,0 +1,137 @@
+"""Probing containers: codec, size, rate and the real frame count, without decoding.
+
+The frame count is the number of non-empty video packets the demuxer returns (one
+packet per frame for every codec we read), not the count a header claims. Files the
+demuxer cannot open, files without a video stream and truncated files are rejected
+here with a one-line reason, before any decoder sees them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Codecs DALI's CPU video decoder handles (nvidia-dali 2.4); others go through PyAV on the CPU.
+DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
+# Codecs NVDEC (DALI's "mixed" decoder) handles.
+NVDEC_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg"})
+# Chroma layouts NVDEC accepts (it rejects 4:2:2 and 4:4:4).
+NVDEC_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "p010le"})
+
+
+class VideoError(Exception):
+    """A video that cannot be used; ``str()`` is the one-line ``"<file>: <reason>"``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    codec: str
+    width: int
+    height: int
+    fps: float
+    num_frames: int  # non-empty packets demuxed: the frames that exist
+    pix_fmt: str
+    declared_frames: int  # what the header says (0 = unknown); informational only
+
+    @property
+    def dali_cpu_decodable(self) -> bool:
+        return self.codec in DALI_CPU_CODECS
+
+    @property
+    def nvdec_decodable(self) -> bool:
+        return self.codec in NVDEC_CODECS and self.pix_fmt in NVDEC_PIX_FMTS
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    msg = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(msg).split())
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Open ``path``, demux its first video stream and describe it.
+
+    Raises :class:`VideoError` for a missing, empty, non-video, stream-less or
+    truncated file.
+    """
+    import av
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise VideoError(path, f"cannot read file ({exc.strerror})") from None
+    if size == 0:
+        raise VideoError(path, "empty file (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise VideoError(path, f"not a readable video container ({_ffmpeg_reason(exc)})") from None
+    with container:
+        if not container.streams.video:
+            raise VideoError(path, "no video stream in container")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate or float(rate) <= 0:
+            raise VideoError(path, "video stream has no frame rate")
+        fps = float(rate)
+        count = 0
+        last_pts = None
+        try:
+            for packet in container.demux(stream):
+                if packet.size:
+                    count += 1
+                    if packet.pts is not None:
+                        last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
+        except av.FFmpegError as exc:
+            raise VideoError(
+                path, f"corrupt or truncated stream after {count} frames ({_ffmpeg_reason(exc)})"
+            ) from None
+        if count == 0:
+            raise VideoError(path, "video stream has no frames")
+        if not ctx.width or not ctx.height:
+            raise VideoError(path, "video stream has no frame size")
+        _check_not_truncated(path, container, stream, count, fps, last_pts)
+        declared = int(stream.frames or 0)
+        if declared and count < 0.9 * declared and declared - count > fps:
+            raise VideoError(path, f"truncated: header says {declared} frames, only {count} present")
+        return VideoInfo(
+            path=str(path),
+            codec=ctx.name,
+            width=ctx.width,
+            height=ctx.height,
+            fps=fps,
+            num_frames=count,
+            pix_fmt=ctx.pix_fmt or "unknown",
+            declared_frames=declared,
+        )
+
+
+def _check_not_truncated(path, container, stream, count, fps, last_pts) -> None:
+    """Matroska/WebM files cut short still demux cleanly: compare against the header.
+
+    The header's duration (segment info) survives truncation; the packets do not. A file
+    whose packets cover less than 90% of the declared duration (and more than a second
+    less) is reported as truncated instead of silently giving a shorter clip.
+    """
+    declared_s = None
+    if stream.duration and stream.time_base:
+        declared_s = float(stream.duration * stream.time_base)
+    elif container.duration:
+        declared_s = container.duration / 1_000_000
+    if not declared_s or last_pts is None or not stream.time_base:
+        return
+    start = float((stream.start_time or 0) * stream.time_base)
+    present_s = float(last_pts * stream.time_base) - start + 1.0 / fps
+    if present_s < 0.9 * declared_s and declared_s - present_s > 1.0:
+        raise VideoError(
+            path,
+            f"truncated: header says {declared_s:.2f} s, only {present_s:.2f} s of frames present",
+        )

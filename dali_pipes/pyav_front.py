@@ -1,0 +1,85 @@
+"""The CPU decode front for codecs DALI's CPU decoder lacks (H.264, HEVC, MPEG-4...).
+
+PyAV (FFmpeg) decodes the stream in order and keeps only the sampled frames; they are
+then fed into the same DALI graph (resize + normalize) as DALI-decoded frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .probe import VideoError, _ffmpeg_reason
+
+
+class FrameCountMismatch(Exception):
+    """The stream decoded fewer frames than the probe counted; carries the real count."""
+
+    def __init__(self, decoded: int):
+        super().__init__(f"only {decoded} frames decode")
+        self.decoded = decoded
+
+
+def decode_frames(path: str, indices: np.ndarray, *, threads: int = 0) -> np.ndarray:
+    """RGB uint8 ``[len(indices), H, W, 3]`` holding frame ``indices[i]`` at row ``i``.
+
+    Frames are numbered in presentation order from 0, as DALI numbers them. Raises
+    :class:`FrameCountMismatch` when the stream ends before ``max(indices)`` (the caller
+    resamples with the real count) and :class:`VideoError` when decoding fails.
+    """
+    import av
+
+    indices = np.asarray(indices, dtype=np.int64)
+    wanted: dict[int, list[int]] = {}
+    for row, idx in enumerate(indices.tolist()):
+        wanted.setdefault(idx, []).append(row)
+    last = int(indices.max())
+    out: np.ndarray | None = None
+    decoded = 0
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if threads:
+                stream.codec_context.thread_count = threads
+            for frame in container.decode(stream):
+                rows = wanted.get(decoded)
+                if rows is not None:
+                    rgb = frame.to_ndarray(format="rgb24")
+                    if out is None:
+                        out = np.empty((len(indices), *rgb.shape), np.uint8)
+                    elif rgb.shape != out.shape[1:]:
+                        raise VideoError(path, f"frame size changes mid-stream at frame {decoded}")
+                    out[rows] = rgb
+                decoded += 1
+                if decoded > last:
+                    break
+    except av.FFmpegError as exc:
+        raise VideoError(
+            path, f"corrupt stream: decoding failed at frame {decoded} ({_ffmpeg_reason(exc)})"
+        ) from None
+    if decoded <= last:
+        if decoded == 0:
+            raise VideoError(path, "no frame decodes")
+        raise FrameCountMismatch(decoded)
+    assert out is not None
+    return out
+
+
+def count_decodable_frames(path: str) -> int:
+    """Decode the whole stream and count frames (used when the probe's count was wrong)."""
+    import av
+
+    n = 0
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for _ in container.decode(stream):
+                n += 1
+    except av.FFmpegError as exc:
+        raise VideoError(
+            path, f"corrupt stream: decoding failed at frame {n} ({_ffmpeg_reason(exc)})"
+        ) from None
+    if n == 0:
+        raise VideoError(path, "no frame decodes")
+    return n
