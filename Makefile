@@ -1,0 +1,64 @@
+# vcp — make help lists the targets. Every target installs into .venv first if needed.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+RAW ?= data/raw
+PROCESSED ?= data/processed
+FEATURES ?= data/features
+BACKBONE ?= efficientnet_v2_s
+WEIGHTS ?= DEFAULT
+TENSORIZE_ARGS ?=
+EXTRACT_ARGS ?=
+
+DEMO := demo_data
+
+.PHONY: help install demo test test-all tensorize extract rebuild clean-outputs lint bench bench-extract
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install vcp with its dev tools
+
+demo: $(STAMP) ## generate a small sample tree and run both stages on it (CPU is fine)
+	$(BIN)/python -c "from vcp.synth import make_sample_tree; make_sample_tree('$(DEMO)/raw')"
+	$(BIN)/vcp tensorize $(DEMO)/raw $(DEMO)/processed --size 128
+	$(BIN)/vcp extract $(DEMO)/processed $(DEMO)/features --backbone $(BACKBONE) --weights $(if $(filter DEFAULT,$(WEIGHTS)),none,$(WEIGHTS))
+	$(BIN)/python -m vcp.inspect $(DEMO)/processed $(DEMO)/features
+
+test: $(STAMP) ## run the test suite (CPU; GPU tests skip without CUDA)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP) ## run the test suite including slow tests
+	$(BIN)/python -m pytest -q -m ''
+
+tensorize: $(STAMP) ## vcp tensorize $(RAW) -> $(PROCESSED)
+	$(BIN)/vcp tensorize $(RAW) $(PROCESSED) $(TENSORIZE_ARGS)
+
+extract: $(STAMP) ## vcp extract $(PROCESSED) -> $(FEATURES)
+	$(BIN)/vcp extract $(PROCESSED) $(FEATURES) --backbone $(BACKBONE) --weights $(WEIGHTS) $(EXTRACT_ARGS)
+
+clean-outputs: ## delete $(PROCESSED) and $(FEATURES) (never $(RAW))
+	rm -rf $(PROCESSED) $(FEATURES)
+
+rebuild: $(STAMP) clean-outputs ## clean outputs, then run both stages from $(RAW)
+	$(MAKE) tensorize extract
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check dali_pipes backbones vcp tests bench
+
+bench: $(STAMP) ## side-by-side speed ratios vs plain baselines -> docs/benchmarks.md
+	$(BIN)/python -m bench.run --out docs/benchmarks.md
+
+bench-extract: $(STAMP) ## the seed's extract loop vs vcp extract, same data and weights
+	$(BIN)/python -m bench.run --only extract --out docs/benchmarks.md

@@ -1,0 +1,39 @@
+"""Write-to-temp-then-rename helpers: no half-written output file is ever visible."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+
+def tmp_path_for(final: Path) -> Path:
+    """Hidden temp name next to ``final`` (same filesystem, so the rename is atomic)."""
+    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+
+
+def replace_into(tmp: Path, final: Path) -> None:
+    """fsync ``tmp`` and atomically rename it to ``final``."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+
+
+def write_json_atomic(final: Path, data: dict) -> None:
+    tmp = tmp_path_for(final)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        replace_into(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def remove_stale_tmp(directory: Path) -> None:
+    """Remove temp files a killed run left behind in ``directory``."""
+    if directory.is_dir():
+        for stale in directory.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()

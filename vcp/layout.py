@@ -1,0 +1,90 @@
+"""Dataset layout discovery (DESIGN.md, "Layouts").
+
+``RAW/<split>/<category>/<subcategory>/<video>``; a category folder that holds videos
+directly is its own single subcategory (named like the category). Category indices are
+the sorted category names over the whole tree, identical in every split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class LayoutError(Exception):
+    """The input tree does not have the expected layout (a usage error: exit 2)."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """The videos of one split/category/subcategory: one output ``.pt``."""
+
+    split: str
+    category: str
+    subcategory: str
+    files: tuple[Path, ...]
+
+    @property
+    def rel_dir(self) -> Path:
+        return Path(self.split, self.category, self.subcategory)
+
+
+@dataclass(frozen=True)
+class RawTree:
+    root: Path
+    groups: tuple[Group, ...]
+    categories: tuple[str, ...]
+
+    @property
+    def category_mapping(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.categories)}
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted({g.split for g in self.groups}, key=_split_order)
+
+    def groups_of(self, split: str) -> list[Group]:
+        return [g for g in self.groups if g.split == split]
+
+    def relpath(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def _split_order(name: str) -> tuple[int, str]:
+    known = {"train": 0, "val": 1, "test": 2}
+    return (known.get(name, 3), name)
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith((".", "_"))
+
+
+def _files(directory: Path) -> tuple[Path, ...]:
+    return tuple(sorted(p for p in directory.iterdir() if p.is_file() and _visible(p)))
+
+
+def discover_raw(root: str | Path, *, splits: list[str] | None = None) -> RawTree:
+    """Scan ``root``; every regular, non-hidden file is an input (bad ones fail later)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"raw video folder not found: {root}")
+    groups: list[Group] = []
+    categories: set[str] = set()
+    split_dirs = sorted((d for d in root.iterdir() if d.is_dir() and _visible(d)), key=lambda d: _split_order(d.name))
+    for split_dir in split_dirs:
+        for cat_dir in sorted(d for d in split_dir.iterdir() if d.is_dir() and _visible(d)):
+            categories.add(cat_dir.name)
+            if splits is not None and split_dir.name not in splits:
+                continue
+            direct = _files(cat_dir)
+            if direct:
+                groups.append(Group(split_dir.name, cat_dir.name, cat_dir.name, direct))
+            for sub_dir in sorted(d for d in cat_dir.iterdir() if d.is_dir() and _visible(d)):
+                files = _files(sub_dir)
+                if files:
+                    groups.append(Group(split_dir.name, cat_dir.name, sub_dir.name, files))
+    if not groups:
+        raise LayoutError(
+            f"no videos found under {root}: expected RAW/<split>/<category>/[<subcategory>/]<video>"
+        )
+    return RawTree(root=root, groups=tuple(groups), categories=tuple(sorted(categories)))

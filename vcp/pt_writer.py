@@ -1,0 +1,188 @@
+"""The ``processed_data.pt`` writer: bounded memory, atomic commit.
+
+Clips are appended to a raw disk buffer as they arrive, so memory does not grow with
+the number of videos. At commit, the contract dict is written with
+``torch.serialization.skip_data`` (the archive's layout without the storage bytes) and
+the storages are then filled in place from the buffer in fixed-size chunks, CRCs
+patched, and the file renamed into place. The result is an ordinary ``torch.save``
+archive: ``torch.load(path, weights_only=True)`` (and ``mmap=True``) read it.
+
+Contract (DESIGN.md): ``videos`` float32 ``[N, T, 3, H, W]``, ``labels`` int64 ``[N]``,
+``filenames`` list[str], ``category_mapping`` {name: index}.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import pickle
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import torch
+
+from .atomic import replace_into, tmp_path_for, write_json_atomic
+
+PT_NAME = "processed_data.pt"
+META_NAME = "metadata.json"
+_CHUNK = 32 << 20
+
+
+class PtWriter:
+    """``with PtWriter(dir, ...) as w: w.add(clip, name, label); w.commit(metadata)``.
+
+    Leaving the block without :meth:`commit` (an exception, a kill) leaves no output.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        frames: int,
+        size: int,
+        category_mapping: dict[str, int],
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.directory = Path(directory)
+        self.shape = (frames, 3, size, size)
+        self.category_mapping = dict(category_mapping)
+        self.dtype = dtype
+        self.filenames: list[str] = []
+        self.labels: list[int] = []
+        self.final = self.directory / PT_NAME
+        self._buffer_path = tmp_path_for(self.directory / (PT_NAME + ".buffer"))
+        self._buffer = None
+
+    def __enter__(self) -> PtWriter:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._buffer = open(self._buffer_path, "wb")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close_buffer()
+
+    def _close_buffer(self) -> None:
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
+        with contextlib.suppress(FileNotFoundError):
+            self._buffer_path.unlink()
+
+    def add(self, clip: torch.Tensor, filename: str, label: int) -> None:
+        if tuple(clip.shape) != self.shape:
+            raise ValueError(f"clip shape {tuple(clip.shape)} != expected {self.shape}")
+        array = clip.detach().to("cpu", self.dtype).contiguous().numpy()
+        self._buffer.write(memoryview(array).cast("B"))
+        self.filenames.append(filename)
+        self.labels.append(int(label))
+
+    def commit(self, metadata: dict) -> Path:
+        """Write ``processed_data.pt`` then ``metadata.json``, each atomically."""
+        self._buffer.flush()
+        n = len(self.filenames)
+        skeleton = {
+            # Never touched: only its shape/dtype are serialized under skip_data.
+            "videos": torch.empty((n, *self.shape), dtype=self.dtype),
+            "labels": torch.tensor(self.labels, dtype=torch.int64),
+            "filenames": list(self.filenames),
+            "category_mapping": dict(self.category_mapping),
+        }
+        tmp = tmp_path_for(self.final)
+        try:
+            with torch.serialization.skip_data():
+                torch.save(skeleton, tmp)
+            _fill_storages(
+                tmp,
+                {
+                    "videos": _FileSource(self._buffer_path),
+                    "labels": _BytesSource(skeleton["labels"].numpy().tobytes()),
+                },
+            )
+            replace_into(tmp, self.final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        finally:
+            self._close_buffer()
+        write_json_atomic(self.directory / META_NAME, metadata)
+        return self.final
+
+
+# -- filling a skip_data archive --------------------------------------------------------
+class _FileSource:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def chunks(self):
+        with open(self.path, "rb") as fh:
+            while block := fh.read(_CHUNK):
+                yield block
+
+
+class _BytesSource:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def chunks(self):
+        yield self.data
+
+
+class _StorageKeys(pickle.Unpickler):
+    """Reads ``data.pkl`` without torch: each tensor becomes ``("tensor", storage_key)``."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return lambda storage, *args, **kwargs: ("tensor", storage)
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        return f"{module}.{name}"
+
+    def persistent_load(self, pid):
+        return pid[2]  # ('storage', type, key, location, numel)
+
+
+def _fill_storages(archive: Path, sources: dict) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        prefix = names[0].split("/", 1)[0]
+        layout = _StorageKeys(zf.open(f"{prefix}/data.pkl")).load()
+        infos = {name: zf.getinfo(name) for name in names}
+        central_dir = zf.start_dir
+    with open(archive, "rb+") as fh:
+        for key, source in sources.items():
+            kind, storage_key = layout[key]
+            assert kind == "tensor"
+            info = infos[f"{prefix}/data/{storage_key}"]
+            fh.seek(info.header_offset + 26)
+            name_len, extra_len = struct.unpack("<HH", fh.read(4))
+            fh.seek(info.header_offset + 30 + name_len + extra_len)
+            crc, written = 0, 0
+            for block in source.chunks():
+                fh.write(block)
+                crc = zlib.crc32(block, crc)
+                written += len(block)
+            if written != info.file_size:
+                raise RuntimeError(f"{key}: wrote {written} bytes, archive expects {info.file_size}")
+            _patch_crc(fh, info, crc, central_dir)
+
+
+def _patch_crc(fh, info: zipfile.ZipInfo, crc: int, central_dir: int) -> None:
+    packed = struct.pack("<I", crc)
+    fh.seek(info.header_offset + 14)  # local file header
+    fh.write(packed)
+    fh.seek(central_dir)  # central directory: find this member's entry
+    target = info.filename.encode()
+    while True:
+        entry = fh.read(46)
+        if len(entry) < 46 or entry[:4] != b"PK\x01\x02":
+            raise RuntimeError(f"central directory entry for {info.filename} not found")
+        name_len, extra_len, comment_len = struct.unpack("<HHH", entry[28:34])
+        name = fh.read(name_len)
+        if name == target:
+            fh.seek(-(46 + name_len) + 16, 1)
+            fh.write(packed)
+            return
+        fh.seek(extra_len + comment_len, 1)

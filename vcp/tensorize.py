@@ -1,0 +1,271 @@
+"""Stage 1, ``vcp tensorize RAW OUT``: videos -> ``processed_data.pt`` per subcategory.
+
+For each split/category/subcategory: skip when its outputs are up to date with its
+inputs and settings, else probe + sample + decode + resize + normalize through
+:class:`dali_pipes.ClipLoader` and stream the clips into a :class:`PtWriter`.
+Bad files are reported (stderr and ``metadata.json``) and skipped; the rest is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from backbones.spec import IMAGENET, InputSpec
+from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec
+
+from .atomic import remove_stale_tmp
+from .layout import Group, RawTree, discover_raw
+from .progress import human_bytes, make_progress
+from .pt_writer import META_NAME, PT_NAME, PtWriter
+from .versions import versions
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TensorizeConfig:
+    frames: int = 64
+    size: int = 256
+    clip_duration: float = 10.0
+    strategy: str = "uniform"
+    strategy_for: dict[str, str] = field(default_factory=dict)  # "sub" or "category/sub"
+    augment: bool = False
+    seed: int = 0
+    max_batch: int = 4
+    mode: str = "cpu"  # resolved: "gpu" or "cpu"
+    device_id: int = 0
+    overwrite: bool = False
+    normalization: InputSpec = IMAGENET
+    cpu_decoder: str = "auto"
+
+    def strategy_of(self, group: Group) -> str:
+        key = f"{group.category}/{group.subcategory}"
+        return self.strategy_for.get(key, self.strategy_for.get(group.subcategory, self.strategy))
+
+    def sampling(self, group: Group) -> SamplingSpec:
+        return SamplingSpec(
+            strategy=self.strategy_of(group),
+            frames=self.frames,
+            clip_duration=self.clip_duration,
+            seed=self.seed,
+            augment=self.augment,
+        )
+
+
+@dataclass
+class SplitSummary:
+    split: str
+    videos: int = 0
+    written: int = 0
+    failed: int = 0
+    skipped_groups: int = 0
+    seconds: float = 0.0
+    output_bytes: int = 0
+
+
+@dataclass
+class TensorizeResult:
+    splits: list[SplitSummary]
+    failures: list[tuple[str, str]]  # (relpath, reason)
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.failures else 0
+
+
+def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mapping: dict) -> str:
+    """Hash of everything that determines a group's output: inputs and settings."""
+    files = []
+    for path in group.files:
+        st = path.stat()
+        files.append([path.name, st.st_size, st.st_mtime_ns])
+    payload = {
+        "format": FORMAT_VERSION,
+        "files": files,
+        "sampling": asdict(spec),
+        "size": config.size,
+        "mean": config.normalization.mean,
+        "std": config.normalization.std,
+        "category_mapping": mapping,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def up_to_date(out_dir: Path, fp: str) -> bool:
+    meta = out_dir / META_NAME
+    if not (meta.is_file() and (out_dir / PT_NAME).is_file()):
+        return False
+    try:
+        return json.loads(meta.read_text()).get("fingerprint") == fp
+    except (OSError, ValueError):
+        return False
+
+
+def validate_strategies(config: TensorizeConfig) -> None:
+    for name in [config.strategy, *config.strategy_for.values()]:
+        if name not in STRATEGIES:
+            raise ValueError(
+                f"Invalid sampling strategy ({name!r}). Supported values are: {', '.join(STRATEGIES)}."
+            )
+
+
+def tensorize(
+    raw: str | Path,
+    out: str | Path,
+    config: TensorizeConfig,
+    *,
+    console: Console | None = None,
+    tree: RawTree | None = None,
+) -> TensorizeResult:
+    """Run the stage; returns per-split summaries and every failure."""
+    console = console or Console(stderr=True)
+    validate_strategies(config)
+    tree = tree or discover_raw(raw)
+    out = Path(out)
+    mapping = tree.category_mapping
+    loader = ClipLoader(
+        size=config.size,
+        mean=config.normalization.mean,
+        std=config.normalization.std,
+        device=config.mode,
+        device_id=config.device_id,
+        max_batch=config.max_batch,
+        cpu_decoder=config.cpu_decoder,
+    )
+    summaries, failures = [], []
+    for split in tree.splits:
+        summary = SplitSummary(split)
+        groups = tree.groups_of(split)
+        summary.videos = sum(len(g.files) for g in groups)
+        started = time.perf_counter()
+        with make_progress(console, "videos") as progress:
+            task = progress.add_task(f"tensorize {split}", total=summary.videos)
+            for group in groups:
+                out_dir = out / group.rel_dir
+                remove_stale_tmp(out_dir)
+                spec = config.sampling(group)
+                fp = fingerprint(group, spec, config, mapping)
+                if not config.overwrite and up_to_date(out_dir, fp):
+                    summary.skipped_groups += 1
+                    progress.advance(task, len(group.files))
+                    previous = _previous_failures(out_dir, group)
+                    failures += previous
+                    summary.failed += len(previous)
+                    summary.output_bytes += (out_dir / PT_NAME).stat().st_size
+                    continue
+                group_failures = _write_group(
+                    tree, group, spec, config, mapping, fp, out_dir, loader,
+                    on_video=lambda: progress.advance(task), console=console,
+                )
+                failures += group_failures
+                summary.failed += len(group_failures)
+                summary.written += len(group.files) - len(group_failures)
+                summary.output_bytes += (out_dir / PT_NAME).stat().st_size
+        summary.seconds = time.perf_counter() - started
+        summaries.append(summary)
+    console.print(_summary_table(summaries))
+    return TensorizeResult(summaries, failures)
+
+
+def _write_group(tree, group, spec, config, mapping, fp, out_dir, loader, *, on_video, console):
+    label = mapping[group.category]
+    items = [(str(p), tree.relpath(p)) for p in group.files]
+    failed, records = [], []
+    started = time.perf_counter()
+    stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
+    with PtWriter(
+        out_dir, frames=config.frames, size=config.size, category_mapping=mapping
+    ) as writer:
+        for batch in loader.load(items, spec):
+            for result in batch:
+                if result.ok:
+                    writer.add(result.clip, Path(result.path).name, label)
+                    info = result.info
+                    records.append(
+                        {
+                            "file": Path(result.path).name,
+                            "frame_indices": result.indices.tolist(),
+                            "flipped": result.flip,
+                            "num_frames": info.num_frames,
+                            "fps": info.fps,
+                            "codec": info.codec,
+                            "width": info.width,
+                            "height": info.height,
+                            "decoder": _decoder_name(result.front, config.mode),
+                        }
+                    )
+                else:
+                    reason = result.error.reason
+                    failed.append((result.relpath, reason))
+                    print(f"vcp: error: {result.relpath}: {reason}", file=sys.stderr, flush=True)
+                on_video()
+        batch_sizes = {
+            k: v - stats_before[0].get(k, 0)
+            for k, v in loader.stats.batch_sizes.items()
+            if v - stats_before[0].get(k, 0)
+        }
+        metadata = {
+            "split": group.split,
+            "category": group.category,
+            "subcategory": group.subcategory,
+            "label": label,
+            "num_videos": len(records),
+            "frames_per_video": config.frames,
+            "image_size": config.size,
+            "sampling_strategy": spec.strategy,
+            "clip_duration": config.clip_duration,
+            "seed": config.seed,
+            "augmentation": config.augment,
+            "processing_mode": config.mode,
+            "storage": "float32",
+            "normalization": {
+                "mean": list(config.normalization.mean),
+                "std": list(config.normalization.std),
+            },
+            "layout": "videos[N, T, 3, H, W] float32 RGB, ImageNet-normalized",
+            "category_mapping": mapping,
+            "failed": [{"file": Path(rel).name, "reason": reason} for rel, reason in failed],
+            "videos": records,
+            "batch_sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
+            "decoder_fallbacks": loader.stats.fallbacks[stats_before[1]:],
+            "elapsed_s": round(time.perf_counter() - started, 3),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": versions(),
+            "fingerprint": fp,
+        }
+        writer.commit(metadata)
+    return failed
+
+
+def _decoder_name(front: str, mode: str) -> str:
+    if front == "dali":
+        return "dali-nvdec" if mode == "gpu" else "dali-cpu"
+    return "pyav"
+
+
+def _previous_failures(out_dir: Path, group: Group) -> list[tuple[str, str]]:
+    try:
+        meta = json.loads((out_dir / META_NAME).read_text())
+    except (OSError, ValueError):
+        return []
+    return [(f"{group.rel_dir.as_posix()}/{f['file']}", f["reason"]) for f in meta.get("failed", [])]
+
+
+def _summary_table(summaries: list[SplitSummary]) -> Table:
+    table = Table(title="vcp tensorize")
+    for col in ("split", "videos", "written", "failed", "up-to-date groups", "seconds", "output"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for s in summaries:
+        table.add_row(
+            s.split, str(s.videos), str(s.written), str(s.failed), str(s.skipped_groups),
+            f"{s.seconds:.1f}", human_bytes(s.output_bytes),
+        )
+    return table
