@@ -49,6 +49,11 @@ class VideoInfo:
         return self.codec in NVDEC_CODECS and self.pix_fmt in NVDEC_PIX_FMTS
 
 
+# FFmpeg opens some non-video files as "video": text as ANSI art (tty), single images.
+_NOT_VIDEO_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf", "image2", "lavfi"})
+_NOT_VIDEO_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+
+
 def _ffmpeg_reason(exc: Exception) -> str:
     msg = getattr(exc, "strerror", None) or str(exc)
     return " ".join(str(msg).split())
@@ -78,6 +83,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise VideoError(path, "no video stream in container")
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        fmt = container.format.name
+        if fmt in _NOT_VIDEO_FORMATS or fmt.endswith("_pipe") or ctx.name in _NOT_VIDEO_CODECS:
+            raise VideoError(path, f"not a video (FFmpeg reads it as {fmt}/{ctx.name})")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate or float(rate) <= 0:
             raise VideoError(path, "video stream has no frame rate")

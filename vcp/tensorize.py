@@ -163,7 +163,7 @@ def tensorize(
                     continue
                 group_failures = _write_group(
                     tree, group, spec, config, mapping, fp, out_dir, loader,
-                    on_video=lambda: progress.advance(task), console=console,
+                    on_video=lambda task=task: progress.advance(task), console=console,
                 )
                 failures += group_failures
                 summary.failed += len(group_failures)

@@ -1,0 +1,116 @@
+"""Shared fixtures: tiny generated videos (PyAV) whose frames encode their own index."""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backbones.spec import IMAGENET
+from vcp.synth import CODECS, read_index, write_video
+
+MEAN = torch.tensor(IMAGENET.mean).view(3, 1, 1)
+STD = torch.tensor(IMAGENET.std).view(3, 1, 1)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "needs_cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def denormalize(clip: torch.Tensor) -> torch.Tensor:
+    """``[T, 3, H, W]`` normalized -> 0..1 RGB."""
+    return clip.float().cpu() * STD + MEAN
+
+
+def read_indices(clip: torch.Tensor) -> list[int]:
+    rgb = denormalize(clip).permute(0, 2, 3, 1).numpy()
+    return [read_index(frame) for frame in rgb]
+
+
+class VideoFactory:
+    """Generates (and caches for the session) videos by parameters."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, codec="h264", num_frames=40, width=96, height=64, fps=25) -> Path:
+        fps = Fraction(fps).limit_denominator(1001)
+        name = f"{codec}_{num_frames}f_{width}x{height}_{fps.numerator}-{fps.denominator}"
+        path = self.root / (name + CODECS[codec][1])
+        if not path.exists():
+            write_video(path, num_frames=num_frames, codec=codec, width=width, height=height, fps=fps)
+        return path
+
+    def copy_to(self, dest: Path, **kwargs) -> Path:
+        src = self(**kwargs)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> VideoFactory:
+    return VideoFactory(tmp_path_factory.mktemp("videos"))
+
+
+@pytest.fixture
+def bad_files(tmp_path, videos):
+    """Bad inputs of every kind; returns {name: path}."""
+    d = tmp_path / "bad"
+    d.mkdir()
+    files = {}
+    files["empty.mp4"] = d / "empty.mp4"
+    files["empty.mp4"].write_bytes(b"")
+    files["notes.txt"] = d / "notes.txt"
+    files["notes.txt"].write_text("not a video\n" * 50)
+    good = videos("h264", 60).read_bytes()
+    files["truncated.mp4"] = d / "truncated.mp4"
+    files["truncated.mp4"].write_bytes(good[: len(good) // 2])
+    webm = videos("vp9", 60).read_bytes()
+    files["truncated.webm"] = d / "truncated.webm"
+    files["truncated.webm"].write_bytes(webm[: len(webm) * 4 // 10])
+    rng = np.random.default_rng(0)
+    corrupt = bytearray(good)
+    corrupt[: 2048] = rng.integers(0, 256, 2048, dtype=np.uint8).tobytes()
+    files["corrupt.mp4"] = d / "corrupt.mp4"
+    files["corrupt.mp4"].write_bytes(bytes(corrupt))
+    files["audio_only.mka"] = d / "audio_only.mka"
+    _write_audio_only(files["audio_only.mka"])
+    files["image.png"] = d / "image.png"
+    _write_png(files["image.png"])
+    return files
+
+
+def _write_audio_only(path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _write_png(path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

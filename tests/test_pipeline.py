@@ -1,0 +1,195 @@
+"""The DALI graph: exact frame indices per strategy and front, pixels vs a reference."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backbones.spec import IMAGENET
+from dali_pipes import ClipLoader, SamplingSpec
+from dali_pipes.pipeline import build_pipeline
+from dali_pipes.samplers import STRATEGIES
+
+from .conftest import MEAN, STD, read_indices
+
+SIZE = 32
+
+
+def loader(**kwargs) -> ClipLoader:
+    kwargs.setdefault("max_batch", 3)
+    return ClipLoader(size=SIZE, mean=IMAGENET.mean, std=IMAGENET.std, **kwargs)
+
+
+def run(ld: ClipLoader, paths, spec):
+    items = [(str(p), p.name) for p in paths]
+    return [r for batch in ld.load(items, spec) for r in batch]
+
+
+def reference_clip(path, indices, size=SIZE, flip=False) -> torch.Tensor:
+    """Independent reference: PyAV decodes every frame, torch antialiased bilinear resize."""
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    x = torch.from_numpy(np.stack([frames[i] for i in indices])).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    x = (x / 255.0 - MEAN) / STD
+    return x.flip(-1) if flip else x
+
+
+VIDEOS = [
+    dict(codec="h264", num_frames=90, fps=25),
+    dict(codec="hevc", num_frames=50, fps=30000 / 1001, width=98, height=58),
+    dict(codec="vp9", num_frames=75, fps=30000 / 1001),
+    dict(codec="mjpeg", num_frames=20, fps=25, width=66, height=50),  # shorter than T
+    dict(codec="h264", num_frames=400, fps=30),  # longer than the 10 s clip? no: 13.3 s
+]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("cpu_decoder", ["auto", "pyav"])
+def test_exact_frame_indices_every_codec(videos, strategy, cpu_decoder):
+    spec = SamplingSpec(strategy=strategy, frames=24, clip_duration=2.0, seed=1)
+    paths = [videos(**v) for v in VIDEOS]
+    results = run(loader(cpu_decoder=cpu_decoder), paths, spec)
+    assert [r.path for r in results] == [str(p) for p in paths]  # input order kept
+    for r, v in zip(results, VIDEOS, strict=True):
+        assert r.ok, r.error
+        expected, _ = spec.plan(v["num_frames"], r.info.fps, r.relpath)
+        assert r.indices.tolist() == expected.tolist()
+        assert read_indices(r.clip) == expected.tolist(), (r.path, r.front)
+        assert r.clip.shape == (24, 3, SIZE, SIZE) and r.clip.dtype == torch.float32
+
+
+def test_fronts_are_dali_for_vp9_mjpeg_and_pyav_otherwise(videos):
+    paths = [videos(codec=c) for c in ("h264", "hevc", "vp9", "mjpeg")]
+    results = run(loader(), paths, SamplingSpec(frames=4))
+    assert [r.front for r in results] == ["frames", "frames", "dali", "dali"]
+    forced = run(loader(cpu_decoder="pyav"), paths, SamplingSpec(frames=4))
+    assert {r.front for r in forced} == {"frames"}
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc", "vp9", "mjpeg"])
+def test_pixels_match_reference(videos, codec):
+    path = videos(codec=codec, num_frames=30, width=98, height=58)
+    spec = SamplingSpec(strategy="segment", frames=8)
+    (r,) = run(loader(), [path], spec)
+    ref = reference_clip(path, r.indices)
+    diff = (r.clip - ref).abs()
+    # ~2/255 of pixel range after ImageNet scaling (different resampler rounding, YUV->RGB)
+    assert diff.mean() < 0.02, diff.mean()
+    assert diff.max() < 0.25, diff.max()
+
+
+def test_dali_cpu_decoder_and_pyav_front_agree_on_vp9(videos):
+    path = videos(codec="vp9", num_frames=60, width=98, height=58)
+    spec = SamplingSpec(strategy="uniform", frames=12)
+    (a,) = run(loader(cpu_decoder="auto"), [path], spec)
+    (b,) = run(loader(cpu_decoder="pyav"), [path], spec)
+    assert (a.front, b.front) == ("dali", "frames")
+    assert read_indices(a.clip) == read_indices(b.clip) == a.indices.tolist()
+    assert (a.clip - b.clip).abs().mean() < 0.02
+
+
+def test_flip_mirrors_width(videos):
+    path = videos(codec="h264", num_frames=30)
+    spec = SamplingSpec(strategy="uniform", frames=4, augment=True)
+    relpath = next(f"v{i}.mp4" for i in range(100) if spec.plan(30, 25, f"v{i}.mp4")[1])
+    ld = loader()
+    (r,) = [x for b in ld.load([(str(path), relpath)], spec) for x in b]
+    assert r.flip
+    ref = reference_clip(path, r.indices, flip=True)
+    assert (r.clip - ref).abs().mean() < 0.02
+    assert read_indices(r.clip.flip(-1)) == r.indices.tolist()
+
+
+def test_rgb_channel_order(videos):
+    path = videos(codec="vp9", num_frames=10, width=96, height=96)
+    (r,) = run(loader(), [path], SamplingSpec(frames=1))
+    rgb = (r.clip[0] * STD + MEAN).permute(1, 2, 0)  # [S, S, 3]
+    q = SIZE // 4
+    red, green, blue = rgb[3 * q + q // 2, q // 2], rgb[3 * q + q // 2, q + q // 2], rgb[3 * q + q // 2, 2 * q + q // 2]
+    assert red.argmax() == 0 and green.argmax() == 1 and blue.argmax() == 2
+
+
+def test_batches_never_mix_inputs(videos):
+    """Many videos of different lengths through small batches: each output is its own."""
+    specs = [dict(codec=c, num_frames=n) for c in ("vp9", "mjpeg", "h264") for n in (11, 23, 37)]
+    paths = [videos(**s) for s in specs]
+    spec = SamplingSpec(strategy="uniform", frames=6)
+    ld = loader(max_batch=2)
+    results = run(ld, paths, spec)
+    for r, s in zip(results, specs, strict=True):
+        assert read_indices(r.clip) == spec.plan(s["num_frames"], 25, r.relpath)[0].tolist()
+    assert dict(ld.stats.batch_sizes) == {2: 4, 1: 1}
+
+
+def test_bad_files_are_reported_and_others_still_decode(videos, bad_files):
+    good = videos(codec="vp9", num_frames=20)
+    paths = [good, *bad_files.values(), videos(codec="h264", num_frames=20)]
+    results = run(loader(max_batch=2), paths, SamplingSpec(frames=4))
+    assert results[0].ok and results[-1].ok
+    reasons = {r.relpath: r.error.reason for r in results[1:-1]}
+    assert set(reasons) == set(bad_files)
+    assert reasons["empty.mp4"] == "empty file (0 bytes)"
+    assert reasons["audio_only.mka"] == "no video stream in container"
+    assert reasons["notes.txt"].startswith("not a video") or reasons["notes.txt"].startswith("not a readable")
+    assert reasons["image.png"].startswith("not a video")
+    assert reasons["truncated.webm"].startswith("truncated:")
+    for r in results[1:-1]:
+        assert str(r.error).startswith(r.path + ": ") and "\n" not in str(r.error)
+
+
+def test_decoder_failure_falls_back_to_pyav(videos, monkeypatch):
+    """A stream the DALI decoder rejects is decoded by PyAV instead (the NVDEC-reject path)."""
+    from dali_pipes import pipeline as pl
+
+    path = videos(codec="vp9", num_frames=30)
+    ld = loader()
+    real = ld._feed_dali
+    calls = []
+
+    def reject(items):
+        calls.append(len(items))
+        raise RuntimeError("simulated: decoder rejected the stream")
+
+    monkeypatch.setattr(ld, "_feed_dali", reject)
+    (r,) = run(ld, [path], SamplingSpec(frames=5))
+    assert r.ok and r.front == "frames" and calls == [1]
+    assert read_indices(r.clip) == r.indices.tolist()
+    assert ld.stats.fallbacks and "simulated" in ld.stats.fallbacks[0]
+    assert real is not None and pl is not None
+
+
+def test_cpu_pipeline_builds_without_gpu():
+    pipe = build_pipeline("frames", device="cpu", batch_size=1, size=8, mean=IMAGENET.mean, std=IMAGENET.std)
+    frames = np.zeros((2, 10, 12, 3), np.uint8)
+    pipe.feed_input("frames", [frames], layout="FHWC")
+    pipe.feed_input("flip", [np.int32(0)])
+    (out,) = pipe.run()
+    arr = np.array(out.as_tensor())
+    assert arr.shape == (1, 2, 3, 8, 8)
+    np.testing.assert_allclose(arr[0, 0, :, 0, 0], -np.array(IMAGENET.mean) / np.array(IMAGENET.std), rtol=1e-5)
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("codec", ["h264", "hevc", "vp9", "mjpeg"])
+def test_nvdec_matches_cpu_path(videos, codec):
+    path = videos(codec=codec, num_frames=40)
+    spec = SamplingSpec(strategy="uniform", frames=10)
+    (g,) = run(loader(device="gpu"), [path], spec)
+    (c,) = run(loader(), [path], spec)
+    assert g.front == "dali" and g.clip.is_cuda
+    assert read_indices(g.clip) == read_indices(c.clip) == c.indices.tolist()
+    assert (g.clip.cpu() - c.clip).abs().mean() < 0.03
+
+
+@pytest.mark.needs_cuda
+def test_gpu_without_nvdec_decodes_on_cpu_and_normalizes_on_gpu(videos, monkeypatch):
+    path = videos(codec="h264", num_frames=40)
+    ld = loader(device="gpu")
+    ld._nvdec_ok = False  # as on a MIG slice without NVDEC
+    (r,) = run(ld, [path], SamplingSpec(frames=8))
+    assert r.front == "frames" and r.clip.is_cuda
+    assert read_indices(r.clip) == r.indices.tolist()
