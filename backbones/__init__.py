@@ -1,0 +1,31 @@
+"""Backbone registry for vcp: built-in torchvision models, any timm model, plugins.
+
+Plugins register a factory under the entry-point group ``vcp.backbones``::
+
+    [project.entry-points."vcp.backbones"]
+    my_net = "my_pkg.models:my_net"   # my_net(weights=None) -> nn.Module with .feature_dim
+"""
+
+from ._registry import (
+    GROUP,
+    BackboneError,
+    Registry,
+    default_registry,
+    get_backbone,
+    list_backbones,
+)
+from .spec import IMAGENET, BackboneSpec, InputSpec
+from .weights import WeightsError
+
+__all__ = [
+    "GROUP",
+    "IMAGENET",
+    "BackboneError",
+    "BackboneSpec",
+    "InputSpec",
+    "Registry",
+    "WeightsError",
+    "default_registry",
+    "get_backbone",
+    "list_backbones",
+]

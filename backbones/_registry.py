@@ -1,0 +1,142 @@
+"""The backbone registry: entry-point discovery (group ``vcp.backbones``), then loading.
+
+Finding a plugin is separate from loading it. A plugin that fails to import, is not
+callable, or builds something without an int ``feature_dim`` is listed as broken with
+its distribution and the error; every other backbone keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import metadata
+
+import torch
+from torch import nn
+
+from .spec import BackboneSpec
+from .weights import WeightsError, is_random
+
+GROUP = "vcp.backbones"
+TIMM_PREFIX = "timm/"
+
+
+class BackboneError(Exception):
+    """Unknown or broken backbone; the message lists what is available."""
+
+
+def _distribution(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+
+
+def _describe(ep: metadata.EntryPoint) -> BackboneSpec:
+    """Load one entry point and check it against the plugin contract."""
+    base = dict(name=ep.name, factory=None, distribution=_distribution(ep), entry_point=ep.value)
+    try:
+        factory = ep.load()
+    except Exception as exc:  # noqa: BLE001 - any import error makes this one plugin broken
+        return BackboneSpec(**base, error=f'failed to load plugin "{ep.name}" due to {type(exc).__name__}: {exc}')
+    if not callable(factory):
+        return BackboneSpec(**base, error=f"{ep.value} is not callable")
+    dim = getattr(factory, "feature_dim", None)
+    if dim is None:
+        try:
+            with torch.device("meta"):
+                dim = getattr(factory(weights=None), "feature_dim", None)
+        except Exception as exc:  # noqa: BLE001
+            return BackboneSpec(**{**base, "factory": factory}, error=f"factory(weights=None) failed: {type(exc).__name__}: {exc}")
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+        return BackboneSpec(**{**base, "factory": factory}, error=f"returned module has no int feature_dim (got {dim!r})")
+    return BackboneSpec(
+        **{**base, "factory": factory},
+        feature_dim=dim,
+        default_weights=getattr(factory, "default_weights", "DEFAULT"),
+    )
+
+
+class Registry:
+    """Backbones from entry points (``entry_points=None``: the installed ones)."""
+
+    def __init__(self, entry_points: Iterable[metadata.EntryPoint] | None = None):
+        if entry_points is None:
+            entry_points = metadata.entry_points(group=GROUP)
+        self._entry_points = sorted(entry_points, key=lambda ep: ep.name)
+        self._specs: dict[str, BackboneSpec] | None = None
+
+    def specs(self) -> dict[str, BackboneSpec]:
+        if self._specs is None:
+            specs: dict[str, BackboneSpec] = {}
+            for ep in self._entry_points:
+                spec = _describe(ep)
+                if ep.name in specs:
+                    first = specs[ep.name]
+                    spec = BackboneSpec(
+                        name=ep.name, factory=None, distribution=spec.distribution, entry_point=ep.value,
+                        error=f"duplicate backbone name (already provided by {first.distribution}: {first.entry_point})",
+                    )
+                    specs[f"{ep.name} [{spec.distribution}]"] = spec
+                    continue
+                specs[ep.name] = spec
+            self._specs = specs
+        return self._specs
+
+    def names(self, *, include_broken: bool = False) -> list[str]:
+        return [n for n, s in self.specs().items() if include_broken or s.ok]
+
+    def spec(self, name: str) -> BackboneSpec:
+        if name.startswith(TIMM_PREFIX):
+            from . import timm_models
+
+            model_name = name[len(TIMM_PREFIX):]
+            try:
+                dim = timm_models.feature_dim(model_name)
+            except Exception:  # noqa: BLE001
+                raise BackboneError(f"unknown timm model {model_name!r} (see timm.list_models())") from None
+            return BackboneSpec(
+                name=name, factory=lambda weights=None: timm_models.build(model_name, weights),
+                feature_dim=dim, default_weights="DEFAULT", distribution="timm", entry_point="timm.create_model",
+            )
+        spec = self.specs().get(name)
+        if spec is None:
+            available = ", ".join(self.names()) + ", timm/<model_name>"
+            raise BackboneError(f"Invalid backbone ({name!r}). Available: {available}.")
+        if not spec.ok:
+            raise BackboneError(f"backbone {name!r} is broken: {spec.error}")
+        return spec
+
+    def create(self, name: str, weights="DEFAULT") -> nn.Module:
+        """Build ``name`` with ``weights``; returns a frozen module with ``feature_dim``."""
+        spec = self.spec(name)
+        try:
+            model = spec.factory(weights=None if is_random(weights) else weights)
+        except WeightsError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise BackboneError(f"backbone {name!r} ({spec.distribution}) failed to build: {type(exc).__name__}: {exc}") from None
+        dim = getattr(model, "feature_dim", None)
+        if not isinstance(model, nn.Module) or not isinstance(dim, int):
+            raise BackboneError(f"backbone {name!r} ({spec.distribution}) returned no nn.Module with int feature_dim")
+        model.eval().requires_grad_(False)
+        if not hasattr(model, "input_spec"):
+            model.input_spec = spec.input
+        if not hasattr(model, "weights_source"):
+            model.weights_source = "random init" if is_random(weights) else str(weights)
+        return model
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    global _default
+    if _default is None:
+        _default = Registry()
+    return _default
+
+
+def list_backbones(*, include_broken: bool = False) -> list[str]:
+    return default_registry().names(include_broken=include_broken)
+
+
+def get_backbone(name: str, weights="DEFAULT") -> nn.Module:
+    return default_registry().create(name, weights)

@@ -1,0 +1,51 @@
+"""``timm/<model_name>``: any timm model, head removed (``num_classes=0``)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .spec import InputSpec
+from .torchvision_models import freeze
+from .weights import WeightsError, is_path, is_random
+
+
+def build(model_name: str, weights=None) -> nn.Module:
+    import timm
+
+    if model_name not in timm.list_models(pretrained=False) and not timm.is_model(model_name):
+        raise KeyError(model_name)
+    if is_random(weights):
+        model, source = timm.create_model(model_name, pretrained=False, num_classes=0), "random init"
+    elif is_path(weights):
+        model = timm.create_model(
+            model_name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(weights)}
+        )
+        source = str(weights)
+    else:
+        tag = "" if str(weights).upper() == "DEFAULT" else f".{weights}"
+        try:
+            model = timm.create_model(model_name + tag, pretrained=True, num_classes=0)
+        except Exception as exc:  # noqa: BLE001
+            repo = f"models--timm--{model_name}"
+            raise WeightsError(
+                f"pretrained weights for timm/{model_name}{tag} are not in the local Hugging Face/timm "
+                f"cache (expected ~/.cache/huggingface/hub/{repo}) and could not be downloaded "
+                f"({type(exc).__name__}: {str(exc)[:200]}). Pass --weights PATH to a state_dict file "
+                "(--weights none gives random init, for testing only)."
+            ) from None
+        source = f"timm {model_name}{tag}"
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    model = freeze(model, model.num_features, source)
+    if "mean" in cfg and "std" in cfg:
+        size = cfg.get("input_size", (3, 224, 224))[-1]
+        model.input_spec = InputSpec(tuple(cfg["mean"]), tuple(cfg["std"]), int(size), cfg.get("interpolation", "bilinear"))
+    return model
+
+
+def feature_dim(model_name: str) -> int:
+    """``num_features`` without allocating weights (built on the meta device)."""
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        return int(timm.create_model(model_name, pretrained=False, num_classes=0).num_features)

@@ -1,0 +1,67 @@
+"""Built-in torchvision backbones, registered through this project's entry points.
+
+Each factory follows the plugin contract: ``factory(weights=None) -> nn.Module`` with an
+int ``feature_dim``; forward maps ``[B, 3, H, W]`` ImageNet-normalized float32 to
+``[B, feature_dim]`` (the pooled feature: the classification head is replaced by
+``Identity``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from torch import nn
+
+from .spec import IMAGENET
+from .weights import is_path, is_random, load_into, read_state_dict, torchvision_state_dict
+
+# name -> (feature_dim, default release, head attribute)
+BUILTINS: dict[str, tuple[int, str, str]] = {
+    "resnet50": (2048, "IMAGENET1K_V2", "fc"),
+    "resnet101": (2048, "IMAGENET1K_V2", "fc"),
+    "efficientnet_v2_s": (1280, "IMAGENET1K_V1", "classifier"),
+    "efficientnet_v2_m": (1280, "IMAGENET1K_V1", "classifier"),
+}
+RECOMMENDED = "efficientnet_v2_s"
+
+
+def freeze(model: nn.Module, feature_dim: int, source: str) -> nn.Module:
+    """eval(), no grads, and the attributes the rest of vcp reads."""
+    model.eval().requires_grad_(False)
+    model.feature_dim = int(feature_dim)
+    model.weights_source = source
+    model.input_spec = IMAGENET
+    return model
+
+
+def build(arch: str, weights=None) -> nn.Module:
+    import torchvision
+
+    feature_dim, default_release, head = BUILTINS[arch]
+    model = torchvision.models.get_model(arch, weights=None)
+    if is_random(weights):
+        source = "random init"
+    elif is_path(weights):
+        load_into(model, read_state_dict(weights), head_prefixes=(head + ".",), source=str(weights))
+        source = str(weights)
+    else:
+        release = default_release if str(weights).upper() == "DEFAULT" else str(weights)
+        state, source = torchvision_state_dict(arch, release)
+        load_into(model, state, head_prefixes=(head + ".",), source=source)
+    setattr(model, head, nn.Identity())
+    return freeze(model, feature_dim, source)
+
+
+def _factory(arch: str):
+    fn = partial(build, arch)
+    fn.feature_dim = BUILTINS[arch][0]  # lets `vcp backbones` list it without building
+    fn.default_weights = BUILTINS[arch][1]
+    fn.__doc__ = f"torchvision {arch}, pooled {BUILTINS[arch][0]}-d features."
+    return fn
+
+
+resnet50 = _factory("resnet50")
+resnet101 = _factory("resnet101")
+efficientnet_v2_s = _factory("efficientnet_v2_s")
+efficientnet_v2_m = _factory("efficientnet_v2_m")
+

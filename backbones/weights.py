@@ -1,0 +1,97 @@
+"""Weight loading: pretrained releases (cache -> download), local files, random init.
+
+``weights`` is one of:
+* ``None`` / ``"none"``: random init (tests; the CLI warns loudly);
+* an existing path: a state_dict file as torchvision/timm publish it (the classification
+  head's keys may be present: they are ignored because the head is removed);
+* a release name (``"DEFAULT"``, ``"IMAGENET1K_V2"``...): the published weights, read from
+  the local torch hub cache when present, downloaded where the network allows, and
+  otherwise a :class:`WeightsError` naming the file expected in the cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+class WeightsError(Exception):
+    """Weights that cannot be had; the message says what to do."""
+
+
+def is_random(weights) -> bool:
+    return weights is None or (isinstance(weights, str) and weights.lower() == "none")
+
+
+def is_path(weights) -> bool:
+    return isinstance(weights, (str, os.PathLike)) and (
+        Path(weights).is_file() or any(sep in str(weights) for sep in ("/", os.sep)) or str(weights).endswith((".pth", ".pt", ".bin", ".safetensors"))
+    )
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state_dict from ``path`` (``.pth``/``.pt`` via ``weights_only`` or ``.safetensors``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise WeightsError(f"{path}: not a readable state_dict ({type(exc).__name__}: {exc})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: expected a dict of tensors (a state_dict)")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_into(model: torch.nn.Module, state: dict, *, head_prefixes: tuple[str, ...], source: str) -> None:
+    """Load ``state`` into the full classification model; only head keys may be missing."""
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(head_prefixes)]
+    if missing or result.unexpected_keys:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
+        if result.unexpected_keys:
+            detail.append(f"unexpected {len(result.unexpected_keys)} keys (e.g. {result.unexpected_keys[:3]})")
+        raise WeightsError(f"{source}: does not fit this architecture: {'; '.join(detail)}")
+
+
+def torchvision_state_dict(arch: str, release: str) -> tuple[dict, str]:
+    """The state_dict of torchvision's ``arch`` release ``release`` and its cache path.
+
+    Looks in ``torch.hub.get_dir()/checkpoints`` first; downloads only when missing.
+    """
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(arch)
+    try:
+        entry = enum.DEFAULT if release.upper() == "DEFAULT" else enum[release]
+    except KeyError:
+        names = ", ".join(["DEFAULT", *enum.__members__])
+        raise WeightsError(
+            f"Invalid weights ({release!r}) for {arch}. Supported values are: {names}, none, or a file path."
+        ) from None
+    filename = os.path.basename(entry.url)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if cached.is_file():
+        return read_state_dict(cached), f"{entry} ({cached})"
+    try:
+        state = torch.hub.load_state_dict_from_url(entry.url, progress=True, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - offline, proxy, HTTP errors...
+        raise WeightsError(
+            f"pretrained weights {entry} for {arch} are not in the local torch cache "
+            f"(expected {cached}) and could not be downloaded ({type(exc).__name__}: {exc}). "
+            f"Copy {filename} there, or pass --weights PATH to a state_dict file "
+            "(--weights none gives random init, for testing only)."
+        ) from None
+    return state, f"{entry} (downloaded to {cached})"

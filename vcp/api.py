@@ -1,0 +1,71 @@
+"""``EnhancedFeatureExtractor``: the original scripts' Python API, on top of vcp extract.
+
+    from vcp import EnhancedFeatureExtractor
+    fx = EnhancedFeatureExtractor("processed", "features", backbone="efficientnet_v2_s",
+                                  device="cuda", multi_scale=True, weights="DEFAULT")
+    fx.extract_all_splits(batch_size=24)   # train, val, test in turn
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+
+from .devices import cuda_available
+from .extract import ExtractConfig, FrameEncoder, discover_processed, extract_split
+from .multiscale import DEFAULT_SCALES
+
+
+class EnhancedFeatureExtractor:
+    SPLITS = ("train", "val", "test")
+
+    def __init__(
+        self,
+        data_dir,
+        output_dir,
+        backbone: str = "efficientnet_v2_s",
+        device: str = "cuda",
+        multi_scale: bool = True,
+        weights: str | None = "DEFAULT",
+        *,
+        scales=DEFAULT_SCALES,
+        precision: str = "fp32",
+        overwrite: bool = False,
+        quiet: bool = False,
+    ):
+        from backbones import get_backbone
+
+        if device.startswith("cuda") and not cuda_available():
+            warnings.warn("CUDA is not available: EnhancedFeatureExtractor falls back to the CPU", stacklevel=2)
+            device = "cpu"
+        self.data_dir, self.output_dir = Path(data_dir), Path(output_dir)
+        self.config = ExtractConfig(
+            backbone=backbone, weights=weights, device=device, multi_scale=multi_scale,
+            scales=tuple(scales), precision=precision, overwrite=overwrite,
+        )
+        self.model = get_backbone(backbone, weights)
+        self.feature_dim = self.model.feature_dim
+        self.console = Console(stderr=True, quiet=quiet)
+        self._encoder = FrameEncoder(self.model, self.config)
+
+    def extract_features_from_split(self, split: str, batch_size: int = 24) -> Path:
+        """Write ``<output_dir>/<split>_features[_multiscale].h5``; returns its path."""
+        files = discover_processed(self.data_dir, [split])[split]
+        config = replace(self.config, batch_size=batch_size)
+        self._encoder.config = config
+        result = extract_split(split, files, self.output_dir, config, self._encoder, console=self.console)
+        return result.output
+
+    def extract_all_splits(self, batch_size: int = 24) -> dict[str, Path]:
+        """train, val and test in turn (those that exist)."""
+        found = discover_processed(self.data_dir)
+        outputs = {}
+        for split in self.SPLITS:
+            if split not in found:
+                warnings.warn(f"no processed data for split {split!r} under {self.data_dir}", stacklevel=2)
+                continue
+            outputs[split] = self.extract_features_from_split(split, batch_size=batch_size)
+        return outputs

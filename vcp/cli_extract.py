@@ -1,0 +1,81 @@
+"""``vcp extract PROCESSED FEATURES`` and ``vcp backbones``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .cli_common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, fail, user_errors
+
+
+def _parse_scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--scales expects comma-separated numbers like 1.0,0.85,1.15, got {text!r}") from None
+    if not scales:
+        raise ValueError("--scales is empty")
+    return scales
+
+
+def extract_command(
+    processed: Annotated[Path, typer.Argument(help="Output of vcp tensorize.")],
+    features: Annotated[Path, typer.Argument(help="Folder for <split>_features[_multiscale].h5.")],
+    backbone: Annotated[str, typer.Option(help="Backbone name (see `vcp backbones`), or timm/<model>.")] = "efficientnet_v2_s",
+    weights: Annotated[str, typer.Option(help="DEFAULT, a release name, a state_dict PATH, or none (random).")] = "DEFAULT",
+    device: Annotated[str, typer.Option(help="auto|cuda|cpu.")] = "auto",
+    multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", help="Three-scale temporal pass.")] = True,
+    scales: Annotated[str, typer.Option(help="Temporal scales for the multi-scale pass.")] = "1.0,0.85,1.15",
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per forward pass.")] = 24,
+    splits: Annotated[str | None, typer.Option(help="Comma-separated splits [all found].")] = None,
+    precision: Annotated[str, typer.Option(help="fp32|bf16|fp16 (fp32 is the compatible default).")] = "fp32",
+    overwrite: Annotated[bool, typer.Option(help="Recompute splits whose HDF5 is up to date.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks for unexpected errors.")] = False,
+) -> None:
+    """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
+    from backbones import BackboneError, WeightsError
+
+    from .extract import ExtractConfig, check_device, extract
+
+    with user_errors(debug):
+        try:
+            if weights.lower() == "none":
+                print(
+                    "vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are "
+                    "meaningless for training (use only for tests)", file=sys.stderr, flush=True,
+                )
+            config = ExtractConfig(
+                backbone=backbone,
+                weights=None if weights.lower() == "none" else weights,
+                device=check_device(device),
+                multi_scale=multi_scale,
+                scales=_parse_scales(scales),
+                batch_size=batch_size,
+                splits=tuple(s.strip() for s in splits.split(",")) if splits else None,
+                precision=precision,
+                overwrite=overwrite,
+            )
+            results = extract(processed, features, config, console=Console(stderr=True))
+        except (BackboneError, WeightsError) as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+    raise typer.Exit(EXIT_PARTIAL if any(r.failures for r in results) else EXIT_OK)
+
+
+def backbones_command() -> None:
+    """List backbones: built-ins, timm, plugins (broken ones with their error)."""
+    from backbones import default_registry
+
+    table = Table(title="vcp backbones (entry-point group vcp.backbones)")
+    for col in ("name", "feature_dim", "default weights", "source", "status"):
+        table.add_column(col)
+    registry = default_registry()
+    for name, spec in registry.specs().items():
+        status = "ok" if spec.ok else f"broken: {spec.error}"
+        table.add_row(name, str(spec.feature_dim or "-"), str(spec.default_weights or "-"), spec.distribution, status)
+    table.add_row("timm/<model_name>", "model's num_features", "DEFAULT", "timm", "ok")
+    Console(width=200).print(table)

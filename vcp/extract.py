@@ -1,0 +1,313 @@
+"""Stage 2, ``vcp extract PROCESSED FEATURES``: frozen backbone, three scales, gzip HDF5.
+
+Per split: validate every ``processed_data.pt`` (memory-mapped, ``weights_only``), run
+the backbone once per distinct frame, build the scales by indexing (see
+:mod:`vcp.multiscale`) and stream one row per video into :class:`H5Writer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from backbones.spec import IMAGENET, InputSpec
+
+from .atomic import remove_stale_tmp
+from .h5_writer import H5Writer, features_filename
+from .layout import LayoutError
+from .multiscale import DEFAULT_SCALES, combine_scales, output_rows
+from .progress import human_bytes, make_progress
+from .pt_writer import META_NAME, PT_NAME
+from .versions import versions
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+EMPTY_CACHE_EVERY = 50  # videos, on CUDA (as the original did on its MIG slice)
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    backbone: str = "efficientnet_v2_s"
+    weights: str | None = "DEFAULT"
+    device: str = "cpu"  # resolved: "cuda" or "cpu"
+    multi_scale: bool = True
+    scales: tuple[float, ...] = DEFAULT_SCALES
+    batch_size: int = 24  # frames per forward
+    splits: tuple[str, ...] | None = None
+    precision: str = "fp32"
+    overwrite: bool = False
+    channels_last: bool = True
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Invalid precision ({self.precision!r}). Supported values are: fp32, bf16, fp16.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ValueError(f"scales must be positive numbers, got {self.scales}")
+
+
+class PtSchemaError(Exception):
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+@dataclass
+class TensorFile:
+    path: Path
+    rel: str  # <category>/<subcategory>
+    data: dict
+    input_spec: InputSpec = IMAGENET
+
+
+@dataclass
+class SplitResult:
+    split: str
+    videos: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    output: Path | None = None
+    skipped: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def discover_processed(root: Path, splits=None) -> dict[str, list[Path]]:
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"processed folder not found: {root} (run `vcp tensorize RAW {root}` first)")
+    found: dict[str, list[Path]] = {}
+    for pt in sorted(root.glob(f"*/*/*/{PT_NAME}")):
+        split = pt.relative_to(root).parts[0]
+        if splits is None or split in splits:
+            found.setdefault(split, []).append(pt)
+    if not found:
+        wanted = f" for splits {', '.join(splits)}" if splits else ""
+        raise LayoutError(
+            f"no {PT_NAME} files{wanted} under {root}: expected "
+            f"<split>/<category>/<subcategory>/{PT_NAME} (run `vcp tensorize` first)"
+        )
+    order = {"train": 0, "val": 1, "test": 2}
+    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
+
+
+def open_tensor_file(path: Path) -> TensorFile:
+    """Memory-map and check a ``.pt`` against the contract; :class:`PtSchemaError` if not."""
+    try:
+        data = torch.load(path, weights_only=True, mmap=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001
+        reason = " ".join(str(exc).split())[:200]
+        raise PtSchemaError(path, f"not a loadable weights_only torch file ({type(exc).__name__}: {reason})") from None
+    if not isinstance(data, dict):
+        raise PtSchemaError(path, f"expected a dict, got {type(data).__name__}")
+    missing = [k for k in ("videos", "labels", "filenames", "category_mapping") if k not in data]
+    if missing:
+        raise PtSchemaError(path, f"missing keys: {', '.join(missing)}")
+    v, labels, names, mapping = data["videos"], data["labels"], data["filenames"], data["category_mapping"]
+    if not isinstance(v, torch.Tensor) or v.ndim != 5 or v.shape[2] != 3:
+        raise PtSchemaError(path, f"videos must be a [N, T, 3, H, W] tensor, got {getattr(v, 'shape', type(v).__name__)}")
+    if v.dtype not in (torch.float32, torch.float16, torch.uint8):
+        raise PtSchemaError(path, f"videos dtype {v.dtype} is not float32")
+    if not isinstance(labels, torch.Tensor) or labels.shape != (v.shape[0],):
+        raise PtSchemaError(path, f"labels must be a [N={v.shape[0]}] tensor")
+    if not isinstance(names, list) or len(names) != v.shape[0]:
+        raise PtSchemaError(path, f"filenames must be a list of {v.shape[0]} names")
+    if not isinstance(mapping, dict):
+        raise PtSchemaError(path, "category_mapping must be a dict")
+    rel = path.parent.relative_to(path.parents[2]).as_posix()
+    return TensorFile(path=path, rel=rel, data=data, input_spec=_stored_normalization(path, v.dtype))
+
+
+def _stored_normalization(path: Path, dtype: torch.dtype) -> InputSpec:
+    """How the clips in ``path`` are normalized (from metadata.json; ImageNet if absent)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        norm = json.loads((path.parent / META_NAME).read_text())["normalization"]
+        return InputSpec(tuple(norm["mean"]), tuple(norm["std"]))
+    return IMAGENET
+
+
+class FrameEncoder:
+    """Runs the frozen backbone over frames: inference_mode, channels_last, autocast."""
+
+    def __init__(self, model: torch.nn.Module, config: ExtractConfig):
+        self.device = torch.device(config.device)
+        self.config = config
+        self.model = model.to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.dtype = PRECISIONS[config.precision]
+        self.target: InputSpec = getattr(model, "input_spec", IMAGENET)
+        self._affine_cache: dict = {}
+
+    def _renormalize(self, x: torch.Tensor, stored: InputSpec) -> torch.Tensor:
+        """Clips are stored with ``stored`` mean/std; the backbone may expect others."""
+        if (stored.mean, stored.std) == (self.target.mean, self.target.std):
+            return x
+        key = (stored, self.target)
+        if key not in self._affine_cache:
+            sm, ss = torch.tensor(stored.mean), torch.tensor(stored.std)
+            tm, ts = torch.tensor(self.target.mean), torch.tensor(self.target.std)
+            scale, shift = ss / ts, (sm - tm) / ts
+            self._affine_cache[key] = (scale.view(1, 3, 1, 1).to(self.device), shift.view(1, 3, 1, 1).to(self.device))
+        scale, shift = self._affine_cache[key]
+        return x * scale + shift
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> torch.Tensor:
+        """``[T, 3, H, W]`` (any device) -> ``[T, D]`` float32 on the device."""
+        cuda = self.device.type == "cuda"
+        if cuda and not frames.is_cuda:
+            frames = frames.pin_memory() if not frames.is_pinned() else frames
+        frames = frames.to(self.device, non_blocking=cuda).float()
+        frames = self._renormalize(frames, stored)
+        if self.config.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        out = []
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
+        )
+        with autocast:
+            for i in range(0, frames.shape[0], self.config.batch_size):
+                out.append(self.model(frames[i : i + self.config.batch_size]).float())
+        return torch.cat(out)
+
+
+def video_features(encoder: FrameEncoder, video: torch.Tensor, config: ExtractConfig, stored=IMAGENET) -> torch.Tensor:
+    """One video ``[T, 3, H, W]`` -> its rows: three-scale ``[max_L, D]`` or ``[T, D]``."""
+    feats = encoder(video, stored)
+    return combine_scales(feats, config.scales) if config.multi_scale else feats
+
+
+def fingerprint(files: list[Path], config: ExtractConfig) -> str:
+    payload = {
+        "inputs": [[p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+        "backbone": config.backbone, "weights": str(config.weights), "multi_scale": config.multi_scale,
+        "scales": list(config.scales), "precision": config.precision,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _up_to_date(path: Path, fp: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get("fingerprint") == fp
+    except OSError:
+        return False
+
+
+def extract(
+    processed: str | Path,
+    features: str | Path,
+    config: ExtractConfig,
+    *,
+    model: torch.nn.Module | None = None,
+    console: Console | None = None,
+) -> list[SplitResult]:
+    """Run the stage over every split found (or ``config.splits``)."""
+    console = console or Console(stderr=True)
+    processed, features = Path(processed), Path(features)
+    by_split = discover_processed(processed, config.splits)
+    if model is None:
+        from backbones import get_backbone
+
+        model = get_backbone(config.backbone, config.weights)
+    encoder = FrameEncoder(model, config)
+    remove_stale_tmp(features)
+    results = [
+        extract_split(split, files, features, config, encoder, console=console)
+        for split, files in by_split.items()
+    ]
+    console.print(_summary_table(results))
+    return results
+
+
+def extract_split(split, files, features: Path, config: ExtractConfig, encoder: FrameEncoder, *, console) -> SplitResult:
+    result = SplitResult(split)
+    out_path = features / features_filename(split, config.multi_scale)
+    fp = fingerprint(files, config)
+    if not config.overwrite and _up_to_date(out_path, fp):
+        result.skipped, result.output = True, out_path
+        with h5py.File(out_path, "r") as h5:
+            result.videos = int(h5.attrs["num_videos"])
+            result.failures = [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]"))]
+        return result
+    tensor_files, mapping = [], None
+    for path in files:
+        try:
+            tf = open_tensor_file(path)
+            if mapping is None:
+                mapping = dict(tf.data["category_mapping"])
+            elif dict(tf.data["category_mapping"]) != mapping:
+                raise PtSchemaError(path, "category_mapping differs from the other files of this split")
+            tensor_files.append(tf)
+        except PtSchemaError as exc:
+            result.failures.append((str(exc.path), exc.reason))
+            print(f"vcp: error: {exc}", file=sys.stderr, flush=True)
+    n = sum(tf.data["videos"].shape[0] for tf in tensor_files)
+    frame_counts = [tf.data["videos"].shape[1] for tf in tensor_files if tf.data["videos"].shape[0]]
+    max_frames = max((output_rows(t, config.scales) if config.multi_scale else t for t in frame_counts), default=0)
+    attrs = {
+        "backbone": config.backbone,
+        "weights": getattr(encoder.model, "weights_source", str(config.weights)),
+        "scales": json.dumps(list(config.scales) if config.multi_scale else [1.0]),
+        "precision": config.precision,
+        "versions": json.dumps(versions(), sort_keys=True),
+        "source_files": json.dumps([tf.path.as_posix() for tf in tensor_files]),
+        "failed_files": json.dumps(result.failures),
+        "fingerprint": fp,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    started = time.perf_counter()
+    row = 0
+    with (
+        H5Writer(
+            out_path, num_videos=n, max_frames=max_frames, feature_dim=encoder.model.feature_dim,
+            category_mapping=mapping or {}, multi_scale=config.multi_scale, attrs=attrs,
+        ) as writer,
+        make_progress(console, "frames") as progress,
+    ):
+        task = progress.add_task(f"extract {split}", total=n)
+        for tf in tensor_files:
+            videos, labels, names = tf.data["videos"], tf.data["labels"], tf.data["filenames"]
+            for i in range(videos.shape[0]):
+                feats = video_features(encoder, videos[i], config, tf.input_spec)
+                writer.write(row, feats.cpu().numpy(), label=int(labels[i]), filename=f"{tf.rel}/{names[i]}")
+                row += 1
+                result.frames += videos.shape[1]
+                elapsed = time.perf_counter() - started
+                progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
+                if encoder.device.type == "cuda" and row % EMPTY_CACHE_EVERY == 0:
+                    torch.cuda.empty_cache()
+        writer.commit()
+    result.videos, result.output = n, out_path
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _summary_table(results: list[SplitResult]) -> Table:
+    table = Table(title="vcp extract")
+    for col in ("split", "videos", "frames/s", "failed files", "seconds", "output"):
+        table.add_column(col, justify="left" if col in ("split", "output") else "right")
+    for r in results:
+        rate = "up to date" if r.skipped else (f"{r.frames / r.seconds:.1f}" if r.seconds else "-")
+        size = human_bytes(r.output.stat().st_size) if r.output and r.output.exists() else "-"
+        table.add_row(r.split, str(r.videos), rate, str(len(r.failures)), f"{r.seconds:.1f}", f"{r.output.name if r.output else '-'} ({size})")
+    return table
+
+
+def check_device(device: str) -> str:
+    from .devices import resolve_mode
+
+    return resolve_mode(device, gpu_name="cuda")
+

@@ -1,0 +1,96 @@
+"""The features HDF5 writer (DESIGN.md, "HDF5 features" - contract).
+
+``features`` float32 ``[N, max_frames, D]`` gzip level 4, one chunk per video, written
+video by video (memory independent of N); ``labels`` int64 ``[N]``; ``num_frames`` int32
+``[N]``; ``filenames`` str ``[N]``; attrs ``num_videos``, ``max_frames``, ``feature_dim``,
+``category_mapping`` (JSON), ``multi_scale`` plus provenance. Written under a temp name
+and renamed on :meth:`H5Writer.commit`; an interrupted run leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .atomic import replace_into, tmp_path_for
+
+
+def features_filename(split: str, multi_scale: bool) -> str:
+    return f"{split}_features_multiscale.h5" if multi_scale else f"{split}_features.h5"
+
+
+class H5Writer:
+    def __init__(
+        self,
+        final: str | Path,
+        *,
+        num_videos: int,
+        max_frames: int,
+        feature_dim: int,
+        category_mapping: dict[str, int],
+        multi_scale: bool,
+        attrs: dict | None = None,
+    ):
+        self.final = Path(final)
+        self.tmp = tmp_path_for(self.final)
+        self.shape = (num_videos, max_frames, feature_dim)
+        self.category_mapping = category_mapping
+        self.multi_scale = multi_scale
+        self.attrs = attrs or {}
+        self._h5: h5py.File | None = None
+        self._written = 0
+
+    def __enter__(self) -> H5Writer:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        n, rows, dim = self.shape
+        self._h5 = h5py.File(self.tmp, "w")
+        self._h5.create_dataset(
+            "features", shape=self.shape, dtype="float32",
+            chunks=(1, max(rows, 1), max(dim, 1)) if n else None,
+            compression="gzip", compression_opts=4, fillvalue=0.0,
+        )
+        self._h5.create_dataset("labels", shape=(n,), dtype="int64")
+        self._h5.create_dataset("num_frames", shape=(n,), dtype="int32")
+        self._h5.create_dataset("filenames", shape=(n,), dtype=h5py.string_dtype())
+        return self
+
+    def write(self, index: int, features: np.ndarray, *, label: int, filename: str) -> None:
+        """Row ``index``: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded."""
+        rows = features.shape[0]
+        padded = np.zeros(self.shape[1:], np.float32)
+        padded[:rows] = features
+        self._h5["features"][index] = padded
+        self._h5["labels"][index] = label
+        self._h5["num_frames"][index] = rows
+        self._h5["filenames"][index] = filename
+        self._written += 1
+
+    def commit(self) -> Path:
+        if self._written != self.shape[0]:
+            raise RuntimeError(f"{self.final}: wrote {self._written} of {self.shape[0]} rows")
+        n, rows, dim = self.shape
+        attrs = {
+            "num_videos": n,
+            "max_frames": rows,
+            "feature_dim": dim,
+            "category_mapping": json.dumps(self.category_mapping, sort_keys=True),
+            "multi_scale": bool(self.multi_scale),
+            **self.attrs,
+        }
+        for key, value in attrs.items():
+            self._h5.attrs[key] = value
+        self._h5.close()
+        self._h5 = None
+        replace_into(self.tmp, self.final)
+        return self.final
+
+    def __exit__(self, *exc) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
