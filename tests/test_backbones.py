@@ -1,0 +1,163 @@
+"""The backbone registry: every registered backbone, weights, plugins, `vcp backbones`."""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+import urllib.error
+from importlib.metadata import EntryPoint
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from backbones import BackboneError, Registry, WeightsError, default_registry, get_backbone
+from backbones.torchvision_models import BUILTINS
+from vcp.cli import app
+
+REGISTERED = default_registry().names()
+
+
+def test_builtins_are_registered_through_entry_points():
+    specs = default_registry().specs()
+    for name, (dim, release, _) in BUILTINS.items():
+        assert specs[name].ok and specs[name].feature_dim == dim and specs[name].default_weights == release
+        assert specs[name].distribution.startswith("vcp-toolkit")
+
+
+@pytest.mark.parametrize("name", [*REGISTERED, "timm/resnet18"])
+def test_every_backbone_random_init_frozen_pooled(name):
+    model = get_backbone(name, weights=None)
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (2, model.feature_dim)
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    out.sum()  # no graph to backprop into
+    assert out.grad_fn is None
+
+
+def test_weights_from_state_dict_file_head_keys_ignored(tmp_path):
+    import torchvision
+
+    full = torchvision.models.efficientnet_v2_s(weights=None)
+    path = tmp_path / "effnet.pth"
+    torch.save(full.state_dict(), path)  # as published: classifier.* keys included
+    model = get_backbone("efficientnet_v2_s", weights=str(path))
+    assert torch.equal(model.features[0][0].weight, full.features[0][0].weight)
+    assert model.weights_source == str(path)
+    x = torch.randn(1, 3, 64, 64)
+    full.classifier = torch.nn.Identity()
+    assert torch.allclose(model(x), full.eval()(x), atol=1e-6)
+
+
+def test_mismatched_state_dict_is_a_clear_error(tmp_path):
+    path = tmp_path / "wrong.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, path)
+    with pytest.raises(WeightsError, match="does not fit this architecture"):
+        get_backbone("resnet50", weights=str(path))
+    with pytest.raises(WeightsError, match="weights file not found"):
+        get_backbone("resnet50", weights=str(tmp_path / "missing.pth"))
+
+
+def test_default_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    full = torchvision.models.resnet50(weights=None)
+    ckpt = tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth"  # IMAGENET1K_V2's file
+    ckpt.parent.mkdir(parents=True)
+    torch.save(full.state_dict(), ckpt)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
+    model = get_backbone("resnet50", "DEFAULT")
+    assert torch.equal(model.conv1.weight, full.conv1.weight)
+    assert "IMAGENET1K_V2" in model.weights_source
+
+
+def _no_network(*args, **kwargs):
+    raise urllib.error.URLError("offline")
+
+
+def test_default_weights_offline_and_absent_say_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
+    expected = str(tmp_path / "hub" / "checkpoints" / "efficientnet_v2_s-dd5fe13b.pth")
+    with pytest.raises(WeightsError) as info:
+        get_backbone("efficientnet_v2_s", "DEFAULT")
+    assert expected in str(info.value) and "--weights PATH" in str(info.value)
+    result = CliRunner().invoke(app, ["extract", str(tmp_path), str(tmp_path / "f"), "--device", "cpu"])
+    assert result.exit_code == 2  # processed dir has no .pt: usage error before weights
+
+
+def test_unknown_backbone_and_release_list_the_options():
+    with pytest.raises(BackboneError, match=re.escape("Invalid backbone ('nope'). Available: ")) as info:
+        get_backbone("nope")
+    assert "efficientnet_v2_s" in str(info.value) and "timm/<model_name>" in str(info.value)
+    with pytest.raises(WeightsError, match="Supported values are: DEFAULT, IMAGENET1K_V1"):
+        get_backbone("resnet50", "IMAGENET9K")
+    with pytest.raises(BackboneError, match="unknown timm model"):
+        get_backbone("timm/not_a_model_xyz", None)
+
+
+def _ep(name, value):
+    return EntryPoint(name=name, value=value, group="vcp.backbones")
+
+
+def test_broken_plugins_are_listed_and_the_rest_still_work():
+    registry = Registry(
+        [
+            _ep("tiny", "tests.plugins:tiny"),
+            _ep("ghost", "no_such_module_xyz:factory"),
+            _ep("nodim", "tests.plugins:no_feature_dim"),
+            _ep("boom", "tests.plugins:raises"),
+            _ep("notcallable", "tests.plugins:NOT_CALLABLE"),
+            _ep("tiny", "tests.plugins:no_feature_dim"),  # duplicate name
+        ]
+    )
+    specs = registry.specs()
+    assert specs["tiny"].ok and specs["tiny"].feature_dim == 7
+    assert 'failed to load plugin "ghost" due to ModuleNotFoundError' in specs["ghost"].error
+    assert "no int feature_dim" in specs["nodim"].error
+    assert "plugin exploded" in specs["boom"].error
+    assert "not callable" in specs["notcallable"].error
+    assert any("duplicate backbone name" in (s.error or "") for s in specs.values())
+    assert registry.names() == ["tiny"]
+    assert registry.create("tiny", None)(torch.randn(2, 3, 8, 8)).shape == (2, 7)
+    with pytest.raises(BackboneError, match="broken"):
+        registry.create("ghost", None)
+
+
+@pytest.fixture
+def installed_plugins(tmp_path, monkeypatch):
+    """Two real distributions (dist-info + entry_points.txt) on sys.path: one works, one is broken."""
+    site = tmp_path / "site"
+    (site / "goodvcpplugin").mkdir(parents=True)
+    (site / "goodvcpplugin" / "__init__.py").write_text(
+        "from tests.plugins import tiny\n"
+    )
+    for dist, ep in [("goodvcpplugin", "tiny_net = goodvcpplugin:tiny"), ("badvcpplugin", "bad_net = badvcpplugin_missing:f")]:
+        info = site / f"{dist}-1.2.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+        (info / "entry_points.txt").write_text(textwrap.dedent(f"[vcp.backbones]\n{ep}\n"))
+    monkeypatch.syspath_prepend(str(site))
+    import backbones._registry as reg
+
+    monkeypatch.setattr(reg, "_default", None)
+    yield
+    sys.modules.pop("goodvcpplugin", None)
+
+
+def test_installed_plugin_distributions_and_vcp_backbones(installed_plugins):
+    specs = default_registry().specs()
+    assert specs["tiny_net"].ok and specs["tiny_net"].distribution == "goodvcpplugin 1.2.3"
+    assert not specs["bad_net"].ok and specs["bad_net"].distribution == "badvcpplugin 1.2.3"
+    assert get_backbone("tiny_net", None)(torch.randn(1, 3, 8, 8)).shape == (1, 7)
+    result = CliRunner().invoke(app, ["backbones"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 4}
+    assert "ok" in lines["tiny_net"] and "goodvcpplugin 1.2.3" in lines["tiny_net"]
+    assert "broken: failed to load plugin" in lines["bad_net"] and "badvcpplugin 1.2.3" in lines["bad_net"]
+    for name in BUILTINS:
+        assert "ok" in lines[name]

@@ -1,0 +1,201 @@
+"""``vcp extract``: three-scale equality with the seed loop, HDF5 schema, API, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+from typer.testing import CliRunner
+
+from backbones import IMAGENET, get_backbone
+from backbones.spec import InputSpec
+from vcp import EnhancedFeatureExtractor
+from vcp.cli import app
+from vcp.extract import ExtractConfig, FrameEncoder, video_features
+from vcp.multiscale import combine_scales, output_rows, scale_indices
+from vcp.pt_writer import PT_NAME
+from vcp.reference import seed_multiscale_features
+from vcp.tensorize import TensorizeConfig, tensorize
+
+runner = CliRunner()
+FAST = ["--backbone", "efficientnet_v2_s", "--weights", "none", "--device", "cpu", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="session")
+def processed(tmp_path_factory, videos):
+    root = tmp_path_factory.mktemp("extract")
+    raw = root / "raw"
+    videos.copy_to(raw / "train/zebra/a/one.mp4", codec="h264", num_frames=30)
+    videos.copy_to(raw / "train/zebra/a/two.webm", codec="vp9", num_frames=20)
+    videos.copy_to(raw / "train/apple/three.avi", codec="mjpeg", num_frames=12)
+    videos.copy_to(raw / "val/apple/four.mp4", codec="h264", num_frames=25)
+    out = root / "processed"
+    tensorize(raw, out, TensorizeConfig(frames=10, size=32, mode="cpu"), console=Console(quiet=True))
+    return out
+
+
+def test_scale_lengths_match_the_contract():
+    assert [len(scale_indices(64, s)) for s in (1.0, 0.85, 1.15)] == [64, 54, 73]
+    assert output_rows(64, (1.0, 0.85, 1.15)) == 73
+    assert len(scale_indices(4, 0.85)) == 5  # never fewer than 5
+    np.testing.assert_array_equal(scale_indices(64, 0.85), np.linspace(0, 63, 54).astype(int))
+
+
+def test_combine_scales_is_the_definition():
+    feats = torch.randn(64, 6)
+    expected = torch.zeros(3, 73, 6)
+    for k, s in enumerate((1.0, 0.85, 1.15)):
+        idx = np.arange(64) if s == 1.0 else np.linspace(0, 63, max(int(64 * s), 5)).astype(int)
+        expected[k, : len(idx)] = feats[idx]
+    torch.testing.assert_close(combine_scales(feats, (1.0, 0.85, 1.15)), expected.mean(0))
+
+
+@pytest.mark.parametrize("frames", [64, 7])
+def test_fast_path_equals_seed_loop_fp32(frames):
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    video = torch.randn(frames, 3, 48, 48)
+    seed = seed_multiscale_features(model, video, batch_size=24)
+    fast = video_features(FrameEncoder(model, ExtractConfig(device="cpu", batch_size=24)), video, ExtractConfig())
+    assert fast.shape == seed.shape == (output_rows(frames, (1.0, 0.85, 1.15)), 1280)
+    rel = (fast - seed).abs().max() / seed.abs().max()
+    assert rel <= 1e-5, rel
+
+
+def test_renormalizes_for_backbones_with_other_statistics():
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    other = InputSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    pixels = torch.rand(4, 3, 32, 32)
+    stored = (pixels - torch.tensor(IMAGENET.mean).view(3, 1, 1)) / torch.tensor(IMAGENET.std).view(3, 1, 1)
+    model.input_spec = other
+    got = FrameEncoder(model, ExtractConfig(device="cpu"))(stored, IMAGENET)
+    with torch.no_grad():
+        want = model((pixels - 0.5) / 0.5)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_hdf5_schema_and_contents(processed, tmp_path):
+    features = tmp_path / "features"
+    result = runner.invoke(app, ["extract", str(processed), str(features), *FAST])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in features.iterdir()) == ["train_features_multiscale.h5", "val_features_multiscale.h5"]
+    with h5py.File(features / "train_features_multiscale.h5", "r") as h5:
+        f = h5["features"]
+        assert f.dtype == np.float32 and f.shape == (3, 11, 1280)  # T=10 -> 10, 8, 11 rows
+        assert f.compression == "gzip" and f.compression_opts == 4 and f.chunks == (1, 11, 1280)
+        assert h5["labels"].dtype == np.int64 and h5["num_frames"].dtype == np.int32
+        assert h5["num_frames"][:].tolist() == [11, 11, 11]
+        names = [n.decode() if isinstance(n, bytes) else n for n in h5["filenames"][:]]
+        assert names == ["apple/apple/three.avi", "zebra/a/one.mp4", "zebra/a/two.webm"]
+        assert h5["labels"][:].tolist() == [0, 1, 1]
+        attrs = dict(h5.attrs)
+        assert (attrs["num_videos"], attrs["max_frames"], attrs["feature_dim"]) == (3, 11, 1280)
+        assert json.loads(attrs["category_mapping"]) == {"apple": 0, "zebra": 1}
+        assert bool(attrs["multi_scale"]) is True
+        assert attrs["backbone"] == "efficientnet_v2_s" and attrs["weights"] == "random init"
+        assert json.loads(attrs["scales"]) == [1.0, 0.85, 1.15] and attrs["precision"] == "fp32"
+        assert "torch" in json.loads(attrs["versions"])
+        assert not np.any(np.all(f[1] == 0, axis=1))  # every row of a full-length video is real
+    with h5py.File(features / "val_features_multiscale.h5", "r") as h5:
+        assert h5["features"].shape == (1, 11, 1280) and h5["labels"][:].tolist() == [0]
+
+
+def test_padding_rows_are_zero_and_single_scale_file(processed, tmp_path):
+    """Mixed T in one split: shorter videos are zero-padded past num_frames."""
+    tree = tmp_path / "p"
+    shutil.copytree(processed, tree)
+    d = torch.load(tree / "train/apple/apple" / PT_NAME, weights_only=True)
+    d["videos"] = d["videos"][:, :6].clone()
+    torch.save(d, tree / "train/apple/apple" / PT_NAME)
+    features = tmp_path / "f"
+    result = runner.invoke(app, ["extract", str(tree), str(features), *FAST, "--no-multi-scale", "--splits", "train"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(features / "train_features.h5", "r") as h5:
+        assert h5["features"].shape == (3, 10, 1280) and not bool(h5.attrs["multi_scale"])
+        assert h5["num_frames"][:].tolist() == [6, 10, 10]
+        assert np.all(h5["features"][0, 6:] == 0) and not np.any(np.all(h5["features"][0, :6] == 0, axis=1))
+
+
+def test_api_end_to_end_matches_cli_and_seed(processed, tmp_path):
+    torch.manual_seed(1)
+    fx = EnhancedFeatureExtractor(processed, tmp_path / "api", backbone="efficientnet_v2_s", device="cpu", multi_scale=True, weights=None, quiet=True)
+    with pytest.warns(UserWarning, match="no processed data for split 'test'"):
+        outputs = fx.extract_all_splits(batch_size=8)
+    assert sorted(outputs) == ["train", "val"]
+    clip = torch.load(processed / "val/apple/apple" / PT_NAME, weights_only=True)["videos"][0]
+    seed = seed_multiscale_features(fx.model, clip, batch_size=24)
+    with h5py.File(outputs["val"], "r") as h5:
+        got = torch.from_numpy(h5["features"][0])
+    assert ((got - seed).abs().max() / seed.abs().max()) <= 1e-5
+
+
+def test_resume_and_overwrite(processed, tmp_path):
+    features = tmp_path / "f"
+    assert runner.invoke(app, ["extract", str(processed), str(features), *FAST]).exit_code == 0
+    target = features / "train_features_multiscale.h5"
+    before = target.stat().st_mtime_ns
+    again = runner.invoke(app, ["extract", str(processed), str(features), *FAST])
+    assert again.exit_code == 0 and target.stat().st_mtime_ns == before and "up to date" in again.stderr
+    forced = runner.invoke(app, ["extract", str(processed), str(features), *FAST, "--overwrite"])
+    assert forced.exit_code == 0 and target.stat().st_mtime_ns != before
+    assert not list(features.glob(".*tmp"))
+
+
+def test_bad_pt_files_exit_3_others_processed(processed, tmp_path):
+    tree = tmp_path / "p"
+    shutil.copytree(processed, tree)
+    (tree / "train/zebra/broken").mkdir()
+    (tree / "train/zebra/broken" / PT_NAME).write_bytes(b"garbage")
+    (tree / "train/zebra/schema").mkdir()
+    torch.save({"videos": torch.zeros(2, 3, 4)}, tree / "train/zebra/schema" / PT_NAME)
+    features = tmp_path / "f"
+    result = runner.invoke(app, ["extract", str(tree), str(features), *FAST])
+    assert result.exit_code == 3, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vcp: error:")]
+    assert len(errors) == 2
+    assert any("broken/processed_data.pt: not a loadable" in e for e in errors)
+    assert any("schema/processed_data.pt: missing keys: labels, filenames, category_mapping" in e for e in errors)
+    with h5py.File(features / "train_features_multiscale.h5", "r") as h5:
+        assert h5.attrs["num_videos"] == 3
+
+
+def test_cli_usage_errors(processed, tmp_path):
+    r = runner.invoke(app, ["extract", str(tmp_path / "missing"), str(tmp_path / "f"), *FAST])
+    assert r.exit_code == 2 and "run `vcp tensorize" in r.stderr
+    r = runner.invoke(app, ["extract", str(processed), str(tmp_path / "f"), *FAST, "--backbone", "nope"])
+    assert r.exit_code == 2 and "Available: " in r.stderr and "resnet50" in r.stderr
+    r = runner.invoke(app, ["extract", str(processed), str(tmp_path / "f"), *FAST, "--precision", "fp8"])
+    assert r.exit_code == 2 and "Supported values are: fp32, bf16, fp16" in r.stderr
+    if not torch.cuda.is_available():
+        r = runner.invoke(app, ["extract", str(processed), str(tmp_path / "f"), "--weights", "none", "--device", "cuda"])
+        assert r.exit_code == 2 and "no CUDA device" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_bf16_close_to_fp32(processed):
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    clip = torch.load(processed / "val/apple/apple" / PT_NAME, weights_only=True)["videos"][0]
+    fp32 = video_features(FrameEncoder(model, ExtractConfig()), clip, ExtractConfig())
+    bf16 = video_features(FrameEncoder(model, ExtractConfig(precision="bf16")), clip, ExtractConfig())
+    assert bf16.dtype == torch.float32
+    assert ((bf16 - fp32).norm() / fp32.norm()) < 0.1
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_matches_cpu(processed, precision):
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    clip = torch.load(processed / "val/apple/apple" / PT_NAME, weights_only=True)["videos"][0]
+    cpu = seed_multiscale_features(model, clip)
+    cfg = ExtractConfig(device="cuda", precision=precision)
+    gpu = video_features(FrameEncoder(model, cfg), clip, cfg).cpu()
+    tol = 1e-3 if precision == "fp32" else 0.1
+    assert ((gpu - cpu).norm() / cpu.norm()) < tol
