@@ -12,6 +12,7 @@ PROCESSED ?= data/processed
 FEATURES ?= data/features
 BACKBONE ?= efficientnet_v2_s
 WEIGHTS ?= DEFAULT
+DEMO_WEIGHTS ?= none
 TENSORIZE_ARGS ?=
 EXTRACT_ARGS ?=
 
@@ -30,10 +31,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install vcp with its dev tools
 
-demo: $(STAMP) ## generate a small sample tree and run both stages on it (CPU is fine)
+demo: $(STAMP) ## sample tree (3 splits, 4 codecs) -> tensors -> features (DEMO_WEIGHTS=none: offline)
 	$(BIN)/python -c "from vcp.synth import make_sample_tree; make_sample_tree('$(DEMO)/raw')"
 	$(BIN)/vcp tensorize $(DEMO)/raw $(DEMO)/processed --size 128
-	$(BIN)/vcp extract $(DEMO)/processed $(DEMO)/features --backbone $(BACKBONE) --weights $(if $(filter DEFAULT,$(WEIGHTS)),none,$(WEIGHTS))
+	$(BIN)/vcp extract $(DEMO)/processed $(DEMO)/features --backbone $(BACKBONE) --weights $(DEMO_WEIGHTS)
 	$(BIN)/python -m vcp.inspect $(DEMO)/processed $(DEMO)/features
 
 test: $(STAMP) ## run the test suite (CPU; GPU tests skip without CUDA)

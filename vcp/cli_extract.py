@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import cli_options as opt
 from .cli_common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, fail, user_errors
 
 
@@ -24,7 +25,7 @@ def _parse_scales(text: str) -> tuple[float, ...]:
 
 
 def extract_command(
-    processed: Annotated[Path, typer.Argument(help="Output of vcp tensorize.")],
+    processed: Annotated[Path, typer.Argument(help="Output of vcp tensorize (or RAW videos with --from-videos).")],
     features: Annotated[Path, typer.Argument(help="Folder for <split>_features[_multiscale].h5.")],
     backbone: Annotated[str, typer.Option(help="Backbone name (see `vcp backbones`), or timm/<model>.")] = "efficientnet_v2_s",
     weights: Annotated[str, typer.Option(help="DEFAULT, a release name, a state_dict PATH, or none (random).")] = "DEFAULT",
@@ -35,7 +36,17 @@ def extract_command(
     splits: Annotated[str | None, typer.Option(help="Comma-separated splits [all found].")] = None,
     precision: Annotated[str, typer.Option(help="fp32|bf16|fp16 (fp32 is the compatible default).")] = "fp32",
     overwrite: Annotated[bool, typer.Option(help="Recompute splits whose HDF5 is up to date.")] = False,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks for unexpected errors.")] = False,
+    from_videos: Annotated[bool, typer.Option("--from-videos", help="Read RAW videos and stream DALI -> backbone (no .pt files).")] = False,
+    frames: opt.Frames = 64,
+    size: opt.Size = 256,
+    clip_duration: opt.ClipDuration = 10.0,
+    strategy: opt.Strategy = "uniform",
+    strategy_for: opt.StrategyFor = [],  # noqa: B006
+    augment: opt.Augment = False,
+    seed: opt.Seed = 0,
+    max_batch: opt.MaxBatch = 4,
+    cpu_decoder: opt.CpuDecoder = "auto",
+    debug: opt.Debug = False,
 ) -> None:
     """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
     from backbones import BackboneError, WeightsError
@@ -60,7 +71,19 @@ def extract_command(
                 precision=precision,
                 overwrite=overwrite,
             )
-            results = extract(processed, features, config, console=Console(stderr=True))
+            if from_videos:
+                from .stream import extract_from_videos
+                from .tensorize import TensorizeConfig, validate_strategies
+
+                sampling = TensorizeConfig(
+                    frames=frames, size=size, clip_duration=clip_duration, strategy=strategy,
+                    strategy_for=opt.parse_strategy_for(strategy_for), augment=augment, seed=seed,
+                    max_batch=max_batch, cpu_decoder=cpu_decoder,
+                )
+                validate_strategies(sampling)
+                results = extract_from_videos(processed, features, config, sampling, console=Console(stderr=True))
+            else:
+                results = extract(processed, features, config, console=Console(stderr=True))
         except (BackboneError, WeightsError) as exc:
             raise fail(str(exc), EXIT_USAGE) from None
     raise typer.Exit(EXIT_PARTIAL if any(r.failures for r in results) else EXIT_OK)

@@ -187,8 +187,9 @@ def video_features(encoder: FrameEncoder, video: torch.Tensor, config: ExtractCo
     return combine_scales(feats, config.scales) if config.multi_scale else feats
 
 
-def fingerprint(files: list[Path], config: ExtractConfig) -> str:
+def fingerprint(files: list[Path], config: ExtractConfig, **extra) -> str:
     payload = {
+        **extra,
         "inputs": [[p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
         "backbone": config.backbone, "weights": str(config.weights), "multi_scale": config.multi_scale,
         "scales": list(config.scales), "precision": config.precision,
@@ -196,14 +197,20 @@ def fingerprint(files: list[Path], config: ExtractConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _up_to_date(path: Path, fp: str) -> bool:
+def skip_if_current(path: Path, fp: str, result: SplitResult) -> bool:
+    """True (and ``result`` filled from the file) when ``path`` was made from these inputs."""
     if not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as h5:
-            return h5.attrs.get("fingerprint") == fp
+            if h5.attrs.get("fingerprint") != fp:
+                return False
+            result.videos = int(h5.attrs["num_videos"])
+            result.failures = [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]"))]
     except OSError:
         return False
+    result.skipped, result.output = True, path
+    return True
 
 
 def extract(
@@ -228,7 +235,7 @@ def extract(
         extract_split(split, files, features, config, encoder, console=console)
         for split, files in by_split.items()
     ]
-    console.print(_summary_table(results))
+    console.print(summary_table(results))
     return results
 
 
@@ -236,11 +243,7 @@ def extract_split(split, files, features: Path, config: ExtractConfig, encoder: 
     result = SplitResult(split)
     out_path = features / features_filename(split, config.multi_scale)
     fp = fingerprint(files, config)
-    if not config.overwrite and _up_to_date(out_path, fp):
-        result.skipped, result.output = True, out_path
-        with h5py.File(out_path, "r") as h5:
-            result.videos = int(h5.attrs["num_videos"])
-            result.failures = [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]"))]
+    if not config.overwrite and skip_if_current(out_path, fp, result):
         return result
     tensor_files, mapping = [], None
     for path in files:
@@ -256,46 +259,71 @@ def extract_split(split, files, features: Path, config: ExtractConfig, encoder: 
             print(f"vcp: error: {exc}", file=sys.stderr, flush=True)
     n = sum(tf.data["videos"].shape[0] for tf in tensor_files)
     frame_counts = [tf.data["videos"].shape[1] for tf in tensor_files if tf.data["videos"].shape[0]]
-    max_frames = max((output_rows(t, config.scales) if config.multi_scale else t for t in frame_counts), default=0)
+    attrs = {"source_files": json.dumps([tf.path.as_posix() for tf in tensor_files])}
+
+    def clips():
+        for tf in tensor_files:
+            videos, labels, names = tf.data["videos"], tf.data["labels"], tf.data["filenames"]
+            for i in range(videos.shape[0]):
+                yield videos[i], tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}"
+
+    return write_features(
+        split, out_path, clips(), result=result, total=n, frame_counts=frame_counts,
+        mapping=mapping or {}, config=config, encoder=encoder, fp=fp, attrs=attrs, console=console,
+    )
+
+
+def max_rows(frame_counts, config: ExtractConfig) -> int:
+    rows = (output_rows(t, config.scales) if config.multi_scale else t for t in frame_counts)
+    return max(rows, default=0)
+
+
+def write_features(
+    split, out_path: Path, clips, *, result: SplitResult, total: int, frame_counts, mapping,
+    config: ExtractConfig, encoder: FrameEncoder, fp: str, attrs: dict, console,
+) -> SplitResult:
+    """Backbone + scales over ``clips`` (``(clip, stored_spec, label, filename)``) -> HDF5.
+
+    ``result.failures`` may grow while ``clips`` is consumed (the streaming path finds bad
+    videos as it goes); they are recorded in the ``failed_files`` attr at commit.
+    """
     attrs = {
         "backbone": config.backbone,
         "weights": getattr(encoder.model, "weights_source", str(config.weights)),
         "scales": json.dumps(list(config.scales) if config.multi_scale else [1.0]),
         "precision": config.precision,
         "versions": json.dumps(versions(), sort_keys=True),
-        "source_files": json.dumps([tf.path.as_posix() for tf in tensor_files]),
-        "failed_files": json.dumps(result.failures),
         "fingerprint": fp,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **attrs,
     }
     started = time.perf_counter()
-    row = 0
     with (
         H5Writer(
-            out_path, num_videos=n, max_frames=max_frames, feature_dim=encoder.model.feature_dim,
-            category_mapping=mapping or {}, multi_scale=config.multi_scale, attrs=attrs,
+            out_path, max_frames=max_rows(frame_counts, config), feature_dim=encoder.model.feature_dim,
+            category_mapping=mapping, multi_scale=config.multi_scale, attrs=attrs,
         ) as writer,
         make_progress(console, "frames") as progress,
     ):
-        task = progress.add_task(f"extract {split}", total=n)
-        for tf in tensor_files:
-            videos, labels, names = tf.data["videos"], tf.data["labels"], tf.data["filenames"]
-            for i in range(videos.shape[0]):
-                feats = video_features(encoder, videos[i], config, tf.input_spec)
-                writer.write(row, feats.cpu().numpy(), label=int(labels[i]), filename=f"{tf.rel}/{names[i]}")
-                row += 1
-                result.frames += videos.shape[1]
-                elapsed = time.perf_counter() - started
-                progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
-                if encoder.device.type == "cuda" and row % EMPTY_CACHE_EVERY == 0:
-                    torch.cuda.empty_cache()
+        task = progress.add_task(f"extract {split}", total=total)
+        for clip, stored, label, filename in clips:
+            feats = video_features(encoder, clip, config, stored)
+            writer.append(feats.cpu().numpy(), label=label, filename=filename)
+            result.videos += 1
+            result.frames += clip.shape[0]
+            elapsed = time.perf_counter() - started
+            progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
+            if encoder.device.type == "cuda" and result.videos % EMPTY_CACHE_EVERY == 0:
+                torch.cuda.empty_cache()
+        progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
+        writer.attrs["failed_files"] = json.dumps(result.failures)
         writer.commit()
-    result.videos, result.output = n, out_path
+    result.output = out_path
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _summary_table(results: list[SplitResult]) -> Table:
+def summary_table(results: list[SplitResult]) -> Table:
     table = Table(title="vcp extract")
     for col in ("split", "videos", "frames/s", "failed files", "seconds", "output"):
         table.add_column(col, justify="left" if col in ("split", "output") else "right")

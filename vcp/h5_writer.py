@@ -28,7 +28,6 @@ class H5Writer:
         self,
         final: str | Path,
         *,
-        num_videos: int,
         max_frames: int,
         feature_dim: int,
         category_mapping: dict[str, int],
@@ -37,7 +36,7 @@ class H5Writer:
     ):
         self.final = Path(final)
         self.tmp = tmp_path_for(self.final)
-        self.shape = (num_videos, max_frames, feature_dim)
+        self.shape = (0, max_frames, feature_dim)  # grows by one row per write
         self.category_mapping = category_mapping
         self.multi_scale = multi_scale
         self.attrs = attrs or {}
@@ -46,33 +45,33 @@ class H5Writer:
 
     def __enter__(self) -> H5Writer:
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        n, rows, dim = self.shape
+        _, rows, dim = self.shape
         self._h5 = h5py.File(self.tmp, "w")
         self._h5.create_dataset(
-            "features", shape=self.shape, dtype="float32",
-            chunks=(1, max(rows, 1), max(dim, 1)) if n else None,
-            compression="gzip", compression_opts=4, fillvalue=0.0,
+            "features", shape=self.shape, maxshape=(None, rows, dim), dtype="float32",
+            chunks=(1, max(rows, 1), max(dim, 1)), compression="gzip", compression_opts=4,
+            fillvalue=0.0,
         )
-        self._h5.create_dataset("labels", shape=(n,), dtype="int64")
-        self._h5.create_dataset("num_frames", shape=(n,), dtype="int32")
-        self._h5.create_dataset("filenames", shape=(n,), dtype=h5py.string_dtype())
+        for name, dtype in (("labels", "int64"), ("num_frames", "int32"), ("filenames", h5py.string_dtype())):
+            self._h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
         return self
 
-    def write(self, index: int, features: np.ndarray, *, label: int, filename: str) -> None:
-        """Row ``index``: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded."""
+    def append(self, features: np.ndarray, *, label: int, filename: str) -> None:
+        """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded."""
         rows = features.shape[0]
         padded = np.zeros(self.shape[1:], np.float32)
         padded[:rows] = features
-        self._h5["features"][index] = padded
-        self._h5["labels"][index] = label
-        self._h5["num_frames"][index] = rows
-        self._h5["filenames"][index] = filename
+        i = self._written
+        for name in ("features", "labels", "num_frames", "filenames"):
+            self._h5[name].resize(i + 1, axis=0)
+        self._h5["features"][i] = padded
+        self._h5["labels"][i] = label
+        self._h5["num_frames"][i] = rows
+        self._h5["filenames"][i] = filename
         self._written += 1
 
     def commit(self) -> Path:
-        if self._written != self.shape[0]:
-            raise RuntimeError(f"{self.final}: wrote {self._written} of {self.shape[0]} rows")
-        n, rows, dim = self.shape
+        n, rows, dim = self._written, self.shape[1], self.shape[2]
         attrs = {
             "num_videos": n,
             "max_frames": rows,

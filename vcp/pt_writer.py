@@ -73,7 +73,10 @@ class PtWriter:
     def add(self, clip: torch.Tensor, filename: str, label: int) -> None:
         if tuple(clip.shape) != self.shape:
             raise ValueError(f"clip shape {tuple(clip.shape)} != expected {self.shape}")
-        array = clip.detach().to("cpu", self.dtype).contiguous().numpy()
+        clip = clip.detach()
+        if self.dtype == torch.uint8:
+            clip = clip.round().clamp_(0, 255)
+        array = clip.to("cpu", self.dtype).contiguous().numpy()
         self._buffer.write(memoryview(array).cast("B"))
         self.filenames.append(filename)
         self.labels.append(int(label))

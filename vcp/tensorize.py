@@ -15,11 +15,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
 from backbones.spec import IMAGENET, InputSpec
 from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec
+from dali_pipes.prefetch import prefetch
 
 from .atomic import remove_stale_tmp
 from .layout import Group, RawTree, discover_raw
@@ -45,6 +47,14 @@ class TensorizeConfig:
     overwrite: bool = False
     normalization: InputSpec = IMAGENET
     cpu_decoder: str = "auto"
+    storage: str = "float32"  # the contract; float16 / uint8 are opt-in
+
+    @property
+    def stored_normalization(self) -> InputSpec:
+        """What the stored values mean: uint8 keeps raw 0..255 pixels (mean 0, std 1/255)."""
+        if self.storage == "uint8":
+            return InputSpec(mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255))
+        return self.normalization
 
     def strategy_of(self, group: Group) -> str:
         key = f"{group.category}/{group.subcategory}"
@@ -92,8 +102,9 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mappi
         "files": files,
         "sampling": asdict(spec),
         "size": config.size,
-        "mean": config.normalization.mean,
-        "std": config.normalization.std,
+        "storage": config.storage,
+        "mean": config.stored_normalization.mean,
+        "std": config.stored_normalization.std,
         "category_mapping": mapping,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -109,7 +120,12 @@ def up_to_date(out_dir: Path, fp: str) -> bool:
         return False
 
 
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}
+
+
 def validate_strategies(config: TensorizeConfig) -> None:
+    if config.storage not in STORAGE_DTYPES:
+        raise ValueError(f"Invalid storage ({config.storage!r}). Supported values are: float32, float16, uint8.")
     for name in [config.strategy, *config.strategy_for.values()]:
         if name not in STRATEGIES:
             raise ValueError(
@@ -133,8 +149,8 @@ def tensorize(
     mapping = tree.category_mapping
     loader = ClipLoader(
         size=config.size,
-        mean=config.normalization.mean,
-        std=config.normalization.std,
+        mean=config.stored_normalization.mean,
+        std=config.stored_normalization.std,
         device=config.mode,
         device_id=config.device_id,
         max_batch=config.max_batch,
@@ -182,9 +198,10 @@ def _write_group(tree, group, spec, config, mapping, fp, out_dir, loader, *, on_
     started = time.perf_counter()
     stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
     with PtWriter(
-        out_dir, frames=config.frames, size=config.size, category_mapping=mapping
+        out_dir, frames=config.frames, size=config.size, category_mapping=mapping,
+        dtype=STORAGE_DTYPES[config.storage],
     ) as writer:
-        for batch in loader.load(items, spec):
+        for batch in prefetch(loader.load(items, spec), depth=1):
             for result in batch:
                 if result.ok:
                     writer.add(result.clip, Path(result.path).name, label)
@@ -225,12 +242,12 @@ def _write_group(tree, group, spec, config, mapping, fp, out_dir, loader, *, on_
             "seed": config.seed,
             "augmentation": config.augment,
             "processing_mode": config.mode,
-            "storage": "float32",
+            "storage": config.storage,
             "normalization": {
-                "mean": list(config.normalization.mean),
-                "std": list(config.normalization.std),
+                "mean": list(config.stored_normalization.mean),
+                "std": list(config.stored_normalization.std),
             },
-            "layout": "videos[N, T, 3, H, W] float32 RGB, ImageNet-normalized",
+            "layout": _layout_note(config.storage),
             "category_mapping": mapping,
             "failed": [{"file": Path(rel).name, "reason": reason} for rel, reason in failed],
             "videos": records,
@@ -243,6 +260,12 @@ def _write_group(tree, group, spec, config, mapping, fp, out_dir, loader, *, on_
         }
         writer.commit(metadata)
     return failed
+
+
+def _layout_note(storage: str) -> str:
+    if storage == "uint8":
+        return "videos[N, T, 3, H, W] uint8 RGB pixels 0..255, NOT normalized (vcp extract normalizes on load)"
+    return f"videos[N, T, 3, H, W] {storage} RGB, ImageNet-normalized"
 
 
 def _decoder_name(front: str, mode: str) -> str:
