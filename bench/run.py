@@ -1,0 +1,229 @@
+"""``make bench``: side-by-side speed ratios against plain baselines, one process tree.
+
+Generates its own data (real codecs, 720p and smaller), runs each baseline and the vcp
+path on the same inputs in the same run, checks the outputs agree, and writes a table
+to docs/benchmarks.md with the machine described. Weights are random init (the speed of
+a network does not depend on its weight values; nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+
+from backbones import IMAGENET, get_backbone
+from vcp.extract import ExtractConfig, FrameEncoder, extract, video_features
+from vcp.reference import seed_multiscale_features
+from vcp.stream import extract_from_videos
+from vcp.synth import write_video
+from vcp.tensorize import TensorizeConfig, tensorize
+
+QUIET = Console(quiet=True)
+T, S = 64, 256
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    flags = open("/proc/cpuinfo").read()
+    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB, "
+        f"bf16 instructions: {'yes' if bf16 else 'no'}; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, no GPU"
+        if not torch.cuda.is_available() else f"{cpu} + {torch.cuda.get_device_name(0)}"
+    )
+
+
+def make_videos(root: Path, count: int) -> list[Path]:
+    """720p and smaller, 4 codecs, 96 frames each (synthetic: cheap to decode, so resize,
+    copies and I/O weigh more than with camera footage)."""
+    shapes = [("h264", 1280, 720), ("vp9", 854, 480), ("hevc", 640, 360), ("mjpeg", 640, 360)]
+    suffix = {"h264": ".mp4", "vp9": ".webm", "hevc": ".mkv", "mjpeg": ".avi"}
+    out = []
+    for i in range(count):
+        codec, w, h = shapes[i % len(shapes)]
+        path = root / "train" / "cat" / "sub" / f"v{i:02d}{suffix[codec]}"
+        write_video(path, num_frames=96, codec=codec, width=w, height=h, fps=25)
+        out.append(path)
+    return out
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+# -- 1, 2: extract ------------------------------------------------------------------------
+def bench_extract(videos: torch.Tensor, rows: list):
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    seed_time, seed_out = timed(lambda: [seed_multiscale_features(model, v, batch_size=24) for v in videos])
+    frames = videos.shape[0] * videos.shape[1]
+    for precision in ("fp32", "bf16"):
+        cfg = ExtractConfig(precision=precision, batch_size=32)
+        enc = FrameEncoder(model, cfg)
+        video_features(enc, videos[0][:4], cfg)  # warm-up
+        t, out = timed(lambda enc=enc, cfg=cfg: [video_features(enc, v, cfg) for v in videos])
+        rel = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(out, seed_out, strict=True))
+        goal = "≥ 4.5×" if precision == "fp32" else "≥ 9×"
+        rows.append((
+            f"extract {precision}, efficientnet_v2_s, {len(videos)} videos × T={T} @ {S}²",
+            f"seed loop fp32 NCHW batch 24: {seed_time:.1f} s ({frames / seed_time:.1f} video-frames/s)",
+            f"{t:.1f} s ({frames / t:.1f} video-frames/s)",
+            f"{seed_time / t:.2f}×", goal, f"max rel diff {rel:.1e}",
+        ))
+
+
+# -- 3: tensorize -------------------------------------------------------------------------
+def plain_tensorize(paths: list[Path], out: Path):
+    """What a user would write: decode everything with PyAV, pick, resize, normalize, save."""
+    import av
+
+    mean = torch.tensor(IMAGENET.mean).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET.std).view(1, 3, 1, 1)
+    clips = []
+    for p in paths:
+        with av.open(str(p)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        idx = np.linspace(0, len(frames) - 1, T).astype(int)
+        x = torch.from_numpy(np.stack([frames[i] for i in idx])).permute(0, 3, 1, 2).float() / 255
+        x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+        clips.append((x - mean) / std)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"videos": torch.stack(clips), "labels": torch.zeros(len(clips), dtype=torch.int64),
+                "filenames": [p.name for p in paths], "category_mapping": {"cat": 0}}, out / "processed_data.pt")
+
+
+def bench_tensorize(raw: Path, work: Path, rows: list):
+    paths = sorted((raw / "train/cat/sub").iterdir())
+    base_t, _ = timed(lambda: plain_tensorize(paths, work / "plain"))
+    cfg = TensorizeConfig(frames=T, size=S, mode="cpu", overwrite=True)
+    vcp_t, _ = timed(lambda: tensorize(raw, work / "vcp", cfg, console=QUIET))
+    a = torch.load(work / "plain/processed_data.pt", weights_only=True)["videos"]
+    b = torch.load(work / "vcp/train/cat/sub/processed_data.pt", weights_only=True)["videos"]
+    diff = float((a - b).abs().mean())
+    rows.append((
+        f"tensorize CPU, {len(paths)} videos (720p/480p/360p; H.264, VP9, HEVC, MJPEG) → T={T} @ {S}²",
+        f"PyAV decode all → pick → torch resize → normalize → torch.save: {base_t:.1f} s",
+        f"{vcp_t:.1f} s", f"{base_t / vcp_t:.2f}×", "≥ 1.5×", f"mean abs diff {diff:.3f} (normalized units)",
+    ))
+    return work / "vcp"
+
+
+# -- 4: streaming ---------------------------------------------------------------------------
+def bench_streaming(raw: Path, work: Path, rows: list):
+    ecfg = ExtractConfig(weights=None, overwrite=True, batch_size=32)
+    tcfg = TensorizeConfig(frames=T, size=S, mode="cpu", overwrite=True)
+
+    def two_stage():
+        tensorize(raw, work / "p2", tcfg, console=QUIET)
+        torch.manual_seed(0)
+        extract(work / "p2", work / "f2", ecfg, console=QUIET, model=get_backbone("efficientnet_v2_s", None))
+
+    def streaming():
+        torch.manual_seed(0)
+        extract_from_videos(raw, work / "f3", ecfg, tcfg, console=QUIET, model=get_backbone("efficientnet_v2_s", None))
+
+    t2, _ = timed(two_stage)
+    t3, _ = timed(streaming)
+    import h5py
+
+    with h5py.File(work / "f2/train_features_multiscale.h5") as a, h5py.File(work / "f3/train_features_multiscale.h5") as b:
+        rel = float(np.abs(a["features"][:] - b["features"][:]).max() / np.abs(a["features"][:]).max())
+    rows.append((
+        "streaming `extract --from-videos` vs tensorize + extract (fp32)",
+        f"the two stages back to back: {t2:.1f} s", f"{t3:.1f} s", f"{t2 / t3:.2f}×", "faster, same features",
+        f"max rel diff {rel:.1e}",
+    ))
+
+
+# -- 5: RSS ---------------------------------------------------------------------------------
+RSS = textwrap.dedent("""
+    import resource, sys
+    from rich.console import Console
+    from vcp.tensorize import TensorizeConfig, tensorize
+    tensorize(sys.argv[1], sys.argv[2], TensorizeConfig(frames=64, size=256, mode="cpu"), console=Console(quiet=True))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+""")
+
+
+def bench_rss(work: Path, rows: list):
+    src = work / "rss_src.webm"
+    write_video(src, num_frames=64, codec="vp9", width=320, height=240)
+    peaks = {}
+    for n in (10, 100):
+        root = work / f"rss{n}"
+        for i in range(n):
+            target = root / "train/cat/sub" / f"v{i:03d}.webm"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(src, target)
+        out = subprocess.run([sys.executable, "-c", RSS, str(root), str(work / f"rss_out{n}")],
+                             capture_output=True, text=True, check=True)
+        peaks[n] = int(out.stdout.split()[-1])
+        shutil.rmtree(work / f"rss_out{n}")
+    clip_mb = T * 3 * S * S * 4 / 2**20
+    rows.append((
+        f"peak RSS, tensorize one subcategory ({clip_mb:.0f} MiB per clip)",
+        f"10 videos: {peaks[10] >> 20} MiB", f"100 videos: {peaks[100] >> 20} MiB",
+        f"{peaks[100] / peaks[10]:.2f}", "≤ 1.2", "",
+    ))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="docs/benchmarks.md")
+    ap.add_argument("--only", choices=["extract", "tensorize", "streaming", "rss"], default=None)
+    ap.add_argument("--videos", type=int, default=8, help="videos for tensorize/streaming (4 codecs round-robin)")
+    args = ap.parse_args(argv)
+    rows: list = []
+    with tempfile.TemporaryDirectory(prefix="vcp-bench-") as tmp:
+        work = Path(tmp)
+        raw = work / "raw"
+        make_videos(raw, args.videos)
+        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss"]
+        processed = None
+        if "extract" in todo or "tensorize" in todo:
+            processed = bench_tensorize(raw, work, rows) if "tensorize" in todo else None
+        if "extract" in todo:
+            if processed is None:
+                tensorize(raw, work / "vcp", TensorizeConfig(frames=T, size=S, mode="cpu"), console=QUIET)
+                processed = work / "vcp"
+            vids = torch.load(processed / "train/cat/sub/processed_data.pt", weights_only=True)["videos"][:2]
+            bench_extract(vids, rows)
+        if "streaming" in todo:
+            bench_streaming(raw, work, rows)
+        if "rss" in todo:
+            bench_rss(work, rows)
+    header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
+    table = header + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    report = f"\n## Run of {stamp}\n\nMachine: {machine()}\n\n{table}"
+    print(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    intro = "# Benchmarks\n\n`make bench` appends a run here (baselines and vcp side by side, same process tree).\n"
+    previous = out.read_text() if out.exists() else intro
+    out.write_text(previous.rstrip("\n") + "\n" + report)
+
+
+if __name__ == "__main__":
+    main()
