@@ -72,6 +72,12 @@ def timed(fn):
     return time.perf_counter() - start, value
 
 
+def best_of(fn, runs: int = 2):
+    """Fastest of ``runs`` (the first run also pays one-off start-up: imports, pipeline builds)."""
+    results = [timed(fn) for _ in range(runs)]
+    return min(results, key=lambda r: r[0])
+
+
 # -- 1, 2: extract ------------------------------------------------------------------------
 def bench_extract(videos: torch.Tensor, rows: list):
     torch.manual_seed(0)
@@ -115,16 +121,16 @@ def plain_tensorize(paths: list[Path], out: Path):
 
 def bench_tensorize(raw: Path, work: Path, rows: list):
     paths = sorted((raw / "train/cat/sub").iterdir())
-    base_t, _ = timed(lambda: plain_tensorize(paths, work / "plain"))
+    base_t, _ = best_of(lambda: plain_tensorize(paths, work / "plain"))
     cfg = TensorizeConfig(frames=T, size=S, mode="cpu", overwrite=True)
-    vcp_t, _ = timed(lambda: tensorize(raw, work / "vcp", cfg, console=QUIET))
+    vcp_t, _ = best_of(lambda: tensorize(raw, work / "vcp", cfg, console=QUIET))
     a = torch.load(work / "plain/processed_data.pt", weights_only=True)["videos"]
     b = torch.load(work / "vcp/train/cat/sub/processed_data.pt", weights_only=True)["videos"]
     diff = float((a - b).abs().mean())
     rows.append((
         f"tensorize CPU, {len(paths)} videos (720p/480p/360p; H.264, VP9, HEVC, MJPEG) → T={T} @ {S}²",
         f"PyAV decode all → pick → torch resize → normalize → torch.save: {base_t:.1f} s",
-        f"{vcp_t:.1f} s", f"{base_t / vcp_t:.2f}×", "≥ 1.5×", f"mean abs diff {diff:.3f} (normalized units)",
+        f"{vcp_t:.1f} s (bounded memory, atomic write, fsync)", f"{base_t / vcp_t:.2f}×", "≥ 1.5×", f"mean abs diff {diff:.3f} (normalized units)",
     ))
     return work / "vcp"
 
@@ -143,8 +149,8 @@ def bench_streaming(raw: Path, work: Path, rows: list):
         torch.manual_seed(0)
         extract_from_videos(raw, work / "f3", ecfg, tcfg, console=QUIET, model=get_backbone("efficientnet_v2_s", None))
 
-    t2, _ = timed(two_stage)
-    t3, _ = timed(streaming)
+    t2, _ = best_of(two_stage)
+    t3, _ = best_of(streaming)
     import h5py
 
     with h5py.File(work / "f2/train_features_multiscale.h5") as a, h5py.File(work / "f3/train_features_multiscale.h5") as b:
@@ -216,7 +222,8 @@ def main(argv=None):
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
     table = header + "".join("| " + " | ".join(r) + " |\n" for r in rows)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    report = f"\n## Run of {stamp}\n\nMachine: {machine()}\n\n{table}"
+    note = "Times are the best of 2 runs for tensorize and streaming (the first pays start-up), one run for extract."
+    report = f"\n## Run of {stamp}\n\nMachine: {machine()}\n\n{note}\n\n{table}"
     print(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from .layout import LayoutError
 from .multiscale import DEFAULT_SCALES, combine_scales, output_rows
 from .progress import human_bytes, make_progress
 from .pt_writer import META_NAME, PT_NAME
+from .shard import PARTS_DIR, Shard, contiguous_ranges
 from .versions import versions
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -47,6 +48,7 @@ class ExtractConfig:
     overwrite: bool = False
     channels_last: bool = True
     fuse_conv_bn: bool = True  # fold eval-mode BatchNorm into convs (same numbers, ~15% faster)
+    shard: Shard = Shard()
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -209,6 +211,19 @@ def fingerprint(files: list[Path], config: ExtractConfig, **extra) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def output_target(features: Path, split: str, config: ExtractConfig, fp: str, result: SplitResult) -> Path | None:
+    """Where this process writes the split: the final file, or its shard's part (None: up to date)."""
+    final = features / features_filename(split, config.multi_scale)
+    if not config.overwrite and skip_if_current(final, fp, result):
+        return None
+    if not config.shard.active:
+        return final
+    part = features / PARTS_DIR / f"{final.name}.{config.shard.tag}.h5"
+    if not config.overwrite and skip_if_current(part, fp, result):
+        return None
+    return part
+
+
 def skip_if_current(path: Path, fp: str, result: SplitResult) -> bool:
     """True (and ``result`` filled from the file) when ``path`` was made from these inputs."""
     if not path.is_file():
@@ -253,9 +268,9 @@ def extract(
 
 def extract_split(split, files, features: Path, config: ExtractConfig, encoder: FrameEncoder, *, console) -> SplitResult:
     result = SplitResult(split)
-    out_path = features / features_filename(split, config.multi_scale)
     fp = fingerprint(files, config)
-    if not config.overwrite and skip_if_current(out_path, fp, result):
+    out_path = output_target(features, split, config, fp, result)
+    if out_path is None:
         return result
     tensor_files, mapping = [], None
     for path in files:
@@ -269,15 +284,19 @@ def extract_split(split, files, features: Path, config: ExtractConfig, encoder: 
         except PtSchemaError as exc:
             result.failures.append((str(exc.path), exc.reason))
             print(f"vcp: error: {exc}", file=sys.stderr, flush=True)
-    n = sum(tf.data["videos"].shape[0] for tf in tensor_files)
+    rows = [(tf, i) for tf in tensor_files for i in range(tf.data["videos"].shape[0])]
     frame_counts = [tf.data["videos"].shape[1] for tf in tensor_files if tf.data["videos"].shape[0]]
+    start, end = 0, len(rows)
+    if config.shard.active:  # consecutive rows of about equal frame count per rank
+        start, end = contiguous_ranges([tf.data["videos"].shape[1] for tf, _ in rows], config.shard.count)[config.shard.index]
+    n = end - start
     attrs = {"source_files": json.dumps([tf.path.as_posix() for tf in tensor_files])}
 
     def clips():
-        for tf in tensor_files:
+        for order in range(start, end):
+            tf, i = rows[order]
             videos, labels, names = tf.data["videos"], tf.data["labels"], tf.data["filenames"]
-            for i in range(videos.shape[0]):
-                yield videos[i], tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}"
+            yield order, videos[i], tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}"
 
     return write_features(
         split, out_path, clips(), result=result, total=n, frame_counts=frame_counts,
@@ -294,7 +313,7 @@ def write_features(
     split, out_path: Path, clips, *, result: SplitResult, total: int, frame_counts, mapping,
     config: ExtractConfig, encoder: FrameEncoder, fp: str, attrs: dict, console,
 ) -> SplitResult:
-    """Backbone + scales over ``clips`` (``(clip, stored_spec, label, filename)``) -> HDF5.
+    """Backbone + scales over ``clips`` (``(order, clip, stored_spec, label, filename)``) -> HDF5.
 
     ``result.failures`` may grow while ``clips`` is consumed (the streaming path finds bad
     videos as it goes); they are recorded in the ``failed_files`` attr at commit.
@@ -307,6 +326,8 @@ def write_features(
         "versions": json.dumps(versions(), sort_keys=True),
         "fingerprint": fp,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "shard_index": config.shard.index if config.shard.active else None,
+        "shard_count": config.shard.count if config.shard.active else None,
         **attrs,
     }
     started = time.perf_counter()
@@ -314,13 +335,15 @@ def write_features(
         H5Writer(
             out_path, max_frames=max_rows(frame_counts, config), feature_dim=encoder.model.feature_dim,
             category_mapping=mapping, multi_scale=config.multi_scale, attrs=attrs,
+            with_order=config.shard.active,
         ) as writer,
         make_progress(console, "frames") as progress,
     ):
-        task = progress.add_task(f"extract {split}", total=total)
-        for clip, stored, label, filename in clips:
+        label_suffix = f" [shard {config.shard.index}/{config.shard.count}]" if config.shard.active else ""
+        task = progress.add_task(f"extract {split}{label_suffix}", total=total)
+        for order, clip, stored, label, filename in clips:
             feats = video_features(encoder, clip, config, stored)
-            writer.append(feats.cpu().numpy(), label=label, filename=filename)
+            writer.append(feats.cpu().numpy(), label=label, filename=filename, order=order)
             result.videos += 1
             result.frames += clip.shape[0]
             elapsed = time.perf_counter() - started
@@ -328,7 +351,7 @@ def write_features(
             if encoder.device.type == "cuda" and result.videos % EMPTY_CACHE_EVERY == 0:
                 torch.cuda.empty_cache()
         progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
-        writer.attrs["failed_files"] = json.dumps(result.failures)
+        writer.attrs["failed_files"] = json.dumps(sorted(result.failures))
         writer.commit()
     result.output = out_path
     result.seconds = time.perf_counter() - started

@@ -33,6 +33,7 @@ class H5Writer:
         category_mapping: dict[str, int],
         multi_scale: bool,
         attrs: dict | None = None,
+        with_order: bool = False,
     ):
         self.final = Path(final)
         self.tmp = tmp_path_for(self.final)
@@ -40,6 +41,7 @@ class H5Writer:
         self.category_mapping = category_mapping
         self.multi_scale = multi_scale
         self.attrs = attrs or {}
+        self.with_order = with_order  # part files of a sharded run: each row's global position
         self._h5: h5py.File | None = None
         self._written = 0
 
@@ -52,22 +54,27 @@ class H5Writer:
             chunks=(1, max(rows, 1), max(dim, 1)), compression="gzip", compression_opts=4,
             fillvalue=0.0,
         )
-        for name, dtype in (("labels", "int64"), ("num_frames", "int32"), ("filenames", h5py.string_dtype())):
+        columns = [("labels", "int64"), ("num_frames", "int32"), ("filenames", h5py.string_dtype())]
+        if self.with_order:
+            columns.append(("order", "int64"))
+        for name, dtype in columns:
             self._h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
         return self
 
-    def append(self, features: np.ndarray, *, label: int, filename: str) -> None:
+    def append(self, features: np.ndarray, *, label: int, filename: str, order: int | None = None) -> None:
         """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded."""
         rows = features.shape[0]
         padded = np.zeros(self.shape[1:], np.float32)
         padded[:rows] = features
         i = self._written
-        for name in ("features", "labels", "num_frames", "filenames"):
+        for name in self._h5:
             self._h5[name].resize(i + 1, axis=0)
         self._h5["features"][i] = padded
         self._h5["labels"][i] = label
         self._h5["num_frames"][i] = rows
         self._h5["filenames"][i] = filename
+        if self.with_order:
+            self._h5["order"][i] = order
         self._written += 1
 
     def commit(self) -> Path:
@@ -78,7 +85,7 @@ class H5Writer:
             "feature_dim": dim,
             "category_mapping": json.dumps(self.category_mapping, sort_keys=True),
             "multi_scale": bool(self.multi_scale),
-            **self.attrs,
+            **{k: v for k, v in self.attrs.items() if v is not None},
         }
         for key, value in attrs.items():
             self._h5.attrs[key] = value

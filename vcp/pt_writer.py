@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import pickle
 import struct
 import zipfile
@@ -44,16 +45,20 @@ class PtWriter:
         size: int,
         category_mapping: dict[str, int],
         dtype: torch.dtype = torch.float32,
+        name: str = PT_NAME,
+        meta_name: str = META_NAME,
     ):
         self.directory = Path(directory)
+        self.meta_name = meta_name
         self.shape = (frames, 3, size, size)
         self.category_mapping = dict(category_mapping)
         self.dtype = dtype
         self.filenames: list[str] = []
         self.labels: list[int] = []
-        self.final = self.directory / PT_NAME
-        self._buffer_path = tmp_path_for(self.directory / (PT_NAME + ".buffer"))
+        self.final = self.directory / name
+        self._buffer_path = tmp_path_for(self.directory / (name + ".buffer"))
         self._buffer = None
+        self._crc = 0  # CRC-32 of the buffer, kept while writing (the zip record needs it)
 
     def __enter__(self) -> PtWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -77,13 +82,16 @@ class PtWriter:
         if self.dtype == torch.uint8:
             clip = clip.round().clamp_(0, 255)
         array = clip.to("cpu", self.dtype).contiguous().numpy()
-        self._buffer.write(memoryview(array).cast("B"))
+        view = memoryview(array).cast("B")
+        self._buffer.write(view)
+        self._crc = zlib.crc32(view, self._crc)
         self.filenames.append(filename)
         self.labels.append(int(label))
 
     def commit(self, metadata: dict) -> Path:
         """Write ``processed_data.pt`` then ``metadata.json``, each atomically."""
-        self._buffer.flush()
+        self._buffer.close()
+        self._buffer = None
         n = len(self.filenames)
         skeleton = {
             # Never touched: only its shape/dtype are serialized under skip_data.
@@ -99,7 +107,7 @@ class PtWriter:
             _fill_storages(
                 tmp,
                 {
-                    "videos": _FileSource(self._buffer_path),
+                    "videos": _FileSource(self._buffer_path, self._crc),
                     "labels": _BytesSource(skeleton["labels"].numpy().tobytes()),
                 },
             )
@@ -110,27 +118,44 @@ class PtWriter:
             raise
         finally:
             self._close_buffer()
-        write_json_atomic(self.directory / META_NAME, metadata)
+        write_json_atomic(self.directory / self.meta_name, metadata)
         return self.final
 
 
 # -- filling a skip_data archive --------------------------------------------------------
 class _FileSource:
-    def __init__(self, path: Path):
-        self.path = path
+    """The disk buffer; copied in the kernel (copy_file_range) when the OS allows."""
 
-    def chunks(self):
-        with open(self.path, "rb") as fh:
-            while block := fh.read(_CHUNK):
-                yield block
+    def __init__(self, path: Path, crc: int):
+        self.path, self.crc = path, crc
+
+    def copy_to(self, fh, offset: int) -> int:
+        size = self.path.stat().st_size
+        with open(self.path, "rb") as src:
+            done = 0
+            try:
+                while done < size:
+                    n = os.copy_file_range(src.fileno(), fh.fileno(), size - done, done, offset + done)
+                    if n == 0:
+                        break
+                    done += n
+            except (AttributeError, OSError):  # no copy_file_range here: plain copy
+                src.seek(done)
+                fh.seek(offset + done)
+                while block := src.read(_CHUNK):
+                    fh.write(block)
+                    done += len(block)
+        return done
 
 
 class _BytesSource:
     def __init__(self, data: bytes):
-        self.data = data
+        self.data, self.crc = data, zlib.crc32(data)
 
-    def chunks(self):
-        yield self.data
+    def copy_to(self, fh, offset: int) -> int:
+        fh.seek(offset)
+        fh.write(self.data)
+        return len(self.data)
 
 
 class _StorageKeys(pickle.Unpickler):
@@ -161,15 +186,11 @@ def _fill_storages(archive: Path, sources: dict) -> None:
             info = infos[f"{prefix}/data/{storage_key}"]
             fh.seek(info.header_offset + 26)
             name_len, extra_len = struct.unpack("<HH", fh.read(4))
-            fh.seek(info.header_offset + 30 + name_len + extra_len)
-            crc, written = 0, 0
-            for block in source.chunks():
-                fh.write(block)
-                crc = zlib.crc32(block, crc)
-                written += len(block)
+            fh.flush()
+            written = source.copy_to(fh, info.header_offset + 30 + name_len + extra_len)
             if written != info.file_size:
                 raise RuntimeError(f"{key}: wrote {written} bytes, archive expects {info.file_size}")
-            _patch_crc(fh, info, crc, central_dir)
+            _patch_crc(fh, info, source.crc, central_dir)
 
 
 def _patch_crc(fh, info: zipfile.ZipInfo, crc: int, central_dir: int) -> None:

@@ -24,12 +24,12 @@ from .extract import (
     FrameEncoder,
     SplitResult,
     fingerprint,
-    skip_if_current,
+    output_target,
     summary_table,
     write_features,
 )
-from .h5_writer import features_filename
 from .layout import discover_raw
+from .shard import assign_balanced
 from .tensorize import TensorizeConfig
 
 
@@ -55,7 +55,7 @@ def extract_from_videos(
     stored = encoder.target  # clips are normalized for this backbone directly
     loader = ClipLoader(
         size=sampling.size, mean=stored.mean, std=stored.std,
-        device="gpu" if config.device == "cuda" else "cpu", device_id=sampling.device_id,
+        device="gpu" if config.device.startswith("cuda") else "cpu", device_id=sampling.device_id,
         max_batch=sampling.max_batch, cpu_decoder=sampling.cpu_decoder,
     )
     remove_stale_tmp(features)
@@ -63,30 +63,36 @@ def extract_from_videos(
     for split in tree.splits:
         groups = sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
         result = SplitResult(split)
-        out_path = features / features_filename(split, config.multi_scale)
         settings = {
             "sampling": {f"{g.category}/{g.subcategory}": asdict(sampling.sampling(g)) for g in groups},
             "size": sampling.size,
         }
-        fp = fingerprint([f for g in groups for f in g.files], config, stream=settings)
-        if not config.overwrite and skip_if_current(out_path, fp, result):
+        everything = [f for g in groups for f in g.files]
+        fp = fingerprint(everything, config, stream=settings)
+        out_path = output_target(features, split, config, fp, result)
+        if out_path is None:
             results.append(result)
             continue
+        order = {f: i for i, f in enumerate(everything)}  # single-process row order
+        mine = set(everything)
+        if config.shard.active:  # balanced by file size
+            ranks = assign_balanced([f.stat().st_size for f in everything], config.shard.count)
+            mine = {f for f, r in zip(everything, ranks, strict=True) if r == config.shard.index}
 
-        def clips(groups=groups, result=result):
+        def clips(groups=groups, result=result, mine=mine, order=order):
             for group in groups:
-                items = [(str(p), tree.relpath(p)) for p in group.files]
+                items = [(str(p), tree.relpath(p)) for p in group.files if p in mine]
                 for batch in prefetch(loader.load(items, sampling.sampling(group)), depth=prefetch_depth):
                     for r in batch:
                         if r.ok:
                             name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"
-                            yield r.clip, stored, mapping[group.category], name
+                            yield order[Path(r.path)], r.clip, stored, mapping[group.category], name
                         else:
                             result.failures.append((r.relpath, r.error.reason))
                             print(f"vcp: error: {r.relpath}: {r.error.reason}", file=sys.stderr, flush=True)
 
         write_features(
-            split, out_path, clips(), result=result, total=sum(len(g.files) for g in groups),
+            split, out_path, clips(), result=result, total=len(mine),
             frame_counts=[sampling.frames], mapping=mapping, config=config, encoder=encoder,
             fp=fp, attrs={"source": "videos", "raw_root": str(tree.root)}, console=console,
         )

@@ -27,6 +27,7 @@ from .atomic import remove_stale_tmp
 from .layout import Group, RawTree, discover_raw
 from .progress import human_bytes, make_progress
 from .pt_writer import META_NAME, PT_NAME, PtWriter
+from .shard import PARTS_DIR, Shard, assign_balanced
 from .versions import versions
 
 FORMAT_VERSION = 1
@@ -48,6 +49,7 @@ class TensorizeConfig:
     normalization: InputSpec = IMAGENET
     cpu_decoder: str = "auto"
     storage: str = "float32"  # the contract; float16 / uint8 are opt-in
+    shard: Shard = Shard()
 
     @property
     def stored_normalization(self) -> InputSpec:
@@ -110,9 +112,9 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mappi
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def up_to_date(out_dir: Path, fp: str) -> bool:
-    meta = out_dir / META_NAME
-    if not (meta.is_file() and (out_dir / PT_NAME).is_file()):
+def up_to_date(out_dir: Path, fp: str, name: str = PT_NAME, meta_name: str = META_NAME) -> bool:
+    meta = out_dir / meta_name
+    if not (meta.is_file() and (out_dir / name).is_file()):
         return False
     try:
         return json.loads(meta.read_text()).get("fingerprint") == fp
@@ -156,50 +158,70 @@ def tensorize(
         max_batch=config.max_batch,
         cpu_decoder=config.cpu_decoder,
     )
+    owned = _owned_files(tree, config.shard)
     summaries, failures = [], []
     for split in tree.splits:
         summary = SplitSummary(split)
         groups = tree.groups_of(split)
-        summary.videos = sum(len(g.files) for g in groups)
+        summary.videos = sum(len(owned(g)) for g in groups)
         started = time.perf_counter()
         with make_progress(console, "videos") as progress:
-            task = progress.add_task(f"tensorize {split}", total=summary.videos)
+            task = progress.add_task(f"tensorize {split}{_shard_label(config.shard)}", total=summary.videos)
             for group in groups:
                 out_dir = out / group.rel_dir
-                remove_stale_tmp(out_dir)
+                files = owned(group)
                 spec = config.sampling(group)
                 fp = fingerprint(group, spec, config, mapping)
-                if not config.overwrite and up_to_date(out_dir, fp):
+                target_dir, name, meta_name = out_dir, PT_NAME, META_NAME
+                if config.shard.active and not (not config.overwrite and up_to_date(out_dir, fp)):
+                    target_dir = out_dir / PARTS_DIR
+                    name, meta_name = f"{config.shard.tag}.pt", f"{config.shard.tag}.json"
+                remove_stale_tmp(target_dir)
+                if not config.overwrite and up_to_date(target_dir, fp, name, meta_name):
                     summary.skipped_groups += 1
-                    progress.advance(task, len(group.files))
-                    previous = _previous_failures(out_dir, group)
+                    progress.advance(task, len(files))
+                    previous = _previous_failures(target_dir / meta_name, group)
                     failures += previous
                     summary.failed += len(previous)
-                    summary.output_bytes += (out_dir / PT_NAME).stat().st_size
+                    summary.output_bytes += (target_dir / name).stat().st_size
                     continue
                 group_failures = _write_group(
-                    tree, group, spec, config, mapping, fp, out_dir, loader,
+                    tree, group, files, spec, config, mapping, fp, target_dir, name, meta_name, loader,
                     on_video=lambda task=task: progress.advance(task), console=console,
                 )
                 failures += group_failures
                 summary.failed += len(group_failures)
-                summary.written += len(group.files) - len(group_failures)
-                summary.output_bytes += (out_dir / PT_NAME).stat().st_size
+                summary.written += len(files) - len(group_failures)
+                summary.output_bytes += (target_dir / name).stat().st_size
         summary.seconds = time.perf_counter() - started
         summaries.append(summary)
     console.print(_summary_table(summaries))
     return TensorizeResult(summaries, failures)
 
 
-def _write_group(tree, group, spec, config, mapping, fp, out_dir, loader, *, on_video, console):
+def _owned_files(tree: RawTree, shard: Shard):
+    """``group -> files this rank processes``: all of them, or a balanced slice by file size."""
+    if not shard.active:
+        return lambda group: list(group.files)
+    everything = [p for g in tree.groups for p in g.files]
+    ranks = assign_balanced([p.stat().st_size for p in everything], shard.count)
+    mine = {p for p, r in zip(everything, ranks, strict=True) if r == shard.index}
+    return lambda group: [p for p in group.files if p in mine]
+
+
+def _shard_label(shard: Shard) -> str:
+    return f" [shard {shard.index}/{shard.count}]" if shard.active else ""
+
+
+def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, meta_name, loader, *, on_video, console):
     label = mapping[group.category]
-    items = [(str(p), tree.relpath(p)) for p in group.files]
+    items = [(str(p), tree.relpath(p)) for p in files]
     failed, records = [], []
     started = time.perf_counter()
     stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
     with PtWriter(
         out_dir, frames=config.frames, size=config.size, category_mapping=mapping,
-        dtype=STORAGE_DTYPES[config.storage],
+        dtype=STORAGE_DTYPES[config.storage], name=name, meta_name=meta_name,
     ) as writer:
         for batch in prefetch(loader.load(items, spec), depth=1):
             for result in batch:
@@ -258,6 +280,8 @@ def _write_group(tree, group, spec, config, mapping, fp, out_dir, loader, *, on_
             "versions": versions(),
             "fingerprint": fp,
         }
+        if config.shard.active:
+            metadata["shard"] = {"index": config.shard.index, "count": config.shard.count}
         writer.commit(metadata)
     return failed
 
@@ -274,9 +298,9 @@ def _decoder_name(front: str, mode: str) -> str:
     return "pyav"
 
 
-def _previous_failures(out_dir: Path, group: Group) -> list[tuple[str, str]]:
+def _previous_failures(meta_path: Path, group: Group) -> list[tuple[str, str]]:
     try:
-        meta = json.loads((out_dir / META_NAME).read_text())
+        meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         return []
     return [(f"{group.rel_dir.as_posix()}/{f['file']}", f["reason"]) for f in meta.get("failed", [])]

@@ -1,0 +1,172 @@
+"""``vcp merge DIR``: join the part files of a sharded run into the contract's files.
+
+The merged files equal a single-process run: same row order, labels, filenames and
+frame data (rows are copied, never recomputed); run-specific metadata (timings, batch
+sizes) is combined. Parts from different settings (another backbone, frame count,
+strategy...) or an incomplete set are refused with a clear error; nothing is written
+then. A successful merge removes the parts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from .h5_writer import H5Writer
+from .pt_writer import PT_NAME, PtWriter
+from .shard import PART_RE, PARTS_DIR
+
+
+class MergeError(Exception):
+    """Parts that cannot be merged (missing, or from different settings)."""
+
+
+def _complete_set(paths: list[Path], what: str) -> list[Path]:
+    """The parts ``part-i-of-n`` for i in 0..n-1, in order; error if mixed or missing."""
+    by_count = defaultdict(dict)
+    for p in paths:
+        m = PART_RE.search(p.name)
+        if m:
+            by_count[int(m.group(2))][int(m.group(1))] = p
+    if len(by_count) != 1:
+        raise MergeError(f"{what}: parts from runs with different shard counts {sorted(by_count)}; remove the stale ones")
+    (count, parts), = by_count.items()
+    missing = [i for i in range(count) if i not in parts]
+    if missing:
+        raise MergeError(f"{what}: missing parts {missing} of {count} (rerun those ranks)")
+    return [parts[i] for i in range(count)]
+
+
+def _check_same(what: str, values: dict[Path, object], field: str) -> None:
+    distinct = {json.dumps(v, sort_keys=True, default=str) for v in values.values()}
+    if len(distinct) > 1:
+        detail = "; ".join(f"{p.name}: {v}" for p, v in values.items())
+        raise MergeError(f"{what}: parts disagree on {field} (different settings or inputs): {detail}")
+
+
+# -- processed_data.pt --------------------------------------------------------------------
+RUN_SPECIFIC = ("batch_sizes", "decoder_fallbacks", "elapsed_s", "created_at", "shard")
+
+
+def merge_tensor_group(group_dir: Path) -> Path:
+    parts_dir = group_dir / PARTS_DIR
+    metas = _complete_set(sorted(parts_dir.glob("part-*.json")), str(group_dir))
+    meta = {m: json.loads(m.read_text()) for m in metas}
+    what = str(group_dir)
+    _check_same(what, {m: v["fingerprint"] for m, v in meta.items()}, "settings/inputs fingerprint")
+    for p in metas:
+        if not p.with_suffix(".pt").is_file():
+            raise MergeError(f"{what}: {p.with_suffix('.pt').name} is missing")
+    # single-process order: the group's files sorted by name (layout.discover_raw)
+    rows = sorted(
+        ((rec["file"], m, i) for m, v in meta.items() for i, rec in enumerate(v["videos"])),
+        key=lambda r: r[0],
+    )
+    first = meta[metas[0]]
+    data = {m: torch.load(m.with_suffix(".pt"), weights_only=True, mmap=True) for m in metas}
+    videos = data[metas[0]]["videos"]
+    merged = {k: v for k, v in first.items() if k not in RUN_SPECIFIC}
+    merged["videos"] = [meta[m]["videos"][i] for _, m, i in rows]
+    merged["failed"] = sorted((f for v in meta.values() for f in v["failed"]), key=lambda f: f["file"])
+    merged["num_videos"] = len(rows)
+    merged["batch_sizes"] = _sum_counts(v.get("batch_sizes", {}) for v in meta.values())
+    merged["decoder_fallbacks"] = [x for v in meta.values() for x in v.get("decoder_fallbacks", [])]
+    merged["elapsed_s"] = round(sum(v.get("elapsed_s", 0) for v in meta.values()), 3)
+    merged["created_at"] = max(v.get("created_at", "") for v in meta.values())
+    merged["merged_from_shards"] = len(metas)
+    _, t, _, s, _ = videos.shape
+    with PtWriter(group_dir, frames=t, size=s, category_mapping=first["category_mapping"], dtype=videos.dtype) as w:
+        for name, m, i in rows:
+            d = data[m]
+            w.add(d["videos"][i], name, int(d["labels"][i]))
+        w.commit(merged)
+    shutil.rmtree(parts_dir)
+    return group_dir / PT_NAME
+
+
+def _sum_counts(dicts) -> dict[str, int]:
+    total: dict[str, int] = defaultdict(int)
+    for d in dicts:
+        for k, v in d.items():
+            total[k] += v
+    return dict(sorted(total.items(), key=lambda kv: int(kv[0])))
+
+
+# -- features HDF5 --------------------------------------------------------------------------
+SAME_ATTRS = ("fingerprint", "backbone", "weights", "scales", "precision", "multi_scale", "max_frames", "feature_dim", "category_mapping")
+
+
+def merge_features(final: Path, parts: list[Path]) -> Path:
+    parts = _complete_set(parts, str(final))
+    attrs = {}
+    for p in parts:
+        with h5py.File(p, "r") as h5:
+            attrs[p] = dict(h5.attrs)
+    for key in SAME_ATTRS:
+        _check_same(str(final), {p: _plain(a.get(key)) for p, a in attrs.items()}, key)
+    first = attrs[parts[0]]
+    rows = []  # (order, part, index)
+    for p in parts:
+        with h5py.File(p, "r") as h5:
+            rows += [(int(o), p, i) for i, o in enumerate(h5["order"][:])]
+    rows.sort(key=lambda r: r[0])
+    keep = {k: _plain(v) for k, v in first.items() if k not in ("num_videos", "max_frames", "feature_dim", "category_mapping", "multi_scale", "shard_index", "shard_count")}
+    # every rank validates every .pt, so a bad file can be reported by several parts
+    failed = {tuple(f) for a in attrs.values() for f in json.loads(a["failed_files"])}
+    keep["failed_files"] = json.dumps([list(f) for f in sorted(failed)])
+    keep["merged_from_shards"] = len(parts)
+    files = {p: h5py.File(p, "r") for p in parts}
+    try:
+        with H5Writer(
+            final, max_frames=int(first["max_frames"]), feature_dim=int(first["feature_dim"]),
+            category_mapping=json.loads(first["category_mapping"]), multi_scale=bool(first["multi_scale"]), attrs=keep,
+        ) as w:
+            for _, p, i in rows:
+                h5 = files[p]
+                n = int(h5["num_frames"][i])
+                name = h5["filenames"][i]
+                w.append(h5["features"][i, :n], label=int(h5["labels"][i]), filename=name.decode() if isinstance(name, bytes) else name)
+            w.commit()
+    finally:
+        for h5 in files.values():
+            h5.close()
+    for p in parts:
+        p.unlink()
+    with contextlib.suppress(OSError):
+        parts[0].parent.rmdir()
+    return final
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def feature_part_groups(features: Path) -> dict[Path, list[Path]]:
+    """``final path -> its part files`` found under ``FEATURES/.parts``."""
+    groups: dict[Path, list[Path]] = defaultdict(list)
+    for p in sorted((features / PARTS_DIR).glob("*.part-*.h5")):
+        final_name = p.name.split(".part-")[0]
+        groups[features / final_name].append(p)
+    return dict(groups)
+
+
+def merge_all(root: str | Path) -> list[Path]:
+    """Merge every set of parts under ``root`` (a tensorize OUT or an extract FEATURES)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MergeError(f"folder not found: {root}")
+    merged = [merge_tensor_group(d.parent) for d in sorted(root.glob(f"*/*/*/{PARTS_DIR}")) if d.is_dir()]
+    merged += [merge_features(final, parts) for final, parts in feature_part_groups(root).items()]
+    return merged
+
