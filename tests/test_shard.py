@@ -1,7 +1,14 @@
 import pytest
 
 from vcp.devices import UsageError
-from vcp.shard import Shard, assign_balanced, contiguous_ranges, parse_shard, resolve_shard, shard_from_env
+from vcp.shard import (
+    Shard,
+    assign_balanced,
+    contiguous_ranges,
+    parse_shard,
+    resolve_shard,
+    shard_from_env,
+)
 
 
 def test_parse_and_env():

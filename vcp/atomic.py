@@ -31,9 +31,14 @@ def write_json_atomic(final: Path, data: dict) -> None:
         raise
 
 
-def remove_stale_tmp(directory: Path) -> None:
-    """Remove temp files a killed run left behind in ``directory``."""
+def remove_stale_tmp(directory: Path, names) -> None:
+    """Remove temp files a killed run left for the outputs ``names`` in ``directory``.
+
+    Only this process's own targets: other ranks of a sharded run write other names in the
+    same folder at the same time.
+    """
     if directory.is_dir():
-        for stale in directory.glob(".*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+        for name in names:
+            for stale in directory.glob(f".{name}.*tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()

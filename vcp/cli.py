@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from .cli_merge import merge_command
 from .cli_tensorize import tensorize_command
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ def _root() -> None:
 
 
 app.command("tensorize")(tensorize_command)
+app.command("merge")(merge_command)
 
 try:  # the second stage registers itself when present
     from .cli_extract import backbones_command, extract_command

@@ -46,15 +46,22 @@ def extract_command(
     seed: opt.Seed = 0,
     max_batch: opt.MaxBatch = 4,
     cpu_decoder: opt.CpuDecoder = "auto",
+    shard: opt.ShardOpt = None,
     debug: opt.Debug = False,
 ) -> None:
     """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
     from backbones import BackboneError, WeightsError
 
     from .extract import ExtractConfig, check_device, extract
+    from .merge import finish_sharded_run
+    from .shard import resolve_shard
 
     with user_errors(debug):
         try:
+            this_shard = resolve_shard(shard)
+            resolved = check_device(device)
+            if resolved == "cuda":
+                resolved = f"cuda:{this_shard.local_rank}"
             if weights.lower() == "none":
                 print(
                     "vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are "
@@ -63,13 +70,14 @@ def extract_command(
             config = ExtractConfig(
                 backbone=backbone,
                 weights=None if weights.lower() == "none" else weights,
-                device=check_device(device),
+                device=resolved,
                 multi_scale=multi_scale,
                 scales=_parse_scales(scales),
                 batch_size=batch_size,
                 splits=tuple(s.strip() for s in splits.split(",")) if splits else None,
                 precision=precision,
                 overwrite=overwrite,
+                shard=this_shard,
             )
             if from_videos:
                 from .stream import extract_from_videos
@@ -78,12 +86,13 @@ def extract_command(
                 sampling = TensorizeConfig(
                     frames=frames, size=size, clip_duration=clip_duration, strategy=strategy,
                     strategy_for=opt.parse_strategy_for(strategy_for), augment=augment, seed=seed,
-                    max_batch=max_batch, cpu_decoder=cpu_decoder,
+                    max_batch=max_batch, cpu_decoder=cpu_decoder, device_id=this_shard.local_rank,
                 )
                 validate_strategies(sampling)
                 results = extract_from_videos(processed, features, config, sampling, console=Console(stderr=True))
             else:
                 results = extract(processed, features, config, console=Console(stderr=True))
+            finish_sharded_run(this_shard, features)
         except (BackboneError, WeightsError) as exc:
             raise fail(str(exc), EXIT_USAGE) from None
     raise typer.Exit(EXIT_PARTIAL if any(r.failures for r in results) else EXIT_OK)

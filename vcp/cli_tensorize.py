@@ -31,6 +31,7 @@ def tensorize_command(
     storage: Annotated[str, typer.Option(help="float32 (the contract) | float16 | uint8 (raw pixels, 4x smaller; extract normalizes on load).")] = "float32",
     overwrite: Annotated[bool, typer.Option(help="Redo subcategories whose outputs are up to date.")] = False,
     cpu_decoder: opt.CpuDecoder = "auto",
+    shard: opt.ShardOpt = None,
     debug: opt.Debug = False,
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
@@ -38,6 +39,10 @@ def tensorize_command(
     from .tensorize import TensorizeConfig, tensorize
 
     with user_errors(debug):
+        from .merge import finish_sharded_run
+        from .shard import resolve_shard
+
+        this_shard = resolve_shard(shard)
         tree = discover_raw(raw)
         overrides = opt.parse_strategy_for(strategy_for)
         if interactive:
@@ -55,8 +60,11 @@ def tensorize_command(
             overwrite=overwrite,
             cpu_decoder=cpu_decoder,
             storage=storage,
+            shard=this_shard,
+            device_id=this_shard.local_rank,
         )
         result = tensorize(raw, out, config, console=Console(stderr=True), tree=tree)
+        finish_sharded_run(this_shard, out)
     raise typer.Exit(EXIT_PARTIAL if result.failures else EXIT_OK)
 
 

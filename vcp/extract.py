@@ -257,7 +257,6 @@ def extract(
 
         model = get_backbone(config.backbone, config.weights)
     encoder = FrameEncoder(model, config)
-    remove_stale_tmp(features)
     results = [
         extract_split(split, files, features, config, encoder, console=console)
         for split, files in by_split.items()
@@ -331,6 +330,7 @@ def write_features(
         **attrs,
     }
     started = time.perf_counter()
+    remove_stale_tmp(out_path.parent, [out_path.name])
     with (
         H5Writer(
             out_path, max_frames=max_rows(frame_counts, config), feature_dim=encoder.model.feature_dim,

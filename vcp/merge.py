@@ -55,15 +55,19 @@ def _check_same(what: str, values: dict[Path, object], field: str) -> None:
 RUN_SPECIFIC = ("batch_sizes", "decoder_fallbacks", "elapsed_s", "created_at", "shard")
 
 
-def merge_tensor_group(group_dir: Path) -> Path:
+def merge_tensor_group(group_dir: Path, *, check_only: bool = False) -> Path:
     parts_dir = group_dir / PARTS_DIR
     metas = _complete_set(sorted(parts_dir.glob("part-*.json")), str(group_dir))
     meta = {m: json.loads(m.read_text()) for m in metas}
     what = str(group_dir)
+    for key in ("frames_per_video", "image_size", "sampling_strategy", "clip_duration", "seed", "augmentation", "storage", "normalization"):
+        _check_same(what, {m: v.get(key) for m, v in meta.items()}, key)
     _check_same(what, {m: v["fingerprint"] for m, v in meta.items()}, "settings/inputs fingerprint")
     for p in metas:
         if not p.with_suffix(".pt").is_file():
             raise MergeError(f"{what}: {p.with_suffix('.pt').name} is missing")
+    if check_only:
+        return group_dir / PT_NAME
     # single-process order: the group's files sorted by name (layout.discover_raw)
     rows = sorted(
         ((rec["file"], m, i) for m, v in meta.items() for i, rec in enumerate(v["videos"])),
@@ -100,10 +104,10 @@ def _sum_counts(dicts) -> dict[str, int]:
 
 
 # -- features HDF5 --------------------------------------------------------------------------
-SAME_ATTRS = ("fingerprint", "backbone", "weights", "scales", "precision", "multi_scale", "max_frames", "feature_dim", "category_mapping")
+SAME_ATTRS = ("backbone", "weights", "scales", "precision", "multi_scale", "max_frames", "feature_dim", "category_mapping", "fingerprint")
 
 
-def merge_features(final: Path, parts: list[Path]) -> Path:
+def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) -> Path:
     parts = _complete_set(parts, str(final))
     attrs = {}
     for p in parts:
@@ -111,6 +115,8 @@ def merge_features(final: Path, parts: list[Path]) -> Path:
             attrs[p] = dict(h5.attrs)
     for key in SAME_ATTRS:
         _check_same(str(final), {p: _plain(a.get(key)) for p, a in attrs.items()}, key)
+    if check_only:
+        return final
     first = attrs[parts[0]]
     rows = []  # (order, part, index)
     for p in parts:
@@ -166,7 +172,43 @@ def merge_all(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise MergeError(f"folder not found: {root}")
-    merged = [merge_tensor_group(d.parent) for d in sorted(root.glob(f"*/*/*/{PARTS_DIR}")) if d.is_dir()]
-    merged += [merge_features(final, parts) for final, parts in feature_part_groups(root).items()]
+    groups = [d.parent for d in sorted(root.glob(f"*/*/*/{PARTS_DIR}")) if d.is_dir()]
+    features = feature_part_groups(root)
+    # check every set first: a refused merge writes nothing at all
+    for group in groups:
+        merge_tensor_group(group, check_only=True)
+    for final, parts in features.items():
+        merge_features(final, parts, check_only=True)
+    merged = [merge_tensor_group(group) for group in groups]
+    merged += [merge_features(final, parts) for final, parts in features.items()]
     return merged
 
+
+
+def finish_sharded_run(shard, root: Path) -> list[Path]:
+    """After this rank's work: under torchrun, wait for all ranks, merge on rank 0, wait again.
+
+    (The second barrier keeps every rank alive until the merge is written, so torchrun
+    does not tear rank 0 down when another rank exits.) Elsewhere (``--shard``, srun), say
+    how to merge once every shard is done.
+    """
+    import sys
+
+    from .shard import distributed_barrier
+
+    if not shard.active:
+        return []
+    merged: list[Path] = []
+    if shard.launcher == "torchrun" and distributed_barrier():
+        try:
+            if shard.index == 0:
+                merged = merge_all(root)
+                print(f"vcp: merged {len(merged)} file(s) from {shard.count} ranks under {root}", file=sys.stderr)
+        finally:
+            distributed_barrier()
+    else:
+        print(
+            f"vcp: shard {shard.index}/{shard.count} done; when every shard has finished run: vcp merge {root}",
+            file=sys.stderr,
+        )
+    return merged

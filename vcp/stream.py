@@ -18,7 +18,6 @@ from rich.console import Console
 from dali_pipes import ClipLoader
 from dali_pipes.prefetch import prefetch
 
-from .atomic import remove_stale_tmp
 from .extract import (
     ExtractConfig,
     FrameEncoder,
@@ -58,7 +57,6 @@ def extract_from_videos(
         device="gpu" if config.device.startswith("cuda") else "cpu", device_id=sampling.device_id,
         max_batch=sampling.max_batch, cpu_decoder=sampling.cpu_decoder,
     )
-    remove_stale_tmp(features)
     results = []
     for split in tree.splits:
         groups = sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))

@@ -176,7 +176,7 @@ def tensorize(
                 if config.shard.active and not (not config.overwrite and up_to_date(out_dir, fp)):
                     target_dir = out_dir / PARTS_DIR
                     name, meta_name = f"{config.shard.tag}.pt", f"{config.shard.tag}.json"
-                remove_stale_tmp(target_dir)
+                remove_stale_tmp(target_dir, [name, meta_name])
                 if not config.overwrite and up_to_date(target_dir, fp, name, meta_name):
                     summary.skipped_groups += 1
                     progress.advance(task, len(files))

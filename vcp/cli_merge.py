@@ -1,0 +1,30 @@
+"""``vcp merge DIR``: join a sharded run's part files into the contract's files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .cli_common import EXIT_USAGE, fail, user_errors
+
+
+def merge_command(
+    directory: Annotated[Path, typer.Argument(help="A tensorize OUT folder or an extract FEATURES folder.")],
+    debug: Annotated[bool, typer.Option(help="Show tracebacks for unexpected errors.")] = False,
+) -> None:
+    """Merge the part files that `--shard` / torchrun / srun ranks wrote."""
+    from .merge import MergeError, merge_all
+
+    with user_errors(debug):
+        try:
+            merged = merge_all(directory)
+        except MergeError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+    console = Console(stderr=True)
+    if not merged:
+        console.print(f"nothing to merge under {directory}")
+    for path in merged:
+        console.print(f"merged {path}")
