@@ -144,6 +144,7 @@ class ClipLoader:
         num_threads: int | None = None,
         cpu_decoder: Literal["auto", "pyav"] = "auto",
         vram_fraction: float = 0.4,
+        pipelines: int = 1,
     ):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"Invalid device ({device!r}). Supported values are: cpu, gpu.")
@@ -153,7 +154,11 @@ class ClipLoader:
         self.device, self.device_id = device, device_id
         self.max_batch, self.num_threads = max_batch, num_threads
         self.cpu_decoder, self.vram_fraction = cpu_decoder, vram_fraction
+        if pipelines < 1:
+            raise ValueError(f"pipelines must be >= 1, got {pipelines}")
+        self.pipelines = pipelines
         self.stats = LoaderStats()
+        self._workers: list[ClipLoader] = []
         self._pipes: dict[Front, object] = {}
         self._nvdec_ok = device == "gpu"
 
@@ -190,7 +195,12 @@ class ClipLoader:
         """Yield lists of results (one batch each), in input order.
 
         ``items`` are ``(path, relpath)``; ``relpath`` seeds the per-file generator.
+        With ``pipelines > 1`` several loaders, each with its own DALI pipelines (one keeps
+        about one NVDEC busy), decode interleaved slices of ``items`` in parallel threads.
         """
+        if self.pipelines > 1:
+            yield from self._load_parallel(list(items), spec)
+            return
         batch: list[ClipResult] = []
         cap = self.max_batch
         for path, relpath in items:
@@ -210,6 +220,42 @@ class ClipLoader:
                 batch, cap = [], self.max_batch
         if batch:
             yield self._run(batch, spec)
+
+    def _load_parallel(self, items: list[tuple[str, str]], spec: SamplingSpec) -> Iterator[list[ClipResult]]:
+        """Chunk c of ``max_batch`` items goes to worker ``c % pipelines``; results in order."""
+        from .prefetch import prefetch
+
+        if not self._workers:
+            self._workers = [
+                ClipLoader(
+                    size=self.size, mean=self.mean, std=self.std, device=self.device,
+                    device_id=self.device_id, max_batch=self.max_batch, num_threads=self.num_threads,
+                    cpu_decoder=self.cpu_decoder, vram_fraction=self.vram_fraction / self.pipelines,
+                )
+                for _ in range(self.pipelines)
+            ]
+        chunks = [items[i : i + self.max_batch] for i in range(0, len(items), self.max_batch)]
+        streams = [
+            prefetch(
+                (b for chunk in chunks[w :: self.pipelines] for b in worker.load(chunk, spec)), depth=1
+            )
+            for w, worker in enumerate(self._workers)
+        ]
+        try:
+            for c, chunk in enumerate(chunks):
+                got = 0
+                while got < len(chunk):  # a chunk can come back as several VRAM-sized batches
+                    batch = next(streams[c % self.pipelines])
+                    got += len(batch)
+                    yield batch
+        finally:
+            for stream in streams:
+                stream.close()
+            for worker in self._workers:
+                self.stats.batch_sizes.update(worker.stats.batch_sizes)
+                self.stats.fronts.update(worker.stats.fronts)
+                self.stats.fallbacks.extend(worker.stats.fallbacks)
+                worker.stats = LoaderStats()
 
     def _vram_cap(self, info: VideoInfo, frames: int) -> int:
         return batch_size_for(

@@ -193,3 +193,18 @@ def test_gpu_without_nvdec_decodes_on_cpu_and_normalizes_on_gpu(videos, monkeypa
     (r,) = run(ld, [path], SamplingSpec(frames=8))
     assert r.front == "frames" and r.clip.is_cuda
     assert read_indices(r.clip) == r.indices.tolist()
+
+
+def test_parallel_pipelines_give_the_same_results_in_order(videos):
+    specs = [dict(codec=c, num_frames=n) for c in ("vp9", "h264", "mjpeg") for n in (13, 29)] + [dict(codec="hevc", num_frames=17)]
+    paths = [videos(**s) for s in specs]
+    spec = SamplingSpec(strategy="segment", frames=6)
+    one = run(loader(max_batch=2), paths, spec)
+    ld = loader(max_batch=2, pipelines=3)
+    many = run(ld, paths, spec)
+    assert [r.path for r in many] == [str(p) for p in paths]
+    for a, b in zip(one, many, strict=True):
+        assert a.indices.tolist() == b.indices.tolist() and a.front == b.front
+        assert torch.equal(a.clip, b.clip)
+    assert sum(n * k for n, k in ld.stats.batch_sizes.items()) == len(paths)
+    assert len(ld._workers) == 3

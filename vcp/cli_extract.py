@@ -46,6 +46,7 @@ def extract_command(
     seed: opt.Seed = 0,
     max_batch: opt.MaxBatch = 4,
     cpu_decoder: opt.CpuDecoder = "auto",
+    pipelines: opt.Pipelines = 1,
     shard: opt.ShardOpt = None,
     debug: opt.Debug = False,
 ) -> None:
@@ -86,7 +87,7 @@ def extract_command(
                 sampling = TensorizeConfig(
                     frames=frames, size=size, clip_duration=clip_duration, strategy=strategy,
                     strategy_for=opt.parse_strategy_for(strategy_for), augment=augment, seed=seed,
-                    max_batch=max_batch, cpu_decoder=cpu_decoder, device_id=this_shard.local_rank,
+                    max_batch=max_batch, cpu_decoder=cpu_decoder, pipelines=pipelines, device_id=this_shard.local_rank,
                 )
                 validate_strategies(sampling)
                 results = extract_from_videos(processed, features, config, sampling, console=Console(stderr=True))

@@ -17,6 +17,9 @@ Augment = Annotated[bool, typer.Option(help="Random segment jitter + horizontal 
 Seed = Annotated[int, typer.Option(help="Seed for random sampling/augmentation.")]
 MaxBatch = Annotated[int, typer.Option(min=1, help="Most videos per DALI batch.")]
 CpuDecoder = Annotated[str, typer.Option(help="CPU decode front: auto (DALI for VP8/VP9/MJPEG) | pyav.", hidden=True)]
+Pipelines = Annotated[
+    int, typer.Option(min=1, help="Parallel DALI pipelines, each on its own slice (GPUs with several NVDECs: 2-4).")
+]
 ShardOpt = Annotated[
     str | None,
     typer.Option("--shard", help="INDEX/COUNT: this process's slice (default: from torchrun RANK/WORLD_SIZE or srun SLURM_PROCID/SLURM_NTASKS)."),

@@ -31,6 +31,7 @@ def tensorize_command(
     storage: Annotated[str, typer.Option(help="float32 (the contract) | float16 | uint8 (raw pixels, 4x smaller; extract normalizes on load).")] = "float32",
     overwrite: Annotated[bool, typer.Option(help="Redo subcategories whose outputs are up to date.")] = False,
     cpu_decoder: opt.CpuDecoder = "auto",
+    pipelines: opt.Pipelines = 1,
     shard: opt.ShardOpt = None,
     debug: opt.Debug = False,
 ) -> None:
@@ -58,7 +59,7 @@ def tensorize_command(
             max_batch=max_batch,
             mode=resolve_mode(mode),
             overwrite=overwrite,
-            cpu_decoder=cpu_decoder,
+            cpu_decoder=cpu_decoder, pipelines=pipelines,
             storage=storage,
             shard=this_shard,
             device_id=this_shard.local_rank,

@@ -55,7 +55,7 @@ def extract_from_videos(
     loader = ClipLoader(
         size=sampling.size, mean=stored.mean, std=stored.std,
         device="gpu" if config.device.startswith("cuda") else "cpu", device_id=sampling.device_id,
-        max_batch=sampling.max_batch, cpu_decoder=sampling.cpu_decoder,
+        max_batch=sampling.max_batch, cpu_decoder=sampling.cpu_decoder, pipelines=sampling.pipelines,
     )
     results = []
     for split in tree.splits:

@@ -50,6 +50,7 @@ class TensorizeConfig:
     cpu_decoder: str = "auto"
     storage: str = "float32"  # the contract; float16 / uint8 are opt-in
     shard: Shard = Shard()
+    pipelines: int = 1
 
     @property
     def stored_normalization(self) -> InputSpec:
@@ -157,6 +158,7 @@ def tensorize(
         device_id=config.device_id,
         max_batch=config.max_batch,
         cpu_decoder=config.cpu_decoder,
+        pipelines=config.pipelines,
     )
     owned = _owned_files(tree, config.shard)
     summaries, failures = [], []
