@@ -87,7 +87,8 @@ def extract_command(
                 sampling = TensorizeConfig(
                     frames=frames, size=size, clip_duration=clip_duration, strategy=strategy,
                     strategy_for=opt.parse_strategy_for(strategy_for), augment=augment, seed=seed,
-                    max_batch=max_batch, cpu_decoder=cpu_decoder, pipelines=pipelines, device_id=this_shard.local_rank,
+                    max_batch=max_batch, cpu_decoder=cpu_decoder, pipelines=pipelines,
+                    device_id=this_shard.local_rank,
                 )
                 validate_strategies(sampling)
                 results = extract_from_videos(processed, features, config, sampling, console=Console(stderr=True))

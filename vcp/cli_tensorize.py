@@ -37,12 +37,11 @@ def tensorize_command(
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
     from .layout import discover_raw
+    from .merge import finish_sharded_run
+    from .shard import resolve_shard
     from .tensorize import TensorizeConfig, tensorize
 
     with user_errors(debug):
-        from .merge import finish_sharded_run
-        from .shard import resolve_shard
-
         this_shard = resolve_shard(shard)
         tree = discover_raw(raw)
         overrides = opt.parse_strategy_for(strategy_for)
@@ -59,7 +58,8 @@ def tensorize_command(
             max_batch=max_batch,
             mode=resolve_mode(mode),
             overwrite=overwrite,
-            cpu_decoder=cpu_decoder, pipelines=pipelines,
+            cpu_decoder=cpu_decoder,
+            pipelines=pipelines,
             storage=storage,
             shard=this_shard,
             device_id=this_shard.local_rank,
