@@ -161,6 +161,8 @@ class ClipLoader:
         self._workers: list[ClipLoader] = []
         self._pipes: dict[Front, object] = {}
         self._nvdec_ok = device == "gpu"
+        self._dali_decoded = 0  # files the DALI decoder handled, and files it rejected
+        self._dali_rejected = 0
 
     # -- pipelines -------------------------------------------------------------------
     def _pipe(self, front: Front):
@@ -300,13 +302,26 @@ class ClipLoader:
         assert clips.shape[0] == n, (clips.shape, n)
         return list(clips.unbind(0))
 
+    # After this many rejections without a single success, NVDEC is taken to be unusable
+    # here (e.g. a MIG slice without media engines) and every file decodes on the CPU.
+    NVDEC_GIVE_UP_AFTER = 3
+
     def _run_dali(self, items: list[ClipResult]) -> None:
+        if self.device == "gpu" and not self._nvdec_ok:
+            for item in items:
+                item.front = "frames"
+            return
         try:
             self._feed_dali(items)
+            self._dali_decoded += len(items)
             return
         except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError for anything
             self._drop_pipe("dali")
             if len(items) == 1:
+                self._dali_rejected += 1
+                if self.device == "gpu" and not self._dali_decoded and self._dali_rejected >= self.NVDEC_GIVE_UP_AFTER:
+                    self._nvdec_ok = False
+                    self.stats.fallbacks.append("NVDEC rejected every stream so far: decoding on the CPU from now on")
                 self._fallback(items[0], exc)
                 return
         for item in items:  # isolate the file the decoder rejected

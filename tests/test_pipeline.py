@@ -208,3 +208,24 @@ def test_parallel_pipelines_give_the_same_results_in_order(videos):
         assert torch.equal(a.clip, b.clip)
     assert sum(n * k for n, k in ld.stats.batch_sizes.items()) == len(paths)
     assert len(ld._workers) == 3
+
+
+def test_gpu_mode_gives_up_on_nvdec_after_repeated_rejections(monkeypatch):
+    """NVDEC missing only shows at run time: after 3 rejections everything goes to the CPU front."""
+    from dali_pipes.pipeline import ClipResult
+
+    ld = loader(max_batch=1)
+    ld.device, ld._nvdec_ok = "gpu", True  # pretend: only the DALI front is exercised
+    attempts = []
+
+    def reject(items):
+        attempts.append(len(items))
+        raise RuntimeError("simulated: no NVDEC")
+
+    monkeypatch.setattr(ld, "_feed_dali", reject)
+    results = [ClipResult(path="x", relpath=f"x{i}", front="dali") for i in range(5)]
+    for r in results:
+        ld._run_dali([r])
+    assert attempts == [1, 1, 1]  # gave up after three
+    assert all(r.front == "frames" for r in results)
+    assert not ld._nvdec_ok and any("NVDEC rejected every stream" in f for f in ld.stats.fallbacks)

@@ -151,6 +151,25 @@ class FrameEncoder:
         self.dtype = PRECISIONS[config.precision]
         self.target: InputSpec = getattr(model, "input_spec", IMAGENET)
         self._affine_cache: dict = {}
+        self._staging: torch.Tensor | None = None  # pinned host buffer for CUDA uploads
+        self._uploaded = None  # CUDA event: the last upload from the staging buffer
+
+    def _upload(self, frames: torch.Tensor) -> torch.Tensor:
+        """Host clip -> device through one reused pinned buffer, non-blocking.
+
+        Before the buffer is refilled, the previous upload from it is waited for (an event),
+        so the copy of clip k+1 into it can never race the transfer of clip k.
+        """
+        if self._uploaded is not None:
+            self._uploaded.synchronize()
+        if self._staging is None or self._staging.numel() < frames.numel() or self._staging.dtype != frames.dtype:
+            self._staging = torch.empty(frames.numel(), dtype=frames.dtype).pin_memory()
+        staging = self._staging[: frames.numel()].view(frames.shape)
+        staging.copy_(frames)
+        on_device = staging.to(self.device, non_blocking=True)
+        self._uploaded = torch.cuda.Event()
+        self._uploaded.record()
+        return on_device
 
     def _renormalize(self, x: torch.Tensor, stored: InputSpec) -> torch.Tensor:
         """Clips are stored with ``stored`` mean/std; the backbone may expect others."""
@@ -168,10 +187,9 @@ class FrameEncoder:
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> torch.Tensor:
         """``[T, 3, H, W]`` (any device) -> ``[T, D]`` float32 on the device."""
-        cuda = self.device.type == "cuda"
-        if cuda and not frames.is_cuda:
-            frames = frames.pin_memory() if not frames.is_pinned() else frames
-        frames = frames.to(self.device, non_blocking=cuda).float()
+        if self.device.type == "cuda" and not frames.is_cuda:
+            frames = self._upload(frames)
+        frames = frames.to(self.device).float()
         frames = self._renormalize(frames, stored)
         if self.config.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
