@@ -26,7 +26,9 @@ class BackboneError(Exception):
 
 def _distribution(ep: metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
-    return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+    if dist is not None:
+        return f"{dist.name} {dist.version}"
+    return "vcp-toolkit (source checkout)" if ep.value.startswith("backbones.") else "unknown distribution"
 
 
 def _describe(ep: metadata.EntryPoint) -> BackboneSpec:
@@ -54,12 +56,37 @@ def _describe(ep: metadata.EntryPoint) -> BackboneSpec:
     )
 
 
+def _source_checkout_entry_points() -> list[metadata.EntryPoint]:
+    """The project's own entry points read from ``pyproject.toml`` when vcp runs from a
+    source checkout that was never installed (e.g. ``PYTHONPATH=.`` on a GPU box)."""
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: install the package instead
+        return []
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        table = tomllib.loads(pyproject.read_text())["project"]["entry-points"][GROUP]
+    except (OSError, KeyError, ValueError):
+        return []
+    return [metadata.EntryPoint(name=n, value=v, group=GROUP) for n, v in table.items()]
+
+
+def _installed_entry_points() -> list[metadata.EntryPoint]:
+    found = list(metadata.entry_points(group=GROUP))
+    own = {"backbones.torchvision_models"}
+    if not any(ep.value.split(":")[0] in own for ep in found):
+        found += _source_checkout_entry_points()
+    return found
+
+
 class Registry:
     """Backbones from entry points (``entry_points=None``: the installed ones)."""
 
     def __init__(self, entry_points: Iterable[metadata.EntryPoint] | None = None):
         if entry_points is None:
-            entry_points = metadata.entry_points(group=GROUP)
+            entry_points = _installed_entry_points()
         self._entry_points = sorted(entry_points, key=lambda ep: ep.name)
         self._specs: dict[str, BackboneSpec] | None = None
 

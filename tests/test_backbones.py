@@ -161,3 +161,11 @@ def test_installed_plugin_distributions_and_vcp_backbones(installed_plugins):
     assert "broken: failed to load plugin" in lines["bad_net"] and "badvcpplugin 1.2.3" in lines["bad_net"]
     for name in BUILTINS:
         assert "ok" in lines[name]
+
+
+def test_source_checkout_without_install_still_has_the_builtins():
+    from backbones._registry import _source_checkout_entry_points
+
+    specs = Registry(_source_checkout_entry_points()).specs()
+    assert {n: s.feature_dim for n, s in specs.items() if s.ok} == {n: d for n, (d, _, _) in BUILTINS.items()}
+    assert all(s.distribution == "vcp-toolkit (source checkout)" for s in specs.values())
