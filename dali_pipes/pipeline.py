@@ -312,8 +312,8 @@ class ClipLoader:
                 item.front = "frames"
             return
         try:
-            self._feed_dali(items)
-            self._dali_decoded += len(items)
+            if self._feed_dali(items):
+                self._dali_decoded += len(items)
             return
         except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError for anything
             self._drop_pipe("dali")
@@ -327,7 +327,8 @@ class ClipLoader:
         for item in items:  # isolate the file the decoder rejected
             self._run_dali([item])
 
-    def _feed_dali(self, items: list[ClipResult]) -> None:
+    def _feed_dali(self, items: list[ClipResult]) -> bool:
+        """Decode ``items`` with DALI's decoder; False when it cannot even be built (no NVDEC)."""
         try:
             pipe = self._pipe("dali")
         except Exception as exc:  # noqa: BLE001 - e.g. no NVDEC on this GPU / MIG slice
@@ -336,13 +337,14 @@ class ClipLoader:
             self._nvdec_ok = False
             for item in items:
                 self._fallback(item, exc)
-            return
+            return False
         encoded = [np.fromfile(item.path, dtype=np.uint8) for item in items]
         pipe.feed_input("encoded", encoded)
         pipe.feed_input("indices", [item.indices.astype(np.int32) for item in items])
         pipe.feed_input("flip", [np.int32(item.flip) for item in items])
         for item, clip in zip(items, self._outputs(pipe, len(items)), strict=True):
             item.clip = clip
+        return True
 
     def _fallback(self, item: ClipResult, exc: Exception) -> None:
         """The DALI decoder rejected this file: decode it on the CPU with PyAV instead."""

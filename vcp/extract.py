@@ -223,10 +223,19 @@ def fingerprint(files: list[Path], config: ExtractConfig, **extra) -> str:
     payload = {
         **extra,
         "inputs": [[p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
-        "backbone": config.backbone, "weights": str(config.weights), "multi_scale": config.multi_scale,
+        "backbone": config.backbone, "weights": _weights_identity(config.weights), "multi_scale": config.multi_scale,
         "scales": list(config.scales), "precision": config.precision,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _weights_identity(weights) -> str:
+    """A weights file counts by content stamp (size, mtime), a release by its name."""
+    path = Path(str(weights))
+    if weights is not None and path.is_file():
+        st = path.stat()
+        return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return str(weights)
 
 
 def output_target(features: Path, split: str, config: ExtractConfig, fp: str, result: SplitResult) -> Path | None:
