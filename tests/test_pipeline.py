@@ -143,11 +143,8 @@ def test_bad_files_are_reported_and_others_still_decode(videos, bad_files):
 
 def test_decoder_failure_falls_back_to_pyav(videos, monkeypatch):
     """A stream the DALI decoder rejects is decoded by PyAV instead (the NVDEC-reject path)."""
-    from dali_pipes import pipeline as pl
-
     path = videos(codec="vp9", num_frames=30)
     ld = loader()
-    real = ld._feed_dali
     calls = []
 
     def reject(items):
@@ -159,7 +156,6 @@ def test_decoder_failure_falls_back_to_pyav(videos, monkeypatch):
     assert r.ok and r.front == "frames" and calls == [1]
     assert read_indices(r.clip) == r.indices.tolist()
     assert ld.stats.fallbacks and "simulated" in ld.stats.fallbacks[0]
-    assert real is not None and pl is not None
 
 
 def test_cpu_pipeline_builds_without_gpu():
