@@ -237,3 +237,12 @@ def test_peak_rss_flat_in_number_of_videos(tmp_path, videos):
     clip_bytes = 32 * 3 * 128 * 128 * 4
     assert large - small < 10 * clip_bytes, (small, large)  # a list of clips would add 50
     assert large / small < 1.2
+
+
+def test_parallel_pipelines_write_the_same_files(raw, tmp_path):
+    assert invoke(raw, tmp_path / "one", *ARGS).exit_code == 0
+    assert invoke(raw, tmp_path / "two", *ARGS, "--pipelines", "2").exit_code == 0
+    for pt in (tmp_path / "one").rglob(PT_NAME):
+        a = torch.load(pt, weights_only=True)
+        b = torch.load(tmp_path / "two" / pt.relative_to(tmp_path / "one"), weights_only=True)
+        assert torch.equal(a["videos"], b["videos"]) and a["filenames"] == b["filenames"]
