@@ -226,11 +226,12 @@ def bench_gpu(work: Path, rows: list, processed: Path | None):
 
 # -- 5: RSS ---------------------------------------------------------------------------------
 RSS = textwrap.dedent("""
-    import resource, sys
+    import sys
     from rich.console import Console
     from vcp.tensorize import TensorizeConfig, tensorize
     tensorize(sys.argv[1], sys.argv[2], TensorizeConfig(frames=64, size=256, mode="cpu"), console=Console(quiet=True))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across exec
+    print(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024)
 """)
 
 
