@@ -42,12 +42,17 @@ class VideoFactory:
     def __init__(self, root: Path):
         self.root = root
 
-    def __call__(self, codec="h264", num_frames=40, width=96, height=64, fps=25) -> Path:
+    def __call__(self, codec="h264", num_frames=40, width=96, height=64, fps=25, pix_fmt=None, options=None) -> Path:
         fps = Fraction(fps).limit_denominator(1001)
         name = f"{codec}_{num_frames}f_{width}x{height}_{fps.numerator}-{fps.denominator}"
+        if pix_fmt:
+            name += f"_{pix_fmt}"
+        if options:
+            name += "_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()))
         path = self.root / (name + CODECS[codec][1])
         if not path.exists():
-            write_video(path, num_frames=num_frames, codec=codec, width=width, height=height, fps=fps)
+            write_video(path, num_frames=num_frames, codec=codec, width=width, height=height, fps=fps,
+                        pix_fmt=pix_fmt, options=options)
         return path
 
     def copy_to(self, dest: Path, **kwargs) -> Path:

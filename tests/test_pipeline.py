@@ -225,3 +225,34 @@ def test_gpu_mode_gives_up_on_nvdec_after_repeated_rejections(monkeypatch):
     assert attempts == [1, 1, 1]  # gave up after three
     assert all(r.front == "frames" for r in results)
     assert not ld._nvdec_ok and any("NVDEC rejected every stream" in f for f in ld.stats.fallbacks)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        dict(codec="h264", options={"preset": "medium", "bf": "3", "b_strategy": "0"}),  # B-frames (reordered)
+        dict(codec="hevc", pix_fmt="yuv420p10le"),  # 10-bit
+        dict(codec="h264", pix_fmt="yuv444p"),  # 4:4:4 (NVDEC rejects: CPU decode on GPU too)
+        dict(codec="vp9", options={"g": "5"}),  # frequent keyframes
+    ],
+    ids=["h264-bframes", "hevc-10bit", "h264-444", "vp9-gop5"],
+)
+def test_frame_exact_on_harder_streams(videos, kind):
+    path = videos(num_frames=57, **kind)
+    spec = SamplingSpec(strategy="segment", frames=10)
+    (r,) = run(loader(), [path], spec)
+    assert r.ok, r.error
+    assert r.info.num_frames == 57
+    assert read_indices(r.clip) == r.indices.tolist() == spec.plan(57, 25, r.relpath)[0].tolist()
+    ref = reference_clip(path, r.indices)
+    assert (r.clip - ref).abs().mean() < 0.03
+
+
+def test_gpu_routing_sends_what_nvdec_rejects_to_the_cpu_front(videos):
+    from dali_pipes import probe
+
+    ld = loader()
+    ld.device, ld._nvdec_ok = "gpu", True
+    assert ld._front_for(probe(videos(codec="h264", num_frames=10))) == "dali"
+    assert ld._front_for(probe(videos(codec="h264", num_frames=10, pix_fmt="yuv444p"))) == "frames"
+    assert ld._front_for(probe(videos(codec="hevc", num_frames=10, pix_fmt="yuv420p10le"))) == "dali"

@@ -72,11 +72,18 @@ def write_video(
     width: int = 96,
     height: int = 64,
     fps: Fraction | int = 25,
+    pix_fmt: str | None = None,
+    options: dict[str, str] | None = None,
 ) -> Path:
-    """Encode ``num_frames`` index frames to ``path`` with PyAV; returns the path."""
+    """Encode ``num_frames`` index frames to ``path`` with PyAV; returns the path.
+
+    ``pix_fmt`` overrides the codec's default (e.g. ``yuv420p10le``, ``yuv444p``);
+    ``options`` are added to the encoder options (e.g. ``{"bf": "3"}`` for B-frames).
+    """
     import av
 
-    encoder, _, pix_fmt = CODECS[codec]
+    encoder, _, default_pix_fmt = CODECS[codec]
+    pix_fmt = pix_fmt or default_pix_fmt
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
@@ -90,6 +97,7 @@ def write_video(
             stream.options = {"crf": "20", "b": "0", "deadline": "realtime", "cpu-used": "8"}
         elif codec == "mjpeg":
             stream.options = {"q:v": "3"}
+        stream.options = {**stream.options, **(options or {})}
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(make_frame(i, width, height), format="rgb24")
             for packet in stream.encode(frame):
