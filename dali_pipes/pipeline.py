@@ -287,19 +287,27 @@ class ClipLoader:
         return batch
 
     def _outputs(self, pipe, n: int) -> list:
+        """Run ``pipe``; its batch as torch tensors owned by torch (one copy, same device).
+
+        DALI reuses its output buffers on the next run, which the prefetch thread may start
+        while these clips are still being consumed, so the DLPack view is cloned at once:
+        device-to-device on the GPU (no host round trip), one memcpy on the CPU.
+        """
+        import torch
+
         (out,) = pipe.run()
+        dense = out.as_tensor()
         if self.device == "gpu":
-            import torch
-            from nvidia.dali.plugin.pytorch import feed_ndarray
+            with torch.cuda.device(self.device_id):
+                try:
+                    clips = torch.from_dlpack(dense).clone()
+                except (TypeError, RuntimeError, BufferError):  # older DALI: no stream-aware DLPack
+                    from nvidia.dali.plugin.pytorch import feed_ndarray
 
-            dense = out.as_tensor()
-            clips = torch.empty(dense.shape(), dtype=torch.float32, device=f"cuda:{self.device_id}")
-            feed_ndarray(dense, clips, cuda_stream=torch.cuda.current_stream(self.device_id))
+                    clips = torch.empty(dense.shape(), dtype=torch.float32, device=f"cuda:{self.device_id}")
+                    feed_ndarray(dense, clips, cuda_stream=torch.cuda.current_stream(self.device_id))
         else:
-            import torch
-
-            clips = torch.from_numpy(np.array(out.as_tensor()))
-        assert clips.shape[0] == n, (clips.shape, n)
+            clips = torch.from_dlpack(dense).clone()
         return list(clips.unbind(0))
 
     # After this many rejections without a single success, NVDEC is taken to be unusable

@@ -2,7 +2,7 @@
 
 No ``.pt`` files: each split's videos go through the same :class:`ClipLoader` as
 ``vcp tensorize`` (same sampling, same graph) and the clips reach the backbone directly
-(on CUDA as DALI GPU memory copied device-to-device into torch, never through the host).
+(on CUDA through DLPack, cloned device-to-device, never through the host).
 Decoding runs in a bounded background thread, so the next batch decodes while the
 backbone works on this one. The HDF5 equals tensorize + extract on the same inputs.
 """
