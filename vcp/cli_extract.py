@@ -33,7 +33,7 @@ def extract_command(
     multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", help="Three-scale temporal pass.")] = True,
     scales: Annotated[str, typer.Option(help="Temporal scales for the multi-scale pass.")] = "1.0,0.85,1.15",
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per forward pass.")] = 24,
-    splits: Annotated[str | None, typer.Option(help="Comma-separated splits [all found].")] = None,
+    splits: Annotated[str | None, typer.Option(help="Comma-separated splits (default: all found).")] = None,
     precision: Annotated[str, typer.Option(help="fp32|bf16|fp16 (fp32 is the compatible default).")] = "fp32",
     overwrite: Annotated[bool, typer.Option(help="Recompute splits whose HDF5 is up to date.")] = False,
     from_videos: Annotated[bool, typer.Option("--from-videos", help="Read RAW videos and stream DALI -> backbone (no .pt files).")] = False,
