@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from .cli_extract import backbones_command, extract_command
 from .cli_merge import merge_command
 from .cli_tensorize import tensorize_command
 
@@ -29,14 +30,8 @@ def _root() -> None:
 
 app.command("tensorize")(tensorize_command)
 app.command("merge")(merge_command)
-
-try:  # the second stage registers itself when present
-    from .cli_extract import backbones_command, extract_command
-
-    app.command("extract")(extract_command)
-    app.command("backbones")(backbones_command)
-except ImportError:  # pragma: no cover
-    pass
+app.command("extract")(extract_command)
+app.command("backbones")(backbones_command)
 
 
 def main() -> None:

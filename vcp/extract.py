@@ -39,7 +39,7 @@ EMPTY_CACHE_EVERY = 50  # videos, on CUDA (as the original did on its MIG slice)
 class ExtractConfig:
     backbone: str = "efficientnet_v2_s"
     weights: str | None = "DEFAULT"
-    device: str = "cpu"  # resolved: "cuda" or "cpu"
+    device: str = "cpu"  # resolved: "cpu", "cuda" or "cuda:<local rank>"
     multi_scale: bool = True
     scales: tuple[float, ...] = DEFAULT_SCALES
     batch_size: int = 24  # frames per forward

@@ -174,10 +174,7 @@ def tensorize(
                 files = owned(group)
                 spec = config.sampling(group)
                 fp = fingerprint(group, spec, config, mapping)
-                target_dir, name, meta_name = out_dir, PT_NAME, META_NAME
-                if config.shard.active and not (not config.overwrite and up_to_date(out_dir, fp)):
-                    target_dir = out_dir / PARTS_DIR
-                    name, meta_name = f"{config.shard.tag}.pt", f"{config.shard.tag}.json"
+                target_dir, name, meta_name = _target(out_dir, fp, config)
                 remove_stale_tmp(target_dir, [name, meta_name])
                 if not config.overwrite and up_to_date(target_dir, fp, name, meta_name):
                     summary.skipped_groups += 1
@@ -199,6 +196,18 @@ def tensorize(
         summaries.append(summary)
     console.print(_summary_table(summaries))
     return TensorizeResult(summaries, failures)
+
+
+def _target(out_dir: Path, fp: str, config: TensorizeConfig) -> tuple[Path, str, str]:
+    """Where this process writes a group: the contract's files, or its shard's part files.
+
+    A sharded rank still points at the final files when they are already up to date
+    (merged earlier), so the group is skipped instead of redone as a part.
+    """
+    final_current = not config.overwrite and up_to_date(out_dir, fp)
+    if not config.shard.active or final_current:
+        return out_dir, PT_NAME, META_NAME
+    return out_dir / PARTS_DIR, f"{config.shard.tag}.pt", f"{config.shard.tag}.json"
 
 
 def _owned_files(tree: RawTree, shard: Shard):
