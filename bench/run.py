@@ -88,7 +88,7 @@ def bench_extract(videos: torch.Tensor, rows: list, runs: int = 2):
     torch.manual_seed(0)
     model = get_backbone("efficientnet_v2_s", weights=None)
     frames = videos.shape[0] * videos.shape[1]
-    encoders = {p: (FrameEncoder(model, ExtractConfig(precision=p, batch_size=32)), ExtractConfig(precision=p)) for p in ("fp32", "bf16")}
+    encoders = {p: (FrameEncoder(model, ExtractConfig(precision=p)), ExtractConfig(precision=p)) for p in ("fp32", "bf16")}
     for enc, cfg in encoders.values():
         video_features(enc, videos[0][:4], cfg)  # warm-up
     times: dict[str, list[float]] = {"seed": [], "fp32": [], "bf16": []}
@@ -151,7 +151,7 @@ def bench_tensorize(raw: Path, work: Path, rows: list):
 
 # -- 4: streaming ---------------------------------------------------------------------------
 def bench_streaming(raw: Path, work: Path, rows: list):
-    ecfg = ExtractConfig(weights=None, overwrite=True, batch_size=32)
+    ecfg = ExtractConfig(weights=None, overwrite=True)
     tcfg = TensorizeConfig(frames=T, size=S, mode="cpu", overwrite=True)
 
     model = get_backbone("efficientnet_v2_s", None)  # the same weights for both paths

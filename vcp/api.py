@@ -51,7 +51,7 @@ class EnhancedFeatureExtractor:
         self.console = Console(stderr=True, quiet=quiet)
         self._encoder = FrameEncoder(self.model, self.config)
 
-    def extract_features_from_split(self, split: str, batch_size: int = 24) -> Path:
+    def extract_features_from_split(self, split: str, batch_size: int | None = None) -> Path:
         """Write ``<output_dir>/<split>_features[_multiscale].h5``; returns its path."""
         files = discover_processed(self.data_dir, [split])[split]
         config = replace(self.config, batch_size=batch_size)
@@ -59,7 +59,7 @@ class EnhancedFeatureExtractor:
         result = extract_split(split, files, self.output_dir, config, self._encoder, console=self.console)
         return result.output
 
-    def extract_all_splits(self, batch_size: int = 24) -> dict[str, Path]:
+    def extract_all_splits(self, batch_size: int | None = None) -> dict[str, Path]:
         """train, val and test in turn (those that exist)."""
         found = discover_processed(self.data_dir)
         outputs = {}

@@ -32,7 +32,9 @@ def extract_command(
     device: Annotated[str, typer.Option(help="auto|cuda|cpu.")] = "auto",
     multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", help="Three-scale temporal pass.")] = True,
     scales: Annotated[str, typer.Option(help="Temporal scales for the multi-scale pass.")] = "1.0,0.85,1.15",
-    batch_size: Annotated[int, typer.Option(min=1, help="Frames per forward pass.")] = 24,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Frames per forward pass [default: 8 on CPU (cache-sized), 64 on CUDA].")
+    ] = None,
     splits: Annotated[str | None, typer.Option(help="Comma-separated splits (default: all found).")] = None,
     precision: Annotated[str, typer.Option(help="fp32|bf16|fp16 (fp32 is the compatible default).")] = "fp32",
     overwrite: Annotated[bool, typer.Option(help="Recompute splits whose HDF5 is up to date.")] = False,
@@ -47,6 +49,7 @@ def extract_command(
     max_batch: opt.MaxBatch = 4,
     cpu_decoder: opt.CpuDecoder = "auto",
     pipelines: opt.Pipelines = 1,
+    prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
     debug: opt.Debug = False,
 ) -> None:
@@ -87,7 +90,7 @@ def extract_command(
                 sampling = TensorizeConfig(
                     frames=frames, size=size, clip_duration=clip_duration, strategy=strategy,
                     strategy_for=opt.parse_strategy_for(strategy_for), augment=augment, seed=seed,
-                    max_batch=max_batch, cpu_decoder=cpu_decoder, pipelines=pipelines,
+                    max_batch=max_batch, cpu_decoder=cpu_decoder, pipelines=pipelines, prefetch=prefetch,
                     device_id=this_shard.local_rank,
                 )
                 validate_strategies(sampling)

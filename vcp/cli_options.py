@@ -20,6 +20,13 @@ CpuDecoder = Annotated[str, typer.Option(help="CPU decode front: auto (DALI for 
 Pipelines = Annotated[
     int, typer.Option(min=1, help="Parallel DALI pipelines, each on its own slice (GPUs with several NVDECs: 2-4).")
 ]
+Prefetch = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Decoded batches kept ahead [default: tensorize 1; --from-videos 2 on CUDA, 0 (in line) on CPU].",
+    ),
+]
 ShardOpt = Annotated[
     str | None,
     typer.Option("--shard", help="INDEX/COUNT: this process's slice (default: from torchrun RANK/WORLD_SIZE or srun SLURM_PROCID/SLURM_NTASKS)."),

@@ -32,6 +32,7 @@ def tensorize_command(
     overwrite: Annotated[bool, typer.Option(help="Redo subcategories whose outputs are up to date.")] = False,
     cpu_decoder: opt.CpuDecoder = "auto",
     pipelines: opt.Pipelines = 1,
+    prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
     debug: opt.Debug = False,
 ) -> None:
@@ -60,6 +61,7 @@ def tensorize_command(
             overwrite=overwrite,
             cpu_decoder=cpu_decoder,
             pipelines=pipelines,
+            prefetch=prefetch,
             storage=storage,
             shard=this_shard,
             device_id=this_shard.local_rank,

@@ -3,8 +3,9 @@
 No ``.pt`` files: each split's videos go through the same :class:`ClipLoader` as
 ``vcp tensorize`` (same sampling, same graph) and the clips reach the backbone directly
 (on CUDA through DLPack, cloned device-to-device, never through the host).
-Decoding runs in a bounded background thread, so the next batch decodes while the
-backbone works on this one. The HDF5 equals tensorize + extract on the same inputs.
+With the backbone on CUDA, decoding runs in a bounded background thread, so the next
+batch decodes while the backbone works on this one; with the backbone on the CPU it runs
+in line by default (the two would share the same cores; ``--prefetch`` overrides). The HDF5 equals tensorize + extract on the same inputs.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ def extract_from_videos(
     *,
     model=None,
     console: Console | None = None,
-    prefetch_depth: int = 2,
 ) -> list[SplitResult]:
     console = console or Console(stderr=True)
     features = Path(features)
@@ -57,6 +57,7 @@ def extract_from_videos(
         device="gpu" if config.device.startswith("cuda") else "cpu", device_id=sampling.device_id,
         max_batch=sampling.max_batch, cpu_decoder=sampling.cpu_decoder, pipelines=sampling.pipelines,
     )
+    depth = sampling.prefetch_depth(consumer_on_cpu=not config.device.startswith("cuda"))
     results = []
     for split in tree.splits:
         groups = sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
@@ -80,7 +81,7 @@ def extract_from_videos(
         def clips(groups=groups, result=result, mine=mine, order=order):
             for group in groups:
                 items = [(str(p), tree.relpath(p)) for p in group.files if p in mine]
-                for batch in prefetch(loader.load(items, sampling.sampling(group)), depth=prefetch_depth):
+                for batch in prefetch(loader.load(items, sampling.sampling(group)), depth=depth):
                     for r in batch:
                         if r.ok:
                             name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"

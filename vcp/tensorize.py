@@ -51,6 +51,19 @@ class TensorizeConfig:
     storage: str = "float32"  # the contract; float16 / uint8 are opt-in
     shard: Shard = Shard()
     pipelines: int = 1
+    prefetch: int | None = None  # batches decoded ahead; None: see prefetch_depth()
+
+    def prefetch_depth(self, consumer_on_cpu: bool) -> int:
+        """Decoded batches kept ahead of the consumer (``--prefetch``).
+
+        Default 1 in tensorize (the consumer is the writer, mostly I/O); in the streaming
+        path 2 when the backbone runs on CUDA, 0 when it runs on the CPU: there the decode
+        thread and the backbone's OpenMP threads fight for the same cores, and on the 2-core
+        dev box overlapping measured slower than decoding in line (docs/benchmarks.md).
+        """
+        if self.prefetch is not None:
+            return self.prefetch
+        return 0 if consumer_on_cpu else 2
 
     @property
     def stored_normalization(self) -> InputSpec:
@@ -234,7 +247,7 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
         out_dir, frames=config.frames, size=config.size, category_mapping=mapping,
         dtype=STORAGE_DTYPES[config.storage], name=name, meta_name=meta_name,
     ) as writer:
-        for batch in prefetch(loader.load(items, spec), depth=1):
+        for batch in prefetch(loader.load(items, spec), depth=1 if config.prefetch is None else config.prefetch):
             for result in batch:
                 if result.ok:
                     writer.add(result.clip, Path(result.path).name, label)
