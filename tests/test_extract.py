@@ -89,6 +89,31 @@ def test_each_frame_goes_through_the_backbone_once():
     torch.testing.assert_close(fast, seed)
 
 
+def test_default_forward_batch_is_8_on_cpu_64_on_cuda_and_does_not_change_features():
+    seen = []
+
+    class Counting(torch.nn.Module):
+        feature_dim = 3
+
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return x.mean(dim=(2, 3))
+
+    cfg = ExtractConfig(fuse_conv_bn=False)
+    FrameEncoder(Counting(), cfg)(torch.randn(20, 3, 4, 4))
+    assert seen == [8, 8, 4]
+    assert ExtractConfig(device="cuda:1").forward_batch == 64
+    assert ExtractConfig(device="cpu", batch_size=5).forward_batch == 5
+
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    video = torch.randn(20, 3, 32, 32)
+    auto = FrameEncoder(model, ExtractConfig())(video)
+    wide = FrameEncoder(model, ExtractConfig(batch_size=24))(video)
+    rel = (auto - wide).abs().max() / wide.abs().max()
+    assert rel <= 1e-5, rel
+
+
 def test_renormalizes_for_backbones_with_other_statistics():
     torch.manual_seed(0)
     model = get_backbone("efficientnet_v2_s", weights=None)

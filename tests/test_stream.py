@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from vcp.cli import app
 from vcp.pt_writer import PT_NAME
+from vcp.tensorize import TensorizeConfig
 
 runner = CliRunner()
 SAMPLING = ["--frames", "8", "--size", "32", "--strategy", "segment", "--strategy-for", "a=center", "--clip-duration", "1"]
@@ -43,11 +44,12 @@ def two_stage(raw, tmp_path, storage="float32"):
     return processed, features
 
 
-def test_streaming_equals_tensorize_then_extract(raw, tmp_path):
+@pytest.mark.parametrize("prefetch", [[], ["--prefetch", "2"]], ids=["in-line", "prefetch-thread"])
+def test_streaming_equals_tensorize_then_extract(raw, tmp_path, prefetch):
     _, features = two_stage(raw, tmp_path)
     torch.manual_seed(0)  # same random-init weights
     streamed = tmp_path / "s"
-    r = runner.invoke(app, ["extract", "--from-videos", str(raw), str(streamed), *BACKBONE, *SAMPLING])
+    r = runner.invoke(app, ["extract", "--from-videos", str(raw), str(streamed), *BACKBONE, *SAMPLING, *prefetch])
     assert r.exit_code == 3, r.output  # bad.mp4 reported, the rest written
     assert "train/zebra/a/bad.mp4: " in r.stderr
     for split in ("train", "val"):
@@ -74,3 +76,34 @@ def test_compact_storage_gives_the_same_features(raw, tmp_path, storage):
     assert np.array_equal(a["filenames"], b["filenames"])
     rel = np.linalg.norm(a["features"] - b["features"]) / np.linalg.norm(a["features"])
     assert rel < 5e-3, rel  # uint8 rounding of pixels (<= 0.5/255) and fp16 rounding only
+
+
+def test_prefetch_depth_defaults_and_override(raw, tmp_path, monkeypatch):
+    """In line on the CPU (decode and backbone would share the cores), a thread on CUDA,
+    1 ahead in tensorize; --prefetch N wins everywhere."""
+    import vcp.stream
+    import vcp.tensorize
+
+    depths = []
+
+    def recording(real):
+        def wrapper(iterable, depth):
+            depths.append(depth)
+            return real(iterable, depth=depth)
+
+        return wrapper
+
+    monkeypatch.setattr(vcp.stream, "prefetch", recording(vcp.stream.prefetch))
+    monkeypatch.setattr(vcp.tensorize, "prefetch", recording(vcp.tensorize.prefetch))
+    cases = [
+        (["extract", "--from-videos", str(raw), str(tmp_path / "s0"), *BACKBONE, *SAMPLING], 0),
+        (["extract", "--from-videos", str(raw), str(tmp_path / "s3"), *BACKBONE, *SAMPLING, "--prefetch", "3"], 3),
+        (["tensorize", str(raw), str(tmp_path / "p1"), *SAMPLING, "--mode", "cpu"], 1),
+        (["tensorize", str(raw), str(tmp_path / "p0"), *SAMPLING, "--mode", "cpu", "--prefetch", "0"], 0),
+    ]
+    for args, expected in cases:
+        depths.clear()
+        r = runner.invoke(app, args)
+        assert r.exit_code == 3, r.output
+        assert depths and set(depths) == {expected}, (args, depths)
+    assert TensorizeConfig().prefetch_depth(consumer_on_cpu=False) == 2
