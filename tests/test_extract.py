@@ -247,3 +247,19 @@ def test_cuda_matches_cpu(processed, precision):
     gpu = video_features(FrameEncoder(model, cfg), clip, cfg).cpu()
     tol = 1e-3 if precision == "fp32" else 0.1
     assert ((gpu - cpu).norm() / cpu.norm()) < tol
+
+
+def test_reduced_precision_warns_only_without_native_cpu_support(tmp_path):
+    from vcp.devices import cpu_flags, slow_precision_warning
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(str(tmp_path / "missing")) is None
+
+    assert slow_precision_warning("bf16", "cpu", {"avx2", "avx512f"}).startswith("--precision bf16 on a CPU without avx512_bf16/amx_bf16")
+    assert slow_precision_warning("bf16", "cpu", {"avx512f", "avx512_bf16"}) is None
+    assert slow_precision_warning("bf16", "cpu", {"amx_bf16"}) is None
+    assert slow_precision_warning("fp16", "cpu", {"avx512_bf16"}) is not None
+    assert slow_precision_warning("fp32", "cpu", set()) is None
+    assert slow_precision_warning("bf16", "cuda:0", set()) is None

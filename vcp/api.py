@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .devices import cuda_available
+from .devices import cuda_available, slow_precision_warning
 from .extract import ExtractConfig, FrameEncoder, discover_processed, extract_split
 from .multiscale import DEFAULT_SCALES
 
@@ -41,6 +41,9 @@ class EnhancedFeatureExtractor:
         if device.startswith("cuda") and not cuda_available():
             warnings.warn("CUDA is not available: EnhancedFeatureExtractor falls back to the CPU", stacklevel=2)
             device = "cpu"
+        slow = slow_precision_warning(precision, device)
+        if slow:
+            warnings.warn(slow, stacklevel=2)
         self.data_dir, self.output_dir = Path(data_dir), Path(output_dir)
         self.config = ExtractConfig(
             backbone=backbone, weights=weights, device=device, multi_scale=multi_scale,

@@ -56,6 +56,7 @@ def extract_command(
     """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
     from backbones import BackboneError, WeightsError
 
+    from .devices import slow_precision_warning
     from .extract import ExtractConfig, check_device, extract
     from .merge import finish_sharded_run
     from .shard import resolve_shard
@@ -83,6 +84,9 @@ def extract_command(
                 overwrite=overwrite,
                 shard=this_shard,
             )
+            slow = slow_precision_warning(precision, resolved)
+            if slow:
+                print(f"vcp: WARNING: {slow}", file=sys.stderr, flush=True)
             if from_videos:
                 from .stream import extract_from_videos
                 from .tensorize import TensorizeConfig, validate_strategies

@@ -31,3 +31,34 @@ def resolve_mode(mode: str, *, gpu_name: str = "gpu") -> str:
     if mode not in (gpu_name, "cpu"):
         raise UsageError(f"Invalid device ({mode!r}). Supported values are: auto, {gpu_name}, cpu.")
     return mode
+
+
+# Instructions that make a reduced precision fast on the CPU (x86 /proc/cpuinfo flags);
+# without them oneDNN emulates it and the pass runs slower than fp32.
+NATIVE_CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags, or None where they cannot be read (not Linux/x86)."""
+    try:
+        with open(cpuinfo) as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def slow_precision_warning(precision: str, device: str, flags: set[str] | None = None) -> str | None:
+    """A one-line warning when ``precision`` has no native support on this CPU, else None."""
+    if device != "cpu" or precision not in NATIVE_CPU_FLAGS:
+        return None
+    flags = cpu_flags() if flags is None else flags
+    if flags is None or any(f in flags for f in NATIVE_CPU_FLAGS[precision]):
+        return None
+    needed = "/".join(NATIVE_CPU_FLAGS[precision])
+    return (
+        f"--precision {precision} on a CPU without {needed} instructions is emulated and usually "
+        "slower than fp32; use fp32 here or run on a GPU"
+    )
