@@ -86,7 +86,10 @@ def merge_tensor_group(group_dir: Path, *, check_only: bool = False) -> Path:
     merged["created_at"] = max(v.get("created_at", "") for v in meta.values())
     merged["merged_from_shards"] = len(metas)
     _, t, _, s, _ = videos.shape
-    with PtWriter(group_dir, frames=t, size=s, category_mapping=first["category_mapping"], dtype=videos.dtype) as w:
+    expected = [(name, int(data[m]["labels"][i])) for name, m, i in rows]
+    with PtWriter(
+        group_dir, frames=t, size=s, category_mapping=first["category_mapping"], dtype=videos.dtype, expected=expected
+    ) as w:
         for name, m, i in rows:
             d = data[m]
             w.add(d["videos"][i], name, int(d["labels"][i]))

@@ -246,6 +246,7 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
     with PtWriter(
         out_dir, frames=config.frames, size=config.size, category_mapping=mapping,
         dtype=STORAGE_DTYPES[config.storage], name=name, meta_name=meta_name,
+        expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
     ) as writer:
         for batch in prefetch(loader.load(items, spec), depth=1 if config.prefetch is None else config.prefetch):
             for result in batch:
