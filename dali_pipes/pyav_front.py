@@ -6,6 +6,8 @@ then fed into the same DALI graph (resize + normalize) as DALI-decoded frames.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .probe import VideoError, _ffmpeg_reason
@@ -19,12 +21,16 @@ class FrameCountMismatch(Exception):
         self.decoded = decoded
 
 
-def decode_frames(path: str, indices: np.ndarray, *, threads: int = 0) -> np.ndarray:
+def decode_frames(
+    path: str, indices: np.ndarray, *, threads: int = 0, alloc: Callable[[tuple], np.ndarray] | None = None
+) -> np.ndarray:
     """RGB uint8 ``[len(indices), H, W, 3]`` holding frame ``indices[i]`` at row ``i``.
 
     Frames are numbered in presentation order from 0, as DALI numbers them. Raises
     :class:`FrameCountMismatch` when the stream ends before ``max(indices)`` (the caller
     resamples with the real count) and :class:`VideoError` when decoding fails.
+    ``alloc(shape)`` supplies the output array (a reused buffer: a fresh few hundred MB per
+    video costs page faults and, now and then, a long stall in the kernel).
     """
     import av
 
@@ -46,7 +52,8 @@ def decode_frames(path: str, indices: np.ndarray, *, threads: int = 0) -> np.nda
                 if rows is not None:
                     rgb = frame.to_ndarray(format="rgb24")
                     if out is None:
-                        out = np.empty((len(indices), *rgb.shape), np.uint8)
+                        shape = (len(indices), *rgb.shape)
+                        out = alloc(shape) if alloc else np.empty(shape, np.uint8)
                     elif rgb.shape != out.shape[1:]:
                         raise VideoError(path, f"frame size changes mid-stream at frame {decoded}")
                     out[rows] = rgb

@@ -204,6 +204,8 @@ def test_parallel_pipelines_give_the_same_results_in_order(videos):
         assert torch.equal(a.clip, b.clip)
     assert sum(n * k for n, k in ld.stats.batch_sizes.items()) == len(paths)
     assert len(ld._workers) == 3
+    # each worker drove its own pipelines: chunk c of 2 files went to worker c % 3
+    assert [sorted(w._pipes) for w in ld._workers] == [["dali", "frames"], ["frames"], ["dali"]]
 
 
 def test_gpu_mode_gives_up_on_nvdec_after_repeated_rejections(monkeypatch):
@@ -256,3 +258,27 @@ def test_gpu_routing_sends_what_nvdec_rejects_to_the_cpu_front(videos):
     assert ld._front_for(probe(videos(codec="h264", num_frames=10))) == "dali"
     assert ld._front_for(probe(videos(codec="h264", num_frames=10, pix_fmt="yuv444p"))) == "frames"
     assert ld._front_for(probe(videos(codec="hevc", num_frames=10, pix_fmt="yuv420p10le"))) == "dali"
+
+
+def test_frame_pool_reuses_and_grows_per_slot():
+    from dali_pipes.pipeline import FramePool
+
+    pool = FramePool()
+    a = pool.take(0, (2, 4, 6, 3))
+    b = pool.take(0, (1, 4, 6, 3))  # smaller: the same memory
+    assert b.__array_interface__["data"][0] == a.__array_interface__["data"][0]
+    c = pool.take(1, (1, 4, 6, 3))  # another slot: other memory
+    assert not np.shares_memory(c, a)
+    d = pool.take(0, (3, 4, 6, 3))  # larger: grown
+    assert d.shape == (3, 4, 6, 3) and d.flags.c_contiguous
+
+
+def test_reused_decode_buffers_give_the_clips_of_fresh_ones(videos):
+    """Slot 0 holds a larger H.264 clip's frames when the smaller HEVC clip decodes into it."""
+    big, small = videos(codec="h264", num_frames=40, width=128, height=96), videos(codec="hevc", num_frames=20)
+    spec = SamplingSpec(frames=8)
+    ld = loader(max_batch=1)
+    reused = run(ld, [big, small], spec)[1]
+    fresh = run(loader(max_batch=1), [small], spec)[0]
+    assert torch.equal(reused.clip, fresh.clip)
+    assert read_indices(reused.clip) == reused.indices.tolist()
