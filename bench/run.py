@@ -67,6 +67,9 @@ def make_videos(root: Path, count: int) -> list[Path]:
 
 
 def timed(fn):
+    # Flush what earlier runs left dirty (the baseline's 400 MB torch.save is still being
+    # written back when the next run starts), so no run pays for another's writeback.
+    os.sync()
     start = time.perf_counter()
     value = fn()
     return time.perf_counter() - start, value
