@@ -153,6 +153,16 @@ def bench_tensorize(raw: Path, work: Path, rows: list):
 
 
 # -- 4: streaming ---------------------------------------------------------------------------
+def features_rel_diff(a: Path, b: Path) -> float:
+    """Max |a - b| / max |a| over the train features of two feature folders."""
+    import h5py
+
+    name = "train_features_multiscale.h5"
+    with h5py.File(a / name) as fa, h5py.File(b / name) as fb:
+        x, y = fa["features"][:], fb["features"][:]
+    return float(np.abs(x - y).max() / np.abs(x).max())
+
+
 def bench_streaming(raw: Path, work: Path, rows: list):
     ecfg = ExtractConfig(weights=None, overwrite=True)
     tcfg = TensorizeConfig(frames=T, size=S, mode="cpu", overwrite=True)
@@ -167,10 +177,7 @@ def bench_streaming(raw: Path, work: Path, rows: list):
         extract_from_videos(raw, work / "f3", ecfg, tcfg, console=QUIET, model=model)
 
     t2, t3 = best_of_pair(two_stage, streaming, runs=3)  # the gain is small on 2 cores: 3 runs
-    import h5py
-
-    with h5py.File(work / "f2/train_features_multiscale.h5") as a, h5py.File(work / "f3/train_features_multiscale.h5") as b:
-        rel = float(np.abs(a["features"][:] - b["features"][:]).max() / np.abs(a["features"][:]).max())
+    rel = features_rel_diff(work / "f2", work / "f3")
     rows.append((
         "streaming `extract --from-videos` vs tensorize + extract (fp32), in one process",
         f"the two stages back to back: {t2:.1f} s", f"{t3:.1f} s", f"{t2 / t3:.2f}×", "faster, same features",
@@ -191,8 +198,7 @@ def bench_streaming(raw: Path, work: Path, rows: list):
                  run("extract", work / "p4", work / "f4", *common)),
         lambda: run("extract", raw, work / "f5", "--from-videos", *common),
     )
-    with h5py.File(work / "f4/train_features_multiscale.h5") as a, h5py.File(work / "f5/train_features_multiscale.h5") as b:
-        rel = float(np.abs(a["features"][:] - b["features"][:]).max() / np.abs(a["features"][:]).max())
+    rel = features_rel_diff(work / "f4", work / "f5")
     rows.append((
         "the same as commands: `vcp tensorize` then `vcp extract`, vs `vcp extract --from-videos` (CPU)",
         f"two commands: {t2:.1f} s", f"one command: {t3:.1f} s", f"{t2 / t3:.2f}×", "faster",

@@ -67,18 +67,24 @@ def test_fast_path_equals_seed_loop_fp32(frames):
     assert rel <= 1e-5, rel
 
 
+class Counting(torch.nn.Module):
+    """Per-frame channel means; records the batch size of every forward in ``seen``."""
+
+    feature_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[int] = []
+
+    def forward(self, x):
+        self.seen.append(x.shape[0])
+        return x.mean(dim=(2, 3))
+
+
 def test_each_frame_goes_through_the_backbone_once():
     """T=64: 64 frames through the backbone, not 64 + 54 + 73 = 191 as in the seed loop."""
-    seen = []
-
-    class Counting(torch.nn.Module):
-        feature_dim = 3
-
-        def forward(self, x):
-            seen.append(x.shape[0])
-            return x.mean(dim=(2, 3))
-
     model = Counting()
+    seen = model.seen
     video = torch.randn(64, 3, 8, 8)
     cfg = ExtractConfig(batch_size=24, fuse_conv_bn=False)
     fast = video_features(FrameEncoder(model, cfg), video, cfg)
@@ -90,18 +96,9 @@ def test_each_frame_goes_through_the_backbone_once():
 
 
 def test_default_forward_batch_is_8_on_cpu_64_on_cuda_and_does_not_change_features():
-    seen = []
-
-    class Counting(torch.nn.Module):
-        feature_dim = 3
-
-        def forward(self, x):
-            seen.append(x.shape[0])
-            return x.mean(dim=(2, 3))
-
-    cfg = ExtractConfig(fuse_conv_bn=False)
-    FrameEncoder(Counting(), cfg)(torch.randn(20, 3, 4, 4))
-    assert seen == [8, 8, 4]
+    model = Counting()
+    FrameEncoder(model, ExtractConfig(fuse_conv_bn=False))(torch.randn(20, 3, 4, 4))
+    assert model.seen == [8, 8, 4]
     assert ExtractConfig(device="cuda:1").forward_batch == 64
     assert ExtractConfig(device="cpu", batch_size=5).forward_batch == 5
 

@@ -5,7 +5,8 @@ No ``.pt`` files: each split's videos go through the same :class:`ClipLoader` as
 (on CUDA through DLPack, cloned device-to-device, never through the host).
 With the backbone on CUDA, decoding runs in a bounded background thread, so the next
 batch decodes while the backbone works on this one; with the backbone on the CPU it runs
-in line by default (the two would share the same cores; ``--prefetch`` overrides). The HDF5 equals tensorize + extract on the same inputs.
+in line by default (the two would share the same cores; ``--prefetch`` overrides).
+The HDF5 equals tensorize + extract on the same inputs.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def extract_from_videos(
         device="gpu" if config.device.startswith("cuda") else "cpu", device_id=sampling.device_id,
         max_batch=sampling.max_batch, cpu_decoder=sampling.cpu_decoder, pipelines=sampling.pipelines,
     )
-    depth = sampling.prefetch_depth(consumer_on_cpu=not config.device.startswith("cuda"))
+    depth = sampling.prefetch_depth(default=2 if config.device.startswith("cuda") else 0)
     results = []
     for split in tree.splits:
         groups = sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))

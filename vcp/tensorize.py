@@ -53,17 +53,16 @@ class TensorizeConfig:
     pipelines: int = 1
     prefetch: int | None = None  # batches decoded ahead; None: see prefetch_depth()
 
-    def prefetch_depth(self, consumer_on_cpu: bool) -> int:
-        """Decoded batches kept ahead of the consumer (``--prefetch``).
+    def prefetch_depth(self, default: int) -> int:
+        """Decoded batches kept ahead of the consumer: ``--prefetch``, else ``default``.
 
-        Default 1 in tensorize (the consumer is the writer, mostly I/O); in the streaming
-        path 2 when the backbone runs on CUDA, 0 when it runs on the CPU: there the decode
-        thread and the backbone's OpenMP threads fight for the same cores, and on the 2-core
-        dev box overlapping measured slower than decoding in line (docs/benchmarks.md).
+        The defaults: 1 in tensorize (the consumer is the writer, mostly I/O); in the
+        streaming path 2 when the backbone runs on CUDA and 0 (in line) when it runs on
+        the CPU, where a decode thread and the backbone's OpenMP threads would fight for
+        the same cores (on the 2-core dev box overlapping measured slower; see
+        docs/benchmarks.md).
         """
-        if self.prefetch is not None:
-            return self.prefetch
-        return 0 if consumer_on_cpu else 2
+        return default if self.prefetch is None else self.prefetch
 
     @property
     def stored_normalization(self) -> InputSpec:
@@ -248,7 +247,7 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
         dtype=STORAGE_DTYPES[config.storage], name=name, meta_name=meta_name,
         expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
     ) as writer:
-        for batch in prefetch(loader.load(items, spec), depth=1 if config.prefetch is None else config.prefetch):
+        for batch in prefetch(loader.load(items, spec), depth=config.prefetch_depth(default=1)):
             for result in batch:
                 if result.ok:
                     writer.add(result.clip, Path(result.path).name, label)
