@@ -140,6 +140,7 @@ def bench_tensorize(raw: Path, work: Path, rows: list):
     base_t, vcp_t = best_of_pair(
         lambda: plain_tensorize(paths, work / "plain"),
         lambda: tensorize(raw, work / "vcp", cfg, console=QUIET),
+        runs=4,  # ~3 s a run and noisy on a shared 2-core box: more samples for both sides
     )
     a = torch.load(work / "plain/processed_data.pt", weights_only=True)["videos"]
     b = torch.load(work / "vcp/train/cat/sub/processed_data.pt", weights_only=True)["videos"]
@@ -319,7 +320,7 @@ def main(argv=None):
     table = header + "".join("| " + " | ".join(r) + " |\n" for r in rows)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     note = (
-        "Tensorize: best of 2 runs each, streaming: best of 3, baseline and vcp alternating (the first run "
+        "Tensorize: best of 4 runs each, streaming: best of 3, baseline and vcp alternating (the first run "
         "pays start-up). Extract: best of 2 runs each, seed/fp32/bf16 in turn, after a warm-up. Weights: random init (speed does not "
         "depend on weight values)."
     )

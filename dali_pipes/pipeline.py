@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -140,6 +142,43 @@ class FramePool:
         return flat[:need].reshape(shape)
 
 
+class OutputPool:
+    """CPU buffers for DALI's outputs, handed back by :meth:`ClipLoader.recycle`.
+
+    ``take`` returns a free buffer large enough, or a new one. The pool keeps only weak
+    references to what it lent, so a consumer that never recycles gets fresh memory per
+    batch and frees it by dropping the clips, as with a plain clone. Thread-safe: the
+    producer takes in the prefetch thread while the consumer gives back in its own.
+    """
+
+    def __init__(self):
+        self._free: list = []
+        self._lent = weakref.WeakValueDictionary()  # id -> buffer
+        self._lock = threading.Lock()
+
+    def take(self, numel: int, dtype):
+        import torch
+
+        with self._lock:
+            for i, buf in enumerate(self._free):
+                if buf.dtype == dtype and buf.numel() >= numel:
+                    buf = self._free.pop(i)
+                    break
+            else:
+                buf = torch.empty(numel, dtype=dtype)
+            self._lent[id(buf)] = buf
+        return buf
+
+    def give(self, buf) -> bool:
+        """Take ``buf`` back if this pool lent it; False otherwise."""
+        with self._lock:
+            if self._lent.get(id(buf)) is not buf:
+                return False
+            del self._lent[id(buf)]
+            self._free.append(buf)
+            return True
+
+
 @dataclass
 class LoaderStats:
     batch_sizes: Counter = field(default_factory=Counter)
@@ -188,6 +227,7 @@ class ClipLoader:
         self._dali_decoded = 0  # files the DALI decoder handled, and files it rejected
         self._dali_rejected = 0
         self._frame_pool = FramePool()
+        self._output_pool = OutputPool()
 
     # -- pipelines -------------------------------------------------------------------
     def _pipe(self, front: Front):
@@ -337,8 +377,26 @@ class ClipLoader:
                     clips = torch.empty(dense.shape(), dtype=torch.float32, device=f"cuda:{self.device_id}")
                     feed_ndarray(dense, clips, cuda_stream=torch.cuda.current_stream(self.device_id))
         else:
-            clips = torch.from_dlpack(dense).clone()
+            src = torch.from_dlpack(dense)
+            buf = self._output_pool.take(src.numel(), src.dtype)
+            clips = buf[: src.numel()].view(src.shape)
+            clips.copy_(src)
         return list(clips.unbind(0))
+
+    def recycle(self, batch: list[ClipResult]) -> None:
+        """The consumer is done with ``batch``: its clips' memory may hold the next batches.
+
+        Optional (CPU outputs only). A consumer that calls it after using each batch — and
+        keeps no clip — saves a fresh allocation of the batch's clips per DALI run (page
+        faults on hundreds of MB, and stalls when memory is fragmented). The clips of a
+        recycled batch must not be read again.
+        """
+        pools = [self._output_pool] + [w._output_pool for w in self._workers]
+        for r in batch:
+            base = getattr(r.clip, "_base", None)  # the pool buffer the clip is a view of
+            r.clip = None
+            if base is not None and base.device.type == "cpu":
+                any(pool.give(base) for pool in pools)
 
     # After this many rejections without a single success, NVDEC is taken to be unusable
     # here (e.g. a MIG slice without media engines) and every file decodes on the CPU.

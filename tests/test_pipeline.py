@@ -282,3 +282,36 @@ def test_reused_decode_buffers_give_the_clips_of_fresh_ones(videos):
     fresh = run(loader(max_batch=1), [small], spec)[0]
     assert torch.equal(reused.clip, fresh.clip)
     assert read_indices(reused.clip) == reused.indices.tolist()
+
+
+def test_output_pool_lends_weakly_and_takes_back_only_its_own():
+    import gc
+
+    from dali_pipes.pipeline import OutputPool
+
+    pool, other = OutputPool(), OutputPool()
+    a = pool.take(100, torch.float32)
+    assert not other.give(a) and not pool.give(torch.empty(100))
+    assert pool.give(a) and not pool.give(a)  # once only
+    assert pool.take(60, torch.float32) is a  # smaller request: the same memory
+    b = pool.take(200, torch.float32)  # larger: new memory
+    assert b is not a and b.numel() == 200
+    del a, b
+    gc.collect()
+    assert len(pool._lent) == 0  # never given back and dropped: freed, not kept by the pool
+
+
+def test_recycled_batches_reuse_memory_and_give_the_same_clips(videos):
+    paths = [videos(codec="vp9", num_frames=n) for n in (20, 24, 28)]
+    spec = SamplingSpec(frames=8)
+    plain = run(loader(max_batch=1), paths, spec)
+    ld, ptrs, clips = loader(max_batch=1), [], []
+    for batch in ld.load([(str(p), p.name) for p in paths], spec):
+        (r,) = batch
+        ptrs.append(r.clip._base.data_ptr())
+        clips.append(r.clip.clone())
+        ld.recycle(batch)
+        assert r.clip is None
+    assert ptrs[0] == ptrs[1] == ptrs[2]  # one buffer served every batch
+    for a, b in zip(plain, clips, strict=True):
+        assert torch.equal(a.clip, b)

@@ -270,6 +270,7 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
                     failed.append((result.relpath, reason))
                     print(f"vcp: error: {result.relpath}: {reason}", file=sys.stderr, flush=True)
                 on_video()
+            loader.recycle(batch)  # written: its memory can take the next batch's clips
         batch_sizes = {
             k: v - stats_before[0].get(k, 0)
             for k, v in loader.stats.batch_sizes.items()
