@@ -147,35 +147,49 @@ class OutputPool:
 
     ``take`` returns a free buffer large enough, or a new one. The pool keeps only weak
     references to what it lent, so a consumer that never recycles gets fresh memory per
-    batch and frees it by dropping the clips, as with a plain clone. Thread-safe: the
-    producer takes in the prefetch thread while the consumer gives back in its own.
+    batch and frees it by dropping the clips, as with a plain clone. With ``limit``, a
+    ``take`` waits while that many buffers are out: memory is then fixed at ``limit``
+    buffers — only for consumers that recycle every batch before taking the next, or it
+    waits for ever. Thread-safe: the producer takes in the prefetch thread while the
+    consumer gives back in its own.
     """
 
-    def __init__(self):
+    def __init__(self, limit: int | None = None):
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.limit = limit
         self._free: list = []
         self._lent = weakref.WeakValueDictionary()  # id -> buffer
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
 
-    def take(self, numel: int, dtype):
+    def take(self, numel: int, dtype, capacity: int | None = None):
+        """A buffer of at least ``numel`` elements (new ones get ``capacity``)."""
         import torch
 
-        with self._lock:
+        with self._cond:
+            # Polled as well as notified: a buffer a consumer drops without recycling
+            # leaves ``_lent`` by garbage collection, which notifies nobody.
+            while self.limit is not None and len(self._lent) >= self.limit:
+                self._cond.wait(timeout=0.05)
             for i, buf in enumerate(self._free):
                 if buf.dtype == dtype and buf.numel() >= numel:
                     buf = self._free.pop(i)
                     break
             else:
-                buf = torch.empty(numel, dtype=dtype)
+                if self._free:  # none fits: free one instead of keeping it
+                    self._free.pop(0)
+                buf = torch.empty(max(numel, capacity or 0), dtype=dtype)
             self._lent[id(buf)] = buf
         return buf
 
     def give(self, buf) -> bool:
         """Take ``buf`` back if this pool lent it; False otherwise."""
-        with self._lock:
+        with self._cond:
             if self._lent.get(id(buf)) is not buf:
                 return False
             del self._lent[id(buf)]
             self._free.append(buf)
+            self._cond.notify_all()
             return True
 
 
@@ -193,6 +207,11 @@ class ClipLoader:
     the rest; batches sized from 40% of free VRAM, capped at ``max_batch``.
     ``device="cpu"``: DALI's CPU decoder for VP8/VP9/MJPEG, PyAV for the rest
     (``cpu_decoder="pyav"`` sends everything through PyAV).
+
+    CPU clips are views of pooled batch buffers; a consumer that is done with a batch may
+    hand it back with :meth:`recycle`. ``output_buffers`` caps how many such buffers are
+    out at once (the producer then waits for a recycle) — only for consumers that recycle
+    every batch before taking the next one; ignored with ``pipelines > 1``.
     """
 
     def __init__(
@@ -208,6 +227,7 @@ class ClipLoader:
         cpu_decoder: Literal["auto", "pyav"] = "auto",
         vram_fraction: float = 0.4,
         pipelines: int = 1,
+        output_buffers: int | None = None,
     ):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"Invalid device ({device!r}). Supported values are: cpu, gpu.")
@@ -227,7 +247,8 @@ class ClipLoader:
         self._dali_decoded = 0  # files the DALI decoder handled, and files it rejected
         self._dali_rejected = 0
         self._frame_pool = FramePool()
-        self._output_pool = OutputPool()
+        self._output_pool = OutputPool(limit=output_buffers)
+        self._batch_out: tuple | None = None  # (pooled buffer, elements used) of the batch in progress
 
     # -- pipelines -------------------------------------------------------------------
     def _pipe(self, front: Front):
@@ -351,6 +372,9 @@ class ClipLoader:
         frame_items = [r for r in good if r.front == "frames"]
         if frame_items:
             self._run_frames(frame_items, spec)
+        held, self._batch_out = self._batch_out, None
+        if held is not None and held[1] == 0:  # nothing decoded into it: straight back
+            self._output_pool.give(held[0])
         for r in batch:
             if r.ok:
                 self.stats.fronts[r.front] += 1
@@ -377,10 +401,16 @@ class ClipLoader:
                     clips = torch.empty(dense.shape(), dtype=torch.float32, device=f"cuda:{self.device_id}")
                     feed_ndarray(dense, clips, cuda_stream=torch.cuda.current_stream(self.device_id))
         else:
+            # One pooled buffer per batch (max_batch clips), taken at the first copy-out so
+            # that DALI's decode of this batch has already run while the pool may wait.
             src = torch.from_dlpack(dense)
-            buf = self._output_pool.take(src.numel(), src.dtype)
-            clips = buf[: src.numel()].view(src.shape)
+            if self._batch_out is None:
+                self._batch_out = (self._output_pool.take(src.numel(), src.dtype, capacity=src.numel() // n * self.max_batch), 0)
+            buf, used = self._batch_out
+            assert used + src.numel() <= buf.numel(), "more clips in a batch than max_batch"
+            clips = buf[used : used + src.numel()].view(src.shape)
             clips.copy_(src)
+            self._batch_out = (buf, used + src.numel())
         return list(clips.unbind(0))
 
     def recycle(self, batch: list[ClipResult]) -> None:

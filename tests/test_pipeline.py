@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from backbones.spec import IMAGENET
 from dali_pipes import ClipLoader, SamplingSpec
 from dali_pipes.pipeline import build_pipeline
+from dali_pipes.prefetch import prefetch
 from dali_pipes.samplers import STRATEGIES
 
 from .conftest import MEAN, STD, read_indices
@@ -314,4 +315,39 @@ def test_recycled_batches_reuse_memory_and_give_the_same_clips(videos):
         assert r.clip is None
     assert ptrs[0] == ptrs[1] == ptrs[2]  # one buffer served every batch
     for a, b in zip(plain, clips, strict=True):
+        assert torch.equal(a.clip, b)
+
+
+def test_output_pool_limit_waits_for_a_recycle():
+    import threading
+
+    from dali_pipes.pipeline import OutputPool
+
+    pool = OutputPool(limit=1)
+    a = pool.take(10, torch.float32)
+    got = []
+    taker = threading.Thread(target=lambda: got.append(pool.take(10, torch.float32)))
+    taker.start()
+    taker.join(timeout=0.3)
+    assert taker.is_alive() and not got  # one buffer out: the second take waits
+    pool.give(a)
+    taker.join(timeout=5)
+    assert got and got[0] is a  # released by the recycle, and the same memory
+
+
+def test_capped_loader_holds_one_buffer_per_batch_and_gives_the_same_clips(videos):
+    """Mixed fronts in one batch share one pooled buffer; with a cap of 2 and a consumer
+    that recycles, nothing else is ever allocated."""
+    paths = [videos(codec=c, num_frames=n) for c, n in (("vp9", 20), ("h264", 24), ("mjpeg", 16), ("hevc", 28))] * 2
+    spec = SamplingSpec(frames=8)
+    plain = run(loader(max_batch=2), paths, spec)
+    ld = loader(max_batch=2, output_buffers=2)
+    bases, out = set(), []
+    for batch in prefetch(ld.load([(str(p), p.name) for p in paths], spec), depth=1):
+        assert len({id(r.clip._base) for r in batch}) == 1  # one buffer for the batch's two fronts
+        bases.add(id(batch[0].clip._base))
+        out.extend(r.clip.clone() for r in batch)
+        ld.recycle(batch)
+    assert len(bases) <= 2 and len(ld._output_pool._free) <= 2
+    for a, b in zip(plain, out, strict=True):
         assert torch.equal(a.clip, b)

@@ -171,6 +171,9 @@ def tensorize(
         max_batch=config.max_batch,
         cpu_decoder=config.cpu_decoder,
         pipelines=config.pipelines,
+        # The writer recycles each batch before taking the next: one batch being written
+        # plus the prefetched ones is all the clip memory tensorize ever holds.
+        output_buffers=config.prefetch_depth(default=1) + 1,
     )
     owned = _owned_files(tree, config.shard)
     summaries, failures = [], []
