@@ -256,6 +256,35 @@ def bench_gpu(work: Path, rows: list, processed: Path | None):
         ))
 
 
+def bench_gpu_streaming(work: Path, rows: list):
+    """On the card: `--from-videos` (NVDEC -> backbone, prefetch thread) vs the two stages."""
+    if not torch.cuda.is_available():
+        return
+    card = torch.cuda.get_device_name(0)
+    root = work / "gpu720"  # 4 H.264 720p videos written by bench_gpu (make bench runs it first)
+    if not root.exists():
+        return
+    model = get_backbone("efficientnet_v2_s", None).cuda()
+    ecfg = ExtractConfig(device="cuda", weights=None, overwrite=True)
+    tcfg = TensorizeConfig(frames=T, size=S, mode="gpu", overwrite=True)
+
+    def two_stage():
+        tensorize(root, work / "gp2", tcfg, console=QUIET)
+        extract(work / "gp2", work / "gf2", ecfg, console=QUIET, model=model)
+        torch.cuda.synchronize()
+
+    def streaming():
+        extract_from_videos(root, work / "gf3", ecfg, tcfg, console=QUIET, model=model)
+        torch.cuda.synchronize()
+
+    t2, t3 = best_of_pair(two_stage, streaming, runs=3)
+    rows.append((
+        f"streaming on {card}: `extract --from-videos` vs tensorize + extract (fp32, 4 × 720p H.264)",
+        f"the two stages back to back: {t2:.1f} s", f"{t3:.1f} s", f"{t2 / t3:.2f}×", "faster",
+        f"max rel diff {features_rel_diff(work / 'gf2', work / 'gf3'):.1e}",
+    ))
+
+
 # -- 5: RSS ---------------------------------------------------------------------------------
 RSS = textwrap.dedent("""
     import sys
@@ -314,6 +343,7 @@ def main(argv=None):
             bench_gpu(work, rows, processed)
         if "streaming" in todo:
             bench_streaming(raw, work, rows)
+            bench_gpu_streaming(work, rows)
         if "rss" in todo:
             bench_rss(work, rows)
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
