@@ -161,6 +161,7 @@ class OutputPool:
         self._free: list = []
         self._lent = weakref.WeakValueDictionary()  # id -> buffer
         self._cond = threading.Condition()
+        self._released = False  # set by unblock(): the consumer stopped, never wait
 
     def take(self, numel: int, dtype, capacity: int | None = None):
         """A buffer of at least ``numel`` elements (new ones get ``capacity``)."""
@@ -169,7 +170,7 @@ class OutputPool:
         with self._cond:
             # Polled as well as notified: a buffer a consumer drops without recycling
             # leaves ``_lent`` by garbage collection, which notifies nobody.
-            while self.limit is not None and len(self._lent) >= self.limit:
+            while self.limit is not None and len(self._lent) >= self.limit and not self._released:
                 self._cond.wait(timeout=0.05)
             for i, buf in enumerate(self._free):
                 if buf.dtype == dtype and buf.numel() >= numel:
@@ -181,6 +182,18 @@ class OutputPool:
                 buf = torch.empty(max(numel, capacity or 0), dtype=dtype)
             self._lent[id(buf)] = buf
         return buf
+
+    def unblock(self) -> None:
+        """The consumer has stopped: no take waits from now on, until :meth:`rearm` (a take
+        already waiting goes on, and so does one the producer has not reached yet)."""
+        with self._cond:
+            self._released = True
+            self._cond.notify_all()
+
+    def rearm(self) -> None:
+        """A new consumer starts: the limit holds again."""
+        with self._cond:
+            self._released = False
 
     def give(self, buf) -> bool:
         """Take ``buf`` back if this pool lent it; False otherwise."""
@@ -286,6 +299,7 @@ class ClipLoader:
         With ``pipelines > 1`` several loaders, each with its own DALI pipelines (one keeps
         about one NVDEC busy), decode interleaved slices of ``items`` in parallel threads.
         """
+        self._output_pool.rearm()  # the previous consumer's producer has been joined
         if self.pipelines > 1:
             yield from self._load_parallel(list(items), spec)
             return
@@ -412,6 +426,12 @@ class ClipLoader:
             clips.copy_(src)
             self._batch_out = (buf, used + src.numel())
         return list(clips.unbind(0))
+
+    def unblock(self) -> None:
+        """The consumer stopped: a producer waiting for a recycle goes on (see ``prefetch``'s
+        ``on_stop``)."""
+        for pool in [self._output_pool] + [w._output_pool for w in self._workers]:
+            pool.unblock()
 
     def recycle(self, batch: list[ClipResult]) -> None:
         """The consumer is done with ``batch``: its clips' memory may hold the next batches.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -22,7 +22,10 @@ class _Raised:
         self.exc = exc
 
 
-def prefetch(iterable: Iterable[T], depth: int = 2) -> Iterator[T]:
+def prefetch(iterable: Iterable[T], depth: int = 2, on_stop: Callable[[], None] | None = None) -> Iterator[T]:
+    """``on_stop`` runs when the consumer leaves early, before the producer is joined: it
+    must release anything the producer may be waiting on besides the queue (e.g. a capped
+    buffer pool that only the consumer's recycling would otherwise free)."""
     if depth <= 0:
         yield from iterable
         return
@@ -60,4 +63,6 @@ def prefetch(iterable: Iterable[T], depth: int = 2) -> Iterator[T]:
             yield item
     finally:
         stop.set()
+        if on_stop is not None:
+            on_stop()
         worker.join()

@@ -318,17 +318,23 @@ def test_recycled_batches_reuse_memory_and_give_the_same_clips(videos):
         assert torch.equal(a.clip, b)
 
 
-def test_output_pool_limit_waits_for_a_recycle():
+def take_in_thread(pool, got: list):
+    """Start ``pool.take`` in a thread; give it 0.3 s; return the thread."""
     import threading
 
+    taker = threading.Thread(target=lambda: got.append(pool.take(10, torch.float32)), daemon=True)
+    taker.start()
+    taker.join(timeout=0.3)
+    return taker
+
+
+def test_output_pool_limit_waits_for_a_recycle():
     from dali_pipes.pipeline import OutputPool
 
     pool = OutputPool(limit=1)
     a = pool.take(10, torch.float32)
     got = []
-    taker = threading.Thread(target=lambda: got.append(pool.take(10, torch.float32)))
-    taker.start()
-    taker.join(timeout=0.3)
+    taker = take_in_thread(pool, got)
     assert taker.is_alive() and not got  # one buffer out: the second take waits
     pool.give(a)
     taker.join(timeout=5)
@@ -351,3 +357,48 @@ def test_capped_loader_holds_one_buffer_per_batch_and_gives_the_same_clips(video
     assert len(bases) <= 2 and len(ld._output_pool._free) <= 2
     for a, b in zip(plain, out, strict=True):
         assert torch.equal(a.clip, b)
+
+
+def test_consumer_that_stops_early_does_not_hang_a_capped_producer(videos):
+    """The consumer raises without recycling while the producer waits for a buffer:
+    prefetch's on_stop must release it, or leaving the loop would join a stuck thread."""
+    import threading
+
+    paths = [videos(codec="vp9", num_frames=n) for n in (20, 24, 28, 32)]
+    ld = loader(max_batch=1, output_buffers=1)
+    done = threading.Event()
+
+    def consume():
+        try:
+            for _batch in prefetch(ld.load([(str(p), p.name) for p in paths], SamplingSpec(frames=8)), depth=1, on_stop=ld.unblock):
+                raise RuntimeError("disk full")
+        except RuntimeError:
+            done.set()
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    t.join(timeout=30)
+    assert done.is_set() and not t.is_alive()
+    # the cap still holds for later use of the pool
+    assert ld._output_pool.limit == 1
+
+
+def test_unblock_releases_waiting_and_later_takes_until_rearmed():
+    from dali_pipes.pipeline import OutputPool
+
+    pool = OutputPool(limit=1)
+    held = pool.take(10, torch.float32)
+    got = []
+    waiter = take_in_thread(pool, got)
+    assert waiter.is_alive()
+    pool.unblock()
+    waiter.join(timeout=5)
+    assert got and got[0] is not held
+    got.append(pool.take(10, torch.float32))  # a producer that reaches take after the stop
+    pool.rearm()
+    late = take_in_thread(pool, got)
+    assert late.is_alive()  # re-armed: waits again
+    for buf in (held, got[0], got[1]):
+        pool.give(buf)
+    late.join(timeout=5)
+    assert len(got) == 3

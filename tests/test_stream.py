@@ -87,9 +87,9 @@ def test_prefetch_depth_defaults_and_override(raw, tmp_path, monkeypatch):
     depths = []
 
     def recording(real):
-        def wrapper(iterable, depth):
+        def wrapper(iterable, depth, **kwargs):
             depths.append(depth)
-            return real(iterable, depth=depth)
+            return real(iterable, depth=depth, **kwargs)
 
         return wrapper
 

@@ -247,3 +247,35 @@ def test_parallel_pipelines_write_the_same_files(raw, tmp_path):
         a = torch.load(pt, weights_only=True)
         b = torch.load(tmp_path / "two" / pt.relative_to(tmp_path / "one"), weights_only=True)
         assert torch.equal(a["videos"], b["videos"]) and a["filenames"] == b["filenames"]
+
+
+def test_write_error_mid_group_fails_fast_without_leftovers(tmp_path, videos, monkeypatch):
+    """A write error (disk full) while the decoder waits for a buffer the writer would
+    have recycled: the run must end with the error, not hang, and leave no files."""
+    import threading
+    import time
+
+    from vcp import pt_writer
+
+    raw = tmp_path / "raw"
+    for i in range(5):
+        videos.copy_to(raw / f"train/a/v{i}.webm", codec="vp9", num_frames=12 + i)
+    real_add = pt_writer.PtWriter.add
+
+    def failing_add(self, clip, filename, label):
+        if self.filenames:  # the second clip
+            time.sleep(1)  # meanwhile the decoder fills the queue and waits for a buffer
+            raise OSError(28, "No space left on device")
+        return real_add(self, clip, filename, label)
+
+    monkeypatch.setattr(pt_writer.PtWriter, "add", failing_add)
+    out, result = tmp_path / "out", {}
+    worker = threading.Thread(
+        target=lambda: result.update(r=invoke(raw, out, "--mode", "cpu", "--frames", "4", "--size", "16", "--max-batch", "1")),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "tensorize hung after a write error"
+    assert result["r"].exit_code != 0
+    assert not [p for p in out.rglob("*") if p.is_file()]

@@ -250,7 +250,7 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
         dtype=STORAGE_DTYPES[config.storage], name=name, meta_name=meta_name,
         expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
     ) as writer:
-        for batch in prefetch(loader.load(items, spec), depth=config.prefetch_depth(default=1)):
+        for batch in prefetch(loader.load(items, spec), depth=config.prefetch_depth(default=1), on_stop=loader.unblock):
             for result in batch:
                 if result.ok:
                     writer.add(result.clip, Path(result.path).name, label)
