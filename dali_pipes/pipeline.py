@@ -380,15 +380,15 @@ class ClipLoader:
         good = [r for r in batch if r.ok]
         if good:
             self.stats.batch_sizes[len(good)] += 1
-        dali_items = [r for r in good if r.front == "dali"]
-        if dali_items:
-            self._run_dali(dali_items)
-        frame_items = [r for r in good if r.front == "frames"]
-        if frame_items:
-            self._run_frames(frame_items, spec)
-        held, self._batch_out = self._batch_out, None
-        if held is not None and held[1] == 0:  # nothing decoded into it: straight back
-            self._output_pool.give(held[0])
+        try:
+            dali_items = [r for r in good if r.front == "dali"]
+            if dali_items:
+                self._run_dali(dali_items)
+            frame_items = [r for r in good if r.front == "frames"]
+            if frame_items:
+                self._run_frames(frame_items, spec)
+        finally:
+            self._batch_out = None  # the next batch takes a buffer of its own
         for r in batch:
             if r.ok:
                 self.stats.fronts[r.front] += 1
