@@ -430,8 +430,12 @@ class ClipLoader:
     def unblock(self) -> None:
         """The consumer stopped: a producer waiting for a recycle goes on (see ``prefetch``'s
         ``on_stop``)."""
-        for pool in [self._output_pool] + [w._output_pool for w in self._workers]:
+        for pool in self._output_pools():
             pool.unblock()
+
+    def _output_pools(self) -> list[OutputPool]:
+        """This loader's pool and its parallel workers' (a batch came from one of them)."""
+        return [self._output_pool] + [w._output_pool for w in self._workers]
 
     def recycle(self, batch: list[ClipResult]) -> None:
         """The consumer is done with ``batch``: its clips' memory may hold the next batches.
@@ -441,12 +445,15 @@ class ClipLoader:
         faults on hundreds of MB, and stalls when memory is fragmented). The clips of a
         recycled batch must not be read again.
         """
-        pools = [self._output_pool] + [w._output_pool for w in self._workers]
+        pools = self._output_pools()
         for r in batch:
             base = getattr(r.clip, "_base", None)  # the pool buffer the clip is a view of
             r.clip = None
-            if base is not None and base.device.type == "cpu":
-                any(pool.give(base) for pool in pools)
+            if base is None or base.device.type != "cpu":
+                continue
+            for pool in pools:
+                if pool.give(base):  # False: not this pool's, or already back
+                    break
 
     # After this many rejections without a single success, NVDEC is taken to be unusable
     # here (e.g. a MIG slice without media engines) and every file decodes on the CPU.

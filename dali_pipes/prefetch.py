@@ -23,9 +23,9 @@ class _Raised:
 
 
 def prefetch(iterable: Iterable[T], depth: int = 2, on_stop: Callable[[], None] | None = None) -> Iterator[T]:
-    """``on_stop`` runs when the consumer leaves early, before the producer is joined: it
-    must release anything the producer may be waiting on besides the queue (e.g. a capped
-    buffer pool that only the consumer's recycling would otherwise free)."""
+    """``on_stop`` runs when the loop ends (finished or left early), before the producer is
+    joined: it must release anything the producer may be waiting on besides the queue (e.g.
+    a capped buffer pool that only the consumer's recycling would otherwise free)."""
     if depth <= 0:
         yield from iterable
         return

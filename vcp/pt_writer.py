@@ -76,7 +76,8 @@ class PtWriter:
             names, labels = zip(*self._expected, strict=True)
             with torch.serialization.skip_data():
                 torch.save(self._skeleton(list(names), list(labels)), self._buffer_path)
-            self._data_offset = _storage_offsets(self._buffer_path)["videos"][0]
+            layout, _central_dir = _read_layout(self._buffer_path)
+            self._data_offset = layout["videos"][0]
             self._buffer = open(self._buffer_path, "rb+")
             self._buffer.seek(self._data_offset)
         else:
@@ -224,11 +225,6 @@ def _read_layout(archive: Path):
             name_len, extra_len = struct.unpack("<HH", fh.read(4))
             out[key] = (info.header_offset + 30 + name_len + extra_len, info.file_size, info)
     return out, central_dir
-
-
-def _storage_offsets(archive: Path) -> dict:
-    """``{key: (data offset, size)}`` of the archive's top-level tensors."""
-    return {key: (offset, size) for key, (offset, size, _info) in _read_layout(archive)[0].items()}
 
 
 def _fill_storages(archive: Path, sources: dict) -> None:
