@@ -9,6 +9,7 @@ here with a one-line reason, before any decoder sees them.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,9 +70,17 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise VideoError(path, f"broken symbolic link (its target {os.readlink(path)} does not exist)") from None
+        raise VideoError(path, "file not found") from None
     except OSError as exc:
         raise VideoError(path, f"cannot read file ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device or special file"
+        raise VideoError(path, f"not a regular file ({kind})")
+    size = st.st_size
     if size == 0:
         raise VideoError(path, "empty file (0 bytes)")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -150,8 +151,9 @@ def test_hdf5_schema_and_contents(processed, tmp_path):
         assert h5["features"].shape == (1, 11, 1280) and h5["labels"][:].tolist() == [0]
 
 
-def test_padding_rows_are_zero_and_single_scale_file(processed, tmp_path):
-    """Mixed T in one split: shorter videos are zero-padded past num_frames."""
+def test_group_with_other_frame_count_is_rejected_and_single_scale_file(processed, tmp_path):
+    """A group whose T differs from the rest of its split is rejected (one line, exit 3);
+    the rest is written, single-scale: num_frames = T rows."""
     tree = tmp_path / "p"
     shutil.copytree(processed, tree)
     d = torch.load(tree / "train/apple/apple" / PT_NAME, weights_only=True)
@@ -159,11 +161,14 @@ def test_padding_rows_are_zero_and_single_scale_file(processed, tmp_path):
     torch.save(d, tree / "train/apple/apple" / PT_NAME)
     features = tmp_path / "f"
     result = runner.invoke(app, ["extract", str(tree), str(features), *FAST, "--no-multi-scale", "--splits", "train"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("vcp: error:")]
+    assert len(errors) == 1 and "train/apple/apple/processed_data.pt: clips are T=6, 32x32 but the split's other groups are T=10" in errors[0]
     with h5py.File(features / "train_features.h5", "r") as h5:
-        assert h5["features"].shape == (3, 10, 1280) and not bool(h5.attrs["multi_scale"])
-        assert h5["num_frames"][:].tolist() == [6, 10, 10]
-        assert np.all(h5["features"][0, 6:] == 0) and not np.any(np.all(h5["features"][0, :6] == 0, axis=1))
+        assert h5["features"].shape == (2, 10, 1280) and not bool(h5.attrs["multi_scale"])
+        assert h5["num_frames"][:].tolist() == [10, 10] and h5["labels"][:].tolist() == [1, 1]
+        failed = json.loads(h5.attrs["failed_files"])
+        assert [Path(p).parent.name for p, _ in failed] == ["apple"]
 
 
 def test_api_end_to_end_matches_cli_and_seed(processed, tmp_path):

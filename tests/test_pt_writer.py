@@ -1,3 +1,5 @@
+import json
+import os
 import zipfile
 
 import pytest
@@ -19,7 +21,9 @@ def test_roundtrip_schema_and_valid_zip(tmp_path, expected):
     assert sorted(p.name for p in tmp_path.iterdir()) == [META_NAME, PT_NAME]
     for mmap in (False, True):
         d = torch.load(tmp_path / PT_NAME, weights_only=True, mmap=mmap)
-        assert set(d) == {"videos", "labels", "filenames", "category_mapping"}
+        assert set(d) == {"videos", "labels", "filenames", "category_mapping", "storage", "normalization", "pair_id"}
+        assert d["storage"] == "float32" and d["normalization"] == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+        assert d["pair_id"] == json.loads((tmp_path / META_NAME).read_text())["pair_id"]
         assert d["videos"].dtype == torch.float32 and d["videos"].shape == (4, 5, 3, 8, 8)
         assert torch.equal(d["videos"], torch.stack(clips))
         assert d["labels"].dtype == torch.int64 and d["labels"].tolist() == [0, 1, 0, 1]
@@ -85,3 +89,63 @@ def test_laid_out_archive_leaves_nothing_when_interrupted(tmp_path):
         w.add(torch.zeros(2, 3, 4, 4), "a.mp4", 0)
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def _pair(directory, fill, *, dtype=torch.float32, normalization=None):
+    with PtWriter(directory, frames=2, size=4, category_mapping={"a": 0}, dtype=dtype, normalization=normalization) as w:
+        w.add(torch.full((2, 3, 4, 4), float(fill)), "a.mp4", 0)
+        w.commit({"fill": fill})
+    return json.loads((directory / META_NAME).read_text())["pair_id"]
+
+
+def test_kill_between_the_two_renames_is_rolled_forward(tmp_path, monkeypatch):
+    """The archive is renamed first; a kill before the metadata's rename leaves the pending
+    metadata, which settle_pair puts in place: the new pair, whole."""
+    from vcp.pt_writer import settle_pair
+
+    _pair(tmp_path, 1)
+    real_replace = os.replace
+
+    def die_on_metadata(src, dst):
+        if str(dst).endswith(META_NAME):
+            raise KeyboardInterrupt  # the process dies here
+        real_replace(src, dst)
+
+    monkeypatch.setattr(vcp.pt_writer.os, "replace", die_on_metadata)
+    with pytest.raises(KeyboardInterrupt):
+        _pair(tmp_path, 2)
+    monkeypatch.setattr(vcp.pt_writer.os, "replace", real_replace)
+    new_id = torch.load(tmp_path / PT_NAME, weights_only=True)["pair_id"]
+    assert json.loads((tmp_path / META_NAME).read_text())["fill"] == 1  # old metadata, new archive
+    pending = [p for p in tmp_path.iterdir() if p.name.startswith(f".{META_NAME}.")]
+    assert len(pending) == 1
+    # the pending file names a live pid (ours): make it a dead one, as after a kill
+    dead = pending[0].with_name(f".{META_NAME}.999999999.tmp")
+    pending[0].rename(dead)
+    meta = settle_pair(tmp_path)
+    assert meta["fill"] == 2 and meta["pair_id"] == new_id
+    assert json.loads((tmp_path / META_NAME).read_text())["pair_id"] == new_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == [META_NAME, PT_NAME]
+
+
+def test_kill_before_the_archive_rename_keeps_the_old_pair(tmp_path, monkeypatch):
+    from vcp.pt_writer import settle_pair
+
+    old_id = _pair(tmp_path, 1)
+    monkeypatch.setattr(vcp.pt_writer, "replace_into", lambda tmp, final: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        _pair(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [META_NAME, PT_NAME]  # temps removed
+    meta = settle_pair(tmp_path)
+    assert meta["fill"] == 1 and meta["pair_id"] == old_id
+    assert torch.load(tmp_path / PT_NAME, weights_only=True)["videos"].unique().tolist() == [1.0]
+
+
+def test_metadata_of_another_archive_is_not_trusted(tmp_path):
+    from vcp.pt_writer import settle_pair
+
+    _pair(tmp_path / "a", 1)
+    _pair(tmp_path / "b", 2)
+    (tmp_path / "a" / META_NAME).write_bytes((tmp_path / "b" / META_NAME).read_bytes())
+    assert settle_pair(tmp_path / "a") is None
+    assert settle_pair(tmp_path / "b")["fill"] == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .devices import cuda_available, slow_precision_warning
-from .extract import ExtractConfig, FrameEncoder, discover_processed, extract_split
+from .extract import ExtractConfig, FrameEncoder, discover_processed, extract_split, load_backbone
 from .multiscale import DEFAULT_SCALES
 
 
@@ -36,8 +36,6 @@ class EnhancedFeatureExtractor:
         overwrite: bool = False,
         quiet: bool = False,
     ):
-        from backbones import get_backbone
-
         if device.startswith("cuda") and not cuda_available():
             warnings.warn("CUDA is not available: EnhancedFeatureExtractor falls back to the CPU", stacklevel=2)
             device = "cpu"
@@ -49,7 +47,7 @@ class EnhancedFeatureExtractor:
             backbone=backbone, weights=weights, device=device, multi_scale=multi_scale,
             scales=tuple(scales), precision=precision, overwrite=overwrite,
         )
-        self.model = get_backbone(backbone, weights)
+        self.model = load_backbone(self.config)
         self.feature_dim = self.model.feature_dim
         self.console = Console(stderr=True, quiet=quiet)
         self._encoder = FrameEncoder(self.model, self.config)

@@ -31,14 +31,28 @@ def write_json_atomic(final: Path, data: dict) -> None:
         raise
 
 
-def remove_stale_tmp(directory: Path, names) -> None:
+def tmp_owner(path: Path) -> int | None:
+    """The pid in a temp name made by :func:`tmp_path_for` (``.<name>.<pid>.tmp``)."""
+    parts = path.name.rsplit(".", 2)
+    if len(parts) == 3 and parts[2] == "tmp" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def remove_stale_tmp(directory: Path, names, keep=()) -> None:
     """Remove temp files a killed run left for the outputs ``names`` in ``directory``.
 
-    Only this process's own targets: other ranks of a sharded run write other names in the
-    same folder at the same time.
+    Only this process's own targets (other ranks of a sharded run write other names in the
+    same folder at the same time), only files whose owner process is provably dead (its
+    pid is in the name), and never a path in ``keep``.
     """
+    from .lock import pid_alive
+
     if directory.is_dir():
         for name in names:
             for stale in directory.glob(f".{name}.*tmp"):
+                owner = tmp_owner(stale)
+                if stale in keep or owner is None or owner == os.getpid() or pid_alive(owner):
+                    continue
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()

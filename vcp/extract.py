@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +25,13 @@ from rich.table import Table
 from backbones.spec import IMAGENET, InputSpec
 
 from .atomic import remove_stale_tmp
+from .devices import UsageError
 from .h5_writer import H5Writer, features_filename
-from .layout import LayoutError
+from .layout import LayoutError, file_stamp, prepare_output_dir
+from .lock import output_lock
 from .multiscale import DEFAULT_SCALES, combine_scales, output_rows
 from .progress import human_bytes, make_progress
-from .pt_writer import META_NAME, PT_NAME
+from .pt_writer import META_NAME, PT_NAME, settle_pair
 from .shard import PARTS_DIR, Shard, contiguous_ranges
 from .versions import versions
 
@@ -53,6 +57,12 @@ class ExtractConfig:
     channels_last: bool = True
     fuse_conv_bn: bool = True  # fold eval-mode BatchNorm into convs (same numbers, ~15% faster)
     shard: Shard = Shard()
+    seed: int = 0  # seeds random init (weights=None)
+
+    @property
+    def random_init(self) -> bool:
+        """No weights: a randomly initialized network (seeded by ``seed``)."""
+        return self.weights is None or str(self.weights).lower() == "none"
 
     @property
     def forward_batch(self) -> int:
@@ -74,12 +84,23 @@ class PtSchemaError(Exception):
         self.path, self.reason = path, reason
 
 
+class NonFiniteClip(Exception):
+    """A stored clip holds NaN or Inf: its whole group is rejected."""
+
+
 @dataclass
 class TensorFile:
     path: Path
     rel: str  # <category>/<subcategory>
     data: dict
     input_spec: InputSpec = IMAGENET
+    meta: dict | None = None  # its metadata.json, when present and paired with it
+
+    @property
+    def upstream_failures(self) -> list[tuple[str, str]]:
+        """Videos tensorize could not use, as ``(<split>/<category>/<subcategory>/<file>, reason)``."""
+        split = self.path.parents[2].name
+        return [(f"{split}/{self.rel}/{f['file']}", f["reason"]) for f in (self.meta or {}).get("failed", [])]
 
 
 @dataclass
@@ -91,6 +112,10 @@ class SplitResult:
     output: Path | None = None
     skipped: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
+    upstream_failures: list[tuple[str, str]] = field(default_factory=list)  # tensorize's, recorded only
+
+
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
 def discover_processed(root: Path, splits=None) -> dict[str, list[Path]]:
@@ -102,18 +127,37 @@ def discover_processed(root: Path, splits=None) -> dict[str, list[Path]]:
         split = pt.relative_to(root).parts[0]
         if splits is None or split in splits:
             found.setdefault(split, []).append(pt)
+    unmerged = sorted(
+        d.parent.relative_to(root).as_posix()
+        for d in root.glob(f"*/*/*/{PARTS_DIR}")
+        if d.is_dir() and not (d.parent / PT_NAME).is_file() and (splits is None or d.relative_to(root).parts[0] in splits)
+    )
+    if unmerged:
+        raise LayoutError(
+            f"{', '.join(unmerged)} under {root} hold only shard part files (a sharded tensorize "
+            f"that was not merged): run `vcp merge {root}` first"
+        )
     if not found:
         wanted = f" for splits {', '.join(splits)}" if splits else ""
         raise LayoutError(
             f"no {PT_NAME} files{wanted} under {root}: expected "
             f"<split>/<category>/<subcategory>/{PT_NAME} (run `vcp tensorize` first)"
         )
-    order = {"train": 0, "val": 1, "test": 2}
-    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
+    return dict(sorted(found.items(), key=lambda kv: (SPLIT_ORDER.get(kv[0], 3), kv[0])))
+
+
+STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}
 
 
 def open_tensor_file(path: Path) -> TensorFile:
-    """Memory-map and check a ``.pt`` against the contract; :class:`PtSchemaError` if not."""
+    """Memory-map and check a ``.pt`` against the contract; :class:`PtSchemaError` if not.
+
+    How the stored values are normalized is read from the archive itself (``storage``,
+    ``normalization``). A ``metadata.json`` beside it is used only when it belongs to this
+    archive (same ``pair_id``); one that belongs to another archive is an error, a missing
+    one is harmless. Archives written before vcp recorded this in the ``.pt`` fall back to
+    their metadata, and uint8 pixels with no record at all are refused.
+    """
     try:
         data = torch.load(path, weights_only=True, mmap=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001
@@ -127,24 +171,94 @@ def open_tensor_file(path: Path) -> TensorFile:
     v, labels, names, mapping = data["videos"], data["labels"], data["filenames"], data["category_mapping"]
     if not isinstance(v, torch.Tensor) or v.ndim != 5 or v.shape[2] != 3:
         raise PtSchemaError(path, f"videos must be a [N, T, 3, H, W] tensor, got {getattr(v, 'shape', type(v).__name__)}")
-    if v.dtype not in (torch.float32, torch.float16, torch.uint8):
-        raise PtSchemaError(path, f"videos dtype {v.dtype} is not float32")
+    if v.dtype not in STORED_DTYPES.values():
+        raise PtSchemaError(path, f"videos dtype {v.dtype} is not one of float32, float16, uint8")
+    if "storage" in data and STORED_DTYPES.get(data["storage"]) != v.dtype:
+        raise PtSchemaError(path, f"videos dtype {v.dtype} contradicts the archive's storage {data['storage']!r}")
     if not isinstance(labels, torch.Tensor) or labels.shape != (v.shape[0],):
         raise PtSchemaError(path, f"labels must be a [N={v.shape[0]}] tensor")
     if not isinstance(names, list) or len(names) != v.shape[0]:
         raise PtSchemaError(path, f"filenames must be a list of {v.shape[0]} names")
-    if not isinstance(mapping, dict):
-        raise PtSchemaError(path, "category_mapping must be a dict")
+    if not isinstance(mapping, dict) or not all(isinstance(i, int) for i in mapping.values()):
+        raise PtSchemaError(path, "category_mapping must be a dict of category -> int")
+    outside = sorted(set(labels.tolist()) - set(mapping.values()))
+    if outside:
+        raise PtSchemaError(path, f"labels {outside[:5]} are not indices of its category_mapping {mapping}")
+    meta = _paired_metadata(path, data)
     rel = path.parent.relative_to(path.parents[2]).as_posix()
-    return TensorFile(path=path, rel=rel, data=data, input_spec=_stored_normalization(path, v.dtype))
+    return TensorFile(path=path, rel=rel, data=data, input_spec=_stored_normalization(path, data, meta), meta=meta)
 
 
-def _stored_normalization(path: Path, dtype: torch.dtype) -> InputSpec:
-    """How the clips in ``path`` are normalized (from metadata.json; ImageNet if absent)."""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        norm = json.loads((path.parent / META_NAME).read_text())["normalization"]
-        return InputSpec(tuple(norm["mean"]), tuple(norm["std"]))
+def _paired_metadata(path: Path, data: dict) -> dict | None:
+    meta_path = path.parent / META_NAME
+    if not meta_path.exists() and not any(path.parent.glob(f".{META_NAME}.*tmp")):
+        return None
+    meta = settle_pair(path.parent)
+    if meta is None:
+        raise PtSchemaError(
+            path, f"{META_NAME} beside it belongs to another write (pair_id differs or it is unreadable: "
+            "an interrupted or mixed write); rerun `vcp tensorize` for this folder"
+        )
+    return meta
+
+
+def _stored_normalization(path: Path, data: dict, meta: dict | None) -> InputSpec:
+    """How the clips in ``path`` are normalized: the archive's own record, else (older
+    archives) its metadata, else the contract's ImageNet normalization for float storage."""
+    for source in (data, meta or {}):
+        norm = source.get("normalization")
+        if isinstance(norm, dict):
+            try:
+                mean, std = tuple(float(x) for x in norm["mean"]), tuple(float(x) for x in norm["std"])
+            except (KeyError, TypeError, ValueError):
+                raise PtSchemaError(path, f"unreadable normalization record {norm!r}") from None
+            if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(x) for x in mean + std) or min(std) <= 0:
+                raise PtSchemaError(path, f"invalid normalization record {norm!r}")
+            return InputSpec(mean, std)
+    if data["videos"].dtype == torch.uint8:
+        raise PtSchemaError(
+            path, f"uint8 pixels with no record of their normalization (no {META_NAME}); rerun `vcp tensorize`"
+        )
     return IMAGENET
+
+
+def check_split_groups(tensor_files: list[TensorFile]) -> tuple[list[TensorFile], list[tuple[Path, str]]]:
+    """Groups whose frame count or frame size differs from the rest of the split are
+    rejected (the ``(T, H, W)`` of most videos wins; ties: the first group's)."""
+    shapes = Counter()
+    for tf in tensor_files:
+        shapes[tuple(tf.data["videos"].shape[1:])] += tf.data["videos"].shape[0]
+    shapes = +shapes  # drop empty groups' shapes
+    if len(shapes) <= 1:
+        return tensor_files, []
+    first = {tuple(tf.data["videos"].shape[1:]): i for i, tf in reversed(list(enumerate(tensor_files)))}
+    common = max(shapes, key=lambda s: (shapes[s], -first[s]))
+    keep, rejected = [], []
+    for tf in tensor_files:
+        shape = tuple(tf.data["videos"].shape[1:])
+        if tf.data["videos"].shape[0] and shape != common:
+            rejected.append((tf.path, f"clips are T={shape[0]}, {shape[2]}x{shape[3]} but the split's other groups are T={common[0]}, {common[2]}x{common[3]}"))
+        else:
+            keep.append(tf)
+    return keep, rejected
+
+
+def check_mappings(by_group: dict[str, dict]) -> None:
+    """Every group must carry the same category mapping; else name who disagrees and why."""
+    variants: dict[str, list[str]] = {}
+    for group, mapping in by_group.items():
+        variants.setdefault(json.dumps(mapping, sort_keys=True), []).append(group)
+    if len(variants) <= 1:
+        return
+    detail = "; ".join(
+        f"{mapping} in {', '.join(groups[:3])}{f' (+{len(groups) - 3} more)' if len(groups) > 3 else ''}"
+        for mapping, groups in sorted(variants.items(), key=lambda kv: -len(kv[1]))
+    )
+    raise UsageError(
+        f"the processed groups disagree on category_mapping ({detail}): they were written from "
+        "different RAW trees; rerun `vcp tensorize RAW PROCESSED` (it removes groups no longer in RAW) "
+        "or delete the stale groups"
+    )
 
 
 class FrameEncoder:
@@ -198,8 +312,10 @@ class FrameEncoder:
         """``[T, 3, H, W]`` (any device) -> ``[T, D]`` float32 on the device."""
         if self.device.type == "cuda" and not frames.is_cuda:
             frames = self._upload(frames)
-        frames = frames.to(self.device).float()
-        frames = self._renormalize(frames, stored)
+        frames = frames.to(self.device)
+        if frames.is_floating_point() and not bool(torch.isfinite(frames).all()):
+            raise NonFiniteClip("holds NaN or Inf values")
+        frames = self._renormalize(frames.float(), stored)
         if self.config.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
         out = []
@@ -232,10 +348,12 @@ def video_features(encoder: FrameEncoder, video: torch.Tensor, config: ExtractCo
 def fingerprint(files: list[Path], config: ExtractConfig, **extra) -> str:
     payload = {
         **extra,
-        "inputs": [[p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+        "inputs": [[p.as_posix(), *file_stamp(p)] for p in files],
         "backbone": config.backbone, "weights": _weights_identity(config.weights), "multi_scale": config.multi_scale,
         "scales": list(config.scales), "precision": config.precision,
     }
+    if config.random_init:  # the network is the seed's
+        payload["init_seed"] = config.seed
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -270,11 +388,25 @@ def skip_if_current(path: Path, fp: str, result: SplitResult) -> bool:
             if h5.attrs.get("fingerprint") != fp:
                 return False
             result.videos = int(h5.attrs["num_videos"])
-            result.failures = [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]"))]
+            upstream = [tuple(x) for x in json.loads(h5.attrs.get("tensorize_failed_files", "[]"))]
+            result.failures = [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]")) if tuple(x) not in upstream]
+            result.upstream_failures = upstream
     except OSError:
         return False
     result.skipped, result.output = True, path
     return True
+
+
+def load_backbone(config: ExtractConfig) -> torch.nn.Module:
+    """The configured backbone; random init (``weights=None``) is seeded by ``config.seed``
+    without touching the caller's global RNG state, so reruns get the same network."""
+    from backbones import get_backbone
+
+    if not config.random_init:
+        return get_backbone(config.backbone, config.weights)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return get_backbone(config.backbone, None)
 
 
 def extract(
@@ -287,39 +419,52 @@ def extract(
 ) -> list[SplitResult]:
     """Run the stage over every split found (or ``config.splits``)."""
     console = console or Console(stderr=True)
-    processed, features = Path(processed), Path(features)
+    processed = Path(processed)
     by_split = discover_processed(processed, config.splits)
-    if model is None:
-        from backbones import get_backbone
-
-        model = get_backbone(config.backbone, config.weights)
-    encoder = FrameEncoder(model, config)
-    results = [
-        extract_split(split, files, features, config, encoder, console=console)
-        for split, files in by_split.items()
-    ]
+    features = prepare_output_dir(features, inputs=None, what="FEATURES")
+    opened = {split: open_split(files) for split, files in by_split.items()}
+    check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tfs, _ in opened.values() for tf in tfs})
+    encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
+    with output_lock(features, config.shard):
+        results = [
+            extract_split(split, files, features, config, encoder, console=console, opened=opened[split])
+            for split, files in by_split.items()
+        ]
     console.print(summary_table(results))
     return results
 
 
-def extract_split(split, files, features: Path, config: ExtractConfig, encoder: FrameEncoder, *, console) -> SplitResult:
+def _group_name(tf: TensorFile) -> str:
+    return f"{tf.path.parents[2].name}/{tf.rel}"
+
+
+def open_split(files: list[Path]) -> tuple[list[TensorFile], list[tuple[Path, str]]]:
+    """Open and check a split's ``.pt`` files: the usable ones, and ``(path, reason)`` for the rest."""
+    tensor_files, failures = [], []
+    for path in files:
+        try:
+            tensor_files.append(open_tensor_file(path))
+        except PtSchemaError as exc:
+            failures.append((exc.path, exc.reason))
+    tensor_files, rejected = check_split_groups(tensor_files)
+    return tensor_files, failures + rejected
+
+
+def extract_split(
+    split, files, features: Path, config: ExtractConfig, encoder: FrameEncoder, *, console, opened=None
+) -> SplitResult:
     result = SplitResult(split)
     fp = fingerprint(files, config)
     out_path = output_target(features, split, config, fp, result)
     if out_path is None:
         return result
-    tensor_files, mapping = [], None
-    for path in files:
-        try:
-            tf = open_tensor_file(path)
-            if mapping is None:
-                mapping = dict(tf.data["category_mapping"])
-            elif dict(tf.data["category_mapping"]) != mapping:
-                raise PtSchemaError(path, "category_mapping differs from the other files of this split")
-            tensor_files.append(tf)
-        except PtSchemaError as exc:
-            result.failures.append((str(exc.path), exc.reason))
-            print(f"vcp: error: {exc}", file=sys.stderr, flush=True)
+    tensor_files, failures = opened if opened is not None else open_split(files)
+    check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tf in tensor_files})
+    for path, reason in failures:
+        result.failures.append((str(path), reason))
+        print(f"vcp: error: {path}: {reason}", file=sys.stderr, flush=True)
+    result.upstream_failures = sorted(f for tf in tensor_files for f in tf.upstream_failures)
+    mapping = dict(tensor_files[0].data["category_mapping"]) if tensor_files else {}
     rows = [(tf, i) for tf in tensor_files for i in range(tf.data["videos"].shape[0])]
     frame_counts = [tf.data["videos"].shape[1] for tf in tensor_files if tf.data["videos"].shape[0]]
     start, end = 0, len(rows)
@@ -332,12 +477,24 @@ def extract_split(split, files, features: Path, config: ExtractConfig, encoder: 
         for order in range(start, end):
             tf, i = rows[order]
             videos, labels, names = tf.data["videos"], tf.data["labels"], tf.data["filenames"]
-            yield order, videos[i], tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}"
+            yield Clip(order, videos[i], tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}", str(tf.path))
 
     return write_features(
         split, out_path, clips(), result=result, total=n, frame_counts=frame_counts,
-        mapping=mapping or {}, config=config, encoder=encoder, fp=fp, attrs=attrs, console=console,
+        mapping=mapping, config=config, encoder=encoder, fp=fp, attrs=attrs, console=console,
     )
+
+
+@dataclass
+class Clip:
+    """One video on its way into the HDF5: ``group`` names what is rejected with it."""
+
+    order: int  # row position in a single-process run
+    frames: torch.Tensor  # [T, 3, H, W]
+    stored: InputSpec
+    label: int
+    filename: str  # <category>/<subcategory>/<file>
+    group: str
 
 
 def max_rows(frame_counts, config: ExtractConfig) -> int:
@@ -349,10 +506,12 @@ def write_features(
     split, out_path: Path, clips, *, result: SplitResult, total: int, frame_counts, mapping,
     config: ExtractConfig, encoder: FrameEncoder, fp: str, attrs: dict, console,
 ) -> SplitResult:
-    """Backbone + scales over ``clips`` (``(order, clip, stored_spec, label, filename)``) -> HDF5.
+    """Backbone + scales over ``clips`` (:class:`Clip`) -> HDF5.
 
     ``result.failures`` may grow while ``clips`` is consumed (the streaming path finds bad
-    videos as it goes); they are recorded in the ``failed_files`` attr at commit.
+    videos as it goes); they are recorded in the ``failed_files`` attr at commit, with
+    ``result.upstream_failures`` (videos tensorize could not use). A clip holding NaN/Inf
+    rejects its whole group: the group's rows already written are taken back.
     """
     attrs = {
         "backbone": config.backbone,
@@ -364,6 +523,7 @@ def write_features(
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "shard_index": config.shard.index if config.shard.active else None,
         "shard_count": config.shard.count if config.shard.active else None,
+        "init_seed": config.seed if config.random_init else None,
         **attrs,
     }
     started = time.perf_counter()
@@ -378,17 +538,33 @@ def write_features(
     ):
         label_suffix = f" [shard {config.shard.index}/{config.shard.count}]" if config.shard.active else ""
         task = progress.add_task(f"extract {split}{label_suffix}", total=total)
-        for order, clip, stored, label, filename in clips:
-            feats = video_features(encoder, clip, config, stored)
-            writer.append(feats.cpu().numpy(), label=label, filename=filename, order=order)
+        rejected: set[str] = set()
+        group, group_start = None, (0, 0, 0)  # rows, videos, frames when the group began
+        for clip in clips:
+            if clip.group in rejected:
+                continue
+            if clip.group != group:
+                group, group_start = clip.group, (writer.rows, result.videos, result.frames)
+            try:
+                feats = video_features(encoder, clip.frames, config, clip.stored)
+            except NonFiniteClip as exc:
+                rejected.add(clip.group)
+                writer.truncate(group_start[0])
+                result.videos, result.frames = group_start[1], group_start[2]
+                reason = f"{clip.filename} {exc}: the whole group is rejected"
+                result.failures.append((clip.group, reason))
+                print(f"vcp: error: {clip.group}: {reason}", file=sys.stderr, flush=True)
+                continue
+            writer.append(feats.cpu().numpy(), label=clip.label, filename=clip.filename, order=clip.order)
             result.videos += 1
-            result.frames += clip.shape[0]
+            result.frames += clip.frames.shape[0]
             elapsed = time.perf_counter() - started
             progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
             if encoder.device.type == "cuda" and result.videos % EMPTY_CACHE_EVERY == 0:
                 torch.cuda.empty_cache()
         progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
-        writer.attrs["failed_files"] = json.dumps(sorted(result.failures))
+        writer.attrs["failed_files"] = json.dumps(sorted(result.failures + result.upstream_failures))
+        writer.attrs["tensorize_failed_files"] = json.dumps(result.upstream_failures)
         writer.commit()
     result.output = out_path
     result.seconds = time.perf_counter() - started

@@ -77,6 +77,17 @@ class H5Writer:
             self._h5["order"][i] = order
         self._written += 1
 
+    @property
+    def rows(self) -> int:
+        """Rows appended so far."""
+        return self._written
+
+    def truncate(self, rows: int) -> None:
+        """Take back every row from ``rows`` on (a rejected group's rows)."""
+        for name in self._h5:
+            self._h5[name].resize(rows, axis=0)
+        self._written = rows
+
     def commit(self) -> Path:
         n, rows, dim = self._written, self.shape[1], self.shape[2]
         attrs = {

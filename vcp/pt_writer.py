@@ -13,14 +13,26 @@ go straight into the ``videos`` storage, so the common case (every video decodes
 copies the data. If what arrived differs (a video failed), commit falls back to a fresh
 archive filled from the clips already written.
 
-Contract (DESIGN.md): ``videos`` float32 ``[N, T, 3, H, W]``, ``labels`` int64 ``[N]``,
-``filenames`` list[str], ``category_mapping`` {name: index}.
+Contract (docs/design.md): ``videos`` float32 ``[N, T, 3, H, W]``, ``labels`` int64 ``[N]``,
+``filenames`` list[str], ``category_mapping`` {name: index}. Extra keys make the archive
+self-describing: ``storage`` (float32 | float16 | uint8), ``normalization`` (the mean/std
+the stored values were normalized with) and ``pair_id``, an id of the archive's content
+(the metadata's input fingerprint, names, labels and the clips' CRC: the same inputs
+give the same id, and the same bytes) that the ``metadata.json`` written with it repeats.
+
+The pair is committed in an order that a kill at any instant cannot corrupt: the
+metadata is written to a temp file first, then the archive is renamed into place (the
+commit point), then the metadata. If the process dies between the two renames, the
+pending metadata (same ``pair_id``) is still there and :func:`settle_pair` rolls it
+forward; a metadata file whose ``pair_id`` differs from its archive's is never trusted.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
+import json
 import os
 import pickle
 import struct
@@ -30,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import replace_into, tmp_path_for, write_json_atomic
+from .atomic import replace_into, tmp_owner, tmp_path_for
 
 PT_NAME = "processed_data.pt"
 META_NAME = "metadata.json"
@@ -51,11 +63,18 @@ class PtWriter:
         size: int,
         category_mapping: dict[str, int],
         dtype: torch.dtype = torch.float32,
+        normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
         name: str = PT_NAME,
         meta_name: str = META_NAME,
         expected: list[tuple[str, int]] | None = None,
     ):
+        """``normalization`` is ``(mean, std)`` of the stored values (ImageNet's if None)."""
+        from backbones.spec import IMAGENET
+
         self.directory = Path(directory)
+        mean, std = normalization or (IMAGENET.mean, IMAGENET.std)
+        self.normalization = {"mean": [float(x) for x in mean], "std": [float(x) for x in std]}
+        self.pair_id = _PAIR_PLACEHOLDER  # the real id is known at commit
         self.meta_name = meta_name
         self.shape = (frames, 3, size, size)
         self.category_mapping = dict(category_mapping)
@@ -91,6 +110,9 @@ class PtWriter:
             "labels": torch.tensor(labels, dtype=torch.int64),
             "filenames": list(filenames),
             "category_mapping": dict(self.category_mapping),
+            "storage": STORAGE_NAMES[self.dtype],
+            "normalization": dict(self.normalization),
+            "pair_id": self.pair_id,
         }
 
     def __exit__(self, *exc) -> None:
@@ -117,8 +139,26 @@ class PtWriter:
         self.filenames.append(filename)
         self.labels.append(int(label))
 
+    def _content_id(self, metadata: dict) -> str:
+        payload = json.dumps(
+            [metadata.get("fingerprint"), self.filenames, self.labels, self._crc, self._written,
+             STORAGE_NAMES[self.dtype], self.normalization, self.category_mapping],
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
     def commit(self, metadata: dict) -> Path:
-        """Write ``processed_data.pt`` then ``metadata.json``, each atomically."""
+        """Write the pair: pending metadata, then the archive (the commit point), then the
+        metadata renamed into place. ``metadata`` gets this archive's ``pair_id``."""
+        meta_tmp = tmp_path_for(self.directory / self.meta_name)
+        self.pair_id = self._content_id(metadata)
+        try:
+            _write_pending_json(meta_tmp, {**metadata, "pair_id": self.pair_id})
+        except BaseException:
+            self._close_buffer()
+            with contextlib.suppress(FileNotFoundError):
+                meta_tmp.unlink()
+            raise
         self._buffer.close()
         self._buffer = None
         skeleton = self._skeleton(self.filenames, self.labels)
@@ -126,8 +166,9 @@ class PtWriter:
         laid_out = self._expected == list(zip(self.filenames, self.labels, strict=True))
         tmp = self._buffer_path if laid_out else tmp_path_for(self.final)
         try:
-            if laid_out:  # the clips are already in place: labels and CRCs only
+            if laid_out:  # the clips are already in place: labels, the id and CRCs only
                 _fill_storages(tmp, {"videos": _InPlace(self._crc, self._written), "labels": labels})
+                _patch_pickle(tmp, _PAIR_PLACEHOLDER, self.pair_id)
             else:
                 with torch.serialization.skip_data():
                     torch.save(skeleton, tmp)
@@ -135,13 +176,79 @@ class PtWriter:
                 _fill_storages(tmp, {"videos": videos, "labels": labels})
             replace_into(tmp, self.final)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            for path in (tmp, meta_tmp):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
             raise
         finally:
             self._close_buffer()
-        write_json_atomic(self.directory / self.meta_name, metadata)
+        os.replace(meta_tmp, self.directory / self.meta_name)
+        _fsync_dir(self.directory)
         return self.final
+
+
+STORAGE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.uint8: "uint8"}
+# Same length as a real id: replacing it in the pickle keeps every offset of the archive.
+_PAIR_PLACEHOLDER = "vcp-pair-id-not-yet-known-000000"
+
+
+def _write_pending_json(path: Path, data: dict) -> None:
+    with open(path, "w") as fh:
+        fh.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_pair_id(pt: Path) -> str | None:
+    """The archive's ``pair_id`` (None for archives written before it existed)."""
+    data = torch.load(pt, weights_only=True, mmap=True, map_location="cpu")
+    return data.get("pair_id") if isinstance(data, dict) else None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def settle_pair(directory: Path, name: str = PT_NAME, meta_name: str = META_NAME) -> dict | None:
+    """The metadata that belongs to ``directory/name``, finishing an interrupted commit.
+
+    Returns the metadata dict when it matches the archive's ``pair_id`` (after rolling a
+    pending metadata file of a killed commit forward), None when there is no archive, no
+    metadata, or only metadata that belongs to another archive.
+    """
+    pt, meta_path = directory / name, directory / meta_name
+    if not pt.is_file():
+        return None
+    try:
+        pair_id = read_pair_id(pt)
+    except Exception:  # noqa: BLE001 - an unreadable archive has no trustworthy metadata
+        return None
+    meta = _read_json(meta_path)
+    if meta is not None and meta.get("pair_id") == pair_id:
+        return meta
+    if pair_id is None:
+        return None
+    for pending in sorted(directory.glob(f".{meta_name}.*tmp")):
+        candidate = _read_json(pending)
+        if tmp_owner(pending) is not None and candidate is not None and candidate.get("pair_id") == pair_id:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(pending, meta_path)
+                _fsync_dir(directory)
+            return candidate
+    return None
 
 
 # -- filling a skip_data archive --------------------------------------------------------
@@ -236,6 +343,26 @@ def _fill_storages(archive: Path, sources: dict) -> None:
             if written != size:
                 raise RuntimeError(f"{key}: wrote {written} bytes, archive expects {size}")
             _patch_crc(fh, info, source.crc, central_dir)
+
+
+def _patch_pickle(archive: Path, old: str, new: str) -> None:
+    """Replace the string ``old`` by ``new`` (same length) in the archive's ``data.pkl``."""
+    assert len(old) == len(new)
+    with zipfile.ZipFile(archive) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("/data.pkl"))
+        central_dir = zf.start_dir
+    with open(archive, "rb+") as fh:
+        fh.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", fh.read(4))
+        start = info.header_offset + 30 + name_len + extra_len
+        fh.seek(start)
+        pickled = fh.read(info.file_size)
+        if pickled.count(old.encode()) != 1:
+            raise RuntimeError(f"{archive}: the pair id placeholder is not in data.pkl exactly once")
+        pickled = pickled.replace(old.encode(), new.encode())
+        fh.seek(start)
+        fh.write(pickled)
+        _patch_crc(fh, info, zlib.crc32(pickled), central_dir)
 
 
 def _patch_crc(fh, info: zipfile.ZipInfo, crc: int, central_dir: int) -> None:

@@ -21,17 +21,20 @@ from dali_pipes import ClipLoader
 from dali_pipes.prefetch import prefetch
 
 from .extract import (
+    Clip,
     ExtractConfig,
     FrameEncoder,
     SplitResult,
     fingerprint,
+    load_backbone,
     output_target,
     summary_table,
     write_features,
 )
-from .layout import discover_raw
+from .layout import discover_raw, file_stamp, prepare_output_dir
+from .lock import output_lock
 from .shard import assign_balanced
-from .tensorize import TensorizeConfig
+from .tensorize import TensorizeConfig, validate_strategy_rules
 
 
 def extract_from_videos(
@@ -46,12 +49,15 @@ def extract_from_videos(
     console = console or Console(stderr=True)
     features = Path(features)
     tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
-    mapping = tree.category_mapping
-    if model is None:
-        from backbones import get_backbone
+    validate_strategy_rules(sampling, tree)
+    features = prepare_output_dir(features, inputs=tree.root, what="FEATURES")
+    with output_lock(features, config.shard):
+        return _extract_locked(tree, features, config, sampling, model=model, console=console)
 
-        model = get_backbone(config.backbone, config.weights)
-    encoder = FrameEncoder(model, config)
+
+def _extract_locked(tree, features: Path, config: ExtractConfig, sampling: TensorizeConfig, *, model, console):
+    mapping = tree.category_mapping
+    encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
     stored = encoder.target  # clips are normalized for this backbone directly
     loader = ClipLoader(
         size=sampling.size, mean=stored.mean, std=stored.std,
@@ -76,7 +82,7 @@ def extract_from_videos(
         order = {f: i for i, f in enumerate(everything)}  # single-process row order
         mine = set(everything)
         if config.shard.active:  # balanced by file size
-            ranks = assign_balanced([f.stat().st_size for f in everything], config.shard.count)
+            ranks = assign_balanced([file_stamp(f)[0] for f in everything], config.shard.count)
             mine = {f for f, r in zip(everything, ranks, strict=True) if r == config.shard.index}
 
         def clips(groups=groups, result=result, mine=mine, order=order):
@@ -86,7 +92,7 @@ def extract_from_videos(
                     for r in batch:
                         if r.ok:
                             name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"
-                            yield order[Path(r.path)], r.clip, stored, mapping[group.category], name
+                            yield Clip(order[Path(r.path)], r.clip, stored, mapping[group.category], name, str(group.rel_dir))
                         else:
                             result.failures.append((r.relpath, r.error.reason))
                             print(f"vcp: error: {r.relpath}: {r.error.reason}", file=sys.stderr, flush=True)

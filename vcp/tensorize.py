@@ -8,8 +8,10 @@ Bad files are reported (stderr and ``metadata.json``) and skipped; the rest is w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,9 +26,11 @@ from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec
 from dali_pipes.prefetch import prefetch
 
 from .atomic import remove_stale_tmp
-from .layout import Group, RawTree, discover_raw
+from .devices import UsageError
+from .layout import Group, RawTree, discover_raw, file_stamp, prepare_output_dir
+from .lock import output_lock
 from .progress import human_bytes, make_progress
-from .pt_writer import META_NAME, PT_NAME, PtWriter
+from .pt_writer import META_NAME, PT_NAME, PtWriter, settle_pair
 from .shard import PARTS_DIR, Shard, assign_balanced
 from .versions import versions
 
@@ -108,10 +112,7 @@ class TensorizeResult:
 
 def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mapping: dict) -> str:
     """Hash of everything that determines a group's output: inputs and settings."""
-    files = []
-    for path in group.files:
-        st = path.stat()
-        files.append([path.name, st.st_size, st.st_mtime_ns])
+    files = [[path.name, *file_stamp(path)] for path in group.files]
     payload = {
         "format": FORMAT_VERSION,
         "files": files,
@@ -126,16 +127,25 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mappi
 
 
 def up_to_date(out_dir: Path, fp: str, name: str = PT_NAME, meta_name: str = META_NAME) -> bool:
-    meta = out_dir / meta_name
-    if not (meta.is_file() and (out_dir / name).is_file()):
-        return False
-    try:
-        return json.loads(meta.read_text()).get("fingerprint") == fp
-    except (OSError, ValueError):
-        return False
+    """True when the pair in ``out_dir`` is whole (same ``pair_id``) and made from ``fp``."""
+    meta = settle_pair(out_dir, name, meta_name)
+    return meta is not None and meta.get("fingerprint") == fp
 
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}
+
+
+def validate_strategy_rules(config: TensorizeConfig, tree: RawTree) -> None:
+    """Every ``--strategy-for`` rule must name a subcategory of the tree (a typo would
+    silently change the sampling)."""
+    keys = {g.subcategory for g in tree.groups} | {f"{g.category}/{g.subcategory}" for g in tree.groups}
+    unknown = [k for k in config.strategy_for if k not in keys]
+    if unknown:
+        existing = sorted({f"{g.category}/{g.subcategory}" for g in tree.groups})
+        raise UsageError(
+            f"--strategy-for {', '.join(unknown)}: no such subcategory in {tree.root}; "
+            f"the subcategories are: {', '.join(existing)}"
+        )
 
 
 def validate_strategies(config: TensorizeConfig) -> None:
@@ -160,7 +170,43 @@ def tensorize(
     console = console or Console(stderr=True)
     validate_strategies(config)
     tree = tree or discover_raw(raw)
-    out = Path(out)
+    validate_strategy_rules(config, tree)
+    out = prepare_output_dir(out, inputs=tree.root, what="OUT")
+    with output_lock(out, config.shard):
+        if config.shard.index == 0:  # one process reconciles; other ranks only add parts
+            remove_stale_groups(out, tree, console)
+        return _tensorize_locked(tree, out, config, console)
+
+
+def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path]:
+    """Delete the outputs of groups that are no longer in RAW (RAW is the truth).
+
+    Only vcp's own files are removed (``processed_data.pt``, ``metadata.json``, the
+    ``.parts`` folder, vcp's temp files); a folder left empty is removed too. Each
+    removal is reported.
+    """
+    current = {g.rel_dir for g in tree.groups}
+    removed = []
+    candidates = {p.parent for pattern in (PT_NAME, META_NAME, PARTS_DIR) for p in out.glob(f"*/*/*/{pattern}")}
+    for group_dir in sorted(candidates):
+        rel = group_dir.relative_to(out)
+        if rel in current:
+            continue
+        for name in (PT_NAME, META_NAME):
+            (group_dir / name).unlink(missing_ok=True)
+        if (group_dir / PARTS_DIR).is_dir():
+            shutil.rmtree(group_dir / PARTS_DIR)
+        for tmp in group_dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for d in (group_dir, group_dir.parent, group_dir.parent.parent):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only when empty
+        removed.append(rel)
+        console.print(f"removed stale output {out / rel} (no longer in {tree.root})")
+    return removed
+
+
+def _tensorize_locked(tree: RawTree, out: Path, config: TensorizeConfig, console: Console) -> TensorizeResult:
     mapping = tree.category_mapping
     loader = ClipLoader(
         size=config.size,
@@ -190,8 +236,9 @@ def tensorize(
                 spec = config.sampling(group)
                 fp = fingerprint(group, spec, config, mapping)
                 target_dir, name, meta_name = _target(out_dir, fp, config)
+                current = up_to_date(target_dir, fp, name, meta_name)  # finishes a killed commit
                 remove_stale_tmp(target_dir, [name, meta_name])
-                if not config.overwrite and up_to_date(target_dir, fp, name, meta_name):
+                if not config.overwrite and current:
                     summary.skipped_groups += 1
                     progress.advance(task, len(files))
                     previous = _previous_failures(target_dir / meta_name, group)
@@ -230,7 +277,7 @@ def _owned_files(tree: RawTree, shard: Shard):
     if not shard.active:
         return lambda group: list(group.files)
     everything = [p for g in tree.groups for p in g.files]
-    ranks = assign_balanced([p.stat().st_size for p in everything], shard.count)
+    ranks = assign_balanced([file_stamp(p)[0] for p in everything], shard.count)
     mine = {p for p, r in zip(everything, ranks, strict=True) if r == shard.index}
     return lambda group: [p for p in group.files if p in mine]
 
@@ -248,6 +295,7 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
     with PtWriter(
         out_dir, frames=config.frames, size=config.size, category_mapping=mapping,
         dtype=STORAGE_DTYPES[config.storage], name=name, meta_name=meta_name,
+        normalization=(config.stored_normalization.mean, config.stored_normalization.std),
         expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
     ) as writer:
         for batch in prefetch(loader.load(items, spec), depth=config.prefetch_depth(default=1), on_stop=loader.unblock):
