@@ -42,12 +42,12 @@ def build(arch: str, weights=None) -> nn.Module:
     if is_random(weights):
         source = "random init"
     elif is_path(weights):
-        load_into(model, read_state_dict(weights), head_prefixes=(head + ".",), source=str(weights))
+        load_into(model, read_state_dict(weights), head_prefixes=(head + ".",), source=str(weights), arch=arch)
         source = str(weights)
     else:
         release = default_release if str(weights).upper() == "DEFAULT" else str(weights)
         state, source = torchvision_state_dict(arch, release)
-        load_into(model, state, head_prefixes=(head + ".",), source=source)
+        load_into(model, state, head_prefixes=(head + ".",), source=source, arch=arch)
     setattr(model, head, nn.Identity())
     return freeze(model, feature_dim, source)
 

@@ -32,7 +32,11 @@ def is_path(weights) -> bool:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A state_dict from ``path`` (``.pth``/``.pt`` via ``weights_only`` or ``.safetensors``)."""
+    """A state_dict from ``path`` (``.pth``/``.pt`` via ``weights_only`` or ``.safetensors``).
+
+    Files are only ever read with ``weights_only=True``: one that holds anything else is
+    refused, never retried with arbitrary unpickling.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -43,8 +47,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise WeightsError(f"{path}: not a readable state_dict ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - torch's own text suggests unsafe loading: not repeated
+        kind = "it holds objects other than tensors" if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__ else "not a PyTorch or safetensors weights file"
+        raise WeightsError(f"{path}: not a readable state_dict ({kind}; {type(exc).__name__})") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -53,17 +58,41 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_into(model: torch.nn.Module, state: dict, *, head_prefixes: tuple[str, ...], source: str) -> None:
-    """Load ``state`` into the full classification model; only head keys may be missing."""
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith(head_prefixes)]
-    if missing or result.unexpected_keys:
-        detail = []
-        if missing:
-            detail.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
-        if result.unexpected_keys:
-            detail.append(f"unexpected {len(result.unexpected_keys)} keys (e.g. {result.unexpected_keys[:3]})")
-        raise WeightsError(f"{source}: does not fit this architecture: {'; '.join(detail)}")
+def _shape(t) -> list[int]:
+    return list(getattr(t, "shape", ()))
+
+
+def fit_report(model: torch.nn.Module, state: dict, head_prefixes: tuple[str, ...]) -> str | None:
+    """One line on how ``state`` fails to fit ``model`` (head keys aside), or None if it fits."""
+    expected = model.state_dict()
+
+    def body(key: str) -> bool:
+        return not key.startswith(head_prefixes)
+
+    mismatched = [k for k in state if k in expected and _shape(state[k]) != _shape(expected[k]) and body(k)]
+    missing = [k for k in expected if k not in state and body(k)]
+    unexpected = [k for k in state if k not in expected and body(k)]
+    if not (mismatched or missing or unexpected):
+        return None
+    parts = []
+    if mismatched:
+        k = mismatched[0]
+        parts.append(f"{len(mismatched)} of {len(expected)} tensors differ in shape (e.g. {k}: file {_shape(state[k])}, model {_shape(expected[k])})")
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    return "; ".join(parts)
+
+
+def load_into(model: torch.nn.Module, state: dict, *, head_prefixes: tuple[str, ...], source: str, arch: str = "this architecture") -> None:
+    """Load ``state`` into the classification model; the head's keys may be absent or of
+    another shape (the head is removed). Anything else that does not fit is one error line."""
+    problem = fit_report(model, state, head_prefixes)
+    if problem:
+        raise WeightsError(f"{source}: does not fit {arch}: {problem}")
+    expected = model.state_dict()
+    model.load_state_dict({k: v for k, v in state.items() if k in expected and _shape(v) == _shape(expected[k])}, strict=False)
 
 
 def torchvision_state_dict(arch: str, release: str) -> tuple[dict, str]:

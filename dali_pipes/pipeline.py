@@ -17,6 +17,7 @@ never belong to another input than the one just fed (the prefetch trap of
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -29,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 
+from .ffmpeg_log import ensure_ffmpeg_logging
 from .probe import VideoError, VideoInfo, probe
 from .pyav_front import FrameCountMismatch, decode_frames
 from .samplers import SamplingSpec
@@ -120,6 +122,27 @@ def build_pipeline(
     pipe = graph()
     pipe.build()
     return pipe
+
+
+def _graph_flip(item: ClipResult) -> np.int32:
+    """The graph mirrors unrotated frames; a rotated video is flipped after its rotation."""
+    return np.int32(item.flip and not item.info.rotation)
+
+
+def _orient(item: ClipResult) -> None:
+    """Turn the clip as players do (the display matrix), then apply the augmentation flip.
+
+    The clip is S x S, so the turned frames overwrite it in place (a pooled buffer stays
+    the clip's memory). Resize then rotate equals rotate then resize: the resize is
+    separable and the output square.
+    """
+    import torch
+
+    clip = item.clip
+    turned = torch.rot90(clip, item.info.rotation // 90, dims=(-2, -1))
+    if item.flip:
+        turned = turned.flip(-1)
+    clip.copy_(turned.contiguous())
 
 
 class FramePool:
@@ -262,6 +285,7 @@ class ClipLoader:
         self._frame_pool = FramePool()
         self._output_pool = OutputPool(limit=output_buffers)
         self._batch_out: tuple | None = None  # (pooled buffer, elements used) of the batch in progress
+        ensure_ffmpeg_logging()
 
     # -- pipelines -------------------------------------------------------------------
     def _pipe(self, front: Front):
@@ -389,6 +413,9 @@ class ClipLoader:
                 self._run_frames(frame_items, spec)
         finally:
             self._batch_out = None  # the next batch takes a buffer of its own
+        for r in good:
+            if r.ok and r.info.rotation:
+                _orient(r)
         for r in batch:
             if r.ok:
                 self.stats.fronts[r.front] += 1
@@ -494,7 +521,7 @@ class ClipLoader:
         encoded = [np.fromfile(item.path, dtype=np.uint8) for item in items]
         pipe.feed_input("encoded", encoded)
         pipe.feed_input("indices", [item.indices.astype(np.int32) for item in items])
-        pipe.feed_input("flip", [np.int32(item.flip) for item in items])
+        pipe.feed_input("flip", [_graph_flip(item) for item in items])
         for item, clip in zip(items, self._outputs(pipe, len(items)), strict=True):
             item.clip = clip
         return True
@@ -512,6 +539,12 @@ class ClipLoader:
             return decode_frames(item.path, item.indices, alloc=alloc)
         except FrameCountMismatch as short:
             # The stream decodes fewer frames than it has packets: resample with the real n.
+            lost = item.info.num_frames - short.decoded
+            note = f"{lost} frame(s) do not decode"
+            item.info = dataclasses.replace(
+                item.info, frames_missing=item.info.frames_missing + lost,
+                warning="; ".join(filter(None, [item.info.warning, note])),
+            )
             item.indices, item.flip = spec.plan(short.decoded, item.info.fps, item.relpath)
             return decode_frames(item.path, item.indices, alloc=alloc)
 
@@ -527,6 +560,6 @@ class ClipLoader:
             return
         pipe = self._pipe("frames")
         pipe.feed_input("frames", decoded, layout="FHWC")  # read in place (no_copy), see build_pipeline
-        pipe.feed_input("flip", [np.int32(item.flip) for item in ready])
+        pipe.feed_input("flip", [_graph_flip(item) for item in ready])
         for item, clip in zip(ready, self._outputs(pipe, len(ready)), strict=True):
             item.clip = clip

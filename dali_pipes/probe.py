@@ -40,6 +40,9 @@ class VideoInfo:
     num_frames: int  # non-empty packets demuxed: the frames that exist
     pix_fmt: str
     declared_frames: int  # what the header says (0 = unknown); informational only
+    rotation: int = 0  # display rotation, degrees counter-clockwise (0/90/180/270), as players apply it
+    frames_missing: int = 0  # frames the header promises that are not there (a file cut short)
+    warning: str = ""  # why frames_missing is not 0
 
     @property
     def dali_cpu_decodable(self) -> bool:
@@ -101,12 +104,17 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         fps = float(rate)
         count = 0
         last_pts = None
+        last_corrupt = False
+        rotation = None  # read from the first decoded frame's display matrix
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     count += 1
+                    last_corrupt = packet.is_corrupt
                     if packet.pts is not None:
                         last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
+                    if rotation is None:
+                        rotation = _first_frame_rotation(packet)
         except av.FFmpegError as exc:
             raise VideoError(
                 path, f"corrupt or truncated stream after {count} frames ({_ffmpeg_reason(exc)})"
@@ -115,10 +123,21 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise VideoError(path, "video stream has no frames")
         if not ctx.width or not ctx.height:
             raise VideoError(path, "video stream has no frame size")
-        _check_not_truncated(path, container, stream, count, fps, last_pts)
+        missing_s = _check_not_truncated(path, container, stream, count, fps, last_pts)
         declared = int(stream.frames or 0)
         if declared and count < 0.9 * declared and declared - count > fps:
             raise VideoError(path, f"truncated: header says {declared} frames, only {count} present")
+        missing, warnings = 0, []
+        if declared > count:
+            missing = declared - count
+            warnings.append(f"cut short: header says {declared} frames, {count} present")
+        elif missing_s * fps >= 1.5:
+            missing = round(missing_s * fps)
+            warnings.append(f"cut short: {missing_s:.2f} s of the declared duration missing")
+        if last_corrupt and count > 1:  # a partial last frame: never sampled (its pixels would be stale)
+            count -= 1
+            missing += 1
+            warnings.append("last frame incomplete (dropped)")
         return VideoInfo(
             path=str(path),
             codec=ctx.name,
@@ -128,15 +147,38 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             num_frames=count,
             pix_fmt=ctx.pix_fmt or "unknown",
             declared_frames=declared,
+            rotation=rotation or 0,
+            frames_missing=missing,
+            warning="; ".join(warnings),
         )
 
 
-def _check_not_truncated(path, container, stream, count, fps, last_pts) -> None:
+def _first_frame_rotation(packet) -> int | None:
+    """The display rotation of the frame this packet completes (None: no frame yet).
+
+    0, 90, 180 or 270 degrees counter-clockwise: what FFmpeg's players apply. Other angles
+    (rare) are not applied (0).
+    """
+    import av
+
+    try:
+        frames = packet.decode()
+    except (av.FFmpegError, ValueError):
+        return None
+    for frame in frames:
+        angle = float(frame.rotation or 0) % 360
+        snapped = int(round(angle / 90)) % 4 * 90
+        return snapped if abs(angle - snapped) < 1 or abs(angle - snapped - 360) < 1 else 0
+    return None
+
+
+def _check_not_truncated(path, container, stream, count, fps, last_pts) -> float:
     """Matroska/WebM files cut short still demux cleanly: compare against the header.
 
     The header's duration (segment info) survives truncation; the packets do not. A file
     whose packets cover less than 90% of the declared duration (and more than a second
-    less) is reported as truncated instead of silently giving a shorter clip.
+    less) is reported as truncated instead of silently giving a shorter clip. Returns the
+    seconds missing (0 when the packets cover the declared duration).
     """
     declared_s = None
     if stream.duration and stream.time_base:
@@ -144,7 +186,7 @@ def _check_not_truncated(path, container, stream, count, fps, last_pts) -> None:
     elif container.duration:
         declared_s = container.duration / 1_000_000
     if not declared_s or last_pts is None or not stream.time_base:
-        return
+        return 0.0
     start = float((stream.start_time or 0) * stream.time_base)
     present_s = float(last_pts * stream.time_base) - start + 1.0 / fps
     if present_s < 0.9 * declared_s and declared_s - present_s > 1.0:
@@ -152,3 +194,4 @@ def _check_not_truncated(path, container, stream, count, fps, last_pts) -> None:
             path,
             f"truncated: header says {declared_s:.2f} s, only {present_s:.2f} s of frames present",
         )
+    return max(0.0, declared_s - present_s)

@@ -55,7 +55,7 @@ def test_weights_from_state_dict_file_head_keys_ignored(tmp_path):
 def test_mismatched_state_dict_is_a_clear_error(tmp_path):
     path = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(1)}, path)
-    with pytest.raises(WeightsError, match="does not fit this architecture"):
+    with pytest.raises(WeightsError, match=r"does not fit resnet50: .*missing.*; 1 unexpected \(e.g. conv.weight\)"):
         get_backbone("resnet50", weights=str(path))
     with pytest.raises(WeightsError, match="weights file not found"):
         get_backbone("resnet50", weights=str(tmp_path / "missing.pth"))

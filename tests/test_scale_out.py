@@ -87,8 +87,16 @@ def assert_same_features(a: Path, b: Path):
 def test_torchrun_both_stages_equal_single_process(tree):
     root, raw = tree["root"], tree["raw"]
     r = torchrun("tensorize", raw, root / "tr", *TZ, cwd=root)
-    assert "merged" in r.stderr, r.stderr[-3000:]
+    # a bad video is data, not a crash: both ranks finish, rank 0 merges and lists it once
+    assert r.returncode == 0 and "merged" in r.stderr, r.stderr[-3000:]
+    assert "ChildFailedError" not in r.stderr and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("vcp: error:")]
+    assert len(errors) == 1 and "broken.mp4" in errors[0], r.stderr[-3000:]
+    assert "1 input file(s) failed in this job" in r.stderr
     assert_same_tensors(tree["single"], root / "tr")
+    r = torchrun("tensorize", raw, root / "tr_strict", *TZ, "--strict", cwd=root)
+    assert r.returncode != 0 and "merged" in r.stderr  # --strict: the launcher sees the failure
+    assert_same_tensors(tree["single"], root / "tr_strict")
     r = torchrun("extract", tree["single"], root / "f_tr", *tree["bb"], cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
     assert_same_features(root / "f_single", root / "f_tr")

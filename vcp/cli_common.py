@@ -14,6 +14,46 @@ from .layout import LayoutError
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
+def start_run(shard, debug: bool) -> None:
+    """Before any work: FFmpeg's own log lines only with --debug; under torchrun the ranks
+    keep per-file errors to themselves (rank 0 prints the merged list once at the end)."""
+    from dali_pipes import set_ffmpeg_logging
+
+    from .report import quiet_file_errors
+
+    set_ffmpeg_logging(debug)
+    quiet_file_errors(shard.launcher == "torchrun")
+
+
+def finish_run(shard, root, own_failures: int, strict: bool) -> int:
+    """Merge a torchrun job on rank 0 and choose the exit code.
+
+    A single process (or ``--shard`` by hand): 3 when some inputs failed, else 0. Under a
+    launcher (torchrun, srun), bad input files are data, not a crash: every rank exits 0
+    so that the launcher neither tears the job down nor restarts a finished one; with
+    ``--strict``, rank 0 of torchrun (or each srun task, for its own files) exits 3 when
+    files failed. Rank 0 of torchrun prints the job's failed files once, from the merge.
+    """
+    from .merge import finish_sharded_run
+    from .report import merged_failures, quiet_file_errors
+
+    merged = finish_sharded_run(shard, root)
+    if shard.launcher not in ("torchrun", "slurm"):
+        return EXIT_PARTIAL if own_failures else EXIT_OK
+    failures = own_failures
+    if shard.launcher == "torchrun":
+        if shard.index != 0:
+            return EXIT_OK
+        quiet_file_errors(False)
+        listed = merged_failures(merged)
+        for where, reason in listed:
+            print(f"vcp: error: {where}: {reason}", file=sys.stderr)
+        if listed:
+            print(f"vcp: {len(listed)} input file(s) failed in this job (recorded in the merged outputs)", file=sys.stderr)
+        failures = len(listed)
+    return EXIT_PARTIAL if strict and failures else EXIT_OK
+
+
 def fail(message: str, code: int) -> typer.Exit:
     print(f"vcp: error: {message}", file=sys.stderr, flush=True)
     return typer.Exit(code=code)

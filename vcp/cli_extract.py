@@ -11,17 +11,37 @@ from rich.console import Console
 from rich.table import Table
 
 from . import cli_options as opt
-from .cli_common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, fail, user_errors
+from .cli_common import EXIT_USAGE, fail, finish_run, start_run, user_errors
+
+MAX_SCALE = 4.0  # a scale s reads int(T*s) frames: 4x T is already far past any use
 
 
 def _parse_scales(text: str) -> tuple[float, ...]:
+    from .devices import UsageError
+
+    example = "comma-separated numbers like 1.0,0.85,1.15"
+    entries = [x.strip() for x in text.split(",")]
+    if not text.strip() or any(not x for x in entries):
+        raise UsageError(f"--scales expects {example}, got {text!r} (an empty entry)")
     try:
-        scales = tuple(float(x) for x in text.split(",") if x.strip())
+        scales = tuple(float(x) for x in entries)
     except ValueError:
-        raise ValueError(f"--scales expects comma-separated numbers like 1.0,0.85,1.15, got {text!r}") from None
-    if not scales:
-        raise ValueError("--scales is empty")
+        raise UsageError(f"--scales expects {example}, got {text!r}") from None
+    bad = [x for x in scales if not (0 < x <= MAX_SCALE)]  # also catches nan and inf
+    if bad:
+        raise UsageError(f"--scales must each be in (0, {MAX_SCALE:g}], got {', '.join(map(str, bad))}")
     return scales
+
+
+def _parse_splits(text: str | None) -> tuple[str, ...] | None:
+    from .devices import UsageError
+
+    if text is None:
+        return None
+    splits = tuple(s.strip() for s in text.split(","))
+    if not text.strip() or any(not s for s in splits):
+        raise UsageError(f"--splits expects comma-separated split names like train,val, got {text!r}")
+    return splits
 
 
 def extract_command(
@@ -33,7 +53,7 @@ def extract_command(
     multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", help="Three-scale temporal pass.")] = True,
     scales: Annotated[str, typer.Option(help="Temporal scales for the multi-scale pass.")] = "1.0,0.85,1.15",
     batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Frames per forward pass [default: 8 on CPU (cache-sized), 64 on CUDA].")
+        int | None, typer.Option(min=1, max=65536, help="Frames per forward pass [default: 8 on CPU (cache-sized), 64 on CUDA].")
     ] = None,
     splits: Annotated[str | None, typer.Option(help="Comma-separated splits (default: all found).")] = None,
     precision: Annotated[str, typer.Option(help="fp32|bf16|fp16 (fp32 is the compatible default).")] = "fp32",
@@ -51,6 +71,7 @@ def extract_command(
     pipelines: opt.Pipelines = 1,
     prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
+    strict: opt.Strict = False,
     debug: opt.Debug = False,
 ) -> None:
     """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
@@ -58,31 +79,34 @@ def extract_command(
 
     from .devices import slow_precision_warning
     from .extract import ExtractConfig, check_device, extract
-    from .merge import finish_sharded_run
     from .shard import resolve_shard
 
     with user_errors(debug):
         try:
+            parsed_scales, parsed_splits = _parse_scales(scales), _parse_splits(splits)
+            opt.check_finite("--clip-duration", clip_duration)
             this_shard = resolve_shard(shard)
+            start_run(this_shard, debug)
             resolved = check_device(device)
             if resolved == "cuda":
                 resolved = f"cuda:{this_shard.local_rank}"
             if weights.lower() == "none":
                 print(
                     "vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are "
-                    "meaningless for training (use only for tests)", file=sys.stderr, flush=True,
+                    f"meaningless for training (use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True,
                 )
             config = ExtractConfig(
                 backbone=backbone,
                 weights=None if weights.lower() == "none" else weights,
                 device=resolved,
                 multi_scale=multi_scale,
-                scales=_parse_scales(scales),
+                scales=parsed_scales,
                 batch_size=batch_size,
-                splits=tuple(s.strip() for s in splits.split(",")) if splits else None,
+                splits=parsed_splits,
                 precision=precision,
                 overwrite=overwrite,
                 shard=this_shard,
+                seed=seed,
             )
             slow = slow_precision_warning(precision, resolved)
             if slow:
@@ -101,10 +125,10 @@ def extract_command(
                 results = extract_from_videos(processed, features, config, sampling, console=Console(stderr=True))
             else:
                 results = extract(processed, features, config, console=Console(stderr=True))
-            finish_sharded_run(this_shard, features)
+            code = finish_run(this_shard, features, sum(len(r.failures) for r in results), strict)
         except (BackboneError, WeightsError) as exc:
             raise fail(str(exc), EXIT_USAGE) from None
-    raise typer.Exit(EXIT_PARTIAL if any(r.failures for r in results) else EXIT_OK)
+    raise typer.Exit(code)
 
 
 def backbones_command() -> None:

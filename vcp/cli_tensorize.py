@@ -11,7 +11,7 @@ from rich.console import Console
 from dali_pipes import STRATEGIES
 
 from . import cli_options as opt
-from .cli_common import EXIT_OK, EXIT_PARTIAL, user_errors
+from .cli_common import finish_run, start_run, user_errors
 from .devices import resolve_mode
 
 
@@ -34,16 +34,18 @@ def tensorize_command(
     pipelines: opt.Pipelines = 1,
     prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
+    strict: opt.Strict = False,
     debug: opt.Debug = False,
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
     from .layout import discover_raw
-    from .merge import finish_sharded_run
     from .shard import resolve_shard
     from .tensorize import TensorizeConfig, tensorize
 
     with user_errors(debug):
+        opt.check_finite("--clip-duration", clip_duration)
         this_shard = resolve_shard(shard)
+        start_run(this_shard, debug)
         tree = discover_raw(raw)
         overrides = opt.parse_strategy_for(strategy_for)
         if interactive:
@@ -67,8 +69,8 @@ def tensorize_command(
             device_id=this_shard.local_rank,
         )
         result = tensorize(raw, out, config, console=Console(stderr=True), tree=tree)
-        finish_sharded_run(this_shard, out)
-    raise typer.Exit(EXIT_PARTIAL if result.failures else EXIT_OK)
+        code = finish_run(this_shard, out, len(result.failures), strict)
+    raise typer.Exit(code)
 
 
 def _prompt(tree, mode: str, strategy: str, overrides: dict[str, str]):

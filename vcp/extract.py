@@ -32,6 +32,7 @@ from .lock import output_lock
 from .multiscale import DEFAULT_SCALES, combine_scales, output_rows
 from .progress import human_bytes, make_progress
 from .pt_writer import META_NAME, PT_NAME, settle_pair
+from .report import file_error
 from .shard import PARTS_DIR, Shard, contiguous_ranges
 from .versions import versions
 
@@ -462,9 +463,15 @@ def extract_split(
     check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tf in tensor_files})
     for path, reason in failures:
         result.failures.append((str(path), reason))
-        print(f"vcp: error: {path}: {reason}", file=sys.stderr, flush=True)
+        file_error(path, reason)
     result.upstream_failures = sorted(f for tf in tensor_files for f in tf.upstream_failures)
-    mapping = dict(tensor_files[0].data["category_mapping"]) if tensor_files else {}
+    if not tensor_files:  # nothing usable: no features file, and none from older inputs left looking current
+        final = features / features_filename(split, config.multi_scale)
+        if final.exists() and not config.shard.active:
+            final.unlink()
+            print(f"vcp: removed {final}: none of the split's inputs is usable any more", file=sys.stderr, flush=True)
+        return result
+    mapping = dict(tensor_files[0].data["category_mapping"])
     rows = [(tf, i) for tf in tensor_files for i in range(tf.data["videos"].shape[0])]
     frame_counts = [tf.data["videos"].shape[1] for tf in tensor_files if tf.data["videos"].shape[0]]
     start, end = 0, len(rows)
@@ -553,7 +560,7 @@ def write_features(
                 result.videos, result.frames = group_start[1], group_start[2]
                 reason = f"{clip.filename} {exc}: the whole group is rejected"
                 result.failures.append((clip.group, reason))
-                print(f"vcp: error: {clip.group}: {reason}", file=sys.stderr, flush=True)
+                file_error(clip.group, reason)
                 continue
             writer.append(feats.cpu().numpy(), label=clip.label, filename=clip.filename, order=clip.order)
             result.videos += 1

@@ -106,8 +106,14 @@ def prepare_output_dir(out: str | Path, *, inputs: Path | None, what: str) -> Pa
 
 
 def discover_raw(root: str | Path, *, splits: list[str] | None = None) -> RawTree:
-    """Scan ``root``; every regular, non-hidden file is an input (bad ones fail later)."""
-    root = Path(root)
+    """Scan ``root``; every non-hidden entry that is not a folder is an input (bad ones fail later)."""
+    try:
+        return _discover_raw(Path(root), splits)
+    except OSError as exc:  # an unreadable folder: one line naming it
+        raise LayoutError(f"cannot read {exc.filename or root}: {exc.strerror or exc}") from None
+
+
+def _discover_raw(root: Path, splits: list[str] | None) -> RawTree:
     if not root.is_dir():
         raise LayoutError(f"raw video folder not found: {root}")
     groups: list[Group] = []

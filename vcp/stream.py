@@ -11,7 +11,6 @@ The HDF5 equals tensorize + extract on the same inputs.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from .extract import (
 )
 from .layout import discover_raw, file_stamp, prepare_output_dir
 from .lock import output_lock
+from .report import file_error
 from .shard import assign_balanced
 from .tensorize import TensorizeConfig, validate_strategy_rules
 
@@ -95,7 +95,7 @@ def _extract_locked(tree, features: Path, config: ExtractConfig, sampling: Tenso
                             yield Clip(order[Path(r.path)], r.clip, stored, mapping[group.category], name, str(group.rel_dir))
                         else:
                             result.failures.append((r.relpath, r.error.reason))
-                            print(f"vcp: error: {r.relpath}: {r.error.reason}", file=sys.stderr, flush=True)
+                            file_error(r.relpath, r.error.reason)
 
         write_features(
             split, out_path, clips(), result=result, total=len(mine),

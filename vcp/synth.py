@@ -74,11 +74,13 @@ def write_video(
     fps: Fraction | int = 25,
     pix_fmt: str | None = None,
     options: dict[str, str] | None = None,
+    rotation: int = 0,
 ) -> Path:
     """Encode ``num_frames`` index frames to ``path`` with PyAV; returns the path.
 
     ``pix_fmt`` overrides the codec's default (e.g. ``yuv420p10le``, ``yuv444p``);
-    ``options`` are added to the encoder options (e.g. ``{"bf": "3"}`` for B-frames).
+    ``options`` are added to the encoder options (e.g. ``{"bf": "3"}`` for B-frames);
+    ``rotation`` (degrees counter-clockwise) is written as the display matrix, as phones do.
     """
     import av
 
@@ -98,6 +100,8 @@ def write_video(
         elif codec == "mjpeg":
             stream.options = {"q:v": "3"}
         stream.options = {**stream.options, **(options or {})}
+        if rotation:
+            stream.set_display_rotation(rotation)
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(make_frame(i, width, height), format="rgb24")
             for packet in stream.encode(frame):

@@ -31,6 +31,7 @@ from .layout import Group, RawTree, discover_raw, file_stamp, prepare_output_dir
 from .lock import output_lock
 from .progress import human_bytes, make_progress
 from .pt_writer import META_NAME, PT_NAME, PtWriter, settle_pair
+from .report import file_error
 from .shard import PARTS_DIR, Shard, assign_balanced
 from .versions import versions
 
@@ -289,7 +290,7 @@ def _shard_label(shard: Shard) -> str:
 def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, meta_name, loader, *, on_video, console):
     label = mapping[group.category]
     items = [(str(p), tree.relpath(p)) for p in files]
-    failed, records = [], []
+    failed, records, cut_short = [], [], []
     started = time.perf_counter()
     stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
     with PtWriter(
@@ -314,12 +315,17 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
                             "width": info.width,
                             "height": info.height,
                             "decoder": _decoder_name(result.front, config.mode),
+                            "rotation": info.rotation,
+                            "frames_missing": info.frames_missing,
+                            **({"warning": info.warning} if info.warning else {}),
                         }
                     )
+                    if info.frames_missing:
+                        cut_short.append(f"{result.relpath} ({info.frames_missing} missing)")
                 else:
                     reason = result.error.reason
                     failed.append((result.relpath, reason))
-                    print(f"vcp: error: {result.relpath}: {reason}", file=sys.stderr, flush=True)
+                    file_error(result.relpath, reason)
                 on_video()
             loader.recycle(batch)  # written: its memory can take the next batch's clips
         batch_sizes = {
@@ -359,6 +365,12 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
         if config.shard.active:
             metadata["shard"] = {"index": config.shard.index, "count": config.shard.count}
         writer.commit(metadata)
+    if cut_short:
+        print(
+            f"vcp: warning: {len(cut_short)} video(s) in {group.rel_dir.as_posix()} are cut short and kept with "
+            f"the frames present (frames_missing in metadata.json): {', '.join(cut_short)}",
+            file=sys.stderr, flush=True,
+        )
     return failed
 
 

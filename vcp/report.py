@@ -1,0 +1,41 @@
+"""Per-file error lines (``vcp: error: <file>: <reason>``) and the job summary under a launcher.
+
+Bad input files are data, not crashes: each gets one stderr line as it is found. Under
+torchrun every rank stays quiet while it works and rank 0 prints the whole job's list
+once, from the merged outputs (:func:`merged_failures`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+_quiet = {"on": False}
+
+
+def quiet_file_errors(on: bool) -> None:
+    _quiet["on"] = on
+
+
+def file_error(where, reason: str) -> None:
+    if not _quiet["on"]:
+        print(f"vcp: error: {where}: {reason}", file=sys.stderr, flush=True)
+
+
+def merged_failures(paths: list[Path]) -> list[tuple[str, str]]:
+    """``(file, reason)`` recorded in merged outputs: metadata.json ``failed`` of each
+    group, ``failed_files`` of each HDF5."""
+    import h5py
+
+    from .pt_writer import META_NAME
+
+    out = []
+    for path in paths:
+        if path.suffix == ".h5":
+            with h5py.File(path, "r") as h5:
+                out += [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]"))]
+        else:
+            meta = json.loads((path.parent / META_NAME).read_text())
+            out += [(str(path.parent / f["file"]), f["reason"]) for f in meta.get("failed", [])]
+    return sorted(set(out))
