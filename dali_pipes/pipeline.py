@@ -31,7 +31,8 @@ from typing import Literal
 import numpy as np
 
 from .ffmpeg_log import ensure_ffmpeg_logging
-from .probe import VideoError, VideoInfo, probe
+from .nvdec import CapsTable, Route, dali_error_line, route, stream_key
+from .probe import DALI_CPU_CODECS, VideoError, VideoInfo, probe
 from .pyav_front import FrameCountMismatch, decode_frames
 from .samplers import SamplingSpec
 from .vram import batch_size_for, free_vram_bytes
@@ -50,6 +51,7 @@ class ClipResult:
     indices: np.ndarray | None = None
     flip: bool = False
     front: str = ""
+    note: str = ""  # why it did not go to NVDEC in GPU mode (one line), if it did not
     clip: object | None = None  # torch.Tensor [T, 3, S, S] float32
     error: VideoError | None = None
 
@@ -264,6 +266,7 @@ class ClipLoader:
         vram_fraction: float = 0.4,
         pipelines: int = 1,
         output_buffers: int | None = None,
+        caps: CapsTable | None = None,
     ):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"Invalid device ({device!r}). Supported values are: cpu, gpu.")
@@ -280,8 +283,10 @@ class ClipLoader:
         self._workers: list[ClipLoader] = []
         self._pipes: dict[Front, object] = {}
         self._nvdec_ok = device == "gpu"
-        self._dali_decoded = 0  # files the DALI decoder handled, and files it rejected
-        self._dali_rejected = 0
+        self._caps = caps if caps is not None else (CapsTable(device_id) if device == "gpu" else None)
+        self._accepted: Counter = Counter()  # stream_key -> files NVDEC decoded
+        self._rejected: Counter = Counter()  # stream_key -> files NVDEC rejected
+        self._blocked: set = set()  # stream keys NVDEC rejected NVDEC_GIVE_UP_AFTER times, never took
         self._frame_pool = FramePool()
         self._output_pool = OutputPool(limit=output_buffers)
         self._batch_out: tuple | None = None  # (pooled buffer, elements used) of the batch in progress
@@ -306,12 +311,17 @@ class ClipLoader:
         # A DALI pipeline that raised is no longer valid; the next call builds a new one.
         self._pipes.pop(front, None)
 
-    def _front_for(self, info: VideoInfo) -> Front:
-        if self.device == "gpu":
-            return "dali" if self._nvdec_ok and info.nvdec_decodable else "frames"
-        if self.cpu_decoder == "auto" and info.dali_cpu_decodable:
-            return "dali"
-        return "frames"
+    def _route(self, info: VideoInfo) -> Route:
+        return route(
+            info.codec, info.pix_fmt, info.width, info.height, device=self.device, cpu_decoder=self.cpu_decoder,
+            caps=self._caps, nvdec_usable=self._nvdec_ok, blocked=frozenset(self._blocked),
+            dali_cpu_codecs=DALI_CPU_CODECS,
+        )
+
+    @property
+    def nvdec_engines(self) -> int:
+        """NVDEC engines the card reports (0: unknown, or a CPU loader)."""
+        return self._caps.engines() if self._caps is not None else 0
 
     # -- public ----------------------------------------------------------------------
     def load(
@@ -335,7 +345,8 @@ class ClipLoader:
                 info = probe(path)
                 result.info = info
                 result.indices, result.flip = spec.plan(info.num_frames, info.fps, relpath)
-                result.front = self._front_for(info)
+                chosen = self._route(info)
+                result.front, result.note = chosen.front, chosen.reason
                 if self.device == "gpu":
                     cap = min(cap, self._vram_cap(info, spec.frames))
             except VideoError as exc:
@@ -357,6 +368,7 @@ class ClipLoader:
                     size=self.size, mean=self.mean, std=self.std, device=self.device,
                     device_id=self.device_id, max_batch=self.max_batch, num_threads=self.num_threads,
                     cpu_decoder=self.cpu_decoder, vram_fraction=self.vram_fraction / self.pipelines,
+                    caps=self._caps,
                 )
                 for _ in range(self.pipelines)
             ]
@@ -482,30 +494,44 @@ class ClipLoader:
                 if pool.give(base):  # False: not this pool's, or already back
                     break
 
-    # After this many rejections without a single success, NVDEC is taken to be unusable
-    # here (e.g. a MIG slice without media engines) and every file decodes on the CPU.
+    # After this many rejections of one kind of stream (codec, chroma, depth, size class)
+    # and no success with that kind, streams of that kind go to the CPU front first time.
     NVDEC_GIVE_UP_AFTER = 3
 
     def _run_dali(self, items: list[ClipResult]) -> None:
         if self.device == "gpu" and not self._nvdec_ok:
             for item in items:
-                item.front = "frames"
+                item.front, item.note = "frames", item.note or "no usable NVDEC on this GPU"
             return
         try:
-            if self._feed_dali(items):
-                self._dali_decoded += len(items)
+            if self._feed_dali(items) and self.device == "gpu":
+                for item in items:
+                    self._accepted[self._key(item)] += 1
             return
         except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError for anything
             self._drop_pipe("dali")
             if len(items) == 1:
-                self._dali_rejected += 1
-                if self.device == "gpu" and not self._dali_decoded and self._dali_rejected >= self.NVDEC_GIVE_UP_AFTER:
-                    self._nvdec_ok = False
-                    self.stats.fallbacks.append("NVDEC rejected every stream so far: decoding on the CPU from now on")
+                if self.device == "gpu":
+                    self._note_rejection(items[0])
                 self._fallback(items[0], exc)
                 return
         for item in items:  # isolate the file the decoder rejected
             self._run_dali([item])
+
+    @staticmethod
+    def _key(item: ClipResult) -> tuple:
+        return stream_key(item.info.codec, item.info.pix_fmt, item.info.width, item.info.height)
+
+    def _note_rejection(self, item: ClipResult) -> None:
+        key = self._key(item)
+        self._rejected[key] += 1
+        if not self._accepted[key] and self._rejected[key] >= self.NVDEC_GIVE_UP_AFTER and key not in self._blocked:
+            self._blocked.add(key)
+            codec, chroma, depth, size = key
+            self.stats.fallbacks.append(
+                f"NVDEC rejected {self._rejected[key]} {codec} {chroma} {depth}-bit streams up to {size}px and took none: "
+                "streams of that kind decode on the CPU from now on"
+            )
 
     def _feed_dali(self, items: list[ClipResult]) -> bool:
         """Decode ``items`` with DALI's decoder; False when it cannot even be built (no NVDEC)."""
@@ -515,6 +541,7 @@ class ClipLoader:
             if self.device != "gpu":
                 raise
             self._nvdec_ok = False
+            self.stats.fallbacks.append(f"NVDEC unusable on this GPU ({dali_error_line(exc)}): decoding on the CPU")
             for item in items:
                 self._fallback(item, exc)
             return False
@@ -528,8 +555,9 @@ class ClipLoader:
 
     def _fallback(self, item: ClipResult, exc: Exception) -> None:
         """The DALI decoder rejected this file: decode it on the CPU with PyAV instead."""
-        first_line = " ".join(str(exc).split())[:160]
-        self.stats.fallbacks.append(f"{item.relpath}: {first_line}")
+        info = item.info
+        item.note = f"{info.codec} {info.width}x{info.height} {info.pix_fmt}: DALI's decoder rejected it ({dali_error_line(exc)})"
+        self.stats.fallbacks.append(f"{item.relpath}: {item.note}")
         item.front = "frames"
         item.clip = None
 

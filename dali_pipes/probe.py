@@ -15,10 +15,6 @@ from pathlib import Path
 
 # Codecs DALI's CPU video decoder handles (nvidia-dali 2.4); others go through PyAV on the CPU.
 DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
-# Codecs NVDEC (DALI's "mixed" decoder) handles.
-NVDEC_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg"})
-# Chroma layouts NVDEC accepts (it rejects 4:2:2 and 4:4:4).
-NVDEC_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "p010le"})
 
 
 class VideoError(Exception):
@@ -44,13 +40,6 @@ class VideoInfo:
     frames_missing: int = 0  # frames the header promises that are not there (a file cut short)
     warning: str = ""  # why frames_missing is not 0
 
-    @property
-    def dali_cpu_decodable(self) -> bool:
-        return self.codec in DALI_CPU_CODECS
-
-    @property
-    def nvdec_decodable(self) -> bool:
-        return self.codec in NVDEC_CODECS and self.pix_fmt in NVDEC_PIX_FMTS
 
 
 # FFmpeg opens some non-video files as "video": text as ANSI art (tty), single images.

@@ -170,16 +170,53 @@ def test_cpu_pipeline_builds_without_gpu():
     np.testing.assert_allclose(arr[0, 0, :, 0, 0], -np.array(IMAGENET.mean) / np.array(IMAGENET.std), rtol=1e-5)
 
 
+# Sizes NVDEC takes for each codec (HEVC needs >= 144x144, VP9/AV1 >= 128x128).
+NVDEC_SIZES = {"h264": (96, 64), "hevc": (160, 144), "vp9": (160, 128)}
+
+
 @pytest.mark.needs_cuda
-@pytest.mark.parametrize("codec", ["h264", "hevc", "vp9", "mjpeg"])
-def test_nvdec_matches_cpu_path(videos, codec):
-    path = videos(codec=codec, num_frames=40)
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt"),
+    [("h264", None), ("hevc", None), ("vp9", None), ("hevc", "yuv420p10le"), ("vp9", "yuv420p10le")],
+    ids=["h264", "hevc", "vp9", "hevc-10bit", "vp9-10bit"],
+)
+def test_nvdec_matches_cpu_path(videos, codec, pix_fmt):
+    width, height = NVDEC_SIZES[codec]
+    path = videos(codec=codec, num_frames=40, width=width, height=height, pix_fmt=pix_fmt)
     spec = SamplingSpec(strategy="uniform", frames=10)
     (g,) = run(loader(device="gpu"), [path], spec)
     (c,) = run(loader(), [path], spec)
-    assert g.front == "dali" and g.clip.is_cuda
+    assert g.ok and c.ok, (g.error, c.error)
+    if pix_fmt and g.front != "dali":  # 10-bit routed to the CPU front: say why, still exact
+        assert g.note
+    else:
+        assert g.front == "dali" and not g.note, g.note
+    assert g.clip.is_cuda
     assert read_indices(g.clip) == read_indices(c.clip) == c.indices.tolist()
     assert (g.clip.cpu() - c.clip).abs().mean() < 0.03
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize(("codec", "size"), [("mjpeg", (96, 64)), ("hevc", (96, 64)), ("vp9", (96, 64))])
+def test_streams_nvdec_cannot_take_decode_on_cpu_first_time_and_normalize_on_gpu(videos, codec, size):
+    path = videos(codec=codec, num_frames=30, width=size[0], height=size[1])
+    ld = loader(device="gpu")
+    (r,) = run(ld, [path], SamplingSpec(frames=8))
+    assert r.ok and r.front == "frames" and r.clip.is_cuda
+    assert "DALI's NVDEC decoder does not take mjpeg" in r.note if codec == "mjpeg" else "below NVDEC's minimum" in r.note
+    assert "dali" not in ld._pipes  # routed before decoding: no failed GPU run
+    assert read_indices(r.clip) == r.indices.tolist()
+
+
+@pytest.mark.needs_cuda
+def test_nvdec_caps_are_read_from_the_card():
+    from dali_pipes.nvdec import CapsTable
+
+    table = CapsTable(0)
+    caps = table.get("h264", "420", 8)
+    assert table.from_card and caps.source == "card" and caps.supported
+    assert caps.min_width <= 96 and caps.max_width >= 1920 and caps.engines >= 1
+    assert not table.get("h264", "444", 8).supported or caps.source == "card"
 
 
 @pytest.mark.needs_cuda
@@ -188,7 +225,7 @@ def test_gpu_without_nvdec_decodes_on_cpu_and_normalizes_on_gpu(videos, monkeypa
     ld = loader(device="gpu")
     ld._nvdec_ok = False  # as on a MIG slice without NVDEC
     (r,) = run(ld, [path], SamplingSpec(frames=8))
-    assert r.front == "frames" and r.clip.is_cuda
+    assert r.front == "frames" and r.clip.is_cuda and r.note == "h264 96x64 yuv420p: no usable NVDEC on this GPU"
     assert read_indices(r.clip) == r.indices.tolist()
 
 
@@ -209,25 +246,91 @@ def test_parallel_pipelines_give_the_same_results_in_order(videos):
     assert [sorted(w._pipes) for w in ld._workers] == [["dali", "frames"], ["frames"], ["dali"]]
 
 
-def test_gpu_mode_gives_up_on_nvdec_after_repeated_rejections(monkeypatch):
-    """NVDEC missing only shows at run time: after 3 rejections everything goes to the CPU front."""
+def test_gpu_mode_gives_up_per_kind_of_stream_not_globally(monkeypatch):
+    """Three rejections of one kind of stream (codec, chroma, depth, size class) with no
+    success send that kind to the CPU front; other kinds still go to NVDEC."""
+    from dali_pipes.nvdec import CapsTable
     from dali_pipes.pipeline import ClipResult
+    from dali_pipes.probe import VideoInfo
 
-    ld = loader(max_batch=1)
+    ld = loader(max_batch=1, caps=CapsTable())  # the documented table: no GPU needed
     ld.device, ld._nvdec_ok = "gpu", True  # pretend: only the DALI front is exercised
     attempts = []
 
-    def reject(items):
-        attempts.append(len(items))
-        raise RuntimeError("simulated: no NVDEC")
+    def decode(items):
+        attempts.append(items[0].info.codec)
+        if items[0].info.codec == "h264":
+            raise RuntimeError("Critical error in pipeline:\nError in MIXED operator\nencountered:\n\nsimulated: stream rejected\nC++ context: [x]")
+        return True
 
-    monkeypatch.setattr(ld, "_feed_dali", reject)
-    results = [ClipResult(path="x", relpath=f"x{i}", front="dali") for i in range(5)]
-    for r in results:
+    monkeypatch.setattr(ld, "_feed_dali", decode)
+
+    def item(codec, size):
+        info = VideoInfo("x", codec, size[0], size[1], 25.0, 30, "yuv420p", 30)
+        return ClipResult(path="x", relpath=f"{codec}.mp4", info=info, front="dali")
+
+    small = [item("h264", (96, 64)) for _ in range(5)]
+    for r in small[:3]:
         ld._run_dali([r])
-    assert attempts == [1, 1, 1]  # gave up after three
-    assert all(r.front == "frames" for r in results)
-    assert not ld._nvdec_ok and any("NVDEC rejected every stream" in f for f in ld.stats.fallbacks)
+    assert attempts == ["h264"] * 3 and all(r.front == "frames" for r in small[:3])
+    assert small[0].note == "h264 96x64 yuv420p: DALI's decoder rejected it (simulated: stream rejected)"
+    assert ld._route(small[3].info).front == "frames"  # that kind: CPU first time from now on
+    assert ld._route(small[3].info).reason == "h264 96x64 yuv420p: NVDEC rejected every stream of this kind so far"
+    hevc = item("hevc", (1280, 720))
+    assert ld._route(hevc.info).front == "dali"  # another kind is not punished
+    ld._run_dali([hevc])
+    assert attempts[-1] == "hevc" and hevc.front == "dali" and ld._nvdec_ok
+    big = item("h264", (1920, 1080))
+    assert ld._route(big.info).front == "dali"  # same codec, other size class: still NVDEC
+    assert any("NVDEC rejected 3 h264 420 8-bit streams up to 256px" in f for f in ld.stats.fallbacks)
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "size", "front", "reason"),
+    [
+        ("h264", "yuv420p", (96, 64), "dali", ""),
+        ("hevc", "yuv420p", (1280, 720), "dali", ""),
+        ("hevc", "yuv420p10le", (1280, 720), "dali", ""),
+        ("av1", "yuv420p", (640, 360), "dali", ""),
+        ("mjpeg", "yuvj420p", (640, 360), "frames", "mjpeg 640x360 yuvj420p: DALI's NVDEC decoder does not take mjpeg"),
+        ("hevc", "yuv420p", (96, 64), "frames", "hevc 96x64 yuv420p: below NVDEC's minimum 144x144 for hevc (table)"),
+        ("vp9", "yuv420p", (96, 64), "frames", "vp9 96x64 yuv420p: below NVDEC's minimum 128x128 for vp9 (table)"),
+        ("h264", "yuv420p", (4112, 2160), "frames", "h264 4112x2160 yuv420p: above NVDEC's maximum 4096x4096 for h264 (table)"),
+        ("h264", "yuv420p10le", (640, 360), "frames", "h264 640x360 yuv420p10le: this NVDEC does not decode h264 10-bit (table)"),
+        ("h264", "yuv444p", (640, 360), "frames", "h264 640x360 yuv444p: NVDEC through DALI takes 4:2:0 only"),
+        ("prores", "yuv422p10le", (640, 360), "frames", "prores 640x360 yuv422p10le: DALI's NVDEC decoder does not take prores"),
+    ],
+)
+def test_routing_rule_on_the_documented_caps(codec, pix_fmt, size, front, reason):
+    from dali_pipes.nvdec import CapsTable, route
+
+    r = route(codec, pix_fmt, *size, device="gpu", caps=CapsTable())
+    assert (r.front, r.reason) == (front, reason)
+
+
+def test_routing_rule_cpu_mode_and_no_nvdec():
+    from dali_pipes.nvdec import CapsTable, route, stream_key
+
+    assert route("vp9", "yuv420p", 96, 64, device="cpu").front == "dali"
+    assert route("mjpeg", "yuvj420p", 96, 64, device="cpu").front == "dali"
+    assert route("h264", "yuv420p", 96, 64, device="cpu").front == "frames"
+    assert route("vp9", "yuv420p", 96, 64, device="cpu", cpu_decoder="pyav").front == "frames"
+    assert route("h264", "yuv420p", 640, 360, device="gpu", caps=CapsTable(), nvdec_usable=False).reason == (
+        "h264 640x360 yuv420p: no usable NVDEC on this GPU")
+    blocked = frozenset({stream_key("h264", "yuv420p", 640, 360)})
+    assert route("h264", "yuv420p", 640, 360, device="gpu", caps=CapsTable(), blocked=blocked).front == "frames"
+    assert route("h264", "yuv420p", 1920, 1080, device="gpu", caps=CapsTable(), blocked=blocked).front == "dali"
+
+
+def test_dali_error_line_is_one_clean_line():
+    from dali_pipes.nvdec import dali_error_line
+
+    exc = RuntimeError(
+        "Critical error in pipeline:\nError in MIXED operator `nvidia.dali.fn.decoders.video`,\nwhich was used in the "
+        "pipeline definition with the following traceback:\n\n  File \"x.py\", line 1, in graph\n    frames = ...\n\n"
+        "encountered:\n\nUnsupported video codec: 12\nC++ context: [/opt/dali/x.cc:10]\n\nCurrent pipeline object is no longer valid."
+    )
+    assert dali_error_line(exc) == "Unsupported video codec: 12"
 
 
 @pytest.mark.parametrize(
@@ -253,12 +356,14 @@ def test_frame_exact_on_harder_streams(videos, kind):
 
 def test_gpu_routing_sends_what_nvdec_rejects_to_the_cpu_front(videos):
     from dali_pipes import probe
+    from dali_pipes.nvdec import CapsTable
 
-    ld = loader()
+    ld = loader(caps=CapsTable())
     ld.device, ld._nvdec_ok = "gpu", True
-    assert ld._front_for(probe(videos(codec="h264", num_frames=10))) == "dali"
-    assert ld._front_for(probe(videos(codec="h264", num_frames=10, pix_fmt="yuv444p"))) == "frames"
-    assert ld._front_for(probe(videos(codec="hevc", num_frames=10, pix_fmt="yuv420p10le"))) == "dali"
+    assert ld._route(probe(videos(codec="h264", num_frames=10))).front == "dali"
+    assert ld._route(probe(videos(codec="h264", num_frames=10, pix_fmt="yuv444p"))).front == "frames"
+    assert ld._route(probe(videos(codec="mjpeg", num_frames=10))).front == "frames"
+    assert ld._route(probe(videos(codec="hevc", num_frames=10, pix_fmt="yuv420p10le"))).front == "frames"  # 96x64: below the minimum
 
 
 def test_frame_pool_reuses_and_grows_per_slot():

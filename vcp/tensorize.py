@@ -315,6 +315,7 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
                             "width": info.width,
                             "height": info.height,
                             "decoder": _decoder_name(result.front, config.mode),
+                            **({"decoder_note": result.note} if result.note else {}),
                             "rotation": info.rotation,
                             "frames_missing": info.frames_missing,
                             **({"warning": info.warning} if info.warning else {}),
