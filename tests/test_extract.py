@@ -96,11 +96,11 @@ def test_each_frame_goes_through_the_backbone_once():
     torch.testing.assert_close(fast, seed)
 
 
-def test_default_forward_batch_is_8_on_cpu_64_on_cuda_and_does_not_change_features():
+def test_default_forward_batch_is_8_on_cpu_256_on_cuda_and_does_not_change_features():
     model = Counting()
     FrameEncoder(model, ExtractConfig(fuse_conv_bn=False))(torch.randn(20, 3, 4, 4))
     assert model.seen == [8, 8, 4]
-    assert ExtractConfig(device="cuda:1").forward_batch == 64
+    assert ExtractConfig(device="cuda:1").forward_batch == 256
     assert ExtractConfig(device="cpu", batch_size=5).forward_batch == 5
 
     torch.manual_seed(0)
@@ -110,6 +110,36 @@ def test_default_forward_batch_is_8_on_cpu_64_on_cuda_and_does_not_change_featur
     wide = FrameEncoder(model, ExtractConfig(batch_size=24))(video)
     rel = (auto - wide).abs().max() / wide.abs().max()
     assert rel <= 1e-5, rel
+
+
+def test_frames_of_several_videos_are_packed_into_each_forward_and_rows_match_per_video():
+    """--batch-size frames per forward across video boundaries; every video's rows equal a
+    per-video pass, in input order; a NaN clip comes back as None without stopping the rest."""
+    from vcp.multiscale import combine_scales
+    from vcp.packing import PackedEncoder
+
+    torch.manual_seed(0)
+    counting = Counting()
+    cfg = ExtractConfig(fuse_conv_bn=False, batch_size=16)
+    videos = [torch.randn(t, 3, 8, 8) for t in (10, 7, 30, 3, 12)]
+    videos[3][1, 0, 0, 0] = float("nan")
+    packer = PackedEncoder(FrameEncoder(counting, cfg), 16, lambda f: combine_scales(f, (1.0, 0.85, 1.15)))
+    got = []
+    for i, v in enumerate(videos):
+        got += packer.put(i, v, IMAGENET)
+    got += packer.finish()
+    assert counting.seen == [16, 16, 16, 14]  # 62 frames, each once, in full batches but the last
+    assert [k for k, _ in got] == [0, 1, 2, 3, 4] and got[3][1] is None
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    cfg = ExtractConfig(batch_size=16)
+    enc = FrameEncoder(model, cfg)
+    packer = PackedEncoder(enc, 16, lambda f: combine_scales(f, cfg.scales))
+    videos[3][1, 0, 0, 0] = 0.0
+    packed = [rows for v in videos for _, rows in packer.put(None, v, IMAGENET)] + [rows for _, rows in packer.finish()]
+    for v, rows in zip(videos, packed, strict=True):
+        per_video = video_features(enc, v, cfg).numpy()
+        np.testing.assert_allclose(rows, per_video, rtol=1e-5, atol=1e-5)
 
 
 def test_renormalizes_for_backbones_with_other_statistics():

@@ -7,10 +7,10 @@ the backbone once per distinct frame, build the scales by indexing (see
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -30,6 +30,7 @@ from .h5_writer import H5Writer, features_filename
 from .layout import LayoutError, file_stamp, prepare_output_dir
 from .lock import output_lock
 from .multiscale import DEFAULT_SCALES, combine_scales, output_rows
+from .packing import PackedEncoder
 from .progress import human_bytes, make_progress
 from .pt_writer import META_NAME, PT_NAME, settle_pair
 from .report import file_error
@@ -40,8 +41,8 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Frames per forward when --batch-size is not given. On the CPU small batches stay in cache:
 # efficientnet_v2_s at 256² on the 2-core dev box ran 30 frames/s at batch 32, 44 at 8 and
 # 47 at 4 (fp32); 73 / 74 / 67 with bf16 (resnet50: same shape). docs/benchmarks.md.
-AUTO_BATCH = {"cpu": 8, "cuda": 64}
-EMPTY_CACHE_EVERY = 50  # videos, on CUDA (as the original did on its MIG slice)
+AUTO_BATCH = {"cpu": 8, "cuda": 256}
+UPLOAD_SLOTS = 3  # pinned staging buffers for host->device copies: one filling, two in flight
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ExtractConfig:
     overwrite: bool = False
     channels_last: bool = True
     fuse_conv_bn: bool = True  # fold eval-mode BatchNorm into convs (same numbers, ~15% faster)
+    compile: bool = False  # torch.compile the network (fixed shapes: the last batch is padded on CUDA)
     shard: Shard = Shard()
     seed: int = 0  # seeds random init (weights=None)
 
@@ -263,7 +265,14 @@ def check_mappings(by_group: dict[str, dict]) -> None:
 
 
 class FrameEncoder:
-    """Runs the frozen backbone over frames: inference_mode, channels_last, autocast."""
+    """Runs the frozen backbone over frames: inference_mode, channels_last, autocast.
+
+    :meth:`prepare` puts a clip on the device, checks it is finite (without waiting) and
+    normalizes it as the backbone expects; :meth:`forward` runs the network on a batch of
+    prepared frames. On CUDA, host clips go up through a ring of pinned buffers on a copy
+    stream, so the next clip's upload overlaps this batch's compute; cuDNN picks its
+    algorithms for the fixed batch shape (``cudnn.benchmark``).
+    """
 
     def __init__(self, model: torch.nn.Module, config: ExtractConfig):
         self.device = torch.device(config.device)
@@ -275,24 +284,39 @@ class FrameEncoder:
         self.dtype = PRECISIONS[config.precision]
         self.target: InputSpec = getattr(model, "input_spec", IMAGENET)
         self._affine_cache: dict = {}
-        self._staging: torch.Tensor | None = None  # pinned host buffer for CUDA uploads
-        self._uploaded = None  # CUDA event: the last upload from the staging buffer
+        self.cuda = self.device.type == "cuda"
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            self._copy_stream = torch.cuda.Stream(self.device)
+            self._slots: list[list] = [[None, None] for _ in range(UPLOAD_SLOTS)]  # [pinned buffer, copy done event]
+            self._next_slot = 0
+        self.compiled = False
+        if config.compile:
+            self.net = torch.compile(self.net, dynamic=False)
+            self.compiled = True
 
     def _upload(self, frames: torch.Tensor) -> torch.Tensor:
-        """Host clip -> device through one reused pinned buffer, non-blocking.
+        """Host clip -> device through the next pinned slot, on the copy stream.
 
-        Before the buffer is refilled, the previous upload from it is waited for (an event),
-        so the copy of clip k+1 into it can never race the transfer of clip k.
+        A slot is refilled only after its previous copy has finished (its event), so the
+        copy of clip k+3 into it can never race the transfer of clip k. The compute stream
+        waits for the copy before it reads the clip.
         """
-        if self._uploaded is not None:
-            self._uploaded.synchronize()
-        if self._staging is None or self._staging.numel() < frames.numel() or self._staging.dtype != frames.dtype:
-            self._staging = torch.empty(frames.numel(), dtype=frames.dtype).pin_memory()
-        staging = self._staging[: frames.numel()].view(frames.shape)
+        slot = self._slots[self._next_slot]
+        self._next_slot = (self._next_slot + 1) % len(self._slots)
+        if slot[1] is not None:
+            slot[1].synchronize()
+        if slot[0] is None or slot[0].numel() < frames.numel() or slot[0].dtype != frames.dtype:
+            slot[0] = torch.empty(frames.numel(), dtype=frames.dtype).pin_memory()
+        staging = slot[0][: frames.numel()].view(frames.shape)
         staging.copy_(frames)
-        on_device = staging.to(self.device, non_blocking=True)
-        self._uploaded = torch.cuda.Event()
-        self._uploaded.record()
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            on_device = staging.to(self.device, non_blocking=True)
+            slot[1] = torch.cuda.Event()
+            slot[1].record(self._copy_stream)
+        compute.wait_event(slot[1])
+        on_device.record_stream(compute)
         return on_device
 
     def _renormalize(self, x: torch.Tensor, stored: InputSpec) -> torch.Tensor:
@@ -309,25 +333,34 @@ class FrameEncoder:
         return x * scale + shift
 
     @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> torch.Tensor:
-        """``[T, 3, H, W]`` (any device) -> ``[T, D]`` float32 on the device."""
-        if self.device.type == "cuda" and not frames.is_cuda:
+    def prepare(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``[T, 3, H, W]`` (any device, any stored dtype) -> (frames ready for the network on
+        the device, a device bool "all finite" — None when the storage cannot hold NaN)."""
+        if self.cuda and not frames.is_cuda:
             frames = self._upload(frames)
         frames = frames.to(self.device)
-        if frames.is_floating_point() and not bool(torch.isfinite(frames).all()):
-            raise NonFiniteClip("holds NaN or Inf values")
+        finite = torch.isfinite(frames).all() if frames.is_floating_point() else None
         frames = self._renormalize(frames.float(), stored)
         if self.config.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
-        out = []
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
-        )
-        with autocast:
-            step = self.config.forward_batch
-            for i in range(0, frames.shape[0], step):
-                out.append(self.net(frames[i : i + step]).float())
-        return torch.cat(out)
+        return frames, finite
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Prepared ``[B, 3, H, W]`` -> ``[B, D]`` float32 on the device."""
+        if self.dtype is None:
+            return self.net(batch).float()
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            return self.net(batch).float()
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> torch.Tensor:
+        """``[T, 3, H, W]`` (any device) -> ``[T, D]`` float32 on the device (one video)."""
+        frames, finite = self.prepare(frames, stored)
+        if finite is not None and not bool(finite):
+            raise NonFiniteClip("holds NaN or Inf values")
+        step = self.config.forward_batch
+        return torch.cat([self.forward(frames[i : i + step]) for i in range(0, frames.shape[0], step)])
 
 
 def _fused(model: torch.nn.Module) -> torch.nn.Module:
@@ -531,6 +564,9 @@ def write_features(
         "shard_index": config.shard.index if config.shard.active else None,
         "shard_count": config.shard.count if config.shard.active else None,
         "init_seed": config.seed if config.random_init else None,
+        "frames_per_forward": config.forward_batch,
+        "compiled": bool(encoder.compiled),
+        "cudnn_benchmark": bool(encoder.cuda),
         **attrs,
     }
     started = time.perf_counter()
@@ -539,36 +575,43 @@ def write_features(
         H5Writer(
             out_path, max_frames=max_rows(frame_counts, config), feature_dim=encoder.model.feature_dim,
             category_mapping=mapping, multi_scale=config.multi_scale, attrs=attrs,
-            with_order=config.shard.active,
+            with_order=config.shard.active, compress_threads=compress_threads(encoder.device.type),
         ) as writer,
         make_progress(console, "frames") as progress,
     ):
         label_suffix = f" [shard {config.shard.index}/{config.shard.count}]" if config.shard.active else ""
         task = progress.add_task(f"extract {split}{label_suffix}", total=total)
         rejected: set[str] = set()
-        group, group_start = None, (0, 0, 0)  # rows, videos, frames when the group began
+        state = {"group": None, "start": (0, 0, 0)}  # group being written; rows, videos, frames when it began
+
+        def take(ready) -> None:
+            for clip, rows in ready:
+                if clip.group in rejected:
+                    continue
+                if clip.group != state["group"]:
+                    state["group"], state["start"] = clip.group, (writer.rows, result.videos, result.frames)
+                if rows is None:  # NaN/Inf in the clip: the whole group goes, rows written included
+                    rejected.add(clip.group)
+                    writer.truncate(state["start"][0])
+                    result.videos, result.frames = state["start"][1], state["start"][2]
+                    reason = f"{clip.filename} holds NaN or Inf values: the whole group is rejected"
+                    result.failures.append((clip.group, reason))
+                    file_error(clip.group, reason)
+                    continue
+                writer.append(rows, label=clip.label, filename=clip.filename, order=clip.order)
+                result.videos += 1
+                result.frames += clip.frames.shape[0]
+                elapsed = time.perf_counter() - started
+                progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
+
+        def per_video(feats: torch.Tensor) -> torch.Tensor:
+            return combine_scales(feats, config.scales) if config.multi_scale else feats
+
+        packer = PackedEncoder(encoder, config.forward_batch, per_video)
         for clip in clips:
-            if clip.group in rejected:
-                continue
-            if clip.group != group:
-                group, group_start = clip.group, (writer.rows, result.videos, result.frames)
-            try:
-                feats = video_features(encoder, clip.frames, config, clip.stored)
-            except NonFiniteClip as exc:
-                rejected.add(clip.group)
-                writer.truncate(group_start[0])
-                result.videos, result.frames = group_start[1], group_start[2]
-                reason = f"{clip.filename} {exc}: the whole group is rejected"
-                result.failures.append((clip.group, reason))
-                file_error(clip.group, reason)
-                continue
-            writer.append(feats.cpu().numpy(), label=clip.label, filename=clip.filename, order=clip.order)
-            result.videos += 1
-            result.frames += clip.frames.shape[0]
-            elapsed = time.perf_counter() - started
-            progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
-            if encoder.device.type == "cuda" and result.videos % EMPTY_CACHE_EVERY == 0:
-                torch.cuda.empty_cache()
+            if clip.group not in rejected:
+                take(packer.put(clip, clip.frames, clip.stored))
+        take(packer.finish())
         progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
         writer.attrs["failed_files"] = json.dumps(sorted(result.failures + result.upstream_failures))
         writer.attrs["tensorize_failed_files"] = json.dumps(result.upstream_failures)
@@ -576,6 +619,14 @@ def write_features(
     result.output = out_path
     result.seconds = time.perf_counter() - started
     return result
+
+
+def compress_threads(device_type: str) -> int:
+    """Threads gzip-compressing HDF5 rows beside the backbone: on CUDA the CPU is free (a
+    few hundred videos/s need ~60 MB/s of level-4 gzip); on the CPU the backbone has the
+    cores, one thread is enough to overlap."""
+    cores = os.cpu_count() or 1
+    return min(8, max(1, cores // 2)) if device_type == "cuda" else 1
 
 
 def summary_table(results: list[SplitResult]) -> Table:

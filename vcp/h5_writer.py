@@ -9,8 +9,11 @@ and renamed on :meth:`H5Writer.commit`; an interrupted run leaves nothing.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import json
+import zlib
 from pathlib import Path
 
 import h5py
@@ -23,7 +26,20 @@ def features_filename(split: str, multi_scale: bool) -> str:
     return f"{split}_features_multiscale.h5" if multi_scale else f"{split}_features.h5"
 
 
+GZIP_LEVEL = 4
+_GROW = 256  # rows the features dataset grows by
+
+
 class H5Writer:
+    """``with H5Writer(path, ...) as w: w.append(rows, ...); w.commit()``.
+
+    Each video's row is one chunk. With ``compress_threads``, chunks are gzip-compressed
+    in a thread pool (zlib releases the GIL) and written in order with HDF5's direct chunk
+    write: the same deflate stream HDF5's own filter writes, so readers see an ordinary
+    gzip level 4 dataset. The small per-video columns are kept in memory and written at
+    commit.
+    """
+
     def __init__(
         self,
         final: str | Path,
@@ -34,62 +50,81 @@ class H5Writer:
         multi_scale: bool,
         attrs: dict | None = None,
         with_order: bool = False,
+        compress_threads: int = 0,
     ):
         self.final = Path(final)
         self.tmp = tmp_path_for(self.final)
-        self.shape = (0, max_frames, feature_dim)  # grows by one row per write
+        self.row_shape = (max_frames, feature_dim)
         self.category_mapping = category_mapping
         self.multi_scale = multi_scale
         self.attrs = attrs or {}
         self.with_order = with_order  # part files of a sharded run: each row's global position
+        self.compress_threads = compress_threads
         self._h5: h5py.File | None = None
+        self._pool = None
+        self._pending: collections.deque = collections.deque()  # (row, future of compressed bytes)
+        self._columns: dict[str, list] = {"labels": [], "num_frames": [], "filenames": [], "order": []}
         self._written = 0
 
     def __enter__(self) -> H5Writer:
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        _, rows, dim = self.shape
+        rows, dim = self.row_shape
         self._h5 = h5py.File(self.tmp, "w")
         self._h5.create_dataset(
-            "features", shape=self.shape, maxshape=(None, rows, dim), dtype="float32",
-            chunks=(1, max(rows, 1), max(dim, 1)), compression="gzip", compression_opts=4,
+            "features", shape=(0, rows, dim), maxshape=(None, rows, dim), dtype="float32",
+            chunks=(1, max(rows, 1), max(dim, 1)), compression="gzip", compression_opts=GZIP_LEVEL,
             fillvalue=0.0,
         )
-        columns = [("labels", "int64"), ("num_frames", "int32"), ("filenames", h5py.string_dtype())]
-        if self.with_order:
-            columns.append(("order", "int64"))
-        for name, dtype in columns:
-            self._h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
+        if self.compress_threads:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.compress_threads, thread_name_prefix="vcp-gzip")
         return self
-
-    def append(self, features: np.ndarray, *, label: int, filename: str, order: int | None = None) -> None:
-        """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded."""
-        rows = features.shape[0]
-        padded = np.zeros(self.shape[1:], np.float32)
-        padded[:rows] = features
-        i = self._written
-        for name in self._h5:
-            self._h5[name].resize(i + 1, axis=0)
-        self._h5["features"][i] = padded
-        self._h5["labels"][i] = label
-        self._h5["num_frames"][i] = rows
-        self._h5["filenames"][i] = filename
-        if self.with_order:
-            self._h5["order"][i] = order
-        self._written += 1
 
     @property
     def rows(self) -> int:
         """Rows appended so far."""
         return self._written
 
+    def append(self, features: np.ndarray, *, label: int, filename: str, order: int | None = None) -> None:
+        """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded."""
+        rows = features.shape[0]
+        padded = np.zeros(self.row_shape, np.float32)
+        padded[:rows] = features
+        i = self._written
+        dset = self._h5["features"]
+        if dset.shape[0] <= i:
+            dset.resize(i + _GROW, axis=0)
+        if self._pool is None:
+            dset[i] = padded
+        else:
+            self._pending.append((i, self._pool.submit(zlib.compress, padded.tobytes(), GZIP_LEVEL)))
+            self._drain(block=False)
+        for name, value in (("labels", label), ("num_frames", rows), ("filenames", filename), ("order", order)):
+            self._columns[name].append(value)
+        self._written += 1
+
+    def _drain(self, block: bool) -> None:
+        dset = self._h5["features"]
+        while self._pending and (block or self._pending[0][1].done()):
+            i, future = self._pending.popleft()
+            dset.id.write_direct_chunk((i, 0, 0), future.result())
+
     def truncate(self, rows: int) -> None:
         """Take back every row from ``rows`` on (a rejected group's rows)."""
-        for name in self._h5:
-            self._h5[name].resize(rows, axis=0)
+        self._drain(block=True)
+        self._h5["features"].resize(rows, axis=0)
+        for values in self._columns.values():
+            del values[rows:]
         self._written = rows
 
     def commit(self) -> Path:
-        n, rows, dim = self._written, self.shape[1], self.shape[2]
+        self._drain(block=True)
+        n, (rows, dim) = self._written, self.row_shape
+        self._h5["features"].resize(n, axis=0)
+        columns = [("labels", "int64"), ("num_frames", "int32"), ("filenames", h5py.string_dtype())]
+        if self.with_order:
+            columns.append(("order", "int64"))
+        for name, dtype in columns:
+            self._h5.create_dataset(name, data=np.array(self._columns[name], dtype=object if name == "filenames" else dtype), dtype=dtype)
         attrs = {
             "num_videos": n,
             "max_frames": rows,
@@ -106,6 +141,9 @@ class H5Writer:
         return self.final
 
     def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         if self._h5 is not None:
             self._h5.close()
             self._h5 = None

@@ -1,0 +1,116 @@
+"""Frames of several videos in one forward pass, results handed back in video order.
+
+One video is T frames (64 by default); a GPU wants a few hundred per forward to reach
+the network's own speed. :class:`PackedEncoder` takes clips one at a time, queues their
+prepared frames, runs the network on ``batch`` frames at a time across video boundaries,
+gives every video its rows back once all its frames have been through, applies the
+per-video step (the three-scale rule) on the device, and copies the result to the host
+without waiting. :meth:`PackedEncoder.put` returns the videos whose results have
+arrived; :meth:`PackedEncoder.finish` the rest. A frame's features do not depend on
+what else is in its batch, so the rows equal a per-video pass (within float rounding).
+
+On CUDA the last, partial batch is padded to ``batch`` frames, so every forward has the
+same shape (cuDNN's algorithm choice and ``torch.compile`` see one shape).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class _Job:
+    key: object
+    frames: torch.Tensor | None  # prepared, on the device; dropped once launched
+    finite: torch.Tensor | None  # device bool, or None (storage cannot hold NaN)
+    count: int
+    launched: int = 0
+    parts: list = field(default_factory=list)  # [n, D] slices of forward outputs
+    rows: torch.Tensor | None = None  # the video's result (host, pinned on CUDA)
+    finite_host: torch.Tensor | None = None
+    done: object | None = None  # CUDA event: the copy to the host has finished
+
+
+class PackedEncoder:
+    """``put(key, frames, stored)`` -> ``[(key, rows ndarray | None)]`` ready so far
+    (None: the clip held NaN/Inf); ``finish()`` -> the rest. Order is ``put`` order."""
+
+    def __init__(self, encoder, batch: int, per_video: Callable[[torch.Tensor], torch.Tensor]):
+        self.encoder, self.batch, self.per_video = encoder, batch, per_video
+        self.cuda = encoder.device.type == "cuda"
+        self._waiting: deque[_Job] = deque()  # frames not all launched yet
+        self._queued = 0  # frames waiting for a forward
+        self._copying: deque[_Job] = deque()  # all frames through, results on their way to the host
+
+    def put(self, key, frames: torch.Tensor, stored) -> list[tuple[object, np.ndarray | None]]:
+        prepared, finite = self.encoder.prepare(frames, stored)
+        job = _Job(key, prepared, finite, prepared.shape[0])
+        self._waiting.append(job)
+        self._queued += job.count
+        while self._queued >= self.batch:
+            self._launch(self.batch)
+        return self._collect(block=False)
+
+    def finish(self) -> list[tuple[object, np.ndarray | None]]:
+        while self._queued:
+            self._launch(min(self._queued, self.batch))
+        return self._collect(block=True)
+
+    @torch.inference_mode()
+    def _launch(self, n: int) -> None:
+        pieces = []  # (job, first frame, frames)
+        need = n
+        while need:
+            job = self._waiting[0]
+            take = min(need, job.count - job.launched)
+            pieces.append((job, job.launched, take))
+            job.launched += take
+            need -= take
+            if job.launched == job.count:
+                self._waiting.popleft()
+        self._queued -= n
+        slices = [job.frames[start : start + count] for job, start, count in pieces]
+        if self.cuda and n < self.batch:  # one shape for every forward
+            slices.append(slices[0].new_zeros((self.batch - n, *slices[0].shape[1:])))
+        batch = slices[0] if len(slices) == 1 else torch.cat(slices)
+        if len(slices) > 1 and self.encoder.config.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        out = self.encoder.forward(batch)[:n]
+        offset = 0
+        for job, _start, count in pieces:
+            job.parts.append(out[offset : offset + count])
+            offset += count
+            if job.launched == job.count:
+                job.frames = None
+                self._complete(job)
+
+    def _complete(self, job: _Job) -> None:
+        feats = job.parts[0] if len(job.parts) == 1 else torch.cat(job.parts)
+        job.parts = []
+        rows = self.per_video(feats).float()
+        if not self.cuda:
+            job.rows, job.finite_host = rows, job.finite
+        else:
+            job.rows = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+            job.rows.copy_(rows, non_blocking=True)
+            if job.finite is not None:
+                job.finite_host = torch.empty((), dtype=torch.bool, pin_memory=True)
+                job.finite_host.copy_(job.finite, non_blocking=True)
+            job.done = torch.cuda.Event()
+            job.done.record()
+        self._copying.append(job)
+
+    def _collect(self, block: bool) -> list[tuple[object, np.ndarray | None]]:
+        out = []
+        while self._copying and (block or self._copying[0].done is None or self._copying[0].done.query()):
+            job = self._copying.popleft()
+            if job.done is not None:
+                job.done.synchronize()
+            finite = job.finite_host is None or bool(job.finite_host)
+            out.append((job.key, job.rows.numpy() if finite else None))
+        return out
