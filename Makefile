@@ -18,7 +18,7 @@ EXTRACT_ARGS ?=
 
 DEMO := demo_data
 
-.PHONY: help install demo test test-all tensorize extract rebuild clean-outputs lint bench bench-extract
+.PHONY: help install demo test test-all tensorize extract rebuild clean-outputs lint bench bench-extract bench-gpu
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ lint: $(STAMP) ## ruff
 
 bench: $(STAMP) ## side-by-side speed ratios vs plain baselines -> docs/benchmarks.md
 	$(BIN)/python -m bench.run --out docs/benchmarks.md
+
+bench-gpu: $(STAMP) ## on a CUDA card: vcp vs backbone alone, DALI alone, disk write -> docs/benchmarks.md (exit 2 without CUDA)
+	$(BIN)/python -m bench.gpu --out docs/benchmarks.md
 
 bench-extract: $(STAMP) ## the seed's extract loop vs vcp extract, same data and weights
 	$(BIN)/python -m bench.run --only extract --out docs/benchmarks.md

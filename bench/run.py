@@ -207,84 +207,6 @@ def bench_streaming(raw: Path, work: Path, rows: list):
     ))
 
 
-# -- GPU rows (only where CUDA is visible; never run yet, see docs/gpu.md) ---------------------
-def bench_gpu(work: Path, rows: list, processed: Path | None):
-    if not torch.cuda.is_available():
-        return
-    card = torch.cuda.get_device_name(0)
-    for width, height in ((1280, 720), (1920, 1080)):
-        root = work / f"gpu{height}"
-        for i in range(4):
-            write_video(root / "train/cat/sub" / f"v{i}.mp4", num_frames=96, codec="h264", width=width, height=height)
-        gpu = TensorizeConfig(frames=T, size=S, mode="gpu", overwrite=True)
-        cpu = TensorizeConfig(frames=T, size=S, mode="cpu", overwrite=True)
-        t_cpu, t_gpu = best_of_pair(
-            lambda root=root, cpu=cpu: tensorize(root, work / "gpu_out_cpu", cpu, console=QUIET),
-            lambda root=root, gpu=gpu: tensorize(root, work / "gpu_out_gpu", gpu, console=QUIET),
-        )
-        rows.append((
-            f"tensorize {height}p H.264, 4 videos, {card}", f"CPU path: {t_cpu:.1f} s ({4 / t_cpu:.1f} videos/s)",
-            f"NVDEC: {t_gpu:.1f} s ({4 / t_gpu:.1f} videos/s)", f"{t_cpu / t_gpu:.2f}×", "-", "",
-        ))
-    if processed is None:
-        return
-    videos = torch.load(processed / "train/cat/sub/processed_data.pt", weights_only=True)["videos"][:4]
-    torch.manual_seed(0)
-    model = get_backbone("efficientnet_v2_s", weights=None).cuda()
-    frames = videos.shape[0] * videos.shape[1]
-
-    def seed():
-        out = [seed_multiscale_features(model, v, batch_size=24, device="cuda") for v in videos]
-        torch.cuda.synchronize()
-        return out
-
-    for precision in ("fp32", "bf16"):
-        cfg = ExtractConfig(device="cuda", precision=precision, batch_size=64)
-        enc = FrameEncoder(model, cfg)
-        video_features(enc, videos[0], cfg)  # warm-up
-
-        def fast(enc=enc, cfg=cfg):
-            out = [video_features(enc, v, cfg).cpu() for v in videos]
-            torch.cuda.synchronize()
-            return out
-
-        t_seed, t_fast = best_of_pair(seed, fast)
-        rows.append((
-            f"extract {precision} on {card}, efficientnet_v2_s, {len(videos)} videos × T={T} @ {S}²",
-            f"seed loop fp32 on the same card: {t_seed:.2f} s ({frames / t_seed:.0f} video-frames/s)",
-            f"{t_fast:.2f} s ({frames / t_fast:.0f} video-frames/s)", f"{t_seed / t_fast:.2f}×", "-", "",
-        ))
-
-
-def bench_gpu_streaming(work: Path, rows: list):
-    """On the card: `--from-videos` (NVDEC -> backbone, prefetch thread) vs the two stages."""
-    if not torch.cuda.is_available():
-        return
-    card = torch.cuda.get_device_name(0)
-    root = work / "gpu720"  # 4 H.264 720p videos written by bench_gpu (make bench runs it first)
-    if not root.exists():
-        return
-    model = get_backbone("efficientnet_v2_s", None).cuda()
-    ecfg = ExtractConfig(device="cuda", weights=None, overwrite=True)
-    tcfg = TensorizeConfig(frames=T, size=S, mode="gpu", overwrite=True)
-
-    def two_stage():
-        tensorize(root, work / "gp2", tcfg, console=QUIET)
-        extract(work / "gp2", work / "gf2", ecfg, console=QUIET, model=model)
-        torch.cuda.synchronize()
-
-    def streaming():
-        extract_from_videos(root, work / "gf3", ecfg, tcfg, console=QUIET, model=model)
-        torch.cuda.synchronize()
-
-    t2, t3 = best_of_pair(two_stage, streaming, runs=3)
-    rows.append((
-        f"streaming on {card}: `extract --from-videos` vs tensorize + extract (fp32, 4 × 720p H.264)",
-        f"the two stages back to back: {t2:.1f} s", f"{t3:.1f} s", f"{t2 / t3:.2f}×", "faster",
-        f"max rel diff {features_rel_diff(work / 'gf2', work / 'gf3'):.1e}",
-    ))
-
-
 # -- 5: RSS ---------------------------------------------------------------------------------
 RSS = textwrap.dedent("""
     import sys
@@ -339,11 +261,8 @@ def main(argv=None):
                 processed = work / "vcp"
             vids = torch.load(processed / "train/cat/sub/processed_data.pt", weights_only=True)["videos"][:2]
             bench_extract(vids, rows)
-        if "extract" in todo:
-            bench_gpu(work, rows, processed)
         if "streaming" in todo:
             bench_streaming(raw, work, rows)
-            bench_gpu_streaming(work, rows)
         if "rss" in todo:
             bench_rss(work, rows)
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"

@@ -87,6 +87,10 @@ class CapsTable:
         self._cache: dict[tuple[str, str, int], Caps] = {}
         self._lock = threading.Lock()
         self._query = _card_query(device_id) if device_id is not None else None
+        if self._query is not None:  # all at once, here: loader threads may have no CUDA context
+            for codec in _CODEC_IDS:
+                for depth in (8, 10, 12):
+                    self.get(codec, "420", depth)
 
     @property
     def from_card(self) -> bool:
@@ -129,7 +133,7 @@ def _card_query(device_id: int):
 
         caps = _CUVIDDECODECAPS(eCodecType=_CODEC_IDS[codec], eChromaFormat=_CHROMA_IDS[chroma], nBitDepthMinus8=depth - 8)
         with torch.cuda.device(device_id):
-            torch.cuda.current_stream()  # this thread's context is the device's primary one
+            torch.cuda.synchronize(device_id)  # binds the device's primary context to this thread
             if get_caps(ctypes.byref(caps)) != 0:
                 return None
         return Caps(

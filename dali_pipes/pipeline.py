@@ -238,6 +238,15 @@ class LoaderStats:
     fallbacks: list[str] = field(default_factory=list)
 
 
+MAX_AUTO_PIPELINES = 8
+
+
+def default_pipelines(nvdec_engines: int) -> int:
+    """One DALI pipeline per NVDEC engine (capped), 1 where none is known (CPU, MIG slice
+    without NVDEC, no driver query)."""
+    return max(1, min(nvdec_engines, MAX_AUTO_PIPELINES))
+
+
 class ClipLoader:
     """Probe, sample, decode, resize and normalize videos in batches.
 
@@ -264,7 +273,7 @@ class ClipLoader:
         num_threads: int | None = None,
         cpu_decoder: Literal["auto", "pyav"] = "auto",
         vram_fraction: float = 0.4,
-        pipelines: int = 1,
+        pipelines: int | None = 1,
         output_buffers: int | None = None,
         caps: CapsTable | None = None,
     ):
@@ -276,14 +285,15 @@ class ClipLoader:
         self.device, self.device_id = device, device_id
         self.max_batch, self.num_threads = max_batch, num_threads
         self.cpu_decoder, self.vram_fraction = cpu_decoder, vram_fraction
-        if pipelines < 1:
+        if pipelines is not None and pipelines < 1:
             raise ValueError(f"pipelines must be >= 1, got {pipelines}")
-        self.pipelines = pipelines
         self.stats = LoaderStats()
         self._workers: list[ClipLoader] = []
         self._pipes: dict[Front, object] = {}
         self._nvdec_ok = device == "gpu"
         self._caps = caps if caps is not None else (CapsTable(device_id) if device == "gpu" else None)
+        # None: one pipeline per NVDEC engine the card reports (one pipeline keeps about one busy)
+        self.pipelines = pipelines if pipelines is not None else default_pipelines(self.nvdec_engines)
         self._accepted: Counter = Counter()  # stream_key -> files NVDEC decoded
         self._rejected: Counter = Counter()  # stream_key -> files NVDEC rejected
         self._blocked: set = set()  # stream keys NVDEC rejected NVDEC_GIVE_UP_AFTER times, never took

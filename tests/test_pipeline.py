@@ -216,7 +216,8 @@ def test_nvdec_caps_are_read_from_the_card():
     caps = table.get("h264", "420", 8)
     assert table.from_card and caps.source == "card" and caps.supported
     assert caps.min_width <= 96 and caps.max_width >= 1920 and caps.engines >= 1
-    assert not table.get("h264", "444", 8).supported or caps.source == "card"
+    hevc = table.get("hevc", "420", 8)
+    assert hevc.source == "card" and hevc.supported and hevc.min_width > 96  # why 96x64 HEVC is routed to the CPU
 
 
 @pytest.mark.needs_cuda

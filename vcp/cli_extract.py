@@ -53,10 +53,11 @@ def extract_command(
     multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", help="Three-scale temporal pass.")] = True,
     scales: Annotated[str, typer.Option(help="Temporal scales for the multi-scale pass.")] = "1.0,0.85,1.15",
     batch_size: Annotated[
-        int | None, typer.Option(min=1, max=65536, help="Frames per forward pass [default: 8 on CPU (cache-sized), 64 on CUDA].")
+        int | None, typer.Option(min=1, max=65536, help="Frames per forward pass, packed across videos [default: 8 on CPU (cache-sized), 256 on CUDA].")
     ] = None,
     splits: Annotated[str | None, typer.Option(help="Comma-separated splits (default: all found).")] = None,
     precision: Annotated[str, typer.Option(help="fp32|bf16|fp16 (fp32 is the compatible default).")] = "fp32",
+    compile_net: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (pays off on long CUDA runs; recorded in the HDF5).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Recompute splits whose HDF5 is up to date.")] = False,
     from_videos: Annotated[bool, typer.Option("--from-videos", help="Read RAW videos and stream DALI -> backbone (no .pt files).")] = False,
     frames: opt.Frames = 64,
@@ -68,7 +69,7 @@ def extract_command(
     seed: opt.Seed = 0,
     max_batch: opt.MaxBatch = 4,
     cpu_decoder: opt.CpuDecoder = "auto",
-    pipelines: opt.Pipelines = 1,
+    pipelines: opt.Pipelines = None,
     prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
     strict: opt.Strict = False,
@@ -107,6 +108,7 @@ def extract_command(
                 overwrite=overwrite,
                 shard=this_shard,
                 seed=seed,
+                compile=compile_net,
             )
             slow = slow_precision_warning(precision, resolved)
             if slow:

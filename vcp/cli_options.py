@@ -18,7 +18,8 @@ Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed for random s
 MaxBatch = Annotated[int, typer.Option(min=1, max=1024, help="Most videos per DALI batch.")]
 CpuDecoder = Annotated[str, typer.Option(help="CPU decode front: auto (DALI for VP8/VP9/MJPEG) | pyav.", hidden=True)]
 Pipelines = Annotated[
-    int, typer.Option(min=1, max=64, help="Parallel DALI pipelines, each on its own slice (GPUs with several NVDECs: 2-4).")
+    int | None,
+    typer.Option(min=1, max=64, help="Parallel DALI pipelines, each on its own slice [default: one per NVDEC engine on a GPU, 1 on the CPU]."),
 ]
 Prefetch = Annotated[
     int | None,

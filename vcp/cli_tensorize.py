@@ -31,7 +31,7 @@ def tensorize_command(
     storage: Annotated[str, typer.Option(help="float32 (the contract) | float16 | uint8 (raw pixels, 4x smaller; extract normalizes on load).")] = "float32",
     overwrite: Annotated[bool, typer.Option(help="Redo subcategories whose outputs are up to date.")] = False,
     cpu_decoder: opt.CpuDecoder = "auto",
-    pipelines: opt.Pipelines = 1,
+    pipelines: opt.Pipelines = None,
     prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
     strict: opt.Strict = False,

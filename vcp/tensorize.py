@@ -55,7 +55,7 @@ class TensorizeConfig:
     cpu_decoder: str = "auto"
     storage: str = "float32"  # the contract; float16 / uint8 are opt-in
     shard: Shard = Shard()
-    pipelines: int = 1
+    pipelines: int | None = None  # None: one per NVDEC engine on a GPU, 1 on the CPU
     prefetch: int | None = None  # batches decoded ahead; None: see prefetch_depth()
 
     def prefetch_depth(self, default: int) -> int:

@@ -1,0 +1,284 @@
+"""``make bench-gpu``: vcp on a CUDA card against the card's own ceilings, one process tree.
+
+Baselines measured in the same run on the same card and data:
+
+* backbone alone: the same network (channels_last, cudnn.benchmark), frames already on
+  the card, same precision and frames per forward;
+* DALI alone: ``fn.decoders.video(device="mixed", frames=<64 indices>)`` + resize, the
+  synchronous executor, the same number of pipelines in threads;
+* disk write: the same bytes tensorize writes, with fsync, to the same disk.
+
+vcp rows: extract from ``.pt`` (fp32 and bf16), the original three-pass loop, the DALI
+loader alone, ``extract --from-videos``, GPU tensorize. Data: synthetic 720p H.264,
+300 frames each (generated here). Without CUDA it says so in one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+QUIET = Console(quiet=True)
+T, S, FRAMES_PER_VIDEO, BATCH = 64, 256, 300, 256
+
+
+def _write(args):
+    from vcp.synth import write_video
+
+    path, width, height = args
+    write_video(path, num_frames=FRAMES_PER_VIDEO, codec="h264", width=width, height=height)
+    return path
+
+
+def make_videos(root: Path, count: int, width=1280, height=720) -> list[Path]:
+    paths = [root / "train/cat/sub" / f"v{i:03d}.mp4" for i in range(count)]
+    with concurrent.futures.ProcessPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
+        list(pool.map(_write, [(p, width, height) for p in paths]))
+    return paths
+
+
+def best(fn, runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# -- ceilings ------------------------------------------------------------------------------------
+def backbone_alone(model, precision: str, batch: int, iters: int = 12) -> float:
+    """frames/s of the network on frames already on the card."""
+    net = model.to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, S, S, device="cuda").contiguous(memory_format=torch.channels_last)
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+
+    def run():
+        with torch.inference_mode():
+            for _ in range(iters):
+                if dtype is None:
+                    net(x)
+                else:
+                    with torch.autocast("cuda", dtype=dtype):
+                        net(x)
+
+    run()  # cudnn.benchmark picks its algorithms
+    return iters * batch / best(run, runs=2)
+
+
+def dali_alone(paths: list[Path], pipelines: int, batch: int = 4) -> float:
+    """videos/s: DALI's mixed decoder on 64 uniform indices + resize, N pipelines in threads."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(batch_size=batch, num_threads=4, device_id=0, exec_pipelined=False, exec_async=False, prefetch_queue_depth=1)
+    def graph():
+        enc = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+        idx = fn.external_source(name="indices", dtype=types.INT32, ndim=1)
+        frames = fn.decoders.video(enc, frames=idx, device="mixed", pad_mode="none")
+        return fn.resize(frames, size=[S, S], interp_type=types.INTERP_LINEAR, antialias=True, dtype=types.FLOAT)
+
+    pipes = [graph() for _ in range(pipelines)]
+    for p in pipes:
+        p.build()
+    indices = np.linspace(0, FRAMES_PER_VIDEO - 1, T).astype(np.int32)
+    chunks = [paths[i : i + batch] for i in range(0, len(paths), batch)]
+
+    def drive(pipe, mine):
+        for chunk in mine:
+            pipe.feed_input("encoded", [np.fromfile(p, dtype=np.uint8) for p in chunk])
+            pipe.feed_input("indices", [indices] * len(chunk))
+            (out,) = pipe.run()
+            torch.from_dlpack(out.as_tensor())  # stream-aware hand-over, as vcp does (no copy)
+
+    def run():
+        threads = [threading.Thread(target=drive, args=(p, chunks[w::pipelines])) for w, p in enumerate(pipes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    run()  # warm-up: decoders created
+    return len(paths) / best(run, runs=2)
+
+
+def disk_write(directory: Path, nbytes: int) -> float:
+    """bytes/s writing ``nbytes`` in 50 MB blocks, fsync'd, as tensorize writes its archives."""
+    directory.mkdir(parents=True, exist_ok=True)
+    block = np.random.default_rng(0).integers(0, 255, 50 << 20, dtype=np.uint8).tobytes()
+    path = directory / "write-test.bin"
+    start = time.perf_counter()
+    with open(path, "wb") as fh:
+        done = 0
+        while done < nbytes:
+            fh.write(block)
+            done += len(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+    seconds = time.perf_counter() - start
+    path.unlink()
+    return done / seconds
+
+
+# -- vcp ---------------------------------------------------------------------------------------------
+def loader_alone(paths: list[Path], pipelines: int) -> float:
+    from backbones import IMAGENET
+    from dali_pipes import ClipLoader, SamplingSpec
+
+    loader = ClipLoader(size=S, mean=IMAGENET.mean, std=IMAGENET.std, device="gpu", pipelines=pipelines)
+    spec = SamplingSpec(strategy="uniform", frames=T)
+    items = [(str(p), p.name) for p in paths]
+
+    def run():
+        for batch in loader.load(items, spec):
+            assert all(r.ok and r.front == "dali" for r in batch), [(r.error, r.note) for r in batch]
+
+    run()
+    return len(paths) / best(run, runs=2)
+
+
+def probe_seconds(paths: list[Path]) -> float:
+    from dali_pipes import probe
+
+    start = time.perf_counter()
+    for p in paths:
+        probe(p)
+    return (time.perf_counter() - start) / len(paths)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="docs/benchmarks.md")
+    ap.add_argument("--videos", type=int, default=32)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench-gpu: no CUDA device visible (torch.cuda.is_available() is False); nothing measured", file=sys.stderr)
+        return 2
+    import nvidia.dali
+
+    from backbones import get_backbone
+    from dali_pipes.nvdec import CapsTable
+    from dali_pipes.pipeline import default_pipelines
+    from vcp.extract import ExtractConfig, extract
+    from vcp.reference import seed_multiscale_features
+    from vcp.stream import extract_from_videos
+    from vcp.tensorize import TensorizeConfig, tensorize
+
+    torch.backends.cudnn.benchmark = True
+    card = torch.cuda.get_device_name(0)
+    driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    engines = CapsTable(0).engines()
+    auto = default_pipelines(engines)
+    rows: list[tuple] = []
+    started = time.perf_counter()
+    log = lambda msg: print(f"[{time.perf_counter() - started:6.1f} s] {msg}", flush=True)  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="vcp-bench-gpu-") as tmp:
+        work = Path(tmp)
+        raw = work / "raw"
+        paths = make_videos(raw, args.videos)
+        n = len(paths)
+        log(f"{n} videos written; NVDEC engines reported: {engines}; auto pipelines: {auto}")
+        log(f"probe: {probe_seconds(paths[:8]) * 1000:.1f} ms per video")
+
+        # decode: DALI alone vs vcp's loader vs streaming, same pipelines
+        decode = {}
+        for p in sorted({1, auto}):
+            decode[p] = dali_alone(paths, p)
+            log(f"DALI alone, {p} pipeline(s): {decode[p]:.1f} videos/s")
+            loader = loader_alone(paths, p)
+            log(f"vcp loader alone, {p} pipeline(s): {loader:.1f} videos/s")
+            rows.append((f"decode 720p H.264 ({n} videos × {FRAMES_PER_VIDEO} frames, T={T}), {p} pipeline(s)",
+                         f"DALI alone: {decode[p]:.1f} videos/s", f"vcp loader: {loader:.1f} videos/s",
+                         f"{loader / decode[p]:.2f}", "(diagnostic)"))
+
+        torch.manual_seed(0)
+        model = get_backbone("efficientnet_v2_s", weights=None).cuda().eval()
+        weights = work / "effnet.pth"
+        torch.save(model.state_dict(), weights)
+
+        # tensorize on the card vs min(DALI alone, disk write)
+        processed = work / "processed"
+        tcfg = TensorizeConfig(frames=T, size=S, mode="gpu", pipelines=auto, overwrite=True)
+        tensorize(raw, processed, tcfg, console=QUIET)  # warm-up
+        t_tz = best(lambda: tensorize(raw, processed, tcfg, console=QUIET), runs=2)
+        per_video = T * 3 * S * S * 4
+        write = disk_write(work / "disk", n * per_video)
+        ceiling = min(decode[auto], write / per_video)
+        rows.append((f"tensorize --mode gpu, {auto} pipeline(s), float32 .pt ({per_video >> 20} MiB per video)",
+                     f"min(DALI alone {decode[auto]:.1f}, disk {write / 2**30:.2f} GiB/s = {write / per_video:.1f} videos/s)",
+                     f"{n / t_tz:.1f} videos/s", f"{n / t_tz / ceiling:.2f}", "≥ 0.80"))
+        log(rows[-1])
+
+        # extract from .pt vs the backbone alone (same network, precision, frames per forward)
+        features = work / "features"
+        frames = n * T
+        rate = {}
+        for precision in ("fp32", "bf16"):
+            alone = backbone_alone(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), precision, BATCH)
+            cfg = ExtractConfig(device="cuda", weights=str(weights), precision=precision, batch_size=BATCH, overwrite=True)
+            extract(processed, features, cfg, console=QUIET, model=get_backbone("efficientnet_v2_s", str(weights)))  # warm-up
+            enc_model = get_backbone("efficientnet_v2_s", str(weights))
+            t = best(lambda cfg=cfg, m=enc_model: extract(processed, features, cfg, console=QUIET, model=m))
+            rate[precision] = frames / t
+            rows.append((f"extract {precision}, efficientnet_v2_s, {frames} frames from .pt, {BATCH} frames per forward",
+                         f"backbone alone: {alone:.0f} frames/s", f"{frames / t:.0f} frames/s", f"{frames / t / alone:.2f}", "≥ 0.90"))
+            log(rows[-1])
+
+        # the original three-pass loop on the same card (4 videos)
+        clips = torch.load(processed / "train/cat/sub/processed_data.pt", weights_only=True, mmap=True)["videos"][:4]
+        seed_model = get_backbone("efficientnet_v2_s", weights=None).cuda().eval()
+        seed_multiscale_features(seed_model, clips[0], batch_size=24, device="cuda")
+        t_seed = best(lambda: [seed_multiscale_features(seed_model, c, batch_size=24, device="cuda") for c in clips], runs=2)
+        seed_rate = 4 * T / t_seed
+        fp32_rate = rate["fp32"]
+        rows.append(("extract fp32 vs the original three-pass loop (fp32, batch 24) on the same card",
+                     f"original: {seed_rate:.0f} frames/s", f"{fp32_rate:.0f} frames/s", f"{fp32_rate / seed_rate:.1f}×", "≥ 18×"))
+        log(rows[-1])
+
+        # streaming: --from-videos vs DALI alone, same pipelines
+        for p in sorted({1, auto}):
+            ecfg = ExtractConfig(device="cuda", weights=str(weights), batch_size=BATCH, overwrite=True)
+            scfg = TensorizeConfig(frames=T, size=S, mode="gpu", pipelines=p)
+            stream_model = get_backbone("efficientnet_v2_s", str(weights))
+            extract_from_videos(raw, work / "sf", ecfg, scfg, console=QUIET, model=stream_model)  # warm-up
+            t = best(lambda e=ecfg, s=scfg, m=stream_model: extract_from_videos(raw, work / "sf", e, s, console=QUIET, model=m), runs=2)
+            rows.append((f"extract --from-videos fp32, {p} pipeline(s)", f"DALI alone: {decode[p]:.1f} videos/s",
+                         f"{n / t:.1f} videos/s", f"{n / t / decode[p]:.2f}", "≥ 0.80"))
+            log(rows[-1])
+        peak = torch.cuda.max_memory_allocated() / 2**30
+        shutil.rmtree(work, ignore_errors=True)
+
+    versions = f"driver {driver}, torch {torch.__version__}, DALI {nvidia.dali.__version__}, Python {sys.version.split()[0]}"
+    header = "| measure | baseline (same run, same card) | vcp | vcp / baseline | goal |\n|---|---|---|---|---|\n"
+    table = header + "".join("| " + " | ".join(map(str, r)) + " |\n" for r in rows)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    report = (
+        f"\n## `make bench-gpu` run of {stamp} on {card}\n\n{card} ({engines} NVDEC engines reported by the card), {versions}, "
+        f"{os.cpu_count()} CPU cores. Synthetic 720p H.264, {FRAMES_PER_VIDEO} frames per video; random-init "
+        f"efficientnet_v2_s (speed does not depend on weight values). Best of 2-3 runs after a warm-up. "
+        f"Peak CUDA memory (torch): {peak:.1f} GiB. Whole bench: {time.perf_counter() - started:.0f} s.\n\n{table}"
+    )
+    print(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = out.read_text() if out.exists() else "# Benchmarks\n"
+    out.write_text(previous.rstrip("\n") + "\n" + report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

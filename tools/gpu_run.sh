@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# On a lent GPU machine (see docs/gpu.md): unpack the bundle that tools/gpu_bundle.sh made
+# (its pieces copied to /tmp/vcpgpu by earlier calls), then run the CUDA tests and
+# `make bench-gpu`'s script. Everything lands in $OUT. Run from the checkout's root.
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/vcp-gpu-out}; mkdir -p "$OUT"
+if [ ! -d /tmp/site/nvidia/dali ]; then
+  (cd /tmp/vcpgpu && sha256sum -c "$OLDPWD/.gpu/bundle.sha256") || { echo "bundle pieces missing or damaged"; exit 9; }
+  mkdir -p /tmp/site && cat /tmp/vcpgpu/part-* | xz -d -T0 | tar -x -C /tmp/site || exit 9
+fi
+export PYTHONPATH=/tmp/site:$PWD
+# the box's `nvidia` is a regular package: it hides the namespace portion in /tmp/site
+python3 -c "import nvidia.dali" 2>/dev/null || ln -sfn /tmp/site/nvidia/dali \
+    "$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])')/dali"
+{ nvidia-smi; python3 -c "import torch, nvidia.dali, av; print('torch', torch.__version__, 'dali', nvidia.dali.__version__, 'av', av.__version__)"; } 2>&1 | tee "$OUT/env.txt"
+timeout "${TEST_TIMEOUT:-170}" python3 -m pytest -q -m needs_cuda -p no:cacheprovider tests/ 2>&1 | tee "$OUT/needs_cuda.txt" | tail -40
+timeout "${BENCH_TIMEOUT:-300}" python3 -m bench.gpu --out "$OUT/benchmarks-gpu.md" 2>&1 | tee "$OUT/bench.txt" | tail -40
