@@ -223,19 +223,36 @@ def main(argv=None) -> int:
                      f"{n / t_tz:.1f} videos/s", f"{n / t_tz / ceiling:.2f}", "≥ 0.80"))
         log(rows[-1])
 
-        # extract from .pt vs the backbone alone (same network, precision, frames per forward)
+        # extract from .pt vs the backbone alone (same network, precision, frames per forward).
+        # Throughput is the marginal rate between the split and the split repeated REPEAT
+        # times (hard links: same bytes, page cache), so the command's fixed start-up (model
+        # to the card, conv+BN folding, cuDNN's algorithm search) is reported on its own.
         features = work / "features"
         frames = n * T
+        repeat = 6
+        big = work / "processed_x"
+        src = processed / "train/cat/sub"
+        for k in range(repeat):
+            dst = big / "train/cat" / f"sub{k}"
+            dst.mkdir(parents=True)
+            for f in src.iterdir():
+                os.link(f, dst / f.name)
         rate = {}
         for precision in ("fp32", "bf16"):
             alone = backbone_alone(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), precision, BATCH)
             cfg = ExtractConfig(device="cuda", weights=str(weights), precision=precision, batch_size=BATCH, overwrite=True)
             extract(processed, features, cfg, console=QUIET, model=get_backbone("efficientnet_v2_s", str(weights)))  # warm-up
             enc_model = get_backbone("efficientnet_v2_s", str(weights))
-            t = best(lambda cfg=cfg, m=enc_model: extract(processed, features, cfg, console=QUIET, model=m))
-            rate[precision] = frames / t
-            rows.append((f"extract {precision}, efficientnet_v2_s, {frames} frames from .pt, {BATCH} frames per forward",
-                         f"backbone alone: {alone:.0f} frames/s", f"{frames / t:.0f} frames/s", f"{frames / t / alone:.2f}", "≥ 0.90"))
+            t1 = best(lambda cfg=cfg, m=enc_model: extract(processed, features, cfg, console=QUIET, model=m))
+            tn = best(lambda cfg=cfg, m=enc_model: extract(big, work / "features_x", cfg, console=QUIET, model=m), runs=2)
+            steady = (repeat - 1) * frames / (tn - t1)
+            rate[precision] = steady
+            rows.append((f"extract {precision}, efficientnet_v2_s, {BATCH} frames per forward, .pt float32, throughput",
+                         f"backbone alone: {alone:.0f} frames/s", f"{steady:.0f} frames/s", f"{steady / alone:.2f}", "≥ 0.90"))
+            log(rows[-1])
+            rows.append((f"extract {precision}, whole command on {frames} / {repeat * frames} frames",
+                         "-", f"{frames / t1:.0f} / {repeat * frames / tn:.0f} frames/s",
+                         f"start-up {max(0.0, t1 - frames / steady):.2f} s", "(diagnostic)"))
             log(rows[-1])
 
         # the original three-pass loop on the same card (4 videos)
@@ -250,7 +267,9 @@ def main(argv=None) -> int:
         log(rows[-1])
 
         # streaming: --from-videos vs DALI alone, same pipelines
-        for p in sorted({1, auto}):
+        for p in sorted({1, min(4, auto), auto}):
+            if p not in decode:
+                decode[p] = dali_alone(paths, p)
             ecfg = ExtractConfig(device="cuda", weights=str(weights), batch_size=BATCH, overwrite=True)
             scfg = TensorizeConfig(frames=T, size=S, mode="gpu", pipelines=p)
             stream_model = get_backbone("efficientnet_v2_s", str(weights))

@@ -294,6 +294,7 @@ class ClipLoader:
         self._caps = caps if caps is not None else (CapsTable(device_id) if device == "gpu" else None)
         # None: one pipeline per NVDEC engine the card reports (one pipeline keeps about one busy)
         self.pipelines = pipelines if pipelines is not None else default_pipelines(self.nvdec_engines)
+        self._share_of_cores = os.cpu_count() or 1  # DALI threads per pipeline; workers get a share
         self._accepted: Counter = Counter()  # stream_key -> files NVDEC decoded
         self._rejected: Counter = Counter()  # stream_key -> files NVDEC rejected
         self._blocked: set = set()  # stream keys NVDEC rejected NVDEC_GIVE_UP_AFTER times, never took
@@ -312,7 +313,7 @@ class ClipLoader:
                 size=self.size,
                 mean=self.mean,
                 std=self.std,
-                num_threads=self.num_threads,
+                num_threads=self.num_threads or self._share_of_cores,
                 device_id=self.device_id,
             )
         return self._pipes[front]
@@ -382,6 +383,8 @@ class ClipLoader:
                 )
                 for _ in range(self.pipelines)
             ]
+            for worker in self._workers:  # N pipelines x all cores each would oversubscribe the CPU
+                worker._share_of_cores = max(1, (os.cpu_count() or 1) // self.pipelines)
         chunks = [items[i : i + self.max_batch] for i in range(0, len(items), self.max_batch)]
 
         def batches_of(worker: ClipLoader, mine: list) -> Iterator[list[ClipResult]]:

@@ -84,6 +84,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise VideoError(path, "no video stream in container")
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        # The first frame is decoded only for its display matrix: one thread (frame threading
+        # would make the decoder swallow a packet per thread before any frame comes out).
+        ctx.thread_count = 1
         fmt = container.format.name
         if fmt in _NOT_VIDEO_FORMATS or fmt.endswith("_pipe") or ctx.name in _NOT_VIDEO_CODECS:
             raise VideoError(path, f"not a video (FFmpeg reads it as {fmt}/{ctx.name})")

@@ -277,7 +277,10 @@ def test_cuda_matches_cpu(processed, precision):
     cpu = seed_multiscale_features(model, clip)
     cfg = ExtractConfig(device="cuda", precision=precision)
     gpu = video_features(FrameEncoder(model, cfg), clip, cfg).cpu()
-    tol = 1e-3 if precision == "fp32" else 0.1
+    # fp32: cuDNN runs fp32 convolutions in TF32 on Ampere and newer (PyTorch's default):
+    # 1.05e-3 measured on an H200, so 1e-3 is too tight; an error (wrong frames, wrong
+    # normalization) is orders of magnitude larger
+    tol = 3e-3 if precision == "fp32" else 0.1
     assert ((gpu - cpu).norm() / cpu.norm()) < tol
 
 

@@ -567,6 +567,7 @@ def write_features(
         "frames_per_forward": config.forward_batch,
         "compiled": bool(encoder.compiled),
         "cudnn_benchmark": bool(encoder.cuda),
+        "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if encoder.cuda and config.precision == "fp32" else None,
         **attrs,
     }
     started = time.perf_counter()

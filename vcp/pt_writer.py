@@ -88,6 +88,7 @@ class PtWriter:
         self._expected = list(expected) if expected else None
         self._data_offset = 0  # where the clips start in the buffer file
         self._written = 0  # bytes of clips written
+        self._pinned = None  # host staging for clips that arrive on the GPU
 
     def __enter__(self) -> PtWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -131,7 +132,15 @@ class PtWriter:
         clip = clip.detach()
         if self.dtype == torch.uint8:
             clip = clip.round().clamp_(0, 255)
-        array = clip.to("cpu", self.dtype).contiguous().numpy()
+        if clip.is_cuda:  # through a reused pinned buffer: a fast copy, no fresh host allocation
+            clip = clip.to(self.dtype).contiguous()
+            if self._pinned is None or self._pinned.numel() < clip.numel():
+                self._pinned = torch.empty(clip.numel(), dtype=self.dtype, pin_memory=True)
+            host = self._pinned[: clip.numel()].view(clip.shape)
+            host.copy_(clip)
+            array = host.numpy()
+        else:
+            array = clip.to("cpu", self.dtype).contiguous().numpy()
         view = memoryview(array).cast("B")
         self._buffer.write(view)
         self._crc = zlib.crc32(view, self._crc)
