@@ -17,6 +17,7 @@ never belong to another input than the one just fed (the prefetch trap of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -32,7 +33,7 @@ import numpy as np
 
 from .ffmpeg_log import ensure_ffmpeg_logging
 from .nvdec import CapsTable, Route, dali_error_line, route, stream_key
-from .probe import DALI_CPU_CODECS, VideoError, VideoInfo, probe
+from .probe import DALI_CPU_CODECS, Prober, VideoError, VideoInfo, outcome_of, probe
 from .pyav_front import FrameCountMismatch, decode_frames
 from .samplers import SamplingSpec
 from .vram import batch_size_for, free_vram_bytes
@@ -276,6 +277,7 @@ class ClipLoader:
         pipelines: int | None = 1,
         output_buffers: int | None = None,
         caps: CapsTable | None = None,
+        probe_workers: int | None = None,
     ):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"Invalid device ({device!r}). Supported values are: cpu, gpu.")
@@ -294,7 +296,15 @@ class ClipLoader:
         self._caps = caps if caps is not None else (CapsTable(device_id) if device == "gpu" else None)
         # None: one pipeline per NVDEC engine the card reports (one pipeline keeps about one busy)
         self.pipelines = pipelines if pipelines is not None else default_pipelines(self.nvdec_engines)
-        self._share_of_cores = os.cpu_count() or 1  # DALI threads per pipeline; workers get a share
+        # DALI threads per pipeline: all cores (on the H200 box, 7 pipelines x 2 threads decoded 7.3
+        # videos/s against 12.4 with 16 each; docs/benchmarks.md)
+        self._share_of_cores = os.cpu_count() or 1
+        # None: on a GPU, files are probed ahead in a few processes (the CPU is otherwise idle);
+        # on the CPU in line (the cores decode)
+        if probe_workers is None:
+            probe_workers = min(4, max(1, (os.cpu_count() or 1) // 4)) if device == "gpu" else 0
+        self.probe_workers = probe_workers
+        self._prober: Prober | None = None
         self._accepted: Counter = Counter()  # stream_key -> files NVDEC decoded
         self._rejected: Counter = Counter()  # stream_key -> files NVDEC rejected
         self._blocked: set = set()  # stream keys NVDEC rejected NVDEC_GIVE_UP_AFTER times, never took
@@ -345,15 +355,20 @@ class ClipLoader:
         about one NVDEC busy), decode interleaved slices of ``items`` in parallel threads.
         """
         self._output_pool.rearm()  # the previous consumer's producer has been joined
+        if self.probe_workers:
+            if self._prober is None:
+                self._prober = Prober(self.probe_workers)
+            items = [(path, relpath, self._prober.submit(path)) for path, relpath in (item[:2] for item in items)]
         if self.pipelines > 1:
             yield from self._load_parallel(list(items), spec)
             return
         batch: list[ClipResult] = []
         cap = self.max_batch
-        for path, relpath in items:
+        for item in items:
+            path, relpath = item[0], item[1]
             result = ClipResult(path=str(path), relpath=relpath)
             try:
-                info = probe(path)
+                info = outcome_of(item[2]) if len(item) > 2 else probe(path)
                 result.info = info
                 result.indices, result.flip = spec.plan(info.num_frames, info.fps, relpath)
                 chosen = self._route(info)
@@ -369,7 +384,17 @@ class ClipLoader:
         if batch:
             yield self._run(batch, spec)
 
-    def _load_parallel(self, items: list[tuple[str, str]], spec: SamplingSpec) -> Iterator[list[ClipResult]]:
+    def close(self) -> None:
+        """Stop the probe processes (also done when the loader is collected)."""
+        if self._prober is not None:
+            self._prober.close()
+            self._prober = None
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _load_parallel(self, items: list[tuple], spec: SamplingSpec) -> Iterator[list[ClipResult]]:
         """Chunk c of ``max_batch`` items goes to worker ``c % pipelines``; results in order."""
         from .prefetch import prefetch
 
@@ -379,12 +404,11 @@ class ClipLoader:
                     size=self.size, mean=self.mean, std=self.std, device=self.device,
                     device_id=self.device_id, max_batch=self.max_batch, num_threads=self.num_threads,
                     cpu_decoder=self.cpu_decoder, vram_fraction=self.vram_fraction / self.pipelines,
-                    caps=self._caps,
+                    caps=self._caps, probe_workers=0,  # this loader probes ahead for them
                 )
                 for _ in range(self.pipelines)
             ]
-            for worker in self._workers:  # N pipelines x all cores each would oversubscribe the CPU
-                worker._share_of_cores = max(1, (os.cpu_count() or 1) // self.pipelines)
+
         chunks = [items[i : i + self.max_batch] for i in range(0, len(items), self.max_batch)]
 
         def batches_of(worker: ClipLoader, mine: list) -> Iterator[list[ClipResult]]:

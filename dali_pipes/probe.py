@@ -187,3 +187,43 @@ def _check_not_truncated(path, container, stream, count, fps, last_pts) -> float
             f"truncated: header says {declared_s:.2f} s, only {present_s:.2f} s of frames present",
         )
     return max(0.0, declared_s - present_s)
+
+
+def _probe_outcome(path: str) -> tuple:
+    """``probe`` for a worker process: a picklable ("ok", info) or ("error", path, reason)."""
+    try:
+        return ("ok", probe(path))
+    except VideoError as exc:
+        return ("error", exc.path, exc.reason)
+
+
+def outcome_of(future_or_outcome) -> VideoInfo:
+    """The VideoInfo from a :class:`Prober` future (raises its VideoError)."""
+    outcome = future_or_outcome.result() if hasattr(future_or_outcome, "result") else future_or_outcome
+    if outcome[0] == "error":
+        raise VideoError(outcome[1], outcome[2])
+    return outcome[1]
+
+
+class Prober:
+    """Probes files in worker processes, ahead of decoding, off the decoding threads' GIL.
+
+    Probing demuxes every packet in Python (about 14 ms per 720p H.264 file of 300 frames on
+    the H200 box); done in the threads that drive DALI it held the GIL they need between
+    DALI calls. ``submit(path)`` returns a future for :func:`outcome_of`.
+    """
+
+    def __init__(self, workers: int):
+        import concurrent.futures
+        import multiprocessing
+
+        # fork, as torch's DataLoader workers: the children only demux with PyAV and never touch
+        # CUDA (spawn would re-run a user's script that lacks a __main__ guard)
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        self._pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
+
+    def submit(self, path: str):
+        return self._pool.submit(_probe_outcome, str(path))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -298,3 +298,23 @@ def test_reduced_precision_warns_only_without_native_cpu_support(tmp_path):
     assert slow_precision_warning("fp16", "cpu", {"avx512_bf16"}) is not None
     assert slow_precision_warning("fp32", "cpu", set()) is None
     assert slow_precision_warning("bf16", "cuda:0", set()) is None
+
+
+@pytest.mark.parametrize("storage", ["float32", "uint8"])
+def test_clip_reader_reads_each_clip_from_its_place_in_the_archive(tmp_path, videos, storage):
+    """The CUDA read path (pread into pinned memory; plain memory without CUDA) gives the
+    exact bytes of the memory-mapped clips, in any order."""
+    from vcp.extract import ClipReader, open_tensor_file
+
+    raw = tmp_path / "raw"
+    for i, n in enumerate((12, 30, 7)):
+        videos.copy_to(raw / f"train/c/s/v{i}.mp4", codec="h264", num_frames=n)
+    out = tmp_path / "out"
+    tensorize(raw, out, TensorizeConfig(frames=6, size=16, storage=storage), console=Console(quiet=True))
+    tf = open_tensor_file(out / "train/c/s" / PT_NAME)
+    with ClipReader(True) as reader:
+        got = {i: reader.submit(tf, i).result() for i in (2, 0, 1)}
+    for i, clip in got.items():
+        assert clip.dtype == tf.data["videos"].dtype and torch.equal(clip, tf.data["videos"][i])
+    with ClipReader(False) as reader:  # the CPU path: the memory-mapped view itself
+        assert torch.equal(reader.submit(tf, 1), tf.data["videos"][1])

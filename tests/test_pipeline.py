@@ -508,3 +508,20 @@ def test_unblock_releases_waiting_and_later_takes_until_rearmed():
         pool.give(buf)
     late.join(timeout=5)
     assert len(got) == 3
+
+
+def test_probing_ahead_in_processes_gives_the_same_results(videos, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 20)
+    paths = [videos(codec="h264", num_frames=13), bad, videos(codec="vp9", num_frames=21), videos(codec="mjpeg", num_frames=9)]
+    spec = SamplingSpec(strategy="segment", frames=6)
+    inline = run(loader(max_batch=2, probe_workers=0), paths, spec)
+    for kwargs in (dict(probe_workers=2), dict(probe_workers=2, pipelines=2)):
+        ld = loader(max_batch=2, **kwargs)
+        ahead = run(ld, paths, spec)
+        ld.close()
+        assert [r.path for r in ahead] == [str(p) for p in paths]
+        for a, b in zip(inline, ahead, strict=True):
+            assert a.ok == b.ok and (a.error and a.error.reason) == (b.error and b.error.reason)
+            if a.ok:
+                assert a.info == b.info and a.indices.tolist() == b.indices.tolist() and torch.equal(a.clip, b.clip)

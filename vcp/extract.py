@@ -7,6 +7,8 @@ the backbone once per distinct frame, build the scales by indexing (see
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import hashlib
 import json
 import math
@@ -319,6 +321,18 @@ class FrameEncoder:
         on_device.record_stream(compute)
         return on_device
 
+    def _upload_pinned(self, frames: torch.Tensor) -> torch.Tensor:
+        """Pinned host clip -> device on the copy stream, directly (torch's pinned-memory
+        cache keeps the host block until the copy has finished)."""
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            on_device = frames.to(self.device, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self._copy_stream)
+        compute.wait_event(done)
+        on_device.record_stream(compute)
+        return on_device
+
     def _renormalize(self, x: torch.Tensor, stored: InputSpec) -> torch.Tensor:
         """Clips are stored with ``stored`` mean/std; the backbone may expect others."""
         if (stored.mean, stored.std) == (self.target.mean, self.target.std):
@@ -337,7 +351,7 @@ class FrameEncoder:
         """``[T, 3, H, W]`` (any device, any stored dtype) -> (frames ready for the network on
         the device, a device bool "all finite" — None when the storage cannot hold NaN)."""
         if self.cuda and not frames.is_cuda:
-            frames = self._upload(frames)
+            frames = self._upload_pinned(frames) if frames.is_pinned() else self._upload(frames)
         frames = frames.to(self.device)
         finite = torch.isfinite(frames).all() if frames.is_floating_point() else None
         frames = self._renormalize(frames.float(), stored)
@@ -514,15 +528,94 @@ def extract_split(
     attrs = {"source_files": json.dumps([tf.path.as_posix() for tf in tensor_files])}
 
     def clips():
-        for order in range(start, end):
-            tf, i = rows[order]
-            videos, labels, names = tf.data["videos"], tf.data["labels"], tf.data["filenames"]
-            yield Clip(order, videos[i], tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}", str(tf.path))
+        with ClipReader(encoder.cuda) as reader:
+            window = collections.deque()
+            for order in range(start, end):
+                tf, i = rows[order]
+                window.append((order, tf, i, reader.submit(tf, i)))
+                if len(window) > READ_AHEAD:
+                    yield _clip_of(*window.popleft())
+            while window:
+                yield _clip_of(*window.popleft())
 
     return write_features(
         split, out_path, clips(), result=result, total=n, frame_counts=frame_counts,
         mapping=mapping, config=config, encoder=encoder, fp=fp, attrs=attrs, console=console,
     )
+
+
+READ_AHEAD = 6  # clips read ahead of the backbone (CUDA: into pinned memory, by threads)
+
+
+def _clip_of(order: int, tf: TensorFile, i: int, frames) -> Clip:
+    labels, names = tf.data["labels"], tf.data["filenames"]
+    frames = frames.result() if hasattr(frames, "result") else frames
+    return Clip(order, frames, tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}", str(tf.path))
+
+
+class ClipReader:
+    """Clips of ``.pt`` archives for the backbone.
+
+    For a CUDA backbone, clip ``i`` is read with plain ``pread`` calls from its place in the
+    archive (storages are stored uncompressed) straight into pinned memory, by a few threads
+    ahead of use: no page faults on a memory map, no extra copy into a staging buffer, and
+    the upload is a direct async copy. (On the H200 box the memory-mapped path capped
+    extract at ~3,200 frames/s.) Elsewhere, and for any archive whose layout is not the
+    plain one, the clip is the memory-mapped view.
+    """
+
+    def __init__(self, pinned: bool):
+        self.pinned = pinned
+        self._pool = None
+        self._files: dict = {}  # path -> (fd, data offset, bytes per clip) or None
+
+    def __enter__(self) -> ClipReader:
+        if self.pinned:
+            self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="vcp-read")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        for entry in self._files.values():
+            if entry:
+                os.close(entry[0])
+
+    def _layout(self, tf: TensorFile):
+        if tf.path not in self._files:
+            from .pt_writer import _read_layout
+
+            videos = tf.data["videos"]
+            entry = None
+            try:
+                offset, size, _info = _read_layout(tf.path)[0]["videos"]
+                per_clip = videos[0].numel() * videos.element_size() if videos.shape[0] else 0
+                if videos.is_contiguous() and videos.storage_offset() == 0 and size == videos.shape[0] * per_clip:
+                    entry = (os.open(tf.path, os.O_RDONLY), offset, per_clip)
+            except (OSError, KeyError, ValueError, RuntimeError):
+                entry = None
+            self._files[tf.path] = entry
+        return self._files[tf.path]
+
+    def submit(self, tf: TensorFile, i: int):
+        """The clip (a tensor), or a future of it."""
+        entry = self._layout(tf) if self._pool is not None else None
+        if entry is None:
+            return tf.data["videos"][i]
+        return self._pool.submit(_read_pinned, entry, i, tf.data["videos"])
+
+
+def _read_pinned(entry, i: int, videos: torch.Tensor) -> torch.Tensor:
+    fd, offset, per_clip = entry
+    out = torch.empty(videos.shape[1:], dtype=videos.dtype, pin_memory=torch.cuda.is_available())
+    view = memoryview(out.view(torch.uint8).numpy()).cast("B")
+    done = 0
+    while done < per_clip:
+        n = os.preadv(fd, [view[done:]], offset + i * per_clip + done)
+        if n <= 0:
+            raise OSError(f"short read at clip {i}")
+        done += n
+    return out
 
 
 @dataclass
