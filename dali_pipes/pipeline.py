@@ -239,12 +239,14 @@ class LoaderStats:
     fallbacks: list[str] = field(default_factory=list)
 
 
-MAX_AUTO_PIPELINES = 8
+# On the H200 (7 NVDEC engines) DALI alone decoded 23.6-25.2 720p videos/s with 4 pipelines
+# and 21.0-22.2 with 7; vcp's streaming 11.7-12.4 with 4 and 6.5-9.9 with 7 (docs/benchmarks.md).
+MAX_AUTO_PIPELINES = 4
 
 
 def default_pipelines(nvdec_engines: int) -> int:
-    """One DALI pipeline per NVDEC engine (capped), 1 where none is known (CPU, MIG slice
-    without NVDEC, no driver query)."""
+    """One DALI pipeline per NVDEC engine, at most :data:`MAX_AUTO_PIPELINES`; 1 where none
+    is known (CPU, MIG slice without NVDEC, no driver query)."""
     return max(1, min(nvdec_engines, MAX_AUTO_PIPELINES))
 
 

@@ -525,3 +525,10 @@ def test_probing_ahead_in_processes_gives_the_same_results(videos, tmp_path):
             assert a.ok == b.ok and (a.error and a.error.reason) == (b.error and b.error.reason)
             if a.ok:
                 assert a.info == b.info and a.indices.tolist() == b.indices.tolist() and torch.equal(a.clip, b.clip)
+
+
+def test_default_pipelines_follow_the_card_up_to_the_measured_best():
+    from dali_pipes.pipeline import default_pipelines
+
+    assert [default_pipelines(n) for n in (0, 1, 2, 3, 4, 7, 16)] == [1, 1, 2, 3, 4, 4, 4]
+    assert loader(pipelines=None).pipelines == 1  # CPU: no NVDEC engines known

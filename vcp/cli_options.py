@@ -19,7 +19,7 @@ MaxBatch = Annotated[int, typer.Option(min=1, max=1024, help="Most videos per DA
 CpuDecoder = Annotated[str, typer.Option(help="CPU decode front: auto (DALI for VP8/VP9/MJPEG) | pyav.", hidden=True)]
 Pipelines = Annotated[
     int | None,
-    typer.Option(min=1, max=64, help="Parallel DALI pipelines, each on its own slice [default: one per NVDEC engine on a GPU, 1 on the CPU]."),
+    typer.Option(min=1, max=64, help="Parallel DALI pipelines, each on its own slice [default: one per NVDEC engine on a GPU, at most 4; 1 on the CPU]."),
 ]
 Prefetch = Annotated[
     int | None,
