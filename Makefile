@@ -35,7 +35,10 @@ demo: $(STAMP) ## sample tree (3 splits, 4 codecs) -> tensors -> features (DEMO_
 	$(BIN)/python -c "from vcp.synth import make_sample_tree; make_sample_tree('$(DEMO)/raw')"
 	$(BIN)/vcp tensorize $(DEMO)/raw $(DEMO)/processed --size 128
 	$(BIN)/vcp extract $(DEMO)/processed $(DEMO)/features --backbone $(BACKBONE) --weights $(DEMO_WEIGHTS)
-	$(BIN)/python -m vcp.inspect $(DEMO)/processed $(DEMO)/features
+	$(BIN)/vcp inspect $(DEMO)/processed --preview $(DEMO)/preview.png
+	$(BIN)/vcp inspect $(DEMO)/features
+	$(BIN)/vcp export $(DEMO)/features $(DEMO)/export
+	$(BIN)/python -c "from vcp.data import FeatureDataset, ClipDataset; f = FeatureDataset('$(DEMO)/features/train_features_multiscale.h5'); c = ClipDataset('$(DEMO)/processed', 'train'); print('loaders:', len(f), 'feature rows', tuple(f[0][0].shape), '|', len(c), 'clips', tuple(c[0][0].shape))"
 
 test: $(STAMP) ## run the test suite (CPU; GPU tests skip without CUDA)
 	$(BIN)/python -m pytest -q

@@ -39,6 +39,14 @@ class VideoInfo:
     rotation: int = 0  # display rotation, degrees counter-clockwise (0/90/180/270), as players apply it
     frames_missing: int = 0  # frames the header promises that are not there (a file cut short)
     warning: str = ""  # why frames_missing is not 0
+    frame_times: tuple[float, ...] = ()  # seconds from the stream's start, frame i in presentation order
+
+    def times_of(self, indices) -> list[float]:
+        """Seconds of the frames at ``indices`` (from the stream's timestamps; ``i / fps``
+        where the container has none)."""
+        if len(self.frame_times) == self.num_frames:
+            return [self.frame_times[int(i)] for i in indices]
+        return [int(i) / self.fps for i in indices]
 
 
 
@@ -97,11 +105,13 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         count = 0
         last_pts = None
         last_corrupt = False
+        stamps: list[int | None] = []  # presentation timestamps, in demux order
         rotation = None  # read from the first decoded frame's display matrix
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     count += 1
+                    stamps.append(packet.pts)
                     last_corrupt = packet.is_corrupt
                     if packet.pts is not None:
                         last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
@@ -128,6 +138,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             warnings.append(f"cut short: {missing_s:.2f} s of the declared duration missing")
         if last_corrupt and count > 1:  # a partial last frame: never sampled (its pixels would be stale)
             count -= 1
+            stamps.pop()
             missing += 1
             warnings.append("last frame incomplete (dropped)")
         return VideoInfo(
@@ -142,7 +153,19 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             rotation=rotation or 0,
             frames_missing=missing,
             warning="; ".join(warnings),
+            frame_times=_presentation_times(stamps, stream),
         )
+
+
+def _presentation_times(stamps: list, stream) -> tuple[float, ...]:
+    """Frame i's time in seconds from the stream's start: the i-th smallest packet
+    timestamp (packets come in decode order; frames are numbered in presentation order).
+    Empty when some packet has no timestamp (the caller then uses ``i / fps``)."""
+    if not stamps or any(s is None for s in stamps) or not stream.time_base:
+        return ()
+    base = float(stream.time_base)
+    start = stream.start_time if stream.start_time is not None else min(stamps)
+    return tuple(round((s - start) * base, 6) for s in sorted(stamps))
 
 
 def _first_frame_rotation(packet) -> int | None:

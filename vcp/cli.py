@@ -12,6 +12,7 @@ import typer
 
 from .cli_extract import backbones_command, extract_command
 from .cli_merge import merge_command
+from .cli_outputs import export_command, inspect_command
 from .cli_tensorize import tensorize_command
 
 app = typer.Typer(
@@ -32,6 +33,8 @@ app.command("tensorize")(tensorize_command)
 app.command("merge")(merge_command)
 app.command("extract")(extract_command)
 app.command("backbones")(backbones_command)
+app.command("inspect")(inspect_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ def _parse_splits(text: str | None) -> tuple[str, ...] | None:
 
 
 def extract_command(
+    ctx: typer.Context,
     processed: Annotated[Path, typer.Argument(help="Output of vcp tensorize (or RAW videos with --from-videos).")],
     features: Annotated[Path, typer.Argument(help="Folder for <split>_features[_multiscale].h5.")],
     backbone: Annotated[str, typer.Option(help="Backbone name (see `vcp backbones`), or timm/<model>.")] = "efficientnet_v2_s",
@@ -73,6 +74,9 @@ def extract_command(
     prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
     strict: opt.Strict = False,
+    config: opt.Config = None,
+    print_config: opt.PrintConfig = False,
+    dry_run: opt.DryRun = False,
     debug: opt.Debug = False,
 ) -> None:
     """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
@@ -82,6 +86,8 @@ def extract_command(
     from .extract import ExtractConfig, check_device, extract
     from .shard import resolve_shard
 
+    if print_config:
+        opt.print_config_and_exit(ctx, locals())
     with user_errors(debug):
         try:
             parsed_scales, parsed_splits = _parse_scales(scales), _parse_splits(splits)
@@ -96,7 +102,7 @@ def extract_command(
                     "vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are "
                     f"meaningless for training (use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True,
                 )
-            config = ExtractConfig(
+            settings = ExtractConfig(
                 backbone=backbone,
                 weights=None if weights.lower() == "none" else weights,
                 device=resolved,
@@ -124,9 +130,19 @@ def extract_command(
                     device_id=this_shard.local_rank,
                 )
                 validate_strategies(sampling)
-                results = extract_from_videos(processed, features, config, sampling, console=Console(stderr=True))
+                if dry_run:
+                    from .plan import stream_plan
+
+                    Console().print(stream_plan(processed, features, settings, sampling))
+                    raise typer.Exit(0)
+                results = extract_from_videos(processed, features, settings, sampling, console=Console(stderr=True))
             else:
-                results = extract(processed, features, config, console=Console(stderr=True))
+                if dry_run:
+                    from .plan import extract_plan
+
+                    Console().print(extract_plan(processed, features, settings))
+                    raise typer.Exit(0)
+                results = extract(processed, features, settings, console=Console(stderr=True))
             code = finish_run(this_shard, features, sum(len(r.failures) for r in results), strict)
         except (BackboneError, WeightsError) as exc:
             raise fail(str(exc), EXIT_USAGE) from None

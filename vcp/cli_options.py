@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,3 +61,25 @@ def check_finite(option: str, value: float) -> float:
     if not math.isfinite(value):
         raise UsageError(f"{option} must be a finite number, got {value}")
     return value
+
+
+def _load_config(ctx: typer.Context, param: typer.CallbackParam, value):
+    from .config_file import load_config
+
+    return load_config(ctx, param, value)
+
+
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", is_eager=True, callback=_load_config,
+                 help="TOML file of settings (keys = option names); command-line flags override it."),
+]
+PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as TOML and exit.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="List what would be done (found, up to date, to do, rejected) and write nothing.")]
+
+
+def print_config_and_exit(ctx: typer.Context, values: dict) -> None:
+    from .config_file import settings_toml
+
+    print(settings_toml(ctx, values), end="")
+    raise typer.Exit(0)

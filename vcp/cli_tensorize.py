@@ -16,6 +16,7 @@ from .devices import resolve_mode
 
 
 def tensorize_command(
+    ctx: typer.Context,
     raw: Annotated[Path, typer.Argument(help="RAW/<split>/<category>/[<subcategory>/]<video>")],
     out: Annotated[Path, typer.Argument(help="Output folder for processed_data.pt files.")],
     mode: Annotated[str, typer.Option(help="Where to decode/normalize: auto|gpu|cpu.")] = "auto",
@@ -35,6 +36,9 @@ def tensorize_command(
     prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
     strict: opt.Strict = False,
+    config: opt.Config = None,
+    print_config: opt.PrintConfig = False,
+    dry_run: opt.DryRun = False,
     debug: opt.Debug = False,
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
@@ -42,6 +46,8 @@ def tensorize_command(
     from .shard import resolve_shard
     from .tensorize import TensorizeConfig, tensorize
 
+    if print_config:
+        opt.print_config_and_exit(ctx, locals())
     with user_errors(debug):
         opt.check_finite("--clip-duration", clip_duration)
         this_shard = resolve_shard(shard)
@@ -50,7 +56,7 @@ def tensorize_command(
         overrides = opt.parse_strategy_for(strategy_for)
         if interactive:
             mode, overrides = _prompt(tree, mode, strategy, overrides)
-        config = TensorizeConfig(
+        settings = TensorizeConfig(
             frames=frames,
             size=size,
             clip_duration=clip_duration,
@@ -68,7 +74,12 @@ def tensorize_command(
             shard=this_shard,
             device_id=this_shard.local_rank,
         )
-        result = tensorize(raw, out, config, console=Console(stderr=True), tree=tree)
+        if dry_run:
+            from .plan import tensorize_plan
+
+            Console().print(tensorize_plan(tree, out, settings))
+            raise typer.Exit(0)
+        result = tensorize(raw, out, settings, console=Console(stderr=True), tree=tree)
         code = finish_run(this_shard, out, len(result.failures), strict)
     raise typer.Exit(code)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import hashlib
 import json
 import math
@@ -100,6 +101,11 @@ class TensorFile:
     data: dict
     input_spec: InputSpec = IMAGENET
     meta: dict | None = None  # its metadata.json, when present and paired with it
+
+    @functools.cached_property
+    def records(self) -> dict[str, dict]:
+        """Each video's metadata record (frame indices and times, fps...) by file name."""
+        return {r["file"]: r for r in (self.meta or {}).get("videos", []) if "file" in r}
 
     @property
     def upstream_failures(self) -> list[tuple[str, str]]:
@@ -550,7 +556,11 @@ READ_AHEAD = 6  # clips read ahead of the backbone (CUDA: into pinned memory, by
 def _clip_of(order: int, tf: TensorFile, i: int, frames) -> Clip:
     labels, names = tf.data["labels"], tf.data["filenames"]
     frames = frames.result() if hasattr(frames, "result") else frames
-    return Clip(order, frames, tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}", str(tf.path))
+    record = tf.records.get(names[i], {})
+    return Clip(
+        order, frames, tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}", str(tf.path),
+        fps=record.get("fps"), frame_indices=record.get("frame_indices"), frame_times=record.get("frame_times"),
+    )
 
 
 class ClipReader:
@@ -628,6 +638,9 @@ class Clip:
     label: int
     filename: str  # <category>/<subcategory>/<file>
     group: str
+    fps: float | None = None  # the source video's, and the frames it was sampled at (when known)
+    frame_indices: list[int] | None = None
+    frame_times: list[float] | None = None
 
 
 def max_rows(frame_counts, config: ExtractConfig) -> int:
@@ -692,7 +705,10 @@ def write_features(
                     result.failures.append((clip.group, reason))
                     file_error(clip.group, reason)
                     continue
-                writer.append(rows, label=clip.label, filename=clip.filename, order=clip.order)
+                writer.append(
+                    rows, label=clip.label, filename=clip.filename, order=clip.order,
+                    fps=clip.fps, frame_indices=clip.frame_indices, frame_times=clip.frame_times,
+                )
                 result.videos += 1
                 result.frames += clip.frames.shape[0]
                 elapsed = time.perf_counter() - started

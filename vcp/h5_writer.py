@@ -63,7 +63,9 @@ class H5Writer:
         self._h5: h5py.File | None = None
         self._pool = None
         self._pending: collections.deque = collections.deque()  # (row, future of compressed bytes)
-        self._columns: dict[str, list] = {"labels": [], "num_frames": [], "filenames": [], "order": []}
+        self._columns: dict[str, list] = {
+            "labels": [], "num_frames": [], "filenames": [], "order": [], "fps": [], "frame_indices": [], "frame_times": [],
+        }
         self._written = 0
 
     def __enter__(self) -> H5Writer:
@@ -84,8 +86,12 @@ class H5Writer:
         """Rows appended so far."""
         return self._written
 
-    def append(self, features: np.ndarray, *, label: int, filename: str, order: int | None = None) -> None:
-        """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded."""
+    def append(
+        self, features: np.ndarray, *, label: int, filename: str, order: int | None = None,
+        fps: float | None = None, frame_indices=None, frame_times=None,
+    ) -> None:
+        """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded; with the
+        video's rate and the frames it was sampled at when known."""
         rows = features.shape[0]
         padded = np.zeros(self.row_shape, np.float32)
         padded[:rows] = features
@@ -98,7 +104,10 @@ class H5Writer:
         else:
             self._pending.append((i, self._pool.submit(zlib.compress, padded.tobytes(), GZIP_LEVEL)))
             self._drain(block=False)
-        for name, value in (("labels", label), ("num_frames", rows), ("filenames", filename), ("order", order)):
+        for name, value in (
+            ("labels", label), ("num_frames", rows), ("filenames", filename), ("order", order),
+            ("fps", fps), ("frame_indices", frame_indices), ("frame_times", frame_times),
+        ):
             self._columns[name].append(value)
         self._written += 1
 
@@ -125,6 +134,7 @@ class H5Writer:
             columns.append(("order", "int64"))
         for name, dtype in columns:
             self._h5.create_dataset(name, data=np.array(self._columns[name], dtype=object if name == "filenames" else dtype), dtype=dtype)
+        self._write_sampling()
         attrs = {
             "num_videos": n,
             "max_frames": rows,
@@ -139,6 +149,28 @@ class H5Writer:
         self._h5 = None
         replace_into(self.tmp, self.final)
         return self.final
+
+    def _write_sampling(self) -> None:
+        """``fps`` [N], ``frame_indices`` [N, T], ``frame_times`` [N, T] (seconds): where each
+        row's frames came from. Rows whose sampling is unknown (an archive without its
+        metadata) get NaN / -1. Written when every row has T frames (one T per split)."""
+        indices, times = self._columns["frame_indices"], self._columns["frame_times"]
+        lengths = {len(x) for x in indices if x is not None}
+        if len(lengths) != 1:
+            return
+        (t,) = lengths
+        n = self._written
+        fps = np.array([np.nan if v is None else v for v in self._columns["fps"]], np.float64)
+        idx = np.full((n, t), -1, np.int64)
+        sec = np.full((n, t), np.nan, np.float64)
+        for row, (i, s) in enumerate(zip(indices, times, strict=True)):
+            if i is not None:
+                idx[row] = i
+            if s is not None:
+                sec[row] = s
+        self._h5.create_dataset("fps", data=fps)
+        self._h5.create_dataset("frame_indices", data=idx)
+        self._h5.create_dataset("frame_times", data=sec)
 
     def __exit__(self, *exc) -> None:
         if self._pool is not None:

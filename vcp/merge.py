@@ -141,7 +141,11 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
                 h5 = files[p]
                 n = int(h5["num_frames"][i])
                 name = h5["filenames"][i]
-                w.append(h5["features"][i, :n], label=int(h5["labels"][i]), filename=name.decode() if isinstance(name, bytes) else name)
+                sampling = {}
+                if "frame_indices" in h5:
+                    sampling = {"fps": float(h5["fps"][i]), "frame_indices": h5["frame_indices"][i].tolist(),
+                                "frame_times": h5["frame_times"][i].tolist()}
+                w.append(h5["features"][i, :n], label=int(h5["labels"][i]), filename=name.decode() if isinstance(name, bytes) else name, **sampling)
             w.commit()
     finally:
         for h5 in files.values():

@@ -231,7 +231,7 @@ def _read_json(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def settle_pair(directory: Path, name: str = PT_NAME, meta_name: str = META_NAME) -> dict | None:
+def settle_pair(directory: Path, name: str = PT_NAME, meta_name: str = META_NAME, *, repair: bool = True) -> dict | None:
     """The metadata that belongs to ``directory/name``, finishing an interrupted commit.
 
     Returns the metadata dict when it matches the archive's ``pair_id`` (after rolling a
@@ -253,6 +253,8 @@ def settle_pair(directory: Path, name: str = PT_NAME, meta_name: str = META_NAME
     for pending in sorted(directory.glob(f".{meta_name}.*tmp")):
         candidate = _read_json(pending)
         if tmp_owner(pending) is not None and candidate is not None and candidate.get("pair_id") == pair_id:
+            if not repair:
+                return candidate
             with contextlib.suppress(FileNotFoundError):
                 os.replace(pending, meta_path)
                 _fsync_dir(directory)

@@ -37,6 +37,16 @@ from .shard import assign_balanced
 from .tensorize import TensorizeConfig, validate_strategy_rules
 
 
+def split_fingerprint(groups, config: ExtractConfig, sampling: TensorizeConfig) -> str:
+    """What a split's features from videos depend on: its files, the sampling of each group,
+    the frame size, and the extract settings."""
+    settings = {
+        "sampling": {f"{g.category}/{g.subcategory}": asdict(sampling.sampling(g)) for g in groups},
+        "size": sampling.size,
+    }
+    return fingerprint([f for g in groups for f in g.files], config, stream=settings)
+
+
 def extract_from_videos(
     raw: str | Path,
     features: str | Path,
@@ -69,12 +79,8 @@ def _extract_locked(tree, features: Path, config: ExtractConfig, sampling: Tenso
     for split in tree.splits:
         groups = sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
         result = SplitResult(split)
-        settings = {
-            "sampling": {f"{g.category}/{g.subcategory}": asdict(sampling.sampling(g)) for g in groups},
-            "size": sampling.size,
-        }
         everything = [f for g in groups for f in g.files]
-        fp = fingerprint(everything, config, stream=settings)
+        fp = split_fingerprint(groups, config, sampling)
         out_path = output_target(features, split, config, fp, result)
         if out_path is None:
             results.append(result)
@@ -92,7 +98,11 @@ def _extract_locked(tree, features: Path, config: ExtractConfig, sampling: Tenso
                     for r in batch:
                         if r.ok:
                             name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"
-                            yield Clip(order[Path(r.path)], r.clip, stored, mapping[group.category], name, str(group.rel_dir))
+                            yield Clip(
+                                order[Path(r.path)], r.clip, stored, mapping[group.category], name, str(group.rel_dir),
+                                fps=r.info.fps, frame_indices=r.indices.tolist(),
+                                frame_times=[round(t, 6) for t in r.info.times_of(r.indices)],
+                            )
                         else:
                             result.failures.append((r.relpath, r.error.reason))
                             file_error(r.relpath, r.error.reason)

@@ -127,9 +127,10 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mappi
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def up_to_date(out_dir: Path, fp: str, name: str = PT_NAME, meta_name: str = META_NAME) -> bool:
-    """True when the pair in ``out_dir`` is whole (same ``pair_id``) and made from ``fp``."""
-    meta = settle_pair(out_dir, name, meta_name)
+def up_to_date(out_dir: Path, fp: str, name: str = PT_NAME, meta_name: str = META_NAME, *, repair: bool = True) -> bool:
+    """True when the pair in ``out_dir`` is whole (same ``pair_id``) and made from ``fp``
+    (``repair``: finishing a killed commit on the way)."""
+    meta = settle_pair(out_dir, name, meta_name, repair=repair)
     return meta is not None and meta.get("fingerprint") == fp
 
 
@@ -308,6 +309,7 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
                         {
                             "file": Path(result.path).name,
                             "frame_indices": result.indices.tolist(),
+                            "frame_times": [round(t, 6) for t in info.times_of(result.indices)],
                             "flipped": result.flip,
                             "num_frames": info.num_frames,
                             "fps": info.fps,

@@ -1,0 +1,223 @@
+"""Using what vcp wrote: loaders, inspect and its preview, timestamps, config files, dry runs, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+from typer.testing import CliRunner
+
+from vcp.cli import app
+from vcp.multiscale import output_rows
+from vcp.pt_writer import META_NAME
+from vcp.synth import make_frame
+from vcp.tensorize import TensorizeConfig, tensorize
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+runner = CliRunner()
+TZ = ["--frames", "6", "--size", "32", "--mode", "cpu"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu"]
+# frame k of the variable-rate video is shown at VFR_MS[k] milliseconds
+VFR_MS = [0, 40, 80, 200, 240, 500, 540, 580, 1000, 1040, 1080, 1500]
+
+
+def write_vfr(path: Path) -> Path:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        for k, ms in enumerate(VFR_MS):
+            frame = av.VideoFrame.from_ndarray(make_frame(k, 96, 64), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory, videos):
+    root = tmp_path_factory.mktemp("outputs")
+    raw = root / "raw"
+    write_vfr(raw / "train/apple/a/vfr.mp4")
+    videos.copy_to(raw / "train/apple/a/b.webm", codec="vp9", num_frames=20)
+    videos.copy_to(raw / "train/zebra/z.avi", codec="mjpeg", num_frames=12)
+    videos.copy_to(raw / "val/zebra/y.mp4", codec="h264", num_frames=16)
+    processed = root / "processed"
+    assert runner.invoke(app, ["tensorize", str(raw), str(processed), *TZ]).exit_code == 0
+    features = root / "features"
+    assert runner.invoke(app, ["extract", str(processed), str(features), *BB]).exit_code == 0
+    return {"root": root, "raw": raw, "processed": processed, "features": features}
+
+
+# -- timestamps -------------------------------------------------------------------------------
+def test_frame_times_come_from_the_stream_so_variable_rate_is_right(made):
+    meta = json.loads((made["processed"] / "train/apple/a" / META_NAME).read_text())
+    vfr = next(v for v in meta["videos"] if v["file"] == "vfr.mp4")
+    assert vfr["frame_indices"] == np.linspace(0, 11, 6).astype(int).tolist() == [0, 2, 4, 6, 8, 11]
+    assert vfr["frame_times"] == [VFR_MS[i] / 1000 for i in vfr["frame_indices"]] == [0.0, 0.08, 0.24, 0.54, 1.0, 1.5]
+    other = next(v for v in meta["videos"] if v["file"] == "b.webm")
+    assert other["frame_times"] == [i / 25 for i in other["frame_indices"]]
+
+
+def test_hdf5_carries_fps_indices_and_times_in_both_paths(made, tmp_path):
+    r = runner.invoke(app, ["extract", "--from-videos", str(made["raw"]), str(tmp_path / "s"), *BB, *TZ[:4]])
+    assert r.exit_code == 0, r.output
+    for folder in (made["features"], tmp_path / "s"):
+        with h5py.File(folder / "train_features_multiscale.h5") as h5:
+            names = [n.decode() if isinstance(n, bytes) else n for n in h5["filenames"][:]]
+            row = names.index("apple/a/vfr.mp4")
+            assert h5["frame_indices"].shape == (3, 6) and h5["frame_indices"].dtype == np.int64
+            assert h5["frame_indices"][row].tolist() == [0, 2, 4, 6, 8, 11]
+            np.testing.assert_allclose(h5["frame_times"][row], [0.0, 0.08, 0.24, 0.54, 1.0, 1.5])
+            assert h5["fps"].dtype == np.float64 and h5["fps"][names.index("zebra/zebra/z.avi")] == 25.0
+
+
+# -- loaders -----------------------------------------------------------------------------------
+def test_feature_dataset_in_a_dataloader_with_workers(made):
+    from torch.utils.data import DataLoader
+
+    from vcp.data import FeatureDataset
+
+    path = made["features"] / "train_features_multiscale.h5"
+    ds = FeatureDataset(path)
+    assert len(ds) == 3 and ds.category_mapping == {"apple": 0, "zebra": 1}
+    features, mask, label, filename = ds[0]
+    with h5py.File(path) as h5:
+        np.testing.assert_array_equal(features.numpy(), h5["features"][0])
+        assert mask.tolist() == [i < h5["num_frames"][0] for i in range(h5["features"].shape[1])]
+        assert label == h5["labels"][0] and filename == h5["filenames"][0].decode()
+    batches = list(DataLoader(ds, batch_size=2, num_workers=2))
+    assert [b[0].shape[0] for b in batches] == [2, 1] and batches[0][1].dtype == torch.bool
+    assert sorted(n for b in batches for n in b[3]) == sorted(ds.filenames)
+    in_memory = FeatureDataset(path, in_memory=True, transform=lambda f, m: f * m[:, None])
+    assert torch.equal(in_memory[1][0], ds[1][0] * ds[1][1][:, None])
+
+
+def test_clip_dataset_converts_compact_storage_as_extract_does(made, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from vcp.data import ClipDataset
+
+    compact = tmp_path / "u8"
+    tensorize(made["raw"], compact, TensorizeConfig(frames=6, size=32, storage="uint8"), console=Console(quiet=True))
+    full, small = ClipDataset(made["processed"], "train"), ClipDataset(compact, "train")
+    assert len(full) == len(small) == 3 and full.category_mapping == {"apple": 0, "zebra": 1}
+    for (a, la, na), (b, lb, nb) in zip(full, small, strict=True):
+        assert (la, na) == (lb, nb) and a.dtype == b.dtype == torch.float32 and a.shape == (6, 3, 32, 32)
+        assert (a - b).abs().max() < 0.5 / 255 / 0.224 + 1e-4  # uint8 rounding, in ImageNet units
+    clips, labels, names = next(iter(DataLoader(full, batch_size=3, num_workers=2)))
+    assert clips.shape == (3, 6, 3, 32, 32) and labels.tolist() == [0, 0, 1]
+
+
+# -- inspect ---------------------------------------------------------------------------------
+def test_inspect_tables_and_preview(made, tmp_path):
+    from PIL import Image
+
+    r = runner.invoke(app, ["inspect", str(made["processed"]), "--preview", str(tmp_path / "p.png"), "--videos", "3"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "train/apple/a" in text and "val/zebra/zebra" in text and "pyav 1" in text and "dali-cpu 1" in text
+    image = Image.open(tmp_path / "p.png")
+    assert image.size == (2 + 6 * (96 + 2), 3 * (18 + 96 + 4))  # 3 rows of 6 tiles of 96 px
+    pixels = np.asarray(image.convert("RGB"))
+    top_left_tile = pixels[18 + 2 : 18 + 2 + 96 - 12, 2 : 2 + 96]
+    assert top_left_tile.std() > 20  # a real frame, not a blank tile
+    r = runner.invoke(app, ["inspect", str(made["features"])])
+    assert r.exit_code == 0 and "train_features_multiscale.h5" in r.output and "timm/resnet18" in r.output
+    r = runner.invoke(app, ["inspect", str(made["features"]), "--preview", str(tmp_path / "q.png")])
+    assert r.exit_code == 2 and "features have no pixels" in r.output
+    assert "inspect" in runner.invoke(app, ["--help"]).output and "export" in runner.invoke(app, ["--help"]).output
+
+
+# -- config files ------------------------------------------------------------------------------
+def test_config_file_flags_override_and_print_config_round_trips(made, tmp_path):
+    conf = tmp_path / "run.toml"
+    conf.write_text('frames = 5\nsize = 32\nmode = "cpu"\nstrategy = "center"\nstrategy_for = {"a" = "segment"}\n')
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "o"), "--config", str(conf), "--frames", "4", "--print-config"])
+    assert r.exit_code == 0, r.output
+    resolved = tomllib.loads(r.output)
+    assert resolved["frames"] == 4 and resolved["size"] == 32 and resolved["strategy"] == "center"
+    assert resolved["strategy_for"] == {"a": "segment"} and resolved["max_batch"] == 4
+    (tmp_path / "resolved.toml").write_text(r.output)
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "o"), "--config", str(tmp_path / "resolved.toml")])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "o/train/apple/a" / META_NAME).read_text())
+    assert meta["frames_per_video"] == 4 and meta["sampling_strategy"] == "segment"
+    assert json.loads((tmp_path / "o/train/zebra/zebra" / META_NAME).read_text())["sampling_strategy"] == "center"
+    conf.write_text("frames = 5\nframez = 3\n")
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "o2"), "--config", str(conf)])
+    assert r.exit_code == 2 and "unknown key 'framez'" in r.output and not (tmp_path / "o2").exists()
+    conf.write_text('precision = "bf16"\nscales = "1.0,0.5"\n')
+    r = runner.invoke(app, ["extract", str(made["processed"]), str(tmp_path / "f"), "--config", str(conf), *BB, "--print-config"])
+    assert r.exit_code == 0 and tomllib.loads(r.output)["scales"] == "1.0,0.5" and tomllib.loads(r.output)["precision"] == "bf16"
+
+
+# -- dry runs ------------------------------------------------------------------------------------
+def test_dry_run_lists_what_would_be_done_and_writes_nothing(made, tmp_path):
+    (made["raw"] / "train/zebra/notes.txt").write_text("x")
+    (made["raw"] / "train/zebra/empty.mp4").write_bytes(b"")
+    try:
+        fresh = tmp_path / "fresh"
+        r = runner.invoke(app, ["tensorize", str(made["raw"]), str(fresh), *TZ, "--dry-run"])
+        assert r.exit_code == 0, r.output
+        assert not fresh.exists()
+        rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in r.output.splitlines() if line.count("│") >= 5}
+        assert rows["train/apple/a"][:3] == ["2", "0", "2"]
+        assert rows["train/zebra/zebra"][:3] == ["3", "0", "1"]
+        assert "empty.mp4: empty file" in " ".join(rows["train/zebra/zebra"][3:]) + " ".join(r.output.split())
+        r = runner.invoke(app, ["tensorize", str(made["raw"]), str(made["processed"]), *TZ, "--dry-run"])
+        rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in r.output.splitlines() if line.count("│") >= 5}
+        assert rows["train/apple/a"][:3] == ["2", "2", "0"] and rows["val/zebra/zebra"][:3] == ["1", "1", "0"]
+        assert rows["train/zebra/zebra"][1] == "0"  # its inputs changed: it would be redone
+    finally:
+        (made["raw"] / "train/zebra/notes.txt").unlink()
+        (made["raw"] / "train/zebra/empty.mp4").unlink()
+    before = {p: p.stat().st_mtime_ns for p in made["features"].iterdir()}
+    r = runner.invoke(app, ["extract", str(made["processed"]), str(made["features"]), *BB, "--dry-run"])
+    assert r.exit_code == 0 and "up to date" in r.output
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in r.output.splitlines() if line.count("│") >= 5}
+    assert rows["train"][:3] == ["3", "3", "0"] and rows["val"][:3] == ["1", "1", "0"]
+    assert {p: p.stat().st_mtime_ns for p in made["features"].iterdir()} == before
+    r = runner.invoke(app, ["extract", str(made["processed"]), str(tmp_path / "nf"), *BB, "--dry-run"])
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in r.output.splitlines() if line.count("│") >= 5}
+    assert rows["train"][:3] == ["3", "0", "3"] and not (tmp_path / "nf").exists()
+
+
+# -- export ------------------------------------------------------------------------------------------
+def test_export_npy_per_video_with_an_index_and_reruns_skip(made, tmp_path):
+    out = tmp_path / "npy"
+    r = runner.invoke(app, ["export", str(made["features"]), str(out), "--format", "npy"])
+    assert r.exit_code == 0, r.output
+    with h5py.File(made["features"] / "train_features_multiscale.h5") as h5:
+        for i, name in enumerate(h5["filenames"][:]):
+            array = np.load(out / "train" / f"{name.decode()}.npy")
+            n = int(h5["num_frames"][i])
+            assert array.shape == (n, h5["features"].shape[2]) and np.array_equal(array, h5["features"][i, :n])
+    with open(out / "index.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and rows[0].keys() == {"split", "file", "label", "num_frames", "fps"}
+    vfr = next(r for r in rows if r["file"] == "train/apple/a/vfr.mp4.npy")
+    assert vfr["split"] == "train" and vfr["label"] == "0" and vfr["num_frames"] == str(output_rows(6, (1.0, 0.85, 1.15))) == "6"
+    assert not [p for p in out.rglob("*.tmp")]
+    r = runner.invoke(app, ["export", str(made["features"]), str(out)])
+    assert r.exit_code == 0 and "exported 0 video(s), 4 already there" in " ".join(r.output.split())
+    r = runner.invoke(app, ["export", str(made["features"]), str(out), "--format", "parquet"])
+    assert r.exit_code == 2 and "Supported values are: npy" in r.output

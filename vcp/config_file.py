@@ -1,0 +1,84 @@
+"""``--config run.toml`` and ``--print-config`` for vcp's stage commands.
+
+Keys are the commands' option names (``frames = 64``, ``strategy_for = {"long" = "center"}``,
+``max-batch`` or ``max_batch``); flags on the command line override the file. The file is
+read with the standard library's ``tomllib`` (``tomli`` on Python 3.10) and handed to click
+as the command's ``default_map``, so every option keeps its own parsing and validation.
+``--print-config`` prints the fully resolved settings as TOML, which ``--config`` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+# Parameters that are not settings of the run (or are given on the command line only).
+NOT_SETTINGS = {"config", "print_config", "dry_run", "debug", "interactive"}
+
+
+def _is_argument(param) -> bool:
+    # by name, not class: typer may bring its own copy of click
+    return getattr(param, "param_type_name", "") == "argument"
+
+
+def _tomllib():
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    return tomllib
+
+
+def load_config(ctx, param, value) -> Path | None:
+    """Eager callback of ``--config``: the file's keys become the command's defaults."""
+    if value is None:
+        return None
+    path = Path(value)
+    try:
+        data = _tomllib().loads(path.read_text())
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror or exc}", ctx=ctx, param=param) from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        raise typer.BadParameter(f"{path} is not valid TOML: {exc}", ctx=ctx, param=param) from None
+    params = {p.name: p for p in ctx.command.params}
+    defaults = {}
+    for key, item in data.items():
+        name = key.replace("-", "_")
+        if name not in params or name in NOT_SETTINGS:
+            raise typer.BadParameter(f"unknown key {key!r} in {path}", ctx=ctx, param=param)
+        if _is_argument(params[name]):
+            raise typer.BadParameter(f"{key!r} in {path}: give it on the command line", ctx=ctx, param=param)
+        if name == "strategy_for" and isinstance(item, dict):
+            item = [f"{sub}={strategy}" for sub, strategy in item.items()]
+        defaults[name] = item
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string
+
+
+def settings_toml(ctx, values: dict) -> str:
+    """The command's resolved options as TOML (arguments and run switches left out)."""
+    lines = [f"# vcp {ctx.info_name}: resolved settings (read back with --config)"]
+    for param in ctx.command.params:
+        name = param.name
+        if _is_argument(param) or name in NOT_SETTINGS or values.get(name) is None:
+            continue
+        value = values[name]
+        if name == "strategy_for":
+            value = dict(item.split("=", 1) for item in value)
+        lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,105 @@
+"""``--dry-run``: what a stage would do, computed exactly as the stage decides it, writing nothing.
+
+Per group (tensorize, ``--from-videos``) or split (extract): the videos found, whether the
+outputs are up to date with the inputs and settings (skipped) or would be made, and the
+files that will be rejected on sight — empty, not a regular file, a broken link, or an
+extension no video container uses. (A file that passes may still fail when it is probed.)
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from rich.table import Table
+
+from .layout import RawTree, discover_raw
+from .pt_writer import PT_NAME
+
+VIDEO_SUFFIXES = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .m2v .ts .mts .m2ts .flv .wmv .asf .3gp .3g2 .ogv .ogg .mxf .y4m .ivf .h264 .264 .hevc .265 .mjpeg .mjpg .vob .dv".split()
+)
+
+
+def rejected_on_sight(path: Path) -> str | None:
+    """Why ``path`` will be rejected without opening it, or None."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "broken symbolic link" if path.is_symlink() else "cannot be read"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        return f"extension {path.suffix or '(none)'} is not a video container's"
+    return None
+
+
+def _table(title: str, first: str) -> Table:
+    table = Table(title=title)
+    for col in (first, "videos", "up to date", "to do", "rejected on sight"):
+        table.add_column(col, justify="left" if col in (first, "rejected on sight") else "right")
+    return table
+
+
+def _rejections(files) -> list[str]:
+    return [f"{p.name}: {why}" for p in files if (why := rejected_on_sight(p))]
+
+
+def tensorize_plan(tree: RawTree, out: Path, config) -> Table:
+    """One row per split/category/subcategory, as ``vcp tensorize`` would decide it."""
+    from .tensorize import fingerprint, up_to_date, validate_strategies, validate_strategy_rules
+
+    validate_strategies(config)
+    validate_strategy_rules(config, tree)
+    table = _table(f"vcp tensorize --dry-run: {tree.root} -> {out} (nothing written)", "group")
+    mapping = tree.category_mapping
+    for group in tree.groups:
+        fp = fingerprint(group, config.sampling(group), config, mapping)
+        current = not config.overwrite and up_to_date(Path(out) / group.rel_dir, fp, repair=False)
+        rejected = _rejections(group.files)
+        n = len(group.files)
+        table.add_row(group.rel_dir.as_posix(), str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
+                      "; ".join(rejected) or "-")
+    return table
+
+
+def extract_plan(processed: Path, features: Path, config) -> Table:
+    """One row per split, as ``vcp extract`` would decide it."""
+    from .extract import SplitResult, discover_processed, fingerprint, output_target
+
+    table = _table(f"vcp extract --dry-run: {processed} -> {features} (nothing written)", "split")
+    for split, files in discover_processed(processed, config.splits).items():
+        current = output_target(Path(features), split, config, fingerprint(files, config), SplitResult(split)) is None
+        videos = 0
+        for pt in files:
+            import torch
+
+            try:
+                videos += torch.load(pt, weights_only=True, mmap=True, map_location="cpu")["videos"].shape[0]
+            except Exception:  # noqa: BLE001 - reported by the real run
+                pass
+        table.add_row(split, str(videos), str(videos) if current else "0", "0" if current else str(videos),
+                      f"{len(files)} {PT_NAME} group(s)")
+    return table
+
+
+def stream_plan(raw: Path, features: Path, config, sampling) -> Table:
+    """One row per split for ``vcp extract --from-videos``."""
+    from .extract import SplitResult, output_target
+    from .stream import split_fingerprint
+    from .tensorize import validate_strategy_rules
+
+    tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
+    validate_strategy_rules(sampling, tree)
+    table = _table(f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)", "split")
+    for split in tree.splits:
+        groups = sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
+        everything = [f for g in groups for f in g.files]
+        fp = split_fingerprint(groups, config, sampling)
+        current = output_target(Path(features), split, config, fp, SplitResult(split)) is None
+        rejected = _rejections(everything)
+        n = len(everything)
+        table.add_row(split, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)), "; ".join(rejected) or "-")
+    return table
