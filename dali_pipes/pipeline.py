@@ -235,7 +235,6 @@ class OutputPool:
 @dataclass
 class LoaderStats:
     batch_sizes: Counter = field(default_factory=Counter)
-    fronts: Counter = field(default_factory=Counter)
     fallbacks: list[str] = field(default_factory=list)
 
 
@@ -435,7 +434,6 @@ class ClipLoader:
                 stream.close()
             for worker in self._workers:
                 self.stats.batch_sizes.update(worker.stats.batch_sizes)
-                self.stats.fronts.update(worker.stats.fronts)
                 self.stats.fallbacks.extend(worker.stats.fallbacks)
                 worker.stats = LoaderStats()
 
@@ -467,9 +465,6 @@ class ClipLoader:
         for r in good:
             if r.ok and r.info.rotation:
                 _orient(r)
-        for r in batch:
-            if r.ok:
-                self.stats.fronts[r.front] += 1
         return batch
 
     def _outputs(self, pipe, n: int) -> list:

@@ -70,23 +70,3 @@ def decode_frames(
         raise FrameCountMismatch(decoded)
     assert out is not None
     return out
-
-
-def count_decodable_frames(path: str) -> int:
-    """Decode the whole stream and count frames (used when the probe's count was wrong)."""
-    import av
-
-    n = 0
-    try:
-        with av.open(path, metadata_errors="ignore") as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for _ in container.decode(stream):
-                n += 1
-    except av.FFmpegError as exc:
-        raise VideoError(
-            path, f"corrupt stream: decoding failed at frame {n} ({_ffmpeg_reason(exc)})"
-        ) from None
-    if n == 0:
-        raise VideoError(path, "no frame decodes")
-    return n

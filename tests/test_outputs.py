@@ -213,8 +213,8 @@ def test_export_npy_per_video_with_an_index_and_reruns_skip(made, tmp_path):
             assert array.shape == (n, h5["features"].shape[2]) and np.array_equal(array, h5["features"][i, :n])
     with open(out / "index.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 4 and rows[0].keys() == {"split", "file", "label", "num_frames", "fps"}
-    vfr = next(r for r in rows if r["file"] == "train/apple/a/vfr.mp4.npy")
+    assert len(rows) == 4 and rows[0].keys() == {"split", "filename", "label", "num_frames", "fps"}
+    vfr = next(r for r in rows if r["filename"] == "train/apple/a/vfr.mp4.npy")
     assert vfr["split"] == "train" and vfr["label"] == "0" and vfr["num_frames"] == str(output_rows(6, (1.0, 0.85, 1.15))) == "6"
     assert not [p for p in out.rglob("*.tmp")]
     r = runner.invoke(app, ["export", str(made["features"]), str(out)])

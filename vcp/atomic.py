@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 
@@ -20,17 +19,6 @@ def replace_into(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def write_json_atomic(final: Path, data: dict) -> None:
-    tmp = tmp_path_for(final)
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-        replace_into(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
 def tmp_owner(path: Path) -> int | None:
     """The pid in a temp name made by :func:`tmp_path_for` (``.<name>.<pid>.tmp``)."""
     parts = path.name.rsplit(".", 2)
@@ -39,12 +27,12 @@ def tmp_owner(path: Path) -> int | None:
     return None
 
 
-def remove_stale_tmp(directory: Path, names, keep=()) -> None:
+def remove_stale_tmp(directory: Path, names) -> None:
     """Remove temp files a killed run left for the outputs ``names`` in ``directory``.
 
     Only this process's own targets (other ranks of a sharded run write other names in the
     same folder at the same time), only files whose owner process is provably dead (its
-    pid is in the name), and never a path in ``keep``.
+    pid is in the name).
     """
     from .lock import pid_alive
 
@@ -52,7 +40,7 @@ def remove_stale_tmp(directory: Path, names, keep=()) -> None:
         for name in names:
             for stale in directory.glob(f".{name}.*tmp"):
                 owner = tmp_owner(stale)
-                if stale in keep or owner is None or owner == os.getpid() or pid_alive(owner):
+                if owner is None or owner == os.getpid() or pid_alive(owner):
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()

@@ -1,8 +1,8 @@
 """``vcp export FEATURES OUT --format npy``: one file per video, and an index.
 
 Each HDF5 row becomes ``OUT/<split>/<category>/<subcategory>/<video>.<ext>`` holding only
-its ``num_frames`` real rows, written atomically; ``OUT/index.csv`` lists split, file,
-label, num_frames and fps. Reruns skip files already there. A format is one function in
+its ``num_frames`` real rows, written atomically; ``OUT/index.csv`` lists split, filename
+(the exported file, relative to OUT), label, num_frames and fps. Reruns skip files already there. A format is one function in
 :data:`FORMATS` (rows -> bytes on disk), so adding one is small.
 """
 
@@ -71,7 +71,7 @@ def export(features: Path, out: Path, fmt: str = "npy") -> tuple[int, int]:
                 written += 1
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["split", "file", "label", "num_frames", "fps"])
+    writer.writerow(["split", "filename", "label", "num_frames", "fps"])
     writer.writerows(index_rows)
     out.mkdir(parents=True, exist_ok=True)
     index = out / "index.csv"

@@ -1,4 +1,4 @@
-"""The features HDF5 writer (DESIGN.md, "HDF5 features" - contract).
+"""The features HDF5 writer (docs/design.md, "HDF5 features" - contract).
 
 ``features`` float32 ``[N, max_frames, D]`` gzip level 4, one chunk per video, written
 video by video (memory independent of N); ``labels`` int64 ``[N]``; ``num_frames`` int32

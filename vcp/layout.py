@@ -1,4 +1,4 @@
-"""Dataset layout discovery (DESIGN.md, "Layouts").
+"""Dataset layout discovery (docs/design.md, "Layouts").
 
 ``RAW/<split>/<category>/<subcategory>/<video>``; a category folder that holds videos
 directly is its own single subcategory (named like the category). Category indices are

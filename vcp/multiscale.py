@@ -1,4 +1,4 @@
-"""The three-scale temporal pass (DESIGN.md, "Three-scale pass" - contract).
+"""The three-scale temporal pass (docs/design.md, "Three-scale pass" - contract).
 
 Per video of T frames, for each scale s: ``idx = arange(T)`` when s == 1, else
 ``L = max(int(T*s), 5)`` and ``idx = np.linspace(0, T-1, L).astype(int)``; the backbone

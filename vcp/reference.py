@@ -31,11 +31,3 @@ def seed_multiscale_features(model, video: torch.Tensor, *, scales=(1.0, 0.85, 1
     longest = max(f.shape[0] for f in per_scale)
     padded = [F.pad(f, (0, 0, 0, longest - f.shape[0])) for f in per_scale]
     return torch.stack(padded).mean(dim=0)
-
-
-def seed_single_scale_features(model, video: torch.Tensor, *, batch_size=24, device="cpu"):
-    feats = []
-    for i in range(0, len(video), batch_size):
-        with torch.no_grad():
-            feats.append(model(video[i : i + batch_size].to(device)).cpu())
-    return torch.cat(feats)

@@ -106,10 +106,6 @@ class TensorizeResult:
     splits: list[SplitSummary]
     failures: list[tuple[str, str]]  # (relpath, reason)
 
-    @property
-    def exit_code(self) -> int:
-        return 3 if self.failures else 0
-
 
 def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mapping: dict) -> str:
     """Hash of everything that determines a group's output: inputs and settings."""
