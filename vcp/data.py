@@ -86,7 +86,7 @@ class ClipDataset(Dataset):
     def __init__(self, processed_root: str | os.PathLike, split: str, *, transform: Callable | None = None):
         from backbones.spec import IMAGENET
 
-        from .extract import open_tensor_file
+        from .pt_reader import open_tensor_file
         from .pt_writer import PT_NAME
 
         root = Path(processed_root)

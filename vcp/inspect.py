@@ -31,7 +31,7 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 def processed_table(pts: list[Path]) -> Table:
-    from .extract import PtSchemaError, open_tensor_file
+    from .pt_reader import PtSchemaError, open_tensor_file
 
     table = Table(title="processed groups")
     for col in ("group", "videos", "T", "size", "strategy", "storage", "decoders", "failed"):
@@ -81,7 +81,7 @@ def contact_sheet(pts: list[Path], out: Path, *, videos: int = 8, tile: int = 96
     from PIL import Image, ImageDraw
     from torchvision.utils import make_grid
 
-    from .extract import open_tensor_file
+    from .pt_reader import open_tensor_file
 
     rows = []  # (title, tiles uint8 [k, 3, tile, tile], labels)
     for pt in pts:

@@ -175,10 +175,18 @@ def feature_part_groups(features: Path) -> dict[Path, list[Path]]:
 
 
 def merge_all(root: str | Path) -> list[Path]:
-    """Merge every set of parts under ``root`` (a tensorize OUT or an extract FEATURES)."""
+    """Merge every set of parts under ``root`` (a tensorize OUT or an extract FEATURES),
+    holding the folder's lock (no run may be writing parts meanwhile)."""
+    from .lock import output_lock
+
     root = Path(root)
     if not root.is_dir():
         raise MergeError(f"folder not found: {root}")
+    with output_lock(root):
+        return _merge_all_locked(root)
+
+
+def _merge_all_locked(root: Path) -> list[Path]:
     groups = [d.parent for d in sorted(root.glob(f"*/*/*/{PARTS_DIR}")) if d.is_dir()]
     features = feature_part_groups(root)
     # check every set first: a refused merge writes nothing at all

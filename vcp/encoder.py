@@ -1,0 +1,140 @@
+"""The frozen backbone over frames: upload, normalize, forward (docs/gpu.md for the CUDA path)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from backbones.spec import IMAGENET, InputSpec
+
+if TYPE_CHECKING:
+    from .extract import ExtractConfig
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+UPLOAD_SLOTS = 3  # pinned staging buffers for host->device copies: one filling, two in flight
+
+
+class NonFiniteClip(Exception):
+    """A stored clip holds NaN or Inf: its whole group is rejected."""
+
+
+class FrameEncoder:
+    """Runs the frozen backbone over frames: inference_mode, channels_last, autocast.
+
+    :meth:`prepare` puts a clip on the device, checks it is finite (without waiting) and
+    normalizes it as the backbone expects; :meth:`forward` runs the network on a batch of
+    prepared frames. On CUDA, host clips go up through a ring of pinned buffers on a copy
+    stream, so the next clip's upload overlaps this batch's compute; cuDNN picks its
+    algorithms for the fixed batch shape (``cudnn.benchmark``).
+    """
+
+    def __init__(self, model: torch.nn.Module, config: ExtractConfig):
+        self.device = torch.device(config.device)
+        self.config = config
+        self.model = model.to(self.device)  # attributes (feature_dim, input_spec) live here
+        self.net = _fused(self.model) if config.fuse_conv_bn else self.model
+        if config.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.dtype = PRECISIONS[config.precision]
+        self.target: InputSpec = getattr(model, "input_spec", IMAGENET)
+        self._affine_cache: dict = {}
+        self.cuda = self.device.type == "cuda"
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            self._copy_stream = torch.cuda.Stream(self.device)
+            self._slots: list[list] = [[None, None] for _ in range(UPLOAD_SLOTS)]  # [pinned buffer, copy done event]
+            self._next_slot = 0
+        self.compiled = False
+        if config.compile:
+            self.net = torch.compile(self.net, dynamic=False)
+            self.compiled = True
+
+    def _upload(self, frames: torch.Tensor) -> torch.Tensor:
+        """Host clip -> device through the next pinned slot, on the copy stream.
+
+        A slot is refilled only after its previous copy has finished (its event), so the
+        copy of clip k+3 into it can never race the transfer of clip k. The compute stream
+        waits for the copy before it reads the clip.
+        """
+        slot = self._slots[self._next_slot]
+        self._next_slot = (self._next_slot + 1) % len(self._slots)
+        if slot[1] is not None:
+            slot[1].synchronize()
+        if slot[0] is None or slot[0].numel() < frames.numel() or slot[0].dtype != frames.dtype:
+            slot[0] = torch.empty(frames.numel(), dtype=frames.dtype).pin_memory()
+        staging = slot[0][: frames.numel()].view(frames.shape)
+        staging.copy_(frames)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            on_device = staging.to(self.device, non_blocking=True)
+            slot[1] = torch.cuda.Event()
+            slot[1].record(self._copy_stream)
+        compute.wait_event(slot[1])
+        on_device.record_stream(compute)
+        return on_device
+
+    def _upload_pinned(self, frames: torch.Tensor) -> torch.Tensor:
+        """Pinned host clip -> device on the copy stream, directly (torch's pinned-memory
+        cache keeps the host block until the copy has finished)."""
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            on_device = frames.to(self.device, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self._copy_stream)
+        compute.wait_event(done)
+        on_device.record_stream(compute)
+        return on_device
+
+    def _renormalize(self, x: torch.Tensor, stored: InputSpec) -> torch.Tensor:
+        """Clips are stored with ``stored`` mean/std; the backbone may expect others."""
+        if (stored.mean, stored.std) == (self.target.mean, self.target.std):
+            return x
+        key = (stored, self.target)
+        if key not in self._affine_cache:
+            sm, ss = torch.tensor(stored.mean), torch.tensor(stored.std)
+            tm, ts = torch.tensor(self.target.mean), torch.tensor(self.target.std)
+            scale, shift = ss / ts, (sm - tm) / ts
+            self._affine_cache[key] = (scale.view(1, 3, 1, 1).to(self.device), shift.view(1, 3, 1, 1).to(self.device))
+        scale, shift = self._affine_cache[key]
+        return x * scale + shift
+
+    @torch.inference_mode()
+    def prepare(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``[T, 3, H, W]`` (any device, any stored dtype) -> (frames ready for the network on
+        the device, a device bool "all finite" — None when the storage cannot hold NaN)."""
+        if self.cuda and not frames.is_cuda:
+            frames = self._upload_pinned(frames) if frames.is_pinned() else self._upload(frames)
+        frames = frames.to(self.device)
+        finite = torch.isfinite(frames).all() if frames.is_floating_point() else None
+        frames = self._renormalize(frames.float(), stored)
+        if self.config.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        return frames, finite
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Prepared ``[B, 3, H, W]`` -> ``[B, D]`` float32 on the device."""
+        if self.dtype is None:
+            return self.net(batch).float()
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            return self.net(batch).float()
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> torch.Tensor:
+        """``[T, 3, H, W]`` (any device) -> ``[T, D]`` float32 on the device (one video)."""
+        frames, finite = self.prepare(frames, stored)
+        if finite is not None and not bool(finite):
+            raise NonFiniteClip("holds NaN or Inf values")
+        step = self.config.forward_batch
+        return torch.cat([self.forward(frames[i : i + step]) for i in range(0, frames.shape[0], step)])
+
+
+def _fused(model: torch.nn.Module) -> torch.nn.Module:
+    """Conv+BatchNorm folded (torch.fx) when the model traces; the model itself otherwise."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model)
+    except Exception:  # noqa: BLE001 - untraceable plugin models simply run unfused
+        return model
