@@ -16,8 +16,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from vcp.cli import app
+from vcp.contract import META_NAME
 from vcp.multiscale import output_rows
-from vcp.pt_writer import META_NAME
 from vcp.synth import make_frame
 from vcp.tensorize import TensorizeConfig, tensorize
 

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from tests.conftest import denormalize, read_indices
 from vcp.atomic import remove_stale_tmp
 from vcp.cli import app
+from vcp.contract import META_NAME, PT_NAME
 from vcp.lock import output_lock
-from vcp.pt_writer import META_NAME, PT_NAME
 from vcp.synth import write_video
 from vcp.tensorize import TensorizeConfig, tensorize
 

@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from vcp.cli import app
-from vcp.pt_writer import META_NAME, PT_NAME
+from vcp.contract import META_NAME, PT_NAME
 from vcp.synth import CODECS
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from vcp.cli import app
-from vcp.pt_writer import PT_NAME
+from vcp.contract import PT_NAME
 from vcp.tensorize import TensorizeConfig
 
 runner = CliRunner()

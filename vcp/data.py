@@ -86,12 +86,12 @@ class ClipDataset(Dataset):
     def __init__(self, processed_root: str | os.PathLike, split: str, *, transform: Callable | None = None):
         from backbones.spec import IMAGENET
 
+        from .contract import PT_NAME, group_files
         from .pt_reader import open_tensor_file
-        from .pt_writer import PT_NAME
 
         root = Path(processed_root)
         self.transform = transform
-        self.groups = [open_tensor_file(p) for p in sorted(root.glob(f"{split}/*/*/{PT_NAME}"))]
+        self.groups = [open_tensor_file(p) for p in group_files(root, split=split)]
         if not self.groups:
             raise FileNotFoundError(f"no {PT_NAME} under {root / split}/<category>/<subcategory>/")
         self.category_mapping = dict(self.groups[0].data["category_mapping"])

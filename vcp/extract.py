@@ -24,8 +24,9 @@ from rich.table import Table
 from backbones.spec import IMAGENET, InputSpec
 
 from .atomic import remove_stale_tmp
+from .contract import PARTS_DIR, feature_part_name, features_filename
 from .encoder import PRECISIONS, FrameEncoder, NonFiniteClip
-from .h5_writer import H5Writer, features_filename
+from .h5_writer import H5Writer
 from .layout import file_stamp, prepare_output_dir
 from .lock import output_lock
 from .multiscale import DEFAULT_SCALES, combine_scales, output_rows
@@ -42,7 +43,7 @@ from .pt_reader import (
     open_tensor_file,
 )
 from .report import file_error
-from .shard import PARTS_DIR, Shard, contiguous_ranges
+from .shard import Shard, contiguous_ranges
 from .versions import versions
 
 # Frames per forward when --batch-size is not given. On the CPU small batches stay in cache:
@@ -134,7 +135,7 @@ def output_target(features: Path, split: str, config: ExtractConfig, fp: str, re
         return None
     if not config.shard.active:
         return final
-    part = features / PARTS_DIR / f"{final.name}.{config.shard.tag}.h5"
+    part = features / PARTS_DIR / feature_part_name(final.name, config.shard.tag)
     if not config.overwrite and skip_if_current(part, fp, result):
         return None
     return part

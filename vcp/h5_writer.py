@@ -21,11 +21,6 @@ import numpy as np
 
 from .atomic import replace_into, tmp_path_for
 
-
-def features_filename(split: str, multi_scale: bool) -> str:
-    return f"{split}_features_multiscale.h5" if multi_scale else f"{split}_features.h5"
-
-
 GZIP_LEVEL = 4
 _GROW = 256  # rows the features dataset grows by
 

@@ -16,14 +16,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .pt_writer import PT_NAME
+from .contract import PT_NAME, group_files
 
 
 def find_outputs(path: Path) -> tuple[list[Path], list[Path]]:
     """``(.pt files, .h5 files)`` at or under ``path``."""
     if path.is_file():
         return ([path], []) if path.suffix == ".pt" else ([], [path])
-    return sorted(path.glob(f"*/*/*/{PT_NAME}")), sorted(path.glob("*.h5"))
+    return group_files(path), sorted(path.glob("*.h5"))
 
 
 def _short(text: str, limit: int = 60) -> str:

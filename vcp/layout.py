@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contract import split_key
+
 
 class LayoutError(Exception):
     """The input tree does not have the expected layout (a usage error: exit 2)."""
@@ -44,7 +46,7 @@ class RawTree:
 
     @property
     def splits(self) -> list[str]:
-        return sorted({g.split for g in self.groups}, key=_split_order)
+        return sorted({g.split for g in self.groups}, key=split_key)
 
     def groups_of(self, split: str) -> list[Group]:
         return [g for g in self.groups if g.split == split]
@@ -53,9 +55,6 @@ class RawTree:
         return path.relative_to(self.root).as_posix()
 
 
-def _split_order(name: str) -> tuple[int, str]:
-    known = {"train": 0, "val": 1, "test": 2}
-    return (known.get(name, 3), name)
 
 
 def _visible(path: Path) -> bool:
@@ -118,7 +117,7 @@ def _discover_raw(root: Path, splits: list[str] | None) -> RawTree:
         raise LayoutError(f"raw video folder not found: {root}")
     groups: list[Group] = []
     categories: set[str] = set()
-    split_dirs = sorted((d for d in root.iterdir() if d.is_dir() and _visible(d)), key=lambda d: _split_order(d.name))
+    split_dirs = sorted((d for d in root.iterdir() if d.is_dir() and _visible(d)), key=lambda d: split_key(d.name))
     for split_dir in split_dirs:
         for cat_dir in sorted(d for d in split_dir.iterdir() if d.is_dir() and _visible(d)):
             categories.add(cat_dir.name)

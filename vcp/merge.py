@@ -19,9 +19,9 @@ import h5py
 import numpy as np
 import torch
 
+from .contract import PARTS_DIR, PT_NAME, feature_final_name, group_files, part_of
 from .h5_writer import H5Writer
-from .pt_writer import PT_NAME, PtWriter
-from .shard import PART_RE, PARTS_DIR
+from .pt_writer import PtWriter
 
 
 class MergeError(Exception):
@@ -32,9 +32,9 @@ def _complete_set(paths: list[Path], what: str) -> list[Path]:
     """The parts ``part-i-of-n`` for i in 0..n-1, in order; error if mixed or missing."""
     by_count = defaultdict(dict)
     for p in paths:
-        m = PART_RE.search(p.name)
-        if m:
-            by_count[int(m.group(2))][int(m.group(1))] = p
+        found = part_of(p.name)
+        if found:
+            by_count[found[1]][found[0]] = p
     if len(by_count) != 1:
         raise MergeError(f"{what}: parts from runs with different shard counts {sorted(by_count)}; remove the stale ones")
     (count, parts), = by_count.items()
@@ -169,7 +169,7 @@ def feature_part_groups(features: Path) -> dict[Path, list[Path]]:
     """``final path -> its part files`` found under ``FEATURES/.parts``."""
     groups: dict[Path, list[Path]] = defaultdict(list)
     for p in sorted((features / PARTS_DIR).glob("*.part-*.h5")):
-        final_name = p.name.split(".part-")[0]
+        final_name = feature_final_name(p.name)
         groups[features / final_name].append(p)
     return dict(groups)
 
@@ -187,7 +187,7 @@ def merge_all(root: str | Path) -> list[Path]:
 
 
 def _merge_all_locked(root: Path) -> list[Path]:
-    groups = [d.parent for d in sorted(root.glob(f"*/*/*/{PARTS_DIR}")) if d.is_dir()]
+    groups = [d.parent for d in group_files(root, PARTS_DIR) if d.is_dir()]
     features = feature_part_groups(root)
     # check every set first: a refused merge writes nothing at all
     for group in groups:

@@ -18,10 +18,10 @@ import torch
 
 from backbones.spec import IMAGENET, InputSpec
 
+from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, split_key
 from .devices import UsageError
 from .layout import LayoutError
-from .pt_writer import META_NAME, PT_NAME, settle_pair
-from .shard import PARTS_DIR
+from .pt_writer import settle_pair
 
 
 class PtSchemaError(Exception):
@@ -50,21 +50,18 @@ class TensorFile:
         return [(f"{split}/{self.rel}/{f['file']}", f["reason"]) for f in (self.meta or {}).get("failed", [])]
 
 
-SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
-
-
 def discover_processed(root: Path, splits=None) -> dict[str, list[Path]]:
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"processed folder not found: {root} (run `vcp tensorize RAW {root}` first)")
     found: dict[str, list[Path]] = {}
-    for pt in sorted(root.glob(f"*/*/*/{PT_NAME}")):
+    for pt in group_files(root):
         split = pt.relative_to(root).parts[0]
         if splits is None or split in splits:
             found.setdefault(split, []).append(pt)
     unmerged = sorted(
         d.parent.relative_to(root).as_posix()
-        for d in root.glob(f"*/*/*/{PARTS_DIR}")
+        for d in group_files(root, PARTS_DIR)
         if d.is_dir() and not (d.parent / PT_NAME).is_file() and (splits is None or d.relative_to(root).parts[0] in splits)
     )
     if unmerged:
@@ -78,7 +75,7 @@ def discover_processed(root: Path, splits=None) -> dict[str, list[Path]]:
             f"no {PT_NAME} files{wanted} under {root}: expected "
             f"<split>/<category>/<subcategory>/{PT_NAME} (run `vcp tensorize` first)"
         )
-    return dict(sorted(found.items(), key=lambda kv: (SPLIT_ORDER.get(kv[0], 3), kv[0])))
+    return dict(sorted(found.items(), key=lambda kv: split_key(kv[0])))
 
 
 STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}

@@ -43,9 +43,8 @@ from pathlib import Path
 import torch
 
 from .atomic import replace_into, tmp_owner, tmp_path_for
+from .contract import META_NAME, PT_NAME
 
-PT_NAME = "processed_data.pt"
-META_NAME = "metadata.json"
 _CHUNK = 32 << 20
 
 

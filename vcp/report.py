@@ -28,7 +28,7 @@ def merged_failures(paths: list[Path]) -> list[tuple[str, str]]:
     group, ``failed_files`` of each HDF5."""
     import h5py
 
-    from .pt_writer import META_NAME
+    from .contract import META_NAME
 
     out = []
     for path in paths:

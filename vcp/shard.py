@@ -21,9 +21,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from .contract import part_tag
 from .devices import UsageError
-
-PARTS_DIR = ".parts"
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,6 @@ class Shard:
     @property
     def tag(self) -> str:
         return part_tag(self.index, self.count)
-
-
-def part_tag(index: int, count: int) -> str:
-    return f"part-{index:05d}-of-{count:05d}"
-
-
-PART_RE = re.compile(r"part-(\d{5})-of-(\d{5})")
 
 
 def parse_shard(text: str) -> Shard:

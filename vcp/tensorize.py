@@ -26,13 +26,14 @@ from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec
 from dali_pipes.prefetch import prefetch
 
 from .atomic import remove_stale_tmp
+from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, tensor_part_names
 from .devices import UsageError
 from .layout import Group, RawTree, discover_raw, file_stamp, prepare_output_dir
 from .lock import output_lock
 from .progress import human_bytes, make_progress
-from .pt_writer import META_NAME, PT_NAME, PtWriter, settle_pair
+from .pt_writer import PtWriter, settle_pair
 from .report import file_error
-from .shard import PARTS_DIR, Shard, assign_balanced
+from .shard import Shard, assign_balanced
 from .versions import versions
 
 FORMAT_VERSION = 1
@@ -185,7 +186,7 @@ def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path
     """
     current = {g.rel_dir for g in tree.groups}
     removed = []
-    candidates = {p.parent for pattern in (PT_NAME, META_NAME, PARTS_DIR) for p in out.glob(f"*/*/*/{pattern}")}
+    candidates = {p.parent for name in (PT_NAME, META_NAME, PARTS_DIR) for p in group_files(out, name)}
     for group_dir in sorted(candidates):
         rel = group_dir.relative_to(out)
         if rel in current:
@@ -267,7 +268,7 @@ def _target(out_dir: Path, fp: str, config: TensorizeConfig) -> tuple[Path, str,
     final_current = not config.overwrite and up_to_date(out_dir, fp)
     if not config.shard.active or final_current:
         return out_dir, PT_NAME, META_NAME
-    return out_dir / PARTS_DIR, f"{config.shard.tag}.pt", f"{config.shard.tag}.json"
+    return (out_dir / PARTS_DIR, *tensor_part_names(config.shard.tag))
 
 
 def _owned_files(tree: RawTree, shard: Shard):
