@@ -410,3 +410,15 @@ def test_weights_none_is_seeded_and_recorded(raw, tmp_path):
             assert h5.attrs["init_seed"] == seed
     np.testing.assert_array_equal(runs["a"], runs["b"])
     assert not np.allclose(runs["a"], runs["c"])
+
+
+def test_an_internal_value_error_is_exit_1_not_a_usage_error(raw, tmp_path, monkeypatch):
+    """Only vcp's own usage errors are exit 2; a bug that raises ValueError is exit 1."""
+    import vcp.tensorize
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(vcp.tensorize, "_tensorize_locked", broken)
+    r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])
+    assert r.exit_code == 1 and "ValueError: an internal bug" in r.stderr

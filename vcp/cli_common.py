@@ -66,7 +66,7 @@ def user_errors(debug: bool = False):
         yield
     except typer.Exit:
         raise
-    except (UsageError, LayoutError, ValueError) as exc:
+    except (UsageError, LayoutError) as exc:  # vcp's own: a bug's ValueError is exit 1, not 2
         raise fail(str(exc), EXIT_USAGE) from None
     except Exception as exc:  # noqa: BLE001
         if debug:

@@ -50,26 +50,26 @@ def extract_command(
     features: Annotated[Path, typer.Argument(help="Folder for <split>_features[_multiscale].h5.")],
     backbone: Annotated[str, typer.Option(help="Backbone name (see `vcp backbones`), or timm/<model>.")] = "efficientnet_v2_s",
     weights: Annotated[str, typer.Option(help="DEFAULT, a release name, a state_dict PATH, or none (random).")] = "DEFAULT",
-    device: Annotated[str, typer.Option(help="auto|cuda|cpu.")] = "auto",
+    device: Annotated[opt.Device, typer.Option(help="Where the backbone runs.")] = opt.Device.auto,
     multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", help="Three-scale temporal pass.")] = True,
     scales: Annotated[str, typer.Option(help="Temporal scales for the multi-scale pass.")] = "1.0,0.85,1.15",
     batch_size: Annotated[
         int | None, typer.Option(min=1, max=65536, help="Frames per forward pass, packed across videos [default: 8 on CPU (cache-sized), 256 on CUDA].")
     ] = None,
     splits: Annotated[str | None, typer.Option(help="Comma-separated splits (default: all found).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32|bf16|fp16 (fp32 is the compatible default).")] = "fp32",
+    precision: Annotated[opt.Precision, typer.Option(help="fp32 is the compatible default.")] = opt.Precision.fp32,
     compile_net: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (pays off on long CUDA runs; recorded in the HDF5).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Recompute splits whose HDF5 is up to date.")] = False,
     from_videos: Annotated[bool, typer.Option("--from-videos", help="Read RAW videos and stream DALI -> backbone (no .pt files).")] = False,
     frames: opt.Frames = 64,
     size: opt.Size = 256,
     clip_duration: opt.ClipDuration = 10.0,
-    strategy: opt.Strategy = "uniform",
+    strategy: opt.Strategy = opt.StrategyName.uniform,
     strategy_for: opt.StrategyFor = [],  # noqa: B006
     augment: opt.Augment = False,
     seed: opt.Seed = 0,
     max_batch: opt.MaxBatch = 4,
-    cpu_decoder: opt.CpuDecoder = "auto",
+    cpu_decoder: opt.CpuDecoder = opt.CpuDecoderName.auto,
     pipelines: opt.Pipelines = None,
     prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
@@ -88,6 +88,7 @@ def extract_command(
 
     if print_config:
         opt.print_config_and_exit(ctx, locals())
+    device, precision, strategy, cpu_decoder = map(opt.value, (device, precision, strategy, cpu_decoder))
     with user_errors(debug):
         try:
             parsed_scales, parsed_splits = _parse_scales(scales), _parse_splits(splits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,15 +10,54 @@ import typer
 
 from dali_pipes import STRATEGIES
 
+
+# Fixed choices: click validates them, help lists them, shells complete them.
+class Mode(str, Enum):
+    auto = "auto"
+    gpu = "gpu"
+    cpu = "cpu"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Storage(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+    uint8 = "uint8"
+
+
+class CpuDecoderName(str, Enum):
+    auto = "auto"
+    pyav = "pyav"
+
+
+StrategyName = Enum("StrategyName", {name: name for name in STRATEGIES}, type=str)
+
+
+def value(choice) -> str:
+    """An Enum choice's plain string (``str()`` of a str-Enum is ``'Mode.auto'``)."""
+    return choice.value if isinstance(choice, Enum) else choice
+
+
 Frames = Annotated[int, typer.Option("--frames", "-T", min=1, max=4096, help="Frames per video (T).")]
 Size = Annotated[int, typer.Option(min=8, max=4096, help="Output frame size S (S x S).")]
 ClipDuration = Annotated[float, typer.Option(min=0.001, max=86400.0, help="Window in seconds (center/random).")]
-Strategy = Annotated[str, typer.Option(help=f"Sampling for all subcategories: {'|'.join(STRATEGIES)}.")]
+Strategy = Annotated[StrategyName, typer.Option(help="Sampling for all subcategories.")]
 StrategyFor = Annotated[list[str], typer.Option(help="SUBCATEGORY=STRATEGY override (repeatable).")]
 Augment = Annotated[bool, typer.Option(help="Random segment jitter + horizontal flip (p=0.5, seeded).")]
 Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed for random sampling/augmentation (and random init with --weights none).")]
 MaxBatch = Annotated[int, typer.Option(min=1, max=1024, help="Most videos per DALI batch.")]
-CpuDecoder = Annotated[str, typer.Option(help="CPU decode front: auto (DALI for VP8/VP9/MJPEG) | pyav.", hidden=True)]
+CpuDecoder = Annotated[CpuDecoderName, typer.Option(help="CPU decode front: auto (DALI for VP8/VP9/MJPEG) | pyav.", hidden=True)]
 Pipelines = Annotated[
     int | None,
     typer.Option(min=1, max=64, help="Parallel DALI pipelines, each on its own slice [default: one per NVDEC engine on a GPU, at most 4; 1 on the CPU]."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,9 @@ import typer
 from rich.console import Console
 
 from .cli_common import user_errors
+from .export import FORMATS
+
+ExportFormat = Enum("ExportFormat", {name: name for name in FORMATS}, type=str)
 
 
 def inspect_command(
@@ -27,12 +31,12 @@ def inspect_command(
 def export_command(
     features: Annotated[Path, typer.Argument(help="A features folder (*.h5) or one .h5 file.")],
     out: Annotated[Path, typer.Argument(help="Folder for <split>/<category>/<subcategory>/<video>.<ext> and index.csv.")],
-    format: Annotated[str, typer.Option("--format", help="npy (one array of num_frames rows per video).")] = "npy",
+    format: Annotated[ExportFormat, typer.Option("--format", help="npy: one array of num_frames rows per video.")] = ExportFormat.npy,
     debug: Annotated[bool, typer.Option(help="Show tracebacks for unexpected errors.")] = False,
 ) -> None:
     """One file per video (its real rows only) plus index.csv; reruns skip what is there."""
     from .export import export
 
     with user_errors(debug):
-        written, skipped = export(features, out, format)
+        written, skipped = export(features, out, format.value)
     Console(stderr=True).print(f"exported {written} video(s), {skipped} already there: {out}")

@@ -19,19 +19,19 @@ def tensorize_command(
     ctx: typer.Context,
     raw: Annotated[Path, typer.Argument(help="RAW/<split>/<category>/[<subcategory>/]<video>")],
     out: Annotated[Path, typer.Argument(help="Output folder for processed_data.pt files.")],
-    mode: Annotated[str, typer.Option(help="Where to decode/normalize: auto|gpu|cpu.")] = "auto",
+    mode: Annotated[opt.Mode, typer.Option(help="Where to decode/normalize.")] = opt.Mode.auto,
     frames: opt.Frames = 64,
     size: opt.Size = 256,
     clip_duration: opt.ClipDuration = 10.0,
-    strategy: opt.Strategy = "uniform",
+    strategy: opt.Strategy = opt.StrategyName.uniform,
     strategy_for: opt.StrategyFor = [],  # noqa: B006
     interactive: Annotated[bool, typer.Option(help="Prompt for the mode and each subcategory's strategy.")] = False,
     augment: opt.Augment = False,
     seed: opt.Seed = 0,
     max_batch: opt.MaxBatch = 4,
-    storage: Annotated[str, typer.Option(help="float32 (the contract) | float16 | uint8 (raw pixels, 4x smaller; extract normalizes on load).")] = "float32",
+    storage: Annotated[opt.Storage, typer.Option(help="float32 (the contract), float16, or uint8 (raw pixels, 4x smaller; extract normalizes on load).")] = opt.Storage.float32,
     overwrite: Annotated[bool, typer.Option(help="Redo subcategories whose outputs are up to date.")] = False,
-    cpu_decoder: opt.CpuDecoder = "auto",
+    cpu_decoder: opt.CpuDecoder = opt.CpuDecoderName.auto,
     pipelines: opt.Pipelines = None,
     prefetch: opt.Prefetch = None,
     shard: opt.ShardOpt = None,
@@ -48,6 +48,7 @@ def tensorize_command(
 
     if print_config:
         opt.print_config_and_exit(ctx, locals())
+    mode, strategy, storage, cpu_decoder = map(opt.value, (mode, strategy, storage, cpu_decoder))
     with user_errors(debug):
         opt.check_finite("--clip-duration", clip_duration)
         this_shard = resolve_shard(shard)

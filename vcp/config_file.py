@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -59,6 +60,8 @@ def load_config(ctx, param, value) -> Path | None:
 
 
 def _toml_value(value) -> str:
+    if isinstance(value, Enum):
+        value = value.value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 
-class UsageError(Exception):
-    """A user error that should end the CLI with exit code 2 and a one-line message."""
+class UsageError(ValueError):
+    """A user error that should end the CLI with exit code 2 and a one-line message.
+
+    A ValueError, so API callers that catch ValueError for bad settings still do; the CLI
+    maps only this (and LayoutError) to exit 2 — any other ValueError is a bug (exit 1)."""
 
 
 def cuda_available() -> bool:

@@ -25,6 +25,7 @@ from backbones.spec import IMAGENET, InputSpec
 
 from .atomic import remove_stale_tmp
 from .contract import PARTS_DIR, feature_part_name, features_filename
+from .devices import UsageError
 from .encoder import PRECISIONS, FrameEncoder, NonFiniteClip
 from .h5_writer import H5Writer
 from .layout import file_stamp, prepare_output_dir
@@ -82,11 +83,11 @@ class ExtractConfig:
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
-            raise ValueError(f"Invalid precision ({self.precision!r}). Supported values are: fp32, bf16, fp16.")
+            raise UsageError(f"Invalid precision ({self.precision!r}). Supported values are: fp32, bf16, fp16.")
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.scales or any(s <= 0 for s in self.scales):
-            raise ValueError(f"scales must be positive numbers, got {self.scales}")
+            raise UsageError(f"scales must be positive numbers, got {self.scales}")
 
 
 @dataclass

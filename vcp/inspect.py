@@ -109,7 +109,9 @@ def contact_sheet(pts: list[Path], out: Path, *, videos: int = 8, tile: int = 96
         if len(rows) == videos:
             break
     if not rows:
-        raise ValueError(f"no clips to preview in {', '.join(map(str, pts)) or 'the given path'}")
+        from .layout import LayoutError
+
+        raise LayoutError(f"no clips to preview in {', '.join(map(str, pts)) or 'the given path'}")
     per_row = max(len(r[1]) for r in rows)
     header, pad = 18, 2
     sheets = []

@@ -149,10 +149,10 @@ def validate_strategy_rules(config: TensorizeConfig, tree: RawTree) -> None:
 
 def validate_strategies(config: TensorizeConfig) -> None:
     if config.storage not in STORAGE_DTYPES:
-        raise ValueError(f"Invalid storage ({config.storage!r}). Supported values are: float32, float16, uint8.")
+        raise UsageError(f"Invalid storage ({config.storage!r}). Supported values are: float32, float16, uint8.")
     for name in [config.strategy, *config.strategy_for.values()]:
         if name not in STRATEGIES:
-            raise ValueError(
+            raise UsageError(
                 f"Invalid sampling strategy ({name!r}). Supported values are: {', '.join(STRATEGIES)}."
             )
 
