@@ -152,9 +152,8 @@ class FramePool:
     """Reused decode buffers, one per batch slot, grown to the largest clip seen.
 
     A 64-frame 720p clip is 177 MB of RGB; allocating it afresh per video costs page
-    faults every time and, now and then, a stall of several hundred ms in the kernel
-    (measured on the dev box: PyAV decode of a 720p clip 0.085 s mean with fresh arrays,
-    0.043 s with a reused one). Not thread-safe: one pool per loader thread.
+    faults every time and, now and then, a long stall in the kernel (docs/benchmarks.md).
+    Not thread-safe: one pool per loader thread.
     """
 
     def __init__(self):
@@ -238,8 +237,8 @@ class LoaderStats:
     fallbacks: list[str] = field(default_factory=list)
 
 
-# On the H200 (7 NVDEC engines) DALI alone decoded 23.6-25.2 720p videos/s with 4 pipelines
-# and 21.0-22.2 with 7; vcp's streaming 11.7-12.4 with 4 and 6.5-9.9 with 7 (docs/benchmarks.md).
+# More pipelines than this decoded slower on a 7-NVDEC card, in DALI alone and in vcp
+# (docs/benchmarks.md, "Numbers behind the defaults").
 MAX_AUTO_PIPELINES = 4
 
 
@@ -297,8 +296,7 @@ class ClipLoader:
         self._caps = caps if caps is not None else (CapsTable(device_id) if device == "gpu" else None)
         # None: one pipeline per NVDEC engine the card reports (one pipeline keeps about one busy)
         self.pipelines = pipelines if pipelines is not None else default_pipelines(self.nvdec_engines)
-        # DALI threads per pipeline: all cores (on the H200 box, 7 pipelines x 2 threads decoded 7.3
-        # videos/s against 12.4 with 16 each; docs/benchmarks.md)
+        # DALI threads per pipeline: all cores (a share per pipeline measured slower; docs/benchmarks.md)
         self._share_of_cores = os.cpu_count() or 1
         # None: on a GPU, files are probed ahead in a few processes (the CPU is otherwise idle);
         # on the CPU in line (the cores decode)

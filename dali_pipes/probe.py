@@ -231,9 +231,8 @@ def outcome_of(future_or_outcome) -> VideoInfo:
 class Prober:
     """Probes files in worker processes, ahead of decoding, off the decoding threads' GIL.
 
-    Probing demuxes every packet in Python (about 14 ms per 720p H.264 file of 300 frames on
-    the H200 box); done in the threads that drive DALI it held the GIL they need between
-    DALI calls. ``submit(path)`` returns a future for :func:`outcome_of`.
+    Probing demuxes every packet in Python; done in the threads that drive DALI it held the
+    GIL they need between DALI calls. ``submit(path)`` returns a future for :func:`outcome_of`.
     """
 
     def __init__(self, workers: int):

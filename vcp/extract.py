@@ -47,9 +47,9 @@ from .report import file_error
 from .shard import Shard, contiguous_ranges
 from .versions import versions
 
-# Frames per forward when --batch-size is not given. On the CPU small batches stay in cache:
-# efficientnet_v2_s at 256² on the 2-core dev box ran 30 frames/s at batch 32, 44 at 8 and
-# 47 at 4 (fp32); 73 / 74 / 67 with bf16 (resnet50: same shape). docs/benchmarks.md.
+# Frames per forward when --batch-size is not given: on the CPU small batches stay in the
+# caches; on CUDA a few hundred frames fill the card (measurements: docs/benchmarks.md,
+# "Numbers behind the defaults").
 AUTO_BATCH = {"cpu": 8, "cuda": 256}
 
 
@@ -360,9 +360,9 @@ def write_features(
 
 
 def compress_threads(device_type: str) -> int:
-    """Threads gzip-compressing HDF5 rows beside the backbone: on CUDA the CPU is free (a
-    few hundred videos/s need ~60 MB/s of level-4 gzip); on the CPU the backbone has the
-    cores, one thread is enough to overlap."""
+    """Threads gzip-compressing HDF5 rows beside the backbone: on CUDA the CPU is free and a
+    fast card produces rows faster than one zlib thread compresses them; on the CPU the
+    backbone has the cores, one thread is enough to overlap."""
     cores = os.cpu_count() or 1
     return min(8, max(1, cores // 2)) if device_type == "cuda" else 1
 

@@ -215,9 +215,9 @@ class ClipReader:
     For a CUDA backbone, clip ``i`` is read with plain ``pread`` calls from its place in the
     archive (storages are stored uncompressed) straight into pinned memory, by a few threads
     ahead of use: no page faults on a memory map, no extra copy into a staging buffer, and
-    the upload is a direct async copy. (On the H200 box the memory-mapped path capped
-    extract at ~3,200 frames/s.) Elsewhere, and for any archive whose layout is not the
-    plain one, the clip is the memory-mapped view.
+    the upload is a direct async copy (the memory-mapped path capped extract on a GPU:
+    docs/benchmarks.md). Elsewhere, and for any archive whose layout is not the plain one,
+    the clip is the memory-mapped view.
     """
 
     def __init__(self, pinned: bool):

@@ -65,8 +65,7 @@ class TensorizeConfig:
         The defaults: 1 in tensorize (the consumer is the writer, mostly I/O); in the
         streaming path 2 when the backbone runs on CUDA and 0 (in line) when it runs on
         the CPU, where a decode thread and the backbone's OpenMP threads would fight for
-        the same cores (on the 2-core dev box overlapping measured slower; see
-        docs/benchmarks.md).
+        the same cores (measured slower there: docs/benchmarks.md).
         """
         return default if self.prefetch is None else self.prefetch
 
