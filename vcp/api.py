@@ -15,8 +15,11 @@ from pathlib import Path
 from rich.console import Console
 
 from .devices import cuda_available, slow_precision_warning
-from .extract import ExtractConfig, FrameEncoder, discover_processed, extract_split, load_backbone
+from .encoder import FrameEncoder
+from .extract import extract_split
+from .features import ExtractConfig, load_backbone
 from .multiscale import DEFAULT_SCALES
+from .pt_reader import discover_processed
 
 
 class EnhancedFeatureExtractor:

@@ -83,7 +83,8 @@ def extract_command(
     from backbones import BackboneError, WeightsError
 
     from .devices import slow_precision_warning
-    from .extract import ExtractConfig, check_device, extract
+    from .extract import extract
+    from .features import ExtractConfig, check_device
     from .shard import resolve_shard
 
     if print_config:
@@ -121,8 +122,8 @@ def extract_command(
             if slow:
                 print(f"vcp: WARNING: {slow}", file=sys.stderr, flush=True)
             if from_videos:
+                from .settings import TensorizeConfig, validate_strategies
                 from .stream import extract_from_videos
-                from .tensorize import TensorizeConfig, validate_strategies
 
                 sampling = TensorizeConfig(
                     frames=frames, size=size, clip_duration=clip_duration, strategy=strategy,

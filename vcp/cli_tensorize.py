@@ -43,8 +43,9 @@ def tensorize_command(
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
     from .layout import discover_raw
+    from .settings import TensorizeConfig
     from .shard import resolve_shard
-    from .tensorize import TensorizeConfig, tensorize
+    from .tensorize import tensorize
 
     if print_config:
         opt.print_config_and_exit(ctx, locals())

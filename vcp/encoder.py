@@ -9,7 +9,7 @@ import torch
 from backbones.spec import IMAGENET, InputSpec
 
 if TYPE_CHECKING:
-    from .extract import ExtractConfig
+    from .features import ExtractConfig
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 UPLOAD_SLOTS = 3  # pinned staging buffers for host->device copies: one filling, two in flight

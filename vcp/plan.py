@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from .contract import PT_NAME
 from .layout import RawTree, discover_raw
-from .pt_writer import PT_NAME
 
 VIDEO_SUFFIXES = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .m2v .ts .mts .m2ts .flv .wmv .asf .3gp .3g2 .ogv .ogg .mxf .y4m .ivf .h264 .264 .hevc .265 .mjpeg .mjpg .vob .dv".split()
@@ -67,7 +67,8 @@ def tensorize_plan(tree: RawTree, out: Path, config) -> Table:
 
 def extract_plan(processed: Path, features: Path, config) -> Table:
     """One row per split, as ``vcp extract`` would decide it."""
-    from .extract import SplitResult, discover_processed, fingerprint, output_target
+    from .features import SplitResult, fingerprint, output_target
+    from .pt_reader import discover_processed
 
     table = _table(f"vcp extract --dry-run: {processed} -> {features} (nothing written)", "split")
     for split, files in discover_processed(processed, config.splits).items():
@@ -87,9 +88,9 @@ def extract_plan(processed: Path, features: Path, config) -> Table:
 
 def stream_plan(raw: Path, features: Path, config, sampling) -> Table:
     """One row per split for ``vcp extract --from-videos``."""
-    from .extract import SplitResult, output_target
+    from .features import SplitResult, output_target
+    from .settings import validate_strategy_rules
     from .stream import split_fingerprint
-    from .tensorize import validate_strategy_rules
 
     tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
     validate_strategy_rules(sampling, tree)

@@ -19,10 +19,10 @@ from rich.console import Console
 from dali_pipes import ClipLoader
 from dali_pipes.prefetch import prefetch
 
-from .extract import (
+from .encoder import FrameEncoder
+from .features import (
     Clip,
     ExtractConfig,
-    FrameEncoder,
     SplitResult,
     fingerprint,
     load_backbone,
@@ -33,8 +33,8 @@ from .extract import (
 from .layout import discover_raw, file_stamp, prepare_output_dir
 from .lock import output_lock
 from .report import file_error
+from .settings import TensorizeConfig, validate_strategy_rules
 from .shard import assign_balanced
-from .tensorize import TensorizeConfig, validate_strategy_rules
 
 
 def split_fingerprint(groups, config: ExtractConfig, sampling: TensorizeConfig) -> str:
