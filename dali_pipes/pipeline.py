@@ -20,10 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import os
-import threading
-import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,15 +28,14 @@ from typing import Literal
 
 import numpy as np
 
+from ._buffers import FramePool, OutputPool
+from ._graph import Device, Front, build_pipeline
 from .ffmpeg_log import ensure_ffmpeg_logging
 from .nvdec import CapsTable, Route, dali_error_line, route, stream_key
 from .probe import DALI_CPU_CODECS, Prober, VideoError, VideoInfo, outcome_of, probe
 from .pyav_front import FrameCountMismatch, decode_frames
 from .samplers import SamplingSpec
 from .vram import batch_size_for, free_vram_bytes
-
-Device = Literal["cpu", "gpu"]
-Front = Literal["dali", "frames"]
 
 
 @dataclass
@@ -61,72 +57,6 @@ class ClipResult:
         return self.error is None
 
 
-def _resize_normalize(frames, *, size: int, mean, std, flip):
-    from nvidia.dali import fn, types
-
-    frames = fn.resize(
-        frames,
-        size=[size, size],
-        interp_type=types.INTERP_LINEAR,
-        antialias=True,
-        dtype=types.FLOAT,
-    )
-    return fn.crop_mirror_normalize(
-        frames,
-        dtype=types.FLOAT,
-        output_layout="FCHW",
-        mean=[255.0 * m for m in mean],
-        std=[255.0 * s for s in std],
-        mirror=flip,
-    )
-
-
-def build_pipeline(
-    front: Front,
-    *,
-    device: Device,
-    batch_size: int,
-    size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    num_threads: int | None = None,
-    device_id: int | None = None,
-):
-    """Build (and ``build()``) one DALI pipeline for ``front`` on ``device``."""
-    from nvidia.dali import fn, pipeline_def, types
-
-    @pipeline_def(
-        batch_size=batch_size,
-        num_threads=num_threads or os.cpu_count() or 1,
-        device_id=device_id if device == "gpu" else None,
-        exec_pipelined=False,
-        exec_async=False,
-        prefetch_queue_depth=1,
-    )
-    def graph():
-        flip = fn.external_source(name="flip", dtype=types.INT32, ndim=0)
-        if front == "dali":
-            encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
-            indices = fn.external_source(name="indices", dtype=types.INT32, ndim=1)
-            frames = fn.decoders.video(
-                encoded,
-                frames=indices,
-                pad_mode="none",
-                device="mixed" if device == "gpu" else "cpu",
-            )
-        else:
-            # no_copy: the caller's buffers are read in place; they are not refilled before the
-            # (synchronous, non-pipelined) run that reads them has returned.
-            frames = fn.external_source(name="frames", dtype=types.UINT8, ndim=4, layout="FHWC", no_copy=True)
-            if device == "gpu":
-                frames = frames.gpu()
-        return _resize_normalize(frames, size=size, mean=mean, std=std, flip=flip)
-
-    pipe = graph()
-    pipe.build()
-    return pipe
-
-
 def _graph_flip(item: ClipResult) -> np.int32:
     """The graph mirrors unrotated frames; a rotated video is flipped after its rotation."""
     return np.int32(item.flip and not item.info.rotation)
@@ -146,89 +76,6 @@ def _orient(item: ClipResult) -> None:
     if item.flip:
         turned = turned.flip(-1)
     clip.copy_(turned.contiguous())
-
-
-class FramePool:
-    """Reused decode buffers, one per batch slot, grown to the largest clip seen.
-
-    A 64-frame 720p clip is 177 MB of RGB; allocating it afresh per video costs page
-    faults every time and, now and then, a long stall in the kernel (docs/benchmarks.md).
-    Not thread-safe: one pool per loader thread.
-    """
-
-    def __init__(self):
-        self._slots: dict[int, np.ndarray] = {}
-
-    def take(self, slot: int, shape: tuple) -> np.ndarray:
-        need = math.prod(shape)
-        flat = self._slots.get(slot)
-        if flat is None or flat.size < need:
-            flat = self._slots[slot] = np.empty(need, np.uint8)
-        return flat[:need].reshape(shape)
-
-
-class OutputPool:
-    """CPU buffers for DALI's outputs, handed back by :meth:`ClipLoader.recycle`.
-
-    ``take`` returns a free buffer large enough, or a new one. The pool keeps only weak
-    references to what it lent, so a consumer that never recycles gets fresh memory per
-    batch and frees it by dropping the clips, as with a plain clone. With ``limit``, a
-    ``take`` waits while that many buffers are out: memory is then fixed at ``limit``
-    buffers — only for consumers that recycle every batch before taking the next, or it
-    waits for ever. Thread-safe: the producer takes in the prefetch thread while the
-    consumer gives back in its own.
-    """
-
-    def __init__(self, limit: int | None = None):
-        if limit is not None and limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        self.limit = limit
-        self._free: list = []
-        self._lent = weakref.WeakValueDictionary()  # id -> buffer
-        self._cond = threading.Condition()
-        self._released = False  # set by unblock(): the consumer stopped, never wait
-
-    def take(self, numel: int, dtype, capacity: int | None = None):
-        """A buffer of at least ``numel`` elements (new ones get ``capacity``)."""
-        import torch
-
-        with self._cond:
-            # Polled as well as notified: a buffer a consumer drops without recycling
-            # leaves ``_lent`` by garbage collection, which notifies nobody.
-            while self.limit is not None and len(self._lent) >= self.limit and not self._released:
-                self._cond.wait(timeout=0.05)
-            for i, buf in enumerate(self._free):
-                if buf.dtype == dtype and buf.numel() >= numel:
-                    buf = self._free.pop(i)
-                    break
-            else:
-                if self._free:  # none fits: free one instead of keeping it
-                    self._free.pop(0)
-                buf = torch.empty(max(numel, capacity or 0), dtype=dtype)
-            self._lent[id(buf)] = buf
-        return buf
-
-    def unblock(self) -> None:
-        """The consumer has stopped: no take waits from now on, until :meth:`rearm` (a take
-        already waiting goes on, and so does one the producer has not reached yet)."""
-        with self._cond:
-            self._released = True
-            self._cond.notify_all()
-
-    def rearm(self) -> None:
-        """A new consumer starts: the limit holds again."""
-        with self._cond:
-            self._released = False
-
-    def give(self, buf) -> bool:
-        """Take ``buf`` back if this pool lent it; False otherwise."""
-        with self._cond:
-            if self._lent.get(id(buf)) is not buf:
-                return False
-            del self._lent[id(buf)]
-            self._free.append(buf)
-            self._cond.notify_all()
-            return True
 
 
 @dataclass
@@ -623,3 +470,6 @@ class ClipLoader:
         pipe.feed_input("flip", [_graph_flip(item) for item in ready])
         for item, clip in zip(ready, self._outputs(pipe, len(ready)), strict=True):
             item.clip = clip
+
+
+__all__ = ["ClipLoader", "ClipResult", "FramePool", "LoaderStats", "OutputPool", "build_pipeline", "default_pipelines"]

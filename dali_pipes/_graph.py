@@ -1,0 +1,76 @@
+"""The DALI graph: one decode front (DALI's decoder, or frames from PyAV) -> resize -> normalize."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+Device = Literal["cpu", "gpu"]
+Front = Literal["dali", "frames"]
+
+
+def _resize_normalize(frames, *, size: int, mean, std, flip):
+    from nvidia.dali import fn, types
+
+    frames = fn.resize(
+        frames,
+        size=[size, size],
+        interp_type=types.INTERP_LINEAR,
+        antialias=True,
+        dtype=types.FLOAT,
+    )
+    return fn.crop_mirror_normalize(
+        frames,
+        dtype=types.FLOAT,
+        output_layout="FCHW",
+        mean=[255.0 * m for m in mean],
+        std=[255.0 * s for s in std],
+        mirror=flip,
+    )
+
+
+def build_pipeline(
+    front: Front,
+    *,
+    device: Device,
+    batch_size: int,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    num_threads: int | None = None,
+    device_id: int | None = None,
+):
+    """Build (and ``build()``) one DALI pipeline for ``front`` on ``device``."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(
+        batch_size=batch_size,
+        num_threads=num_threads or os.cpu_count() or 1,
+        device_id=device_id if device == "gpu" else None,
+        exec_pipelined=False,
+        exec_async=False,
+        prefetch_queue_depth=1,
+    )
+    def graph():
+        flip = fn.external_source(name="flip", dtype=types.INT32, ndim=0)
+        if front == "dali":
+            encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+            indices = fn.external_source(name="indices", dtype=types.INT32, ndim=1)
+            frames = fn.decoders.video(
+                encoded,
+                frames=indices,
+                pad_mode="none",
+                device="mixed" if device == "gpu" else "cpu",
+            )
+        else:
+            # no_copy: the caller's buffers are read in place; they are not refilled before the
+            # (synchronous, non-pipelined) run that reads them has returned.
+            frames = fn.external_source(name="frames", dtype=types.UINT8, ndim=4, layout="FHWC", no_copy=True)
+            if device == "gpu":
+                frames = frames.gpu()
+        return _resize_normalize(frames, size=size, mean=mean, std=std, flip=flip)
+
+    pipe = graph()
+    pipe.build()
+    return pipe
