@@ -15,7 +15,7 @@ from ._registry import (
     list_backbones,
 )
 from .spec import IMAGENET, BackboneSpec, InputSpec
-from .weights import WeightsError
+from .weights import NoWeights, Release, Weights, WeightsError, WeightsFile, parse_weights
 
 __all__ = [
     "GROUP",
@@ -24,7 +24,12 @@ __all__ = [
     "BackboneSpec",
     "InputSpec",
     "Registry",
+    "NoWeights",
+    "Release",
+    "Weights",
     "WeightsError",
+    "WeightsFile",
+    "parse_weights",
     "default_registry",
     "get_backbone",
     "list_backbones",

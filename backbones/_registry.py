@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .spec import BackboneSpec
-from .weights import WeightsError, is_random
+from .weights import NoWeights, WeightsError, parse_weights, plugin_argument
 
 GROUP = "vcp.backbones"
 TIMM_PREFIX = "timm/"
@@ -134,8 +134,9 @@ class Registry:
     def create(self, name: str, weights="DEFAULT") -> nn.Module:
         """Build ``name`` with ``weights``; returns a frozen module with ``feature_dim``."""
         spec = self.spec(name)
+        parsed = parse_weights(weights)
         try:
-            model = spec.factory(weights=None if is_random(weights) else weights)
+            model = spec.factory(weights=plugin_argument(parsed))
         except WeightsError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -147,7 +148,7 @@ class Registry:
         if not hasattr(model, "input_spec"):
             model.input_spec = spec.input
         if not hasattr(model, "weights_source"):
-            model.weights_source = "random init" if is_random(weights) else str(weights)
+            model.weights_source = "random init" if isinstance(parsed, NoWeights) else str(parsed)
         return model
 
 

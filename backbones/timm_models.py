@@ -6,7 +6,7 @@ from torch import nn
 
 from .spec import InputSpec
 from .torchvision_models import freeze
-from .weights import WeightsError, is_path, is_random, load_into, read_state_dict
+from .weights import NoWeights, WeightsError, WeightsFile, load_into, parse_weights, read_state_dict
 
 
 def build(model_name: str, weights=None) -> nn.Module:
@@ -14,19 +14,20 @@ def build(model_name: str, weights=None) -> nn.Module:
 
     if model_name not in timm.list_models(pretrained=False) and not timm.is_model(model_name):
         raise KeyError(model_name)
-    if is_random(weights):
+    weights = parse_weights(weights)
+    if isinstance(weights, NoWeights):
         model, source = timm.create_model(model_name, pretrained=False, num_classes=0), "random init"
-    elif is_path(weights):
+    elif isinstance(weights, WeightsFile):
         # A state_dict of this timm model (as timm saves it), loaded strictly: every tensor
         # of the network must come from the file (timm's own file loading let resnet18
         # weights into a resnet34 without a word).
         model = timm.create_model(model_name, pretrained=False, num_classes=0)
         classifier = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or ()
         heads = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
-        load_into(model, read_state_dict(weights), head_prefixes=heads, source=str(weights), arch=f"timm/{model_name}")
+        load_into(model, read_state_dict(weights.path), head_prefixes=heads, source=str(weights), arch=f"timm/{model_name}")
         source = str(weights)
     else:
-        tag = "" if str(weights).upper() == "DEFAULT" else f".{weights}"
+        tag = "" if weights.name.upper() == "DEFAULT" else f".{weights.name}"
         try:
             model = timm.create_model(model_name + tag, pretrained=True, num_classes=0)
         except Exception as exc:  # noqa: BLE001

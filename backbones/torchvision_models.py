@@ -13,7 +13,14 @@ from functools import partial
 from torch import nn
 
 from .spec import IMAGENET
-from .weights import is_path, is_random, load_into, read_state_dict, torchvision_state_dict
+from .weights import (
+    NoWeights,
+    WeightsFile,
+    load_into,
+    parse_weights,
+    read_state_dict,
+    torchvision_state_dict,
+)
 
 # name -> (feature_dim, default release, head attribute)
 BUILTINS: dict[str, tuple[int, str, str]] = {
@@ -39,13 +46,14 @@ def build(arch: str, weights=None) -> nn.Module:
 
     feature_dim, default_release, head = BUILTINS[arch]
     model = torchvision.models.get_model(arch, weights=None)
-    if is_random(weights):
+    weights = parse_weights(weights)
+    if isinstance(weights, NoWeights):
         source = "random init"
-    elif is_path(weights):
-        load_into(model, read_state_dict(weights), head_prefixes=(head + ".",), source=str(weights), arch=arch)
+    elif isinstance(weights, WeightsFile):
+        load_into(model, read_state_dict(weights.path), head_prefixes=(head + ".",), source=str(weights), arch=arch)
         source = str(weights)
     else:
-        release = default_release if str(weights).upper() == "DEFAULT" else str(weights)
+        release = default_release if weights.name.upper() == "DEFAULT" else weights.name
         state, source = torchvision_state_dict(arch, release)
         load_into(model, state, head_prefixes=(head + ".",), source=source, arch=arch)
     setattr(model, head, nn.Identity())

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,14 +22,66 @@ class WeightsError(Exception):
     """Weights that cannot be had; the message says what to do."""
 
 
+@dataclass(frozen=True)
+class NoWeights:
+    """Random init (tests; the CLI warns loudly)."""
+
+    def __str__(self) -> str:
+        return "none"
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A local state_dict file."""
+
+    path: Path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+@dataclass(frozen=True)
+class Release:
+    """Published weights by name: ``DEFAULT`` or a release such as ``IMAGENET1K_V2``."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+Weights = NoWeights | WeightsFile | Release
+_WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+def parse_weights(value) -> Weights:
+    """What ``--weights`` (or a factory's ``weights=``) means, decided once.
+
+    None / ``"none"``: random init. An existing file, or text that can only be a path (a
+    folder separator, or a weights file suffix): a state_dict file — missing ones fail
+    when read, naming the path. Anything else: a published release name.
+    """
+    if isinstance(value, (NoWeights, WeightsFile, Release)):
+        return value
+    if value is None or (isinstance(value, str) and value.lower() == "none"):
+        return NoWeights()
+    text = os.fspath(value)
+    if Path(text).is_file() or os.sep in text or "/" in text or text.endswith(_WEIGHT_SUFFIXES):
+        return WeightsFile(Path(text))
+    return Release(text)
+
+
+def plugin_argument(weights: Weights) -> str | None:
+    """The value the plugin contract passes a factory: None, a path string, or a release name."""
+    return None if isinstance(weights, NoWeights) else str(weights)
+
+
 def is_random(weights) -> bool:
-    return weights is None or (isinstance(weights, str) and weights.lower() == "none")
+    return isinstance(parse_weights(weights), NoWeights)
 
 
 def is_path(weights) -> bool:
-    return isinstance(weights, (str, os.PathLike)) and (
-        Path(weights).is_file() or any(sep in str(weights) for sep in ("/", os.sep)) or str(weights).endswith((".pth", ".pt", ".bin", ".safetensors"))
-    )
+    return isinstance(parse_weights(weights), WeightsFile)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -169,3 +169,20 @@ def test_source_checkout_without_install_still_has_the_builtins():
     specs = Registry(_source_checkout_entry_points()).specs()
     assert {n: s.feature_dim for n, s in specs.items() if s.ok} == {n: d for n, (d, _, _) in BUILTINS.items()}
     assert all(s.distribution == "vcp-toolkit (source checkout)" for s in specs.values())
+
+
+def test_weights_are_parsed_once_into_a_typed_value(tmp_path):
+    from pathlib import Path
+
+    from backbones import NoWeights, Release, WeightsFile, parse_weights
+    from backbones.weights import plugin_argument
+
+    local = tmp_path / "w"  # no suffix, but it exists: a file
+    local.write_bytes(b"x")
+    assert parse_weights(None) == parse_weights("none") == parse_weights("None") == NoWeights()
+    assert parse_weights(str(local)) == WeightsFile(local)
+    assert parse_weights("ckpt/model.bin") == WeightsFile(Path("ckpt/model.bin"))  # missing: fails when read, naming it
+    assert parse_weights("model.safetensors") == WeightsFile(Path("model.safetensors"))
+    assert parse_weights("DEFAULT") == Release("DEFAULT") and parse_weights("IMAGENET1K_V2") == Release("IMAGENET1K_V2")
+    assert parse_weights(Release("X")) == Release("X")  # typed values pass through
+    assert [plugin_argument(parse_weights(v)) for v in (None, "DEFAULT", str(local))] == [None, "DEFAULT", str(local)]

@@ -99,14 +99,17 @@ def extract_command(
             resolved = check_device(device)
             if resolved == "cuda":
                 resolved = f"cuda:{this_shard.local_rank}"
-            if weights.lower() == "none":
+            from backbones import NoWeights, parse_weights
+
+            chosen = parse_weights(weights)
+            if isinstance(chosen, NoWeights):
                 print(
                     "vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are "
                     f"meaningless for training (use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True,
                 )
             settings = ExtractConfig(
                 backbone=backbone,
-                weights=None if weights.lower() == "none" else weights,
+                weights=chosen,
                 device=resolved,
                 multi_scale=multi_scale,
                 scales=parsed_scales,

@@ -20,6 +20,7 @@ import torch
 from rich.table import Table
 
 from backbones.spec import IMAGENET, InputSpec
+from backbones.weights import NoWeights, Weights, WeightsFile, parse_weights
 
 from .atomic import remove_stale_tmp
 from .contract import PARTS_DIR, feature_part_name, features_filename
@@ -44,7 +45,7 @@ AUTO_BATCH = {"cpu": 8, "cuda": 256}
 @dataclass(frozen=True)
 class ExtractConfig:
     backbone: str = "efficientnet_v2_s"
-    weights: str | None = "DEFAULT"
+    weights: Weights | str | None = "DEFAULT"  # parsed into a Weights value on construction
     device: str = "cpu"  # resolved: "cpu", "cuda" or "cuda:<local rank>"
     multi_scale: bool = True
     scales: tuple[float, ...] = DEFAULT_SCALES
@@ -61,7 +62,7 @@ class ExtractConfig:
     @property
     def random_init(self) -> bool:
         """No weights: a randomly initialized network (seeded by ``seed``)."""
-        return self.weights is None or str(self.weights).lower() == "none"
+        return isinstance(self.weights, NoWeights)
 
     @property
     def forward_batch(self) -> int:
@@ -69,6 +70,7 @@ class ExtractConfig:
         return self.batch_size or AUTO_BATCH["cuda" if self.device.startswith("cuda") else "cpu"]
 
     def __post_init__(self):
+        object.__setattr__(self, "weights", parse_weights(self.weights))  # decided once, here
         if self.precision not in PRECISIONS:
             raise UsageError(f"Invalid precision ({self.precision!r}). Supported values are: fp32, bf16, fp16.")
         if self.batch_size is not None and self.batch_size < 1:
@@ -107,10 +109,12 @@ def fingerprint(files: list[Path], config: ExtractConfig, **extra) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _weights_identity(weights) -> str:
+def _weights_identity(weights: Weights) -> str:
     """A weights file counts by content stamp (size, mtime), a release by its name."""
+    if isinstance(weights, NoWeights):
+        return "None"
     path = Path(str(weights))
-    if weights is not None and path.is_file():
+    if isinstance(weights, WeightsFile) and path.is_file():
         st = path.stat()
         return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
     return str(weights)
