@@ -76,9 +76,9 @@ def extract_split(
 ) -> SplitResult:
     result = SplitResult(split)
     fp = fingerprint(files, config)
-    out_path = output_target(features, split, config, fp, result)
-    if out_path is None:
-        return result
+    out_path, previous = output_target(features, split, config, fp)
+    if previous is not None:
+        return previous
     tensor_files, failures = opened if opened is not None else open_split(files)
     check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tf in tensor_files})
     for path, reason in failures:

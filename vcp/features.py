@@ -120,35 +120,34 @@ def _weights_identity(weights: Weights) -> str:
     return str(weights)
 
 
-def output_target(features: Path, split: str, config: ExtractConfig, fp: str, result: SplitResult) -> Path | None:
-    """Where this process writes the split: the final file, or its shard's part (None: up to date)."""
+def output_target(features: Path, split: str, config: ExtractConfig, fp: str) -> tuple[Path, SplitResult | None]:
+    """Where this process writes the split (the final file, or its shard's part), and the
+    result already there when that file (or the final one) is up to date — a query: it
+    writes nothing and changes nothing."""
     final = features / features_filename(split, config.multi_scale)
-    if not config.overwrite and skip_if_current(final, fp, result):
-        return None
-    if not config.shard.active:
-        return final
-    part = features / PARTS_DIR / feature_part_name(final.name, config.shard.tag)
-    if not config.overwrite and skip_if_current(part, fp, result):
-        return None
-    return part
+    targets = [final] if not config.shard.active else [final, features / PARTS_DIR / feature_part_name(final.name, config.shard.tag)]
+    if not config.overwrite:
+        for path in targets:
+            previous = current_result(path, fp, split)
+            if previous is not None:
+                return path, previous
+    return targets[-1], None
 
 
-def skip_if_current(path: Path, fp: str, result: SplitResult) -> bool:
-    """True (and ``result`` filled from the file) when ``path`` was made from these inputs."""
+def current_result(path: Path, fp: str, split: str) -> SplitResult | None:
+    """The result recorded in ``path`` when it was made from these inputs (``fp``), else None."""
     if not path.is_file():
-        return False
+        return None
     try:
         with h5py.File(path, "r") as h5:
             if h5.attrs.get("fingerprint") != fp:
-                return False
-            result.videos = int(h5.attrs["num_videos"])
+                return None
             upstream = [tuple(x) for x in json.loads(h5.attrs.get("tensorize_failed_files", "[]"))]
-            result.failures = [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]")) if tuple(x) not in upstream]
-            result.upstream_failures = upstream
+            failures = [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]")) if tuple(x) not in upstream]
+            return SplitResult(split, videos=int(h5.attrs["num_videos"]), output=path, skipped=True,
+                               failures=failures, upstream_failures=upstream)
     except OSError:
-        return False
-    result.skipped, result.output = True, path
-    return True
+        return None
 
 
 def load_backbone(config: ExtractConfig) -> torch.nn.Module:

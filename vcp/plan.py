@@ -67,12 +67,12 @@ def tensorize_plan(tree: RawTree, out: Path, config) -> Table:
 
 def extract_plan(processed: Path, features: Path, config) -> Table:
     """One row per split, as ``vcp extract`` would decide it."""
-    from .features import SplitResult, fingerprint, output_target
+    from .features import fingerprint, output_target
     from .pt_reader import discover_processed
 
     table = _table(f"vcp extract --dry-run: {processed} -> {features} (nothing written)", "split")
     for split, files in discover_processed(processed, config.splits).items():
-        current = output_target(Path(features), split, config, fingerprint(files, config), SplitResult(split)) is None
+        current = output_target(Path(features), split, config, fingerprint(files, config))[1] is not None
         videos = 0
         for pt in files:
             import torch
@@ -88,7 +88,7 @@ def extract_plan(processed: Path, features: Path, config) -> Table:
 
 def stream_plan(raw: Path, features: Path, config, sampling) -> Table:
     """One row per split for ``vcp extract --from-videos``."""
-    from .features import SplitResult, output_target
+    from .features import output_target
     from .settings import validate_strategy_rules
     from .stream import split_fingerprint
 
@@ -99,7 +99,7 @@ def stream_plan(raw: Path, features: Path, config, sampling) -> Table:
         groups = sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
         everything = [f for g in groups for f in g.files]
         fp = split_fingerprint(groups, config, sampling)
-        current = output_target(Path(features), split, config, fp, SplitResult(split)) is None
+        current = output_target(Path(features), split, config, fp)[1] is not None
         rejected = _rejections(everything)
         n = len(everything)
         table.add_row(split, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)), "; ".join(rejected) or "-")

@@ -81,9 +81,9 @@ def _extract_locked(tree, features: Path, config: ExtractConfig, sampling: Tenso
         result = SplitResult(split)
         everything = [f for g in groups for f in g.files]
         fp = split_fingerprint(groups, config, sampling)
-        out_path = output_target(features, split, config, fp, result)
-        if out_path is None:
-            results.append(result)
+        out_path, previous = output_target(features, split, config, fp)
+        if previous is not None:
+            results.append(previous)
             continue
         order = {f: i for i, f in enumerate(everything)}  # single-process row order
         mine = set(everything)
