@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Codecs DALI's CPU video decoder handles (nvidia-dali 2.4); others go through PyAV on the CPU.
@@ -69,6 +69,43 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     import av
 
     path = Path(path)
+    _check_regular_file(path)
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise VideoError(path, f"not a readable video container ({_ffmpeg_reason(exc)})") from None
+    with container:
+        stream, fps = _video_stream(path, container)
+        packets = _demux(path, container, stream)
+        ctx = stream.codec_context
+        if not ctx.width or not ctx.height:
+            raise VideoError(path, "video stream has no frame size")
+        missing_s = _check_not_truncated(path, container, stream, packets.count, fps, packets.last_pts)
+        declared = int(stream.frames or 0)
+        if declared and packets.count < 0.9 * declared and declared - packets.count > fps:
+            raise VideoError(path, f"truncated: header says {declared} frames, only {packets.count} present")
+        missing, warnings = 0, []
+        if declared > packets.count:
+            missing = declared - packets.count
+            warnings.append(f"cut short: header says {declared} frames, {packets.count} present")
+        elif missing_s * fps >= 1.5:
+            missing = round(missing_s * fps)
+            warnings.append(f"cut short: {missing_s:.2f} s of the declared duration missing")
+        if packets.last_corrupt and packets.count > 1:  # a partial last frame: never sampled (stale pixels)
+            packets.count -= 1
+            packets.stamps.pop()
+            missing += 1
+            warnings.append("last frame incomplete (dropped)")
+        return VideoInfo(
+            path=str(path), codec=ctx.name, width=ctx.width, height=ctx.height, fps=fps,
+            num_frames=packets.count, pix_fmt=ctx.pix_fmt or "unknown", declared_frames=declared,
+            rotation=packets.rotation or 0, frames_missing=missing, warning="; ".join(warnings),
+            frame_times=_presentation_times(packets.stamps, stream),
+        )
+
+
+def _check_regular_file(path: Path) -> None:
+    """A readable, non-empty regular file (a broken link, a FIFO... is named as such)."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -80,81 +117,56 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if not stat.S_ISREG(st.st_mode):
         kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device or special file"
         raise VideoError(path, f"not a regular file ({kind})")
-    size = st.st_size
-    if size == 0:
+    if st.st_size == 0:
         raise VideoError(path, "empty file (0 bytes)")
+
+
+def _video_stream(path: Path, container):
+    """The first video stream and its frame rate; files FFmpeg only pretends are video are refused."""
+    if not container.streams.video:
+        raise VideoError(path, "no video stream in container")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    # The first frame is decoded only for its display matrix: one thread (frame threading
+    # would make the decoder swallow a packet per thread before any frame comes out).
+    ctx.thread_count = 1
+    fmt = container.format.name
+    if fmt in _NOT_VIDEO_FORMATS or fmt.endswith("_pipe") or ctx.name in _NOT_VIDEO_CODECS:
+        raise VideoError(path, f"not a video (FFmpeg reads it as {fmt}/{ctx.name})")
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or float(rate) <= 0:
+        raise VideoError(path, "video stream has no frame rate")
+    return stream, float(rate)
+
+
+@dataclass
+class _Packets:
+    count: int = 0  # non-empty packets: the frames that exist
+    stamps: list = field(default_factory=list)  # presentation timestamps, in demux order
+    last_pts: int | None = None
+    last_corrupt: bool = False
+    rotation: int | None = None  # from the first decoded frame's display matrix
+
+
+def _demux(path: Path, container, stream) -> _Packets:
+    import av
+
+    seen = _Packets()
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        for packet in container.demux(stream):
+            if packet.size:
+                seen.count += 1
+                seen.stamps.append(packet.pts)
+                seen.last_corrupt = packet.is_corrupt
+                if packet.pts is not None:
+                    seen.last_pts = packet.pts if seen.last_pts is None else max(seen.last_pts, packet.pts)
+                if seen.rotation is None:
+                    seen.rotation = _first_frame_rotation(packet)
     except av.FFmpegError as exc:
-        raise VideoError(path, f"not a readable video container ({_ffmpeg_reason(exc)})") from None
-    with container:
-        if not container.streams.video:
-            raise VideoError(path, "no video stream in container")
-        stream = container.streams.video[0]
-        ctx = stream.codec_context
-        # The first frame is decoded only for its display matrix: one thread (frame threading
-        # would make the decoder swallow a packet per thread before any frame comes out).
-        ctx.thread_count = 1
-        fmt = container.format.name
-        if fmt in _NOT_VIDEO_FORMATS or fmt.endswith("_pipe") or ctx.name in _NOT_VIDEO_CODECS:
-            raise VideoError(path, f"not a video (FFmpeg reads it as {fmt}/{ctx.name})")
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        if not rate or float(rate) <= 0:
-            raise VideoError(path, "video stream has no frame rate")
-        fps = float(rate)
-        count = 0
-        last_pts = None
-        last_corrupt = False
-        stamps: list[int | None] = []  # presentation timestamps, in demux order
-        rotation = None  # read from the first decoded frame's display matrix
-        try:
-            for packet in container.demux(stream):
-                if packet.size:
-                    count += 1
-                    stamps.append(packet.pts)
-                    last_corrupt = packet.is_corrupt
-                    if packet.pts is not None:
-                        last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
-                    if rotation is None:
-                        rotation = _first_frame_rotation(packet)
-        except av.FFmpegError as exc:
-            raise VideoError(
-                path, f"corrupt or truncated stream after {count} frames ({_ffmpeg_reason(exc)})"
-            ) from None
-        if count == 0:
-            raise VideoError(path, "video stream has no frames")
-        if not ctx.width or not ctx.height:
-            raise VideoError(path, "video stream has no frame size")
-        missing_s = _check_not_truncated(path, container, stream, count, fps, last_pts)
-        declared = int(stream.frames or 0)
-        if declared and count < 0.9 * declared and declared - count > fps:
-            raise VideoError(path, f"truncated: header says {declared} frames, only {count} present")
-        missing, warnings = 0, []
-        if declared > count:
-            missing = declared - count
-            warnings.append(f"cut short: header says {declared} frames, {count} present")
-        elif missing_s * fps >= 1.5:
-            missing = round(missing_s * fps)
-            warnings.append(f"cut short: {missing_s:.2f} s of the declared duration missing")
-        if last_corrupt and count > 1:  # a partial last frame: never sampled (its pixels would be stale)
-            count -= 1
-            stamps.pop()
-            missing += 1
-            warnings.append("last frame incomplete (dropped)")
-        return VideoInfo(
-            path=str(path),
-            codec=ctx.name,
-            width=ctx.width,
-            height=ctx.height,
-            fps=fps,
-            num_frames=count,
-            pix_fmt=ctx.pix_fmt or "unknown",
-            declared_frames=declared,
-            rotation=rotation or 0,
-            frames_missing=missing,
-            warning="; ".join(warnings),
-            frame_times=_presentation_times(stamps, stream),
-        )
+        raise VideoError(path, f"corrupt or truncated stream after {seen.count} frames ({_ffmpeg_reason(exc)})") from None
+    if seen.count == 0:
+        raise VideoError(path, "video stream has no frames")
+    return seen
 
 
 def _presentation_times(stamps: list, stream) -> tuple[float, ...]:

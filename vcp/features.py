@@ -193,7 +193,45 @@ def write_features(
     ``result.upstream_failures`` (videos tensorize could not use). A clip holding NaN/Inf
     rejects its whole group: the group's rows already written are taken back.
     """
-    attrs = {
+    started = time.perf_counter()
+    remove_stale_tmp(out_path.parent, [out_path.name])
+    with (
+        H5Writer(
+            out_path, max_frames=max_rows(frame_counts, config), feature_dim=encoder.model.feature_dim,
+            category_mapping=mapping, multi_scale=config.multi_scale, attrs=_run_attrs(config, encoder, fp, attrs),
+            with_order=config.shard.active, compress_threads=compress_threads(encoder.device.type),
+        ) as writer,
+        make_progress(console, "frames") as progress,
+    ):
+        label_suffix = f" [shard {config.shard.index}/{config.shard.count}]" if config.shard.active else ""
+        task = progress.add_task(f"extract {split}{label_suffix}", total=total)
+
+        def advanced() -> None:
+            elapsed = time.perf_counter() - started
+            progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
+
+        sink = _RowSink(writer, result, advanced)
+
+        def per_video(feats: torch.Tensor) -> torch.Tensor:
+            return combine_scales(feats, config.scales) if config.multi_scale else feats
+
+        packer = PackedEncoder(encoder, config.forward_batch, per_video)
+        for clip in clips:
+            if clip.group not in sink.rejected:
+                sink.take(packer.put(clip, clip.frames, clip.stored))
+        sink.take(packer.finish())
+        progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
+        writer.attrs["failed_files"] = json.dumps(sorted(result.failures + result.upstream_failures))
+        writer.attrs["tensorize_failed_files"] = json.dumps(result.upstream_failures)
+        writer.commit()
+    result.output = out_path
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_attrs(config: ExtractConfig, encoder: FrameEncoder, fp: str, extra: dict) -> dict:
+    """The HDF5 attrs that say how the features were made (None values are left out)."""
+    return {
         "backbone": config.backbone,
         "weights": getattr(encoder.model, "weights_source", str(config.weights)),
         "scales": json.dumps(list(config.scales) if config.multi_scale else [1.0]),
@@ -208,61 +246,40 @@ def write_features(
         "compiled": bool(encoder.compiled),
         "cudnn_benchmark": bool(encoder.cuda),
         "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if encoder.cuda and config.precision == "fp32" else None,
-        **attrs,
+        **extra,
     }
-    started = time.perf_counter()
-    remove_stale_tmp(out_path.parent, [out_path.name])
-    with (
-        H5Writer(
-            out_path, max_frames=max_rows(frame_counts, config), feature_dim=encoder.model.feature_dim,
-            category_mapping=mapping, multi_scale=config.multi_scale, attrs=attrs,
-            with_order=config.shard.active, compress_threads=compress_threads(encoder.device.type),
-        ) as writer,
-        make_progress(console, "frames") as progress,
-    ):
-        label_suffix = f" [shard {config.shard.index}/{config.shard.count}]" if config.shard.active else ""
-        task = progress.add_task(f"extract {split}{label_suffix}", total=total)
-        rejected: set[str] = set()
-        state = {"group": None, "start": (0, 0, 0)}  # group being written; rows, videos, frames when it began
 
-        def take(ready) -> None:
-            for clip, rows in ready:
-                if clip.group in rejected:
-                    continue
-                if clip.group != state["group"]:
-                    state["group"], state["start"] = clip.group, (writer.rows, result.videos, result.frames)
-                if rows is None:  # NaN/Inf in the clip: the whole group goes, rows written included
-                    rejected.add(clip.group)
-                    writer.truncate(state["start"][0])
-                    result.videos, result.frames = state["start"][1], state["start"][2]
-                    reason = f"{clip.filename} holds NaN or Inf values: the whole group is rejected"
-                    result.failures.append((clip.group, reason))
-                    file_error(clip.group, reason)
-                    continue
-                writer.append(
-                    rows, label=clip.label, filename=clip.filename, order=clip.order,
-                    fps=clip.fps, frame_indices=clip.frame_indices, frame_times=clip.frame_times,
-                )
-                result.videos += 1
-                result.frames += clip.frames.shape[0]
-                elapsed = time.perf_counter() - started
-                progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
 
-        def per_video(feats: torch.Tensor) -> torch.Tensor:
-            return combine_scales(feats, config.scales) if config.multi_scale else feats
+class _RowSink:
+    """Rows arriving in video order -> the writer; a NaN/Inf clip takes its group's rows back."""
 
-        packer = PackedEncoder(encoder, config.forward_batch, per_video)
-        for clip in clips:
-            if clip.group not in rejected:
-                take(packer.put(clip, clip.frames, clip.stored))
-        take(packer.finish())
-        progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
-        writer.attrs["failed_files"] = json.dumps(sorted(result.failures + result.upstream_failures))
-        writer.attrs["tensorize_failed_files"] = json.dumps(result.upstream_failures)
-        writer.commit()
-    result.output = out_path
-    result.seconds = time.perf_counter() - started
-    return result
+    def __init__(self, writer: H5Writer, result: SplitResult, advanced):
+        self.writer, self.result, self.advanced = writer, result, advanced
+        self.rejected: set[str] = set()
+        self._group, self._start = None, (0, 0, 0)  # the group being written; rows, videos, frames when it began
+
+    def take(self, ready) -> None:
+        writer, result = self.writer, self.result
+        for clip, rows in ready:
+            if clip.group in self.rejected:
+                continue
+            if clip.group != self._group:
+                self._group, self._start = clip.group, (writer.rows, result.videos, result.frames)
+            if rows is None:  # NaN/Inf in the clip: the whole group goes, rows written included
+                self.rejected.add(clip.group)
+                writer.truncate(self._start[0])
+                result.videos, result.frames = self._start[1], self._start[2]
+                reason = f"{clip.filename} holds NaN or Inf values: the whole group is rejected"
+                result.failures.append((clip.group, reason))
+                file_error(clip.group, reason)
+                continue
+            writer.append(
+                rows, label=clip.label, filename=clip.filename, order=clip.order,
+                fps=clip.fps, frame_indices=clip.frame_indices, frame_times=clip.frame_times,
+            )
+            result.videos += 1
+            result.frames += clip.frames.shape[0]
+            self.advanced()
 
 
 def compress_threads(device_type: str) -> int:

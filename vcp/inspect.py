@@ -77,13 +77,22 @@ def contact_sheet(pts: list[Path], out: Path, *, videos: int = 8, tile: int = 96
     """Write a PNG: one row per video (at most ``videos``), up to ``max_tiles`` of its
     sampled frames (evenly chosen when T is larger), each labelled ``#index time``; the
     row's header names the video and its label. Returns the number of rows drawn."""
+    rows = _preview_rows(pts, videos=videos, tile=tile, max_tiles=max_tiles)
+    if not rows:
+        from .layout import LayoutError
+
+        raise LayoutError(f"no clips to preview in {', '.join(map(str, pts)) or 'the given path'}")
+    _draw_sheet(rows, out, tile=tile)
+    return len(rows)
+
+
+def _preview_rows(pts: list[Path], *, videos: int, tile: int, max_tiles: int) -> list[tuple]:
+    """``(title, tiles uint8 [k, 3, tile, tile], tile labels)`` for the first ``videos`` videos."""
     import torch.nn.functional as F
-    from PIL import Image, ImageDraw
-    from torchvision.utils import make_grid
 
     from .pt_reader import open_tensor_file
 
-    rows = []  # (title, tiles uint8 [k, 3, tile, tile], labels)
+    rows = []
     for pt in pts:
         tf = open_tensor_file(pt)
         mapping = {v: k for k, v in tf.data["category_mapping"].items()}
@@ -108,10 +117,13 @@ def contact_sheet(pts: list[Path], out: Path, *, videos: int = 8, tile: int = 96
             rows.append((title, (pixels * 255).round().to(torch.uint8), labels))
         if len(rows) == videos:
             break
-    if not rows:
-        from .layout import LayoutError
+    return rows
 
-        raise LayoutError(f"no clips to preview in {', '.join(map(str, pts)) or 'the given path'}")
+
+def _draw_sheet(rows: list[tuple], out: Path, *, tile: int) -> None:
+    from PIL import Image, ImageDraw
+    from torchvision.utils import make_grid
+
     per_row = max(len(r[1]) for r in rows)
     header, pad = 18, 2
     sheets = []
@@ -134,7 +146,6 @@ def contact_sheet(pts: list[Path], out: Path, *, videos: int = 8, tile: int = 96
         y += s.height
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
-    return len(rows)
 
 
 def inspect(path: Path, *, preview: Path | None = None, videos: int = 8, console: Console | None = None) -> None:

@@ -213,7 +213,7 @@ def _shard_label(shard: Shard) -> str:
 def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, meta_name, loader, *, on_video, console):
     label = mapping[group.category]
     items = [(str(p), tree.relpath(p)) for p in files]
-    failed, records, cut_short = [], [], []
+    failed, records = [], []
     started = time.perf_counter()
     stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
     with PtWriter(
@@ -226,31 +226,10 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
             for result in batch:
                 if result.ok:
                     writer.add(result.clip, Path(result.path).name, label)
-                    info = result.info
-                    records.append(
-                        {
-                            "file": Path(result.path).name,
-                            "frame_indices": result.indices.tolist(),
-                            "frame_times": [round(t, 6) for t in info.times_of(result.indices)],
-                            "flipped": result.flip,
-                            "num_frames": info.num_frames,
-                            "fps": info.fps,
-                            "codec": info.codec,
-                            "width": info.width,
-                            "height": info.height,
-                            "decoder": _decoder_name(result.front, config.mode),
-                            **({"decoder_note": result.note} if result.note else {}),
-                            "rotation": info.rotation,
-                            "frames_missing": info.frames_missing,
-                            **({"warning": info.warning} if info.warning else {}),
-                        }
-                    )
-                    if info.frames_missing:
-                        cut_short.append(f"{result.relpath} ({info.frames_missing} missing)")
+                    records.append(_video_record(result, config.mode))
                 else:
-                    reason = result.error.reason
-                    failed.append((result.relpath, reason))
-                    file_error(result.relpath, reason)
+                    failed.append((result.relpath, result.error.reason))
+                    file_error(result.relpath, result.error.reason)
                 on_video()
             loader.recycle(batch)  # written: its memory can take the next batch's clips
         batch_sizes = {
@@ -258,38 +237,18 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
             for k, v in loader.stats.batch_sizes.items()
             if v - stats_before[0].get(k, 0)
         }
-        metadata = {
-            "split": group.split,
-            "category": group.category,
-            "subcategory": group.subcategory,
-            "label": label,
-            "num_videos": len(records),
-            "frames_per_video": config.frames,
-            "image_size": config.size,
-            "sampling_strategy": spec.strategy,
-            "clip_duration": config.clip_duration,
-            "seed": config.seed,
-            "augmentation": config.augment,
-            "processing_mode": config.mode,
-            "storage": config.storage,
-            "normalization": {
-                "mean": list(config.stored_normalization.mean),
-                "std": list(config.stored_normalization.std),
-            },
-            "layout": _layout_note(config.storage),
-            "category_mapping": mapping,
-            "failed": [{"file": Path(rel).name, "reason": reason} for rel, reason in failed],
-            "videos": records,
-            "batch_sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
-            "decoder_fallbacks": loader.stats.fallbacks[stats_before[1]:],
-            "elapsed_s": round(time.perf_counter() - started, 3),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "versions": versions(),
-            "fingerprint": fp,
-        }
+        metadata = _group_metadata(group, label, spec, config, mapping, fp, records, failed)
+        metadata["batch_sizes"] = {str(k): v for k, v in sorted(batch_sizes.items())}
+        metadata["decoder_fallbacks"] = loader.stats.fallbacks[stats_before[1]:]
+        metadata["elapsed_s"] = round(time.perf_counter() - started, 3)
+        metadata["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        metadata["versions"] = versions()
+        metadata["fingerprint"] = fp
         if config.shard.active:
             metadata["shard"] = {"index": config.shard.index, "count": config.shard.count}
         writer.commit(metadata)
+    relpaths = {Path(path).name: relpath for path, relpath in items}
+    cut_short = [f"{relpaths[r['file']]} ({r['frames_missing']} missing)" for r in records if r["frames_missing"]]
     if cut_short:
         print(
             f"vcp: warning: {len(cut_short)} video(s) in {group.rel_dir.as_posix()} are cut short and kept with "
@@ -297,6 +256,54 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
             file=sys.stderr, flush=True,
         )
     return failed
+
+
+def _video_record(result, mode: str) -> dict:
+    """One video's entry in ``metadata.json``: where its frames came from and how."""
+    info = result.info
+    return {
+        "file": Path(result.path).name,
+        "frame_indices": result.indices.tolist(),
+        "frame_times": [round(t, 6) for t in info.times_of(result.indices)],
+        "flipped": result.flip,
+        "num_frames": info.num_frames,
+        "fps": info.fps,
+        "codec": info.codec,
+        "width": info.width,
+        "height": info.height,
+        "decoder": _decoder_name(result.front, mode),
+        **({"decoder_note": result.note} if result.note else {}),
+        "rotation": info.rotation,
+        "frames_missing": info.frames_missing,
+        **({"warning": info.warning} if info.warning else {}),
+    }
+
+
+def _group_metadata(group, label, spec, config, mapping, fp, records, failed) -> dict:
+    """The settings and outcome part of a group's ``metadata.json`` (run details are added by the caller)."""
+    return {
+        "split": group.split,
+        "category": group.category,
+        "subcategory": group.subcategory,
+        "label": label,
+        "num_videos": len(records),
+        "frames_per_video": config.frames,
+        "image_size": config.size,
+        "sampling_strategy": spec.strategy,
+        "clip_duration": config.clip_duration,
+        "seed": config.seed,
+        "augmentation": config.augment,
+        "processing_mode": config.mode,
+        "storage": config.storage,
+        "normalization": {
+            "mean": list(config.stored_normalization.mean),
+            "std": list(config.stored_normalization.std),
+        },
+        "layout": _layout_note(config.storage),
+        "category_mapping": mapping,
+        "failed": [{"file": Path(rel).name, "reason": reason} for rel, reason in failed],
+        "videos": records,
+    }
 
 
 def _layout_note(storage: str) -> str:
