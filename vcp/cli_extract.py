@@ -83,7 +83,6 @@ def extract_command(
     from backbones import BackboneError, WeightsError
 
     from .devices import slow_precision_warning
-    from .extract import extract
     from .features import ExtractConfig, check_device
     from .shard import resolve_shard
 
@@ -99,17 +98,9 @@ def extract_command(
             resolved = check_device(device)
             if resolved == "cuda":
                 resolved = f"cuda:{this_shard.local_rank}"
-            from backbones import NoWeights, parse_weights
-
-            chosen = parse_weights(weights)
-            if isinstance(chosen, NoWeights):
-                print(
-                    "vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are "
-                    f"meaningless for training (use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True,
-                )
             settings = ExtractConfig(
                 backbone=backbone,
-                weights=chosen,
+                weights=_chosen_weights(weights, seed),
                 device=resolved,
                 multi_scale=multi_scale,
                 scales=parsed_scales,
@@ -124,9 +115,9 @@ def extract_command(
             slow = slow_precision_warning(precision, resolved)
             if slow:
                 print(f"vcp: WARNING: {slow}", file=sys.stderr, flush=True)
+            sampling = None
             if from_videos:
-                from .settings import TensorizeConfig, validate_strategies
-                from .stream import extract_from_videos
+                from .settings import TensorizeConfig
 
                 sampling = TensorizeConfig(
                     frames=frames, size=size, clip_duration=clip_duration, strategy=strategy,
@@ -134,24 +125,47 @@ def extract_command(
                     max_batch=max_batch, cpu_decoder=cpu_decoder, pipelines=pipelines, prefetch=prefetch,
                     device_id=this_shard.local_rank,
                 )
-                validate_strategies(sampling)
-                if dry_run:
-                    from .plan import stream_plan
-
-                    Console().print(stream_plan(processed, features, settings, sampling))
-                    raise typer.Exit(0)
-                results = extract_from_videos(processed, features, settings, sampling, console=Console(stderr=True))
-            else:
-                if dry_run:
-                    from .plan import extract_plan
-
-                    Console().print(extract_plan(processed, features, settings))
-                    raise typer.Exit(0)
-                results = extract(processed, features, settings, console=Console(stderr=True))
+            results = _run(processed, features, settings, sampling, dry_run=dry_run)
             code = finish_run(this_shard, features, sum(len(r.failures) for r in results), strict)
         except (BackboneError, WeightsError) as exc:
             raise fail(str(exc), EXIT_USAGE) from None
     raise typer.Exit(code)
+
+
+def _chosen_weights(weights: str, seed: int):
+    """``--weights`` parsed once; random init is announced loudly."""
+    from backbones import NoWeights, parse_weights
+
+    chosen = parse_weights(weights)
+    if isinstance(chosen, NoWeights):
+        print(
+            "vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are "
+            f"meaningless for training (use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True,
+        )
+    return chosen
+
+
+def _run(source: Path, features: Path, settings, sampling, *, dry_run: bool):
+    """From ``.pt`` groups (``sampling`` None) or from videos; ``--dry-run`` prints the plan."""
+    if sampling is not None:
+        from .settings import validate_strategies
+        from .stream import extract_from_videos
+
+        validate_strategies(sampling)
+        if dry_run:
+            from .plan import stream_plan
+
+            Console().print(stream_plan(source, features, settings, sampling))
+            raise typer.Exit(0)
+        return extract_from_videos(source, features, settings, sampling, console=Console(stderr=True))
+    from .extract import extract
+
+    if dry_run:
+        from .plan import extract_plan
+
+        Console().print(extract_plan(source, features, settings))
+        raise typer.Exit(0)
+    return extract(source, features, settings, console=Console(stderr=True))
 
 
 def backbones_command() -> None:
