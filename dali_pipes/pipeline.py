@@ -1,6 +1,11 @@
-"""The DALI graph: decode -> resize -> normalize, on the CPU or the GPU.
+"""Videos in, normalized clips out: :class:`ClipLoader` (decode -> resize -> normalize, CPU or GPU).
 
-Two decode fronts feed one post-decode graph (:func:`_resize_normalize`):
+Why this file is longer than the others (~475 lines): it is one class's state — batching
+by VRAM, the decode fronts, NVDEC fallbacks, parallel pipelines, output buffers. Its
+parts with a life of their own are elsewhere: the routing rule (``nvdec.py``), the DALI
+graph (``_graph.py``), the reused buffers (``_buffers.py``), probing (``probe.py``).
+
+Two decode fronts feed one post-decode graph (``_graph.build_pipeline``):
 
 * ``"dali"``: encoded bytes + the sampled indices go to ``fn.decoders.video``
   (``device="mixed"`` = NVDEC on the GPU, ``"cpu"`` = libavcodec for VP8/VP9/MJPEG).

@@ -55,7 +55,7 @@ def test_laid_out_archive_is_not_copied_when_everything_arrives(tmp_path, monkey
     def no_copy(*args, **kwargs):
         raise AssertionError("the clips were copied")
 
-    monkeypatch.setattr(vcp.pt_writer._FileSource, "copy_to", no_copy)
+    monkeypatch.setattr(vcp.pt_writer.FileSource, "copy_to", no_copy)
     clips = [torch.randn(5, 3, 8, 8) for _ in range(4)]
     with PtWriter(tmp_path, frames=5, size=8, category_mapping={"a": 0, "b": 1}, expected=EXPECTED) as w:
         seen = {p.name for p in tmp_path.iterdir()}

@@ -125,7 +125,7 @@ def test_killed_rank_then_rerun_redoes_only_missing_parts(tree, tmp_path, monkey
 
     out = tmp_path / "o"
     assert runner.invoke(app, ["tensorize", str(tree["raw"]), str(out), *TZ, "--shard", "0/2"]).exit_code in (0, 3)
-    real, calls = pt_writer._fill_storages, {"n": 0}
+    real, calls = pt_writer.fill_storages, {"n": 0}
 
     def dying(archive, sources):
         calls["n"] += 1
@@ -133,13 +133,13 @@ def test_killed_rank_then_rerun_redoes_only_missing_parts(tree, tmp_path, monkey
             raise KeyboardInterrupt  # rank 1 killed while writing its second part
         return real(archive, sources)
 
-    monkeypatch.setattr(pt_writer, "_fill_storages", dying)
+    monkeypatch.setattr(pt_writer, "fill_storages", dying)
     assert runner.invoke(app, ["tensorize", str(tree["raw"]), str(out), *TZ, "--shard", "1/2"]).exit_code != 0
     assert not [p for p in out.rglob("*") if p.is_file() and p.suffix not in (".pt", ".json")]  # no temp left
     before = {p: p.stat().st_mtime_ns for p in out.rglob("part-*")}
     r = runner.invoke(app, ["merge", str(out)])
     assert r.exit_code == 2 and "missing parts [1] of 2" in r.stderr
-    monkeypatch.setattr(pt_writer, "_fill_storages", real)
+    monkeypatch.setattr(pt_writer, "fill_storages", real)
     assert runner.invoke(app, ["tensorize", str(tree["raw"]), str(out), *TZ, "--shard", "1/2"]).exit_code in (0, 3)
     after = {p: p.stat().st_mtime_ns for p in out.rglob("part-*")}
     assert all(after[p] == t for p, t in before.items())  # finished parts were not redone

@@ -155,7 +155,7 @@ def test_resume_after_kill(raw, tmp_path, monkeypatch):
     from vcp import pt_writer
 
     out = tmp_path / "out"
-    real_fill = pt_writer._fill_storages
+    real_fill = pt_writer.fill_storages
     calls = {"n": 0}
 
     def dying_fill(archive, sources):
@@ -164,14 +164,14 @@ def test_resume_after_kill(raw, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_fill(archive, sources)
 
-    monkeypatch.setattr(pt_writer, "_fill_storages", dying_fill)
+    monkeypatch.setattr(pt_writer, "fill_storages", dying_fill)
     result = invoke(raw, out, *ARGS)
     assert result.exit_code != 0
     done = sorted(p.parent.relative_to(out).as_posix() for p in out.rglob(PT_NAME))
     assert len(done) == 2
     assert not [p for p in out.rglob("*") if p.is_file() and p.name not in (PT_NAME, META_NAME)]
     mtimes = {rel: (out / rel / PT_NAME).stat().st_mtime_ns for rel in done}
-    monkeypatch.setattr(pt_writer, "_fill_storages", real_fill)
+    monkeypatch.setattr(pt_writer, "fill_storages", real_fill)
     result = invoke(raw, out, *ARGS)
     assert result.exit_code == 0, result.output
     assert len(list(out.rglob(PT_NAME))) == 5

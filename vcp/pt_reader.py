@@ -239,12 +239,12 @@ class ClipReader:
 
     def _layout(self, tf: TensorFile):
         if tf.path not in self._files:
-            from .pt_writer import _read_layout
+            from ._archive import read_layout
 
             videos = tf.data["videos"]
             entry = None
             try:
-                offset, size, _info = _read_layout(tf.path)[0]["videos"]
+                offset, size, _info = read_layout(tf.path)[0]["videos"]
                 per_clip = videos[0].numel() * videos.element_size() if videos.shape[0] else 0
                 if videos.is_contiguous() and videos.storage_offset() == 0 and size == videos.shape[0] * per_clip:
                     entry = (os.open(tf.path, os.O_RDONLY), offset, per_clip)
