@@ -1,0 +1,90 @@
+"""Outputs pinned byte for byte: a restructuring of the code must not change them.
+
+A small generated tree goes through tensorize, extract and ``extract --from-videos``; the
+SHA-256 of every ``processed_data.pt``'s content (its ``pair_id`` aside: it hashes the
+inputs' file stamps) and of every HDF5 dataset (attrs aside: they hold times and versions)
+is compared with ``tests/golden/outputs.json``. Those bytes depend on
+the toolchain (PyAV's encoders make the inputs; torch's CPU kernels, DALI and the CPU make
+the outputs), so the pin records the toolchain and the test skips, saying why, where it
+differs. ``VCP_UPDATE_GOLDEN=1`` rewrites the pin — only for a change meant to alter
+outputs, named in its commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vcp.cli import app
+from vcp.contract import PT_NAME, group_files
+from vcp.synth import write_video
+
+GOLDEN = Path(__file__).parent / "golden" / "outputs.json"
+runner = CliRunner()
+TZ = ["--frames", "6", "--size", "32", "--mode", "cpu", "--strategy", "segment"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--seed", "3", "--device", "cpu", "--batch-size", "8"]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def toolchain() -> dict:
+    from importlib.metadata import version
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    return {
+        "packages": {name: version(name) for name in ("av", "torch", "nvidia-dali-cuda120", "numpy", "timm", "h5py")},
+        "cpu": cpu,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _pt_digest(path: Path) -> dict:
+    """Everything in the archive but ``pair_id`` (it hashes the inputs' stamps too)."""
+    data = torch.load(path, weights_only=True)
+    rest = {k: v for k, v in data.items() if k not in ("videos", "labels", "pair_id")}
+    return {"videos": _sha(data["videos"].numpy().tobytes()), "labels": _sha(data["labels"].numpy().tobytes()),
+            "rest": _sha(json.dumps(rest, sort_keys=True).encode())}
+
+
+def _h5_digest(path: Path) -> dict:
+    with h5py.File(path, "r") as h5:
+        return {name: _sha(h5[name][()].tobytes() if h5[name].dtype.kind != "O" else "\n".join(
+            x.decode() if isinstance(x, bytes) else x for x in h5[name][()]).encode()) for name in sorted(h5)}
+
+
+def test_outputs_are_pinned(tmp_path):
+    raw = tmp_path / "raw"
+    for name, codec, n in (("a/x.mp4", "h264", 30), ("a/y.webm", "vp9", 21), ("b/z.avi", "mjpeg", 12), ("b/w.mkv", "hevc", 17)):
+        write_video(raw / "train" / name, num_frames=n, codec=codec)
+    write_video(raw / "val/a/v.mp4", num_frames=9, codec="h264")
+    assert runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "p"), *TZ]).exit_code == 0
+    assert runner.invoke(app, ["extract", str(tmp_path / "p"), str(tmp_path / "f"), *BB]).exit_code == 0
+    r = runner.invoke(app, ["extract", "--from-videos", str(raw), str(tmp_path / "s"), *BB, *TZ[:4], "--strategy", "segment"])
+    assert r.exit_code == 0, r.output
+    got = {
+        "toolchain": toolchain(),
+        "pt": {p.parent.relative_to(tmp_path / "p").as_posix(): _pt_digest(p) for p in group_files(tmp_path / "p", PT_NAME)},
+        "h5": {f"{d}/{p.name}": _h5_digest(p) for d in ("f", "s") for p in sorted((tmp_path / d).glob("*.h5"))},
+    }
+    if os.environ.get("VCP_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+        pytest.skip(f"pin rewritten: {GOLDEN}")
+    if not GOLDEN.exists():
+        pytest.skip(f"no pin yet ({GOLDEN}); VCP_UPDATE_GOLDEN=1 writes it")
+    want = json.loads(GOLDEN.read_text())
+    if got["toolchain"] != want["toolchain"]:  # (input bytes differ run to run: Matroska's segment UID)
+        pytest.skip(f"outputs pinned for another toolchain: {want['toolchain']} (here {got['toolchain']})")
+    assert got["pt"] == want["pt"]
+    assert got["h5"] == want["h5"]
