@@ -123,9 +123,13 @@ class Registry:
                 name=name, factory=lambda weights=None: timm_models.build(model_name, weights),
                 feature_dim=dim, default_weights="DEFAULT", distribution="timm", entry_point="timm.create_model",
             )
-        spec = self.specs().get(name)
+        if self._specs is not None:
+            spec = self._specs.get(name)
+        else:  # finding is separate from loading: only this name's plugin is imported
+            ep = next((e for e in self._entry_points if e.name == name), None)  # the first of a duplicated name wins
+            spec = _describe(ep) if ep is not None else None
         if spec is None:
-            available = ", ".join(self.names()) + ", timm/<model_name>"
+            available = ", ".join(self.names()) + ", timm/<model_name>"  # (an error path: loads them all to list them)
             raise BackboneError(f"Invalid backbone ({name!r}). Available: {available}.")
         if not spec.ok:
             raise BackboneError(f"backbone {name!r} is broken: {spec.error}")

@@ -186,3 +186,17 @@ def test_weights_are_parsed_once_into_a_typed_value(tmp_path):
     assert parse_weights("DEFAULT") == Release("DEFAULT") and parse_weights("IMAGENET1K_V2") == Release("IMAGENET1K_V2")
     assert parse_weights(Release("X")) == Release("X")  # typed values pass through
     assert [plugin_argument(parse_weights(v)) for v in (None, "DEFAULT", str(local))] == [None, "DEFAULT", str(local)]
+
+
+def test_looking_a_backbone_up_loads_only_its_plugin(monkeypatch):
+    import backbones._registry as reg
+
+    loaded = []
+    real = reg._describe
+    monkeypatch.setattr(reg, "_describe", lambda ep: (loaded.append(ep.name), real(ep))[1])
+    registry = Registry([_ep("tiny", "tests.plugins:tiny"), _ep("ghost", "no_such_module_xyz:factory"), _ep("boom", "tests.plugins:raises")])
+    assert registry.create("tiny", None).feature_dim == 7
+    assert loaded == ["tiny"]
+    with pytest.raises(BackboneError, match="broken"):
+        registry.create("boom", None)
+    assert loaded == ["tiny", "boom"]
