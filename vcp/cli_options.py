@@ -11,37 +11,17 @@ import typer
 from dali_pipes import STRATEGIES
 
 
-# Fixed choices: click validates them, help lists them, shells complete them.
-class Mode(str, Enum):
-    auto = "auto"
-    gpu = "gpu"
-    cpu = "cpu"
+def choices(name: str, values) -> type[Enum]:
+    """A str Enum of fixed choices: click validates them, help lists them, shells complete them."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cuda = "cuda"
-    cpu = "cpu"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-class Storage(str, Enum):
-    float32 = "float32"
-    float16 = "float16"
-    uint8 = "uint8"
-
-
-class CpuDecoderName(str, Enum):
-    auto = "auto"
-    pyav = "pyav"
-
-
-StrategyName = Enum("StrategyName", {name: name for name in STRATEGIES}, type=str)
+Mode = choices("Mode", ("auto", "gpu", "cpu"))
+Device = choices("Device", ("auto", "cuda", "cpu"))
+Precision = choices("Precision", ("fp32", "bf16", "fp16"))
+Storage = choices("Storage", ("float32", "float16", "uint8"))
+CpuDecoderName = choices("CpuDecoderName", ("auto", "pyav"))
+StrategyName = choices("StrategyName", STRATEGIES)
 
 
 def value(choice) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +9,10 @@ import typer
 from rich.console import Console
 
 from .cli_common import user_errors
+from .cli_options import choices
 from .export import FORMATS
 
-ExportFormat = Enum("ExportFormat", {name: name for name in FORMATS}, type=str)
+ExportFormat = choices("ExportFormat", FORMATS)
 
 
 def inspect_command(
