@@ -148,8 +148,6 @@ class ClipLoader:
         self._caps = caps if caps is not None else (CapsTable(device_id) if device == "gpu" else None)
         # None: one pipeline per NVDEC engine the card reports (one pipeline keeps about one busy)
         self.pipelines = pipelines if pipelines is not None else default_pipelines(self.nvdec_engines)
-        # DALI threads per pipeline: all cores (a share per pipeline measured slower; docs/benchmarks.md)
-        self._share_of_cores = os.cpu_count() or 1
         # None: on a GPU, files are probed ahead in a few processes (the CPU is otherwise idle);
         # on the CPU in line (the cores decode)
         if probe_workers is None:
@@ -174,7 +172,7 @@ class ClipLoader:
                 size=self.size,
                 mean=self.mean,
                 std=self.std,
-                num_threads=self.num_threads or self._share_of_cores,
+                num_threads=self.num_threads,  # None: all cores (a share per pipeline measured slower)
                 device_id=self.device_id,
             )
         return self._pipes[front]

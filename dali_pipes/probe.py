@@ -43,10 +43,10 @@ class VideoInfo:
 
     def times_of(self, indices) -> list[float]:
         """Seconds of the frames at ``indices`` (from the stream's timestamps; ``i / fps``
-        where the container has none)."""
+        where the container has none), to the microsecond."""
         if len(self.frame_times) == self.num_frames:
             return [self.frame_times[int(i)] for i in indices]
-        return [int(i) / self.fps for i in indices]
+        return [round(int(i) / self.fps, 6) for i in indices]
 
 
 
@@ -139,6 +139,11 @@ def _video_stream(path: Path, container):
     return stream, float(rate)
 
 
+# Packets fed to the decoder for the first frame's display matrix before giving up (rotation
+# 0): a stream whose frames never decode must not be decoded whole by the probe.
+ROTATION_PACKETS = 32
+
+
 @dataclass
 class _Packets:
     count: int = 0  # non-empty packets: the frames that exist
@@ -160,7 +165,7 @@ def _demux(path: Path, container, stream) -> _Packets:
                 seen.last_corrupt = packet.is_corrupt
                 if packet.pts is not None:
                     seen.last_pts = packet.pts if seen.last_pts is None else max(seen.last_pts, packet.pts)
-                if seen.rotation is None:
+                if seen.rotation is None and seen.count <= ROTATION_PACKETS:
                     seen.rotation = _first_frame_rotation(packet)
     except av.FFmpegError as exc:
         raise VideoError(path, f"corrupt or truncated stream after {seen.count} frames ({_ffmpeg_reason(exc)})") from None

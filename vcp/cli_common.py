@@ -35,7 +35,7 @@ def finish_run(shard, root, own_failures: int, strict: bool) -> int:
     files failed. Rank 0 of torchrun prints the job's failed files once, from the merge.
     """
     from .merge import finish_sharded_run
-    from .report import merged_failures, quiet_file_errors
+    from .report import file_error, merged_failures, quiet_file_errors
 
     merged = finish_sharded_run(shard, root)
     if shard.launcher not in ("torchrun", "slurm"):
@@ -47,7 +47,7 @@ def finish_run(shard, root, own_failures: int, strict: bool) -> int:
         quiet_file_errors(False)
         listed = merged_failures(merged)
         for where, reason in listed:
-            print(f"vcp: error: {where}: {reason}", file=sys.stderr)
+            file_error(where, reason)
         if listed:
             print(f"vcp: {len(listed)} input file(s) failed in this job (recorded in the merged outputs)", file=sys.stderr)
         failures = len(listed)

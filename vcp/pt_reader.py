@@ -125,7 +125,7 @@ def _paired_metadata(path: Path, data: dict) -> dict | None:
     meta_path = path.parent / META_NAME
     if not meta_path.exists() and not any(path.parent.glob(f".{META_NAME}.*tmp")):
         return None
-    meta = settle_pair(path.parent)
+    meta = settle_pair(path.parent, pair_id=data.get("pair_id"))
     if meta is None:
         raise PtSchemaError(
             path, f"{META_NAME} beside it belongs to another write (pair_id differs or it is unreadable: "

@@ -225,20 +225,27 @@ def _read_json(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def settle_pair(directory: Path, name: str = PT_NAME, meta_name: str = META_NAME, *, repair: bool = True) -> dict | None:
+_UNREAD = object()
+
+
+def settle_pair(
+    directory: Path, name: str = PT_NAME, meta_name: str = META_NAME, *, repair: bool = True, pair_id=_UNREAD,
+) -> dict | None:
     """The metadata that belongs to ``directory/name``, finishing an interrupted commit.
 
     Returns the metadata dict when it matches the archive's ``pair_id`` (after rolling a
     pending metadata file of a killed commit forward), None when there is no archive, no
-    metadata, or only metadata that belongs to another archive.
+    metadata, or only metadata that belongs to another archive. ``pair_id``: the archive's,
+    when the caller has loaded it already (saves reading it again).
     """
     pt, meta_path = directory / name, directory / meta_name
     if not pt.is_file():
         return None
-    try:
-        pair_id = read_pair_id(pt)
-    except Exception:  # noqa: BLE001 - an unreadable archive has no trustworthy metadata
-        return None
+    if pair_id is _UNREAD:
+        try:
+            pair_id = read_pair_id(pt)
+        except Exception:  # noqa: BLE001 - an unreadable archive has no trustworthy metadata
+            return None
     meta = _read_json(meta_path)
     if meta is not None and meta.get("pair_id") == pair_id:
         return meta

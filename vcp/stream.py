@@ -57,7 +57,6 @@ def extract_from_videos(
     console: Console | None = None,
 ) -> list[SplitResult]:
     console = console or Console(stderr=True)
-    features = Path(features)
     tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
     validate_strategy_rules(sampling, tree)
     features = prepare_output_dir(features, inputs=tree.root, what="FEATURES")
@@ -101,7 +100,7 @@ def _extract_locked(tree, features: Path, config: ExtractConfig, sampling: Tenso
                             yield Clip(
                                 order[Path(r.path)], r.clip, stored, mapping[group.category], name, str(group.rel_dir),
                                 fps=r.info.fps, frame_indices=r.indices.tolist(),
-                                frame_times=[round(t, 6) for t in r.info.times_of(r.indices)],
+                                frame_times=r.info.times_of(r.indices),
                             )
                         else:
                             result.failures.append((r.relpath, r.error.reason))

@@ -264,7 +264,7 @@ def _video_record(result, mode: str) -> dict:
     return {
         "file": Path(result.path).name,
         "frame_indices": result.indices.tolist(),
-        "frame_times": [round(t, 6) for t in info.times_of(result.indices)],
+        "frame_times": info.times_of(result.indices),
         "flipped": result.flip,
         "num_frames": info.num_frames,
         "fps": info.fps,
