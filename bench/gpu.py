@@ -170,8 +170,7 @@ def main(argv=None) -> int:
     import nvidia.dali
 
     from backbones import get_backbone
-    from dali_pipes.nvdec import CapsTable
-    from dali_pipes.pipeline import default_pipelines
+    from dali_pipes import CapsTable, default_pipelines
     from vcp.extract import ExtractConfig, extract
     from vcp.reference import seed_multiscale_features
     from vcp.stream import extract_from_videos

@@ -1,13 +1,25 @@
-"""DALI graphs for vcp: probe, sample, decode (NVDEC / DALI CPU / PyAV), resize, normalize."""
+"""DALI graphs for vcp: probe, sample, decode (NVDEC / DALI CPU / PyAV), resize, normalize.
 
-from .ffmpeg_log import set_ffmpeg_logging
-from .pipeline import ClipLoader, ClipResult, build_pipeline
-from .probe import VideoError, VideoInfo, probe
-from .samplers import STRATEGIES, SamplingSpec
-from .vram import batch_size_for
+The public names are these; the modules behind them are private (``_loader`` wires the
+decode path: ``_plan`` -> ``_runner`` -> ``_buffers``; ``_samplers`` holds the sampling
+rule, ``_nvdec`` the routing rule, ``_probe`` what a file is).
+"""
+
+from ._buffers import Batch
+from ._ffmpeg_log import set_ffmpeg_logging
+from ._graph import build_pipeline
+from ._loader import ClipLoader, default_pipelines
+from ._nvdec import CapsTable, route
+from ._plan import ClipResult
+from ._prefetch import prefetch
+from ._probe import VideoError, VideoInfo, probe
+from ._samplers import STRATEGIES, SamplingSpec
+from ._vram import batch_size_for
 
 __all__ = [
     "STRATEGIES",
+    "Batch",
+    "CapsTable",
     "ClipLoader",
     "ClipResult",
     "SamplingSpec",
@@ -15,6 +27,9 @@ __all__ = [
     "VideoInfo",
     "batch_size_for",
     "build_pipeline",
+    "default_pipelines",
+    "prefetch",
     "probe",
+    "route",
     "set_ffmpeg_logging",
 ]

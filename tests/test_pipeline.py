@@ -9,10 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from backbones.spec import IMAGENET
-from dali_pipes import ClipLoader, SamplingSpec
-from dali_pipes.pipeline import build_pipeline
-from dali_pipes.prefetch import prefetch
-from dali_pipes.samplers import STRATEGIES
+from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec, build_pipeline
 
 from .conftest import MEAN, STD, read_indices
 
@@ -152,7 +149,7 @@ def test_decoder_failure_falls_back_to_pyav(videos, monkeypatch):
         calls.append(len(items))
         raise RuntimeError("simulated: decoder rejected the stream")
 
-    monkeypatch.setattr(ld, "_feed_dali", reject)
+    monkeypatch.setattr(ld.runner, "_feed_dali", reject)
     (r,) = run(ld, [path], SamplingSpec(frames=5))
     assert r.ok and r.front == "frames" and calls == [1]
     assert read_indices(r.clip) == r.indices.tolist()
@@ -204,13 +201,13 @@ def test_streams_nvdec_cannot_take_decode_on_cpu_first_time_and_normalize_on_gpu
     (r,) = run(ld, [path], SamplingSpec(frames=8))
     assert r.ok and r.front == "frames" and r.clip.is_cuda
     assert "DALI's NVDEC decoder does not take mjpeg" in r.note if codec == "mjpeg" else "below NVDEC's minimum" in r.note
-    assert "dali" not in ld._pipes  # routed before decoding: no failed GPU run
+    assert "dali" not in ld.runner.pipes  # routed before decoding: no failed GPU run
     assert read_indices(r.clip) == r.indices.tolist()
 
 
 @pytest.mark.needs_cuda
 def test_nvdec_caps_are_read_from_the_card():
-    from dali_pipes.nvdec import CapsTable
+    from dali_pipes._nvdec import CapsTable
 
     table = CapsTable(0)
     caps = table.get("h264", "420", 8)
@@ -224,7 +221,7 @@ def test_nvdec_caps_are_read_from_the_card():
 def test_gpu_without_nvdec_decodes_on_cpu_and_normalizes_on_gpu(videos, monkeypatch):
     path = videos(codec="h264", num_frames=40)
     ld = loader(device="gpu")
-    ld._nvdec_ok = False  # as on a MIG slice without NVDEC
+    ld.router.nvdec_usable = False  # as on a MIG slice without NVDEC
     (r,) = run(ld, [path], SamplingSpec(frames=8))
     assert r.front == "frames" and r.clip.is_cuda and r.note == "h264 96x64 yuv420p: no usable NVDEC on this GPU"
     assert read_indices(r.clip) == r.indices.tolist()
@@ -242,20 +239,20 @@ def test_parallel_pipelines_give_the_same_results_in_order(videos):
         assert a.indices.tolist() == b.indices.tolist() and a.front == b.front
         assert torch.equal(a.clip, b.clip)
     assert sum(n * k for n, k in ld.stats.batch_sizes.items()) == len(paths)
-    assert len(ld._workers) == 3
+    assert len(ld.workers) == 3
     # each worker drove its own pipelines: chunk c of 2 files went to worker c % 3
-    assert [sorted(w._pipes) for w in ld._workers] == [["dali", "frames"], ["frames"], ["dali"]]
+    assert [sorted(w.runner.pipes) for w in ld.workers] == [["dali", "frames"], ["frames"], ["dali"]]
 
 
 def test_gpu_mode_gives_up_per_kind_of_stream_not_globally(monkeypatch):
     """Three rejections of one kind of stream (codec, chroma, depth, size class) with no
     success send that kind to the CPU front; other kinds still go to NVDEC."""
-    from dali_pipes.nvdec import CapsTable
-    from dali_pipes.pipeline import ClipResult
-    from dali_pipes.probe import VideoInfo
+    from dali_pipes import ClipResult, VideoInfo
+    from dali_pipes._nvdec import CapsTable
 
     ld = loader(max_batch=1, caps=CapsTable())  # the documented table: no GPU needed
-    ld.device, ld._nvdec_ok = "gpu", True  # pretend: only the DALI front is exercised
+    ld.device = ld.runner.device = ld.router.device = "gpu"  # pretend: only the DALI front is exercised
+    ld.router.nvdec_usable = True
     attempts = []
 
     def decode(items):
@@ -264,7 +261,7 @@ def test_gpu_mode_gives_up_per_kind_of_stream_not_globally(monkeypatch):
             raise RuntimeError("Critical error in pipeline:\nError in MIXED operator\nencountered:\n\nsimulated: stream rejected\nC++ context: [x]")
         return True
 
-    monkeypatch.setattr(ld, "_feed_dali", decode)
+    monkeypatch.setattr(ld.runner, "_feed_dali", decode)
 
     def item(codec, size):
         info = VideoInfo("x", codec, size[0], size[1], 25.0, 30, "yuv420p", 30)
@@ -272,17 +269,17 @@ def test_gpu_mode_gives_up_per_kind_of_stream_not_globally(monkeypatch):
 
     small = [item("h264", (96, 64)) for _ in range(5)]
     for r in small[:3]:
-        ld._run_dali([r])
+        ld.runner._run_dali([r])
     assert attempts == ["h264"] * 3 and all(r.front == "frames" for r in small[:3])
     assert small[0].note == "h264 96x64 yuv420p: DALI's decoder rejected it (simulated: stream rejected)"
-    assert ld._route(small[3].info).front == "frames"  # that kind: CPU first time from now on
-    assert ld._route(small[3].info).reason == "h264 96x64 yuv420p: NVDEC rejected every stream of this kind so far"
+    assert ld.router.route(small[3].info).front == "frames"  # that kind: CPU first time from now on
+    assert ld.router.route(small[3].info).reason == "h264 96x64 yuv420p: NVDEC rejected every stream of this kind so far"
     hevc = item("hevc", (1280, 720))
-    assert ld._route(hevc.info).front == "dali"  # another kind is not punished
-    ld._run_dali([hevc])
-    assert attempts[-1] == "hevc" and hevc.front == "dali" and ld._nvdec_ok
+    assert ld.router.route(hevc.info).front == "dali"  # another kind is not punished
+    ld.runner._run_dali([hevc])
+    assert attempts[-1] == "hevc" and hevc.front == "dali" and ld.router.nvdec_usable
     big = item("h264", (1920, 1080))
-    assert ld._route(big.info).front == "dali"  # same codec, other size class: still NVDEC
+    assert ld.router.route(big.info).front == "dali"  # same codec, other size class: still NVDEC
     assert any("NVDEC rejected 3 h264 420 8-bit streams up to 256px" in f for f in ld.stats.fallbacks)
 
 
@@ -303,14 +300,14 @@ def test_gpu_mode_gives_up_per_kind_of_stream_not_globally(monkeypatch):
     ],
 )
 def test_routing_rule_on_the_documented_caps(codec, pix_fmt, size, front, reason):
-    from dali_pipes.nvdec import CapsTable, route
+    from dali_pipes._nvdec import CapsTable, route
 
     r = route(codec, pix_fmt, *size, device="gpu", caps=CapsTable())
     assert (r.front, r.reason) == (front, reason)
 
 
 def test_routing_rule_cpu_mode_and_no_nvdec():
-    from dali_pipes.nvdec import CapsTable, route, stream_key
+    from dali_pipes._nvdec import CapsTable, route, stream_key
 
     assert route("vp9", "yuv420p", 96, 64, device="cpu").front == "dali"
     assert route("mjpeg", "yuvj420p", 96, 64, device="cpu").front == "dali"
@@ -324,7 +321,7 @@ def test_routing_rule_cpu_mode_and_no_nvdec():
 
 
 def test_dali_error_line_is_one_clean_line():
-    from dali_pipes.nvdec import dali_error_line
+    from dali_pipes._nvdec import dali_error_line
 
     exc = RuntimeError(
         "Critical error in pipeline:\nError in MIXED operator `nvidia.dali.fn.decoders.video`,\nwhich was used in the "
@@ -357,18 +354,18 @@ def test_frame_exact_on_harder_streams(videos, kind):
 
 def test_gpu_routing_sends_what_nvdec_rejects_to_the_cpu_front(videos):
     from dali_pipes import probe
-    from dali_pipes.nvdec import CapsTable
+    from dali_pipes._nvdec import CapsTable
 
     ld = loader(caps=CapsTable())
-    ld.device, ld._nvdec_ok = "gpu", True
-    assert ld._route(probe(videos(codec="h264", num_frames=10))).front == "dali"
-    assert ld._route(probe(videos(codec="h264", num_frames=10, pix_fmt="yuv444p"))).front == "frames"
-    assert ld._route(probe(videos(codec="mjpeg", num_frames=10))).front == "frames"
-    assert ld._route(probe(videos(codec="hevc", num_frames=10, pix_fmt="yuv420p10le"))).front == "frames"  # 96x64: below the minimum
+    ld.router.device, ld.router.nvdec_usable = "gpu", True
+    assert ld.router.route(probe(videos(codec="h264", num_frames=10))).front == "dali"
+    assert ld.router.route(probe(videos(codec="h264", num_frames=10, pix_fmt="yuv444p"))).front == "frames"
+    assert ld.router.route(probe(videos(codec="mjpeg", num_frames=10))).front == "frames"
+    assert ld.router.route(probe(videos(codec="hevc", num_frames=10, pix_fmt="yuv420p10le"))).front == "frames"  # 96x64: below the minimum
 
 
 def test_frame_pool_reuses_and_grows_per_slot():
-    from dali_pipes.pipeline import FramePool
+    from dali_pipes._buffers import FramePool
 
     pool = FramePool()
     a = pool.take(0, (2, 4, 6, 3))
@@ -391,123 +388,119 @@ def test_reused_decode_buffers_give_the_clips_of_fresh_ones(videos):
     assert read_indices(reused.clip) == reused.indices.tolist()
 
 
-def test_output_pool_lends_weakly_and_takes_back_only_its_own():
+def test_output_pool_reuses_released_leases_and_forgets_dropped_ones():
     import gc
 
-    from dali_pipes.pipeline import OutputPool
+    from dali_pipes._buffers import OutputPool
 
-    pool, other = OutputPool(), OutputPool()
-    a = pool.take(100, torch.float32)
-    assert not other.give(a) and not pool.give(torch.empty(100))
-    assert pool.give(a) and not pool.give(a)  # once only
-    assert pool.take(60, torch.float32) is a  # smaller request: the same memory
-    b = pool.take(200, torch.float32)  # larger: new memory
-    assert b is not a and b.numel() == 200
-    del a, b
+    pool = OutputPool()
+    a = pool.lease(100, torch.float32)
+    buf = a.buf
+    a.release()
+    a.release()  # once only
+    assert pool.leased == 0
+    b = pool.lease(60, torch.float32)
+    assert b.buf is buf  # released: the same memory serves a smaller request
+    c = pool.lease(200, torch.float32)  # larger: new memory
+    assert c.buf is not buf and c.buf.numel() == 200 and pool.leased == 2
+    kept = c.buf
+    del b, c
     gc.collect()
-    assert len(pool._lent) == 0  # never given back and dropped: freed, not kept by the pool
+    assert pool.leased == 0  # dropped: the leases ended...
+    assert pool.lease(10, torch.float32).buf is not kept  # ...and nothing a holder may still read is reused
 
 
-def test_recycled_batches_reuse_memory_and_give_the_same_clips(videos):
+def test_batches_used_in_with_reuse_memory_and_give_the_same_clips(videos):
     paths = [videos(codec="vp9", num_frames=n) for n in (20, 24, 28)]
     spec = SamplingSpec(frames=8)
     plain = run(loader(max_batch=1), paths, spec)
     ld, ptrs, clips = loader(max_batch=1), [], []
     for batch in ld.load([(str(p), p.name) for p in paths], spec):
-        (r,) = batch
-        ptrs.append(r.clip._base.data_ptr())
-        clips.append(r.clip.clone())
-        ld.recycle(batch)
-        assert r.clip is None
+        with batch:
+            (r,) = batch
+            ptrs.append(r.clip._base.data_ptr())
+            clips.append(r.clip.clone())
+        assert r.clip is None  # the block is over: the clip must not be read again
     assert ptrs[0] == ptrs[1] == ptrs[2]  # one buffer served every batch
     for a, b in zip(plain, clips, strict=True):
         assert torch.equal(a.clip, b)
 
 
-def take_in_thread(pool, got: list):
-    """Start ``pool.take`` in a thread; give it 0.3 s; return the thread."""
+def lease_in_thread(pool, got: list):
+    """Start ``pool.lease`` in a thread; give it 0.3 s; return the thread."""
     import threading
 
-    taker = threading.Thread(target=lambda: got.append(pool.take(10, torch.float32)), daemon=True)
+    taker = threading.Thread(target=lambda: got.append(pool.lease(10, torch.float32)), daemon=True)
     taker.start()
     taker.join(timeout=0.3)
     return taker
 
 
-def test_output_pool_limit_waits_for_a_recycle():
-    from dali_pipes.pipeline import OutputPool
+def test_output_pool_limit_waits_for_a_release_unless_the_consumer_waits():
+    from dali_pipes._buffers import OutputPool
 
     pool = OutputPool(limit=1)
-    a = pool.take(10, torch.float32)
+    a = pool.lease(10, torch.float32)
     got = []
-    taker = take_in_thread(pool, got)
-    assert taker.is_alive() and not got  # one buffer out: the second take waits
-    pool.give(a)
+    taker = lease_in_thread(pool, got)
+    assert taker.is_alive() and not got  # one lease out: the second waits
+    a.release()
     taker.join(timeout=5)
-    assert got and got[0] is a  # released by the recycle, and the same memory
+    assert got and got[0].buf is a.buf  # freed by the release, and the same memory
+    waiter = lease_in_thread(pool, got)
+    assert waiter.is_alive()
+    pool.waive(True)  # the consumer now waits for this producer: it must not wait back
+    waiter.join(timeout=5)
+    assert len(got) == 2 and got[1].buf is not got[0].buf
 
 
-def test_capped_loader_holds_one_buffer_per_batch_and_gives_the_same_clips(videos):
-    """Mixed fronts in one batch share one pooled buffer; with a cap of 2 and a consumer
-    that recycles, nothing else is ever allocated."""
+def test_decoding_ahead_holds_ahead_plus_one_buffers_and_gives_the_same_clips(videos):
+    """Mixed fronts in one batch share one leased buffer; a consumer using ``with`` and one
+    batch decoded ahead: two buffers serve the whole run."""
     paths = [videos(codec=c, num_frames=n) for c, n in (("vp9", 20), ("h264", 24), ("mjpeg", 16), ("hevc", 28))] * 2
     spec = SamplingSpec(frames=8)
     plain = run(loader(max_batch=2), paths, spec)
-    ld = loader(max_batch=2, output_buffers=2)
+    ld = loader(max_batch=2)
     bases, out = set(), []
-    for batch in prefetch(ld.load([(str(p), p.name) for p in paths], spec), depth=1):
-        assert len({id(r.clip._base) for r in batch}) == 1  # one buffer for the batch's two fronts
-        bases.add(id(batch[0].clip._base))
-        out.extend(r.clip.clone() for r in batch)
-        ld.recycle(batch)
-    assert len(bases) <= 2 and len(ld._output_pool._free) <= 2
+    for batch in ld.load([(str(p), p.name) for p in paths], spec, ahead=1):
+        with batch:
+            assert len({id(r.clip._base) for r in batch}) == 1  # one buffer for the batch's two fronts
+            bases.add(batch[0].clip._base.data_ptr())
+            out.extend(r.clip.clone() for r in batch)
+    assert len(bases) <= 2 and len(ld.pool._free) <= 2
     for a, b in zip(plain, out, strict=True):
         assert torch.equal(a.clip, b)
 
 
-def test_consumer_that_stops_early_does_not_hang_a_capped_producer(videos):
-    """The consumer raises without recycling while the producer waits for a buffer:
-    prefetch's on_stop must release it, or leaving the loop would join a stuck thread."""
+@pytest.mark.parametrize("how", ["raises", "keeps every batch"])
+def test_no_consumer_can_hang_the_decoder_running_ahead(videos, how):
+    """A consumer that stops without releasing, or holds every batch (``list(...)``), while
+    the producer waits for a buffer: the loader must neither hang nor lose a batch."""
     import threading
 
     paths = [videos(codec="vp9", num_frames=n) for n in (20, 24, 28, 32)]
-    ld = loader(max_batch=1, output_buffers=1)
-    done = threading.Event()
+    ld = loader(max_batch=1)
+    out: list = []
 
     def consume():
+        items = [(str(p), p.name) for p in paths]
         try:
-            for _batch in prefetch(ld.load([(str(p), p.name) for p in paths], SamplingSpec(frames=8)), depth=1, on_stop=ld.unblock):
-                raise RuntimeError("disk full")
+            if how == "raises":
+                for _batch in ld.load(items, SamplingSpec(frames=8), ahead=1):
+                    raise RuntimeError("disk full")
+            out.extend(ld.load(items, SamplingSpec(frames=8), ahead=1))
         except RuntimeError:
-            done.set()
+            out.append("stopped")
 
     t = threading.Thread(target=consume, daemon=True)
     t.start()
     t.join(timeout=30)
-    assert done.is_set() and not t.is_alive()
-    # the cap still holds for later use of the pool
-    assert ld._output_pool.limit == 1
-
-
-def test_unblock_releases_waiting_and_later_takes_until_rearmed():
-    from dali_pipes.pipeline import OutputPool
-
-    pool = OutputPool(limit=1)
-    held = pool.take(10, torch.float32)
-    got = []
-    waiter = take_in_thread(pool, got)
-    assert waiter.is_alive()
-    pool.unblock()
-    waiter.join(timeout=5)
-    assert got and got[0] is not held
-    got.append(pool.take(10, torch.float32))  # a producer that reaches take after the stop
-    pool.rearm()
-    late = take_in_thread(pool, got)
-    assert late.is_alive()  # re-armed: waits again
-    for buf in (held, got[0], got[1]):
-        pool.give(buf)
-    late.join(timeout=5)
-    assert len(got) == 3
+    assert not t.is_alive()
+    if how == "raises":
+        assert out == ["stopped"]
+    else:
+        assert [b[0].path for b in out] == [str(p) for p in paths] and all(b[0].clip is not None for b in out)
+        assert len({b[0].clip._base.data_ptr() for b in out}) == 4  # nothing held was handed out again
 
 
 def test_probing_ahead_in_processes_gives_the_same_results(videos, tmp_path):
@@ -528,7 +521,7 @@ def test_probing_ahead_in_processes_gives_the_same_results(videos, tmp_path):
 
 
 def test_default_pipelines_follow_the_card_up_to_the_measured_best():
-    from dali_pipes.pipeline import default_pipelines
+    from dali_pipes import default_pipelines
 
     assert [default_pipelines(n) for n in (0, 1, 2, 3, 4, 7, 16)] == [1, 1, 2, 3, 4, 4, 4]
     assert loader(pipelines=None).pipelines == 1  # CPU: no NVDEC engines known

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from dali_pipes.prefetch import prefetch
+from dali_pipes import prefetch
 
 
 def test_order_and_bounded_lookahead():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from dali_pipes import samplers
-from dali_pipes.samplers import SamplingSpec
+from dali_pipes import SamplingSpec
+from dali_pipes import _samplers as samplers
 
 
 def test_uniform_worked_examples():

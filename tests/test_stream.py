@@ -81,20 +81,16 @@ def test_compact_storage_gives_the_same_features(raw, tmp_path, storage):
 def test_prefetch_depth_defaults_and_override(raw, tmp_path, monkeypatch):
     """In line on the CPU (decode and backbone would share the cores), a thread on CUDA,
     1 ahead in tensorize; --prefetch N wins everywhere."""
-    import vcp.stream
-    import vcp.tensorize
+    from dali_pipes import ClipLoader
 
     depths = []
+    real = ClipLoader.load
 
-    def recording(real):
-        def wrapper(iterable, depth, **kwargs):
-            depths.append(depth)
-            return real(iterable, depth=depth, **kwargs)
+    def recording(self, items, spec, *, ahead=0):
+        depths.append(ahead)
+        return real(self, items, spec, ahead=ahead)
 
-        return wrapper
-
-    monkeypatch.setattr(vcp.stream, "prefetch", recording(vcp.stream.prefetch))
-    monkeypatch.setattr(vcp.tensorize, "prefetch", recording(vcp.tensorize.prefetch))
+    monkeypatch.setattr(ClipLoader, "load", recording)
     cases = [
         (["extract", "--from-videos", str(raw), str(tmp_path / "s0"), *BACKBONE, *SAMPLING], 0),
         (["extract", "--from-videos", str(raw), str(tmp_path / "s3"), *BACKBONE, *SAMPLING, "--prefetch", "3"], 3),

@@ -253,8 +253,8 @@ def test_parallel_pipelines_write_the_same_files(raw, tmp_path):
 
 
 def test_write_error_mid_group_fails_fast_without_leftovers(tmp_path, videos, monkeypatch):
-    """A write error (disk full) while the decoder waits for a buffer the writer would
-    have recycled: the run must end with the error, not hang, and leave no files."""
+    """A write error (disk full) while the decoder waits for a buffer the writer's batch
+    holds: the run must end with the error, not hang, and leave no files."""
     import threading
     import time
 

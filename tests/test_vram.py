@@ -1,4 +1,4 @@
-from dali_pipes.vram import batch_size_for, bytes_per_video
+from dali_pipes._vram import batch_size_for, bytes_per_video
 
 
 def test_bytes_per_video_worked_example():

@@ -17,7 +17,6 @@ from pathlib import Path
 from rich.console import Console
 
 from dali_pipes import ClipLoader
-from dali_pipes.prefetch import prefetch
 
 from .encoder import FrameEncoder
 from .features import (
@@ -93,7 +92,7 @@ def _extract_locked(tree, features: Path, config: ExtractConfig, sampling: Tenso
         def clips(groups=groups, result=result, mine=mine, order=order):
             for group in groups:
                 items = [(str(p), tree.relpath(p)) for p in group.files if p in mine]
-                for batch in prefetch(loader.load(items, sampling.sampling(group)), depth=depth):
+                for batch in loader.load(items, sampling.sampling(group), ahead=depth):
                     for r in batch:
                         if r.ok:
                             name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"

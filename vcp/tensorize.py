@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.table import Table
 
 from dali_pipes import ClipLoader, SamplingSpec
-from dali_pipes.prefetch import prefetch
 
 from .atomic import remove_stale_tmp
 from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, tensor_part_names
@@ -141,9 +140,6 @@ def _tensorize_locked(tree: RawTree, out: Path, config: TensorizeConfig, console
         max_batch=config.max_batch,
         cpu_decoder=config.cpu_decoder,
         pipelines=config.pipelines,
-        # The writer recycles each batch before taking the next: one batch being written
-        # plus the prefetched ones is all the clip memory tensorize ever holds.
-        output_buffers=config.prefetch_depth(default=1) + 1,
     )
     owned = _owned_files(tree, config.shard)
     summaries, failures = [], []
@@ -222,16 +218,18 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
         normalization=(config.stored_normalization.mean, config.stored_normalization.std),
         expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
     ) as writer:
-        for batch in prefetch(loader.load(items, spec), depth=config.prefetch_depth(default=1), on_stop=loader.unblock):
-            for result in batch:
-                if result.ok:
-                    writer.add(result.clip, Path(result.path).name, label)
-                    records.append(_video_record(result, config.mode))
-                else:
-                    failed.append((result.relpath, result.error.reason))
-                    file_error(result.relpath, result.error.reason)
-                on_video()
-            loader.recycle(batch)  # written: its memory can take the next batch's clips
+        # Each batch is written inside its ``with``: one batch being written plus the ones
+        # decoded ahead is all the clip memory tensorize ever holds.
+        for batch in loader.load(items, spec, ahead=config.prefetch_depth(default=1)):
+            with batch:
+                for result in batch:
+                    if result.ok:
+                        writer.add(result.clip, Path(result.path).name, label)
+                        records.append(_video_record(result, config.mode))
+                    else:
+                        failed.append((result.relpath, result.error.reason))
+                        file_error(result.relpath, result.error.reason)
+                    on_video()
         batch_sizes = {
             k: v - stats_before[0].get(k, 0)
             for k, v in loader.stats.batch_sizes.items()

@@ -1,7 +1,7 @@
 """A bounded background prefetcher: the next batch decodes while this one is consumed.
 
-``for batch in prefetch(loader.load(items, spec), depth=2)`` runs the producer in one
-thread with at most ``depth`` batches waiting, so memory stays bounded. DALI, PyAV and
+``for batch in prefetch(batches, depth=2)`` runs the producer in one thread with at most
+``depth`` batches waiting, so memory stays bounded (``ClipLoader.load(..., ahead=N)`` uses it). DALI, PyAV and
 torch release the GIL in their heavy parts, so decode overlaps the consumer's compute.
 Exceptions in the producer re-raise in the consumer; leaving the loop early stops it.
 """
@@ -22,10 +22,12 @@ class _Raised:
         self.exc = exc
 
 
-def prefetch(iterable: Iterable[T], depth: int = 2, on_stop: Callable[[], None] | None = None) -> Iterator[T]:
-    """``on_stop`` runs when the loop ends (finished or left early), before the producer is
-    joined: it must release anything the producer may be waiting on besides the queue (e.g.
-    a capped buffer pool that only the consumer's recycling would otherwise free)."""
+def prefetch(iterable: Iterable[T], depth: int = 2, waiting: Callable[[bool], None] | None = None) -> Iterator[T]:
+    """``waiting(True)`` is called while the consumer waits for the producer (nothing queued)
+    and for good once the loop ends (finished or left early, before the producer is joined);
+    ``waiting(False)`` when it has an item again. A producer that may wait on the consumer
+    for anything but the queue (a capped buffer pool) must not wait while that is True."""
+    waiting = waiting or (lambda _: None)
     if depth <= 0:
         yield from iterable
         return
@@ -55,7 +57,10 @@ def prefetch(iterable: Iterable[T], depth: int = 2, on_stop: Callable[[], None] 
     worker.start()
     try:
         while True:
+            if q.empty():
+                waiting(True)
             item = q.get()
+            waiting(False)
             if item is _DONE:
                 return
             if isinstance(item, _Raised):
@@ -63,6 +68,5 @@ def prefetch(iterable: Iterable[T], depth: int = 2, on_stop: Callable[[], None] 
             yield item
     finally:
         stop.set()
-        if on_stop is not None:
-            on_stop()
+        waiting(True)
         worker.join()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .probe import VideoError, _ffmpeg_reason
+from ._probe import VideoError, _ffmpeg_reason
 
 
 class FrameCountMismatch(Exception):

@@ -1,0 +1,174 @@
+"""Videos in, normalized clips out: :class:`ClipLoader` (decode -> resize -> normalize, CPU or GPU).
+
+The decode path, in order: ``_plan.Planner`` (probe, sample with ``_samplers``, route with
+``_nvdec``, cut into batches) -> ``_runner.BatchRunner`` (DALI pipelines built by
+``_graph``; PyAV in ``_pyav`` for what DALI's decoder does not take) -> a
+``_buffers.Batch`` whose CPU clips live in a leased buffer. This class wires them, runs
+decoding ahead of the consumer in a thread (``ahead``), and fans batches out to several
+pipelines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Literal
+
+from ._buffers import Batch, OutputPool
+from ._ffmpeg_log import ensure_ffmpeg_logging
+from ._graph import Device
+from ._nvdec import CapsTable
+from ._plan import LoaderStats, Planner, Router
+from ._prefetch import prefetch
+from ._probe import Prober
+from ._runner import BatchRunner
+from ._samplers import SamplingSpec
+
+# More pipelines than this decoded slower on a 7-NVDEC card, in DALI alone and in vcp
+# (docs/benchmarks.md, "Numbers behind the defaults").
+MAX_AUTO_PIPELINES = 4
+
+
+def default_pipelines(nvdec_engines: int) -> int:
+    """One DALI pipeline per NVDEC engine, at most :data:`MAX_AUTO_PIPELINES`; 1 where none
+    is known (CPU, MIG slice without NVDEC, no driver query)."""
+    return max(1, min(nvdec_engines, MAX_AUTO_PIPELINES))
+
+
+class ClipLoader:
+    """Probe, sample, decode, resize and normalize videos in batches.
+
+    ``device="gpu"``: NVDEC for every stream it accepts, CPU decode + GPU normalize for
+    the rest; batches sized from 40% of free VRAM, capped at ``max_batch``.
+    ``device="cpu"``: DALI's CPU decoder for VP8/VP9/MJPEG, PyAV for the rest
+    (``cpu_decoder="pyav"`` sends everything through PyAV).
+
+        for batch in loader.load(items, spec, ahead=1):
+            with batch:          # CPU clips' memory is reused for later batches after the block
+                for result in batch: ...
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: Device = "cpu",
+        device_id: int = 0,
+        max_batch: int = 4,
+        num_threads: int | None = None,
+        cpu_decoder: Literal["auto", "pyav"] = "auto",
+        vram_fraction: float = 0.4,
+        pipelines: int | None = 1,
+        caps: CapsTable | None = None,
+        probe_workers: int | None = None,
+    ):
+        if device not in ("cpu", "gpu"):
+            raise ValueError(f"Invalid device ({device!r}). Supported values are: cpu, gpu.")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if pipelines is not None and pipelines < 1:
+            raise ValueError(f"pipelines must be >= 1, got {pipelines}")
+        self._args = dict(
+            size=size, mean=tuple(mean), std=tuple(std), device=device, device_id=device_id, max_batch=max_batch,
+            num_threads=num_threads, cpu_decoder=cpu_decoder, vram_fraction=vram_fraction,
+        )
+        self.device, self.max_batch = device, max_batch
+        self.stats = LoaderStats()
+        caps = caps if caps is not None else (CapsTable(device_id) if device == "gpu" else None)
+        self.router = Router(device, cpu_decoder, caps, self.stats)
+        self.planner = Planner(self.router, max_batch=max_batch, size=size, device_id=device_id, vram_fraction=vram_fraction)
+        self.pool = OutputPool()
+        self.runner = BatchRunner(
+            router=self.router, stats=self.stats, pool=self.pool, device=device, device_id=device_id,
+            max_batch=max_batch, size=size, mean=tuple(mean), std=tuple(std), num_threads=num_threads,
+        )
+        # None: one pipeline per NVDEC engine the card reports (one pipeline keeps about one busy)
+        self.pipelines = pipelines if pipelines is not None else default_pipelines(self.nvdec_engines)
+        # None: on a GPU, files are probed ahead in a few processes (the CPU is otherwise idle);
+        # on the CPU in line (the cores decode)
+        if probe_workers is None:
+            probe_workers = min(4, max(1, (os.cpu_count() or 1) // 4)) if device == "gpu" else 0
+        self.probe_workers = probe_workers
+        self._prober: Prober | None = None
+        self.workers: list[ClipLoader] = []
+        ensure_ffmpeg_logging()
+
+    @property
+    def nvdec_engines(self) -> int:
+        """NVDEC engines the card reports (0: unknown, or a CPU loader)."""
+        return self.router.caps.engines() if self.router.caps is not None else 0
+
+    def load(self, items: Iterable[tuple[str, str]], spec: SamplingSpec, *, ahead: int = 0) -> Iterator[Batch]:
+        """Yield :class:`Batch` es of results (bad files included, with their error), in input order.
+
+        ``items`` are ``(path, relpath)``; ``relpath`` seeds the per-file generator.
+        ``ahead``: batches decoded in a background thread ahead of the consumer (0: in line).
+        The CPU clip memory then stays at ``ahead + 1`` batches for a consumer that uses
+        each batch in a ``with`` block. With ``pipelines > 1`` several loaders, each with
+        its own DALI pipelines (one keeps about one NVDEC busy), decode interleaved slices
+        of ``items`` in parallel threads.
+        """
+        if self.probe_workers:
+            if self._prober is None:
+                self._prober = Prober(self.probe_workers)
+            items = [(path, relpath, self._prober.submit(path)) for path, relpath in (item[:2] for item in items)]
+        batches = self._parallel(list(items), spec) if self.pipelines > 1 else self._in_line(items, spec)
+        if ahead <= 0:
+            self.pool.limit = None  # one thread: a lease that waited would wait for ever
+            yield from batches
+            return
+        self.pool.limit = ahead + 1
+        self.pool.waive(False)
+        yield from prefetch(batches, depth=ahead, waiting=self.pool.waive)
+
+    def _in_line(self, items: Iterable[tuple], spec: SamplingSpec) -> Iterator[Batch]:
+        for planned in self.planner.batches(items, spec):
+            yield self.runner.run(planned, spec)
+
+    def _parallel(self, items: list[tuple], spec: SamplingSpec) -> Iterator[Batch]:
+        """Chunk c of ``max_batch`` items goes to worker ``c % pipelines``; results in order."""
+        if not self.workers:
+            self.workers = [
+                ClipLoader(
+                    **{**self._args, "vram_fraction": self._args["vram_fraction"] / self.pipelines},
+                    caps=self.router.caps, probe_workers=0,  # this loader probes ahead for them
+                )
+                for _ in range(self.pipelines)
+            ]
+        chunks = [items[i : i + self.max_batch] for i in range(0, len(items), self.max_batch)]
+
+        def batches_of(worker: ClipLoader, mine: list) -> Iterator[Batch]:
+            # A function, not a generator expression: one would look ``worker`` up late and
+            # every thread would then drive the last worker's pipelines.
+            for chunk in mine:
+                yield from worker.load(chunk, spec)
+
+        streams = [prefetch(batches_of(w, chunks[i :: self.pipelines]), depth=1) for i, w in enumerate(self.workers)]
+        try:
+            for c, chunk in enumerate(chunks):
+                got = 0
+                while got < len(chunk):  # a chunk can come back as several VRAM-sized batches
+                    batch = next(streams[c % self.pipelines])
+                    got += len(batch)
+                    yield batch
+        finally:
+            for stream in streams:
+                stream.close()
+            for worker in self.workers:
+                self.stats.batch_sizes.update(worker.stats.batch_sizes)
+                self.stats.fallbacks.extend(worker.stats.fallbacks)
+                worker.stats.batch_sizes.clear()
+                worker.stats.fallbacks.clear()
+
+    def close(self) -> None:
+        """Stop the probe processes (also done when the loader is collected)."""
+        if self._prober is not None:
+            self._prober.close()
+            self._prober = None
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.close()
