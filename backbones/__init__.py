@@ -4,6 +4,8 @@ Plugins register a factory under the entry-point group ``vcp.backbones``::
 
     [project.entry-points."vcp.backbones"]
     my_net = "my_pkg.models:my_net"   # my_net(weights=None) -> nn.Module with .feature_dim
+
+The contract is in ``spec.py``; :func:`get_backbone` returns a frozen :class:`Backbone`.
 """
 
 from ._registry import (
@@ -14,12 +16,13 @@ from ._registry import (
     get_backbone,
     list_backbones,
 )
-from .spec import IMAGENET, BackboneSpec, InputSpec
+from .spec import IMAGENET, Backbone, BackboneSpec, InputSpec
 from .weights import NoWeights, Release, Weights, WeightsError, WeightsFile, parse_weights
 
 __all__ = [
     "GROUP",
     "IMAGENET",
+    "Backbone",
     "BackboneError",
     "BackboneSpec",
     "InputSpec",

@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from importlib import metadata
 
 import torch
-from torch import nn
 
-from .spec import BackboneSpec
+from .spec import Backbone, BackboneSpec
 from .weights import NoWeights, WeightsError, parse_weights, plugin_argument
 
 GROUP = "vcp.backbones"
@@ -135,8 +134,8 @@ class Registry:
             raise BackboneError(f"backbone {name!r} is broken: {spec.error}")
         return spec
 
-    def create(self, name: str, weights="DEFAULT") -> nn.Module:
-        """Build ``name`` with ``weights``; returns a frozen module with ``feature_dim``."""
+    def create(self, name: str, weights="DEFAULT") -> Backbone:
+        """Build ``name`` with ``weights``; returns it frozen, as a :class:`Backbone`."""
         spec = self.spec(name)
         parsed = parse_weights(weights)
         try:
@@ -145,15 +144,11 @@ class Registry:
             raise
         except Exception as exc:  # noqa: BLE001
             raise BackboneError(f"backbone {name!r} ({spec.distribution}) failed to build: {type(exc).__name__}: {exc}") from None
-        dim = getattr(model, "feature_dim", None)
-        if not isinstance(model, nn.Module) or not isinstance(dim, int):
-            raise BackboneError(f"backbone {name!r} ({spec.distribution}) returned no nn.Module with int feature_dim")
-        model.eval().requires_grad_(False)
-        if not hasattr(model, "input_spec"):
-            model.input_spec = spec.input
-        if not hasattr(model, "weights_source"):
-            model.weights_source = "random init" if isinstance(parsed, NoWeights) else str(parsed)
-        return model
+        source = "random init" if isinstance(parsed, NoWeights) else str(parsed)
+        try:
+            return Backbone.of(model, input_spec=spec.input, weights_source=source)
+        except TypeError:
+            raise BackboneError(f"backbone {name!r} ({spec.distribution}) returned no nn.Module with int feature_dim") from None
 
 
 _default: Registry | None = None
@@ -170,5 +165,5 @@ def list_backbones(*, include_broken: bool = False) -> list[str]:
     return default_registry().names(include_broken=include_broken)
 
 
-def get_backbone(name: str, weights="DEFAULT") -> nn.Module:
+def get_backbone(name: str, weights="DEFAULT") -> Backbone:
     return default_registry().create(name, weights)

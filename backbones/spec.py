@@ -1,9 +1,18 @@
-"""What a backbone expects as input, and the spec that describes a registered backbone."""
+"""The backbone contract: what a plugin's factory returns, what vcp runs, what it expects.
+
+A plugin registers ``factory(weights=None) -> nn.Module`` under the entry-point group
+``vcp.backbones``; the module has an int ``feature_dim`` (and, optionally, an
+``input_spec`` when it wants other statistics than ImageNet's); its forward maps
+``[B, 3, H, W]`` normalized float32 to ``[B, feature_dim]``. The registry checks that once
+and hands vcp a :class:`Backbone`: the module, unchanged, with those facts as fields.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -12,8 +21,6 @@ class InputSpec:
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    size: int = 224  # the resolution the weights were trained at (a hint, not enforced)
-    interpolation: str = "bilinear"
 
 
 # The one place the ImageNet statistics are written down.
@@ -36,3 +43,35 @@ class BackboneSpec:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class Backbone(nn.Module):
+    """A frozen backbone as vcp runs it: forward ``[B, 3, H, W]`` -> ``[B, feature_dim]``.
+
+    ``net`` is the factory's module, unchanged (eval mode, no gradients); ``input_spec`` is
+    how its input must be normalized; ``weights_source`` says where its weights came from.
+    """
+
+    def __init__(self, net: nn.Module, *, feature_dim: int, input_spec: InputSpec = IMAGENET, weights_source: str = "unknown"):
+        super().__init__()
+        self.net = net
+        self.feature_dim, self.input_spec, self.weights_source = int(feature_dim), input_spec, weights_source
+        self.eval().requires_grad_(False)
+
+    def forward(self, x):
+        return self.net(x)
+
+    @classmethod
+    def of(cls, module: nn.Module, *, input_spec: InputSpec = IMAGENET, weights_source: str = "unknown") -> Backbone:
+        """``module`` itself when it is a Backbone; else wrapped, its contract attributes read
+        here once (``feature_dim`` must be an int; ``input_spec`` and ``weights_source``, when
+        the module has them, win over the defaults given)."""
+        if isinstance(module, Backbone):
+            return module
+        dim = getattr(module, "feature_dim", None)
+        if not isinstance(module, nn.Module) or not isinstance(dim, int):
+            raise TypeError(f"not an nn.Module with an int feature_dim (feature_dim={dim!r})")
+        return cls(
+            module, feature_dim=dim, input_spec=getattr(module, "input_spec", input_spec),
+            weights_source=getattr(module, "weights_source", weights_source),
+        )

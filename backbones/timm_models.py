@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from torch import nn
-
-from .spec import InputSpec
-from .torchvision_models import freeze
+from .spec import IMAGENET, Backbone, InputSpec
 from .weights import NoWeights, WeightsError, WeightsFile, load_into, parse_weights, read_state_dict
 
 
-def build(model_name: str, weights=None) -> nn.Module:
+def build(model_name: str, weights=None) -> Backbone:
     import timm
 
     if model_name not in timm.list_models(pretrained=False) and not timm.is_model(model_name):
@@ -40,11 +37,8 @@ def build(model_name: str, weights=None) -> nn.Module:
             ) from None
         source = f"timm {model_name}{tag}"
     cfg = getattr(model, "pretrained_cfg", {}) or {}
-    model = freeze(model, model.num_features, source)
-    if "mean" in cfg and "std" in cfg:
-        size = cfg.get("input_size", (3, 224, 224))[-1]
-        model.input_spec = InputSpec(tuple(cfg["mean"]), tuple(cfg["std"]), int(size), cfg.get("interpolation", "bilinear"))
-    return model
+    spec = InputSpec(tuple(cfg["mean"]), tuple(cfg["std"])) if "mean" in cfg and "std" in cfg else IMAGENET
+    return Backbone(model, feature_dim=model.num_features, input_spec=spec, weights_source=source)
 
 
 def feature_dim(model_name: str) -> int:

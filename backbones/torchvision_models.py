@@ -1,7 +1,7 @@
 """Built-in torchvision backbones, registered through this project's entry points.
 
-Each factory follows the plugin contract: ``factory(weights=None) -> nn.Module`` with an
-int ``feature_dim``; forward maps ``[B, 3, H, W]`` ImageNet-normalized float32 to
+Each factory follows the plugin contract (``spec.py``): ``factory(weights=None)`` returns a
+:class:`Backbone` (an ``nn.Module`` with an int ``feature_dim``); forward maps ``[B, 3, H, W]`` ImageNet-normalized float32 to
 ``[B, feature_dim]`` (the pooled feature: the classification head is replaced by
 ``Identity``).
 """
@@ -12,7 +12,7 @@ from functools import partial
 
 from torch import nn
 
-from .spec import IMAGENET
+from .spec import IMAGENET, Backbone
 from .weights import (
     NoWeights,
     WeightsFile,
@@ -32,13 +32,6 @@ BUILTINS: dict[str, tuple[int, str, str]] = {
 RECOMMENDED = "efficientnet_v2_s"
 
 
-def freeze(model: nn.Module, feature_dim: int, source: str) -> nn.Module:
-    """eval(), no grads, and the attributes the rest of vcp reads."""
-    model.eval().requires_grad_(False)
-    model.feature_dim = int(feature_dim)
-    model.weights_source = source
-    model.input_spec = IMAGENET
-    return model
 
 
 def build(arch: str, weights=None) -> nn.Module:
@@ -57,7 +50,7 @@ def build(arch: str, weights=None) -> nn.Module:
         state, source = torchvision_state_dict(arch, release)
         load_into(model, state, head_prefixes=(head + ".",), source=source, arch=arch)
     setattr(model, head, nn.Identity())
-    return freeze(model, feature_dim, source)
+    return Backbone(model, feature_dim=feature_dim, input_spec=IMAGENET, weights_source=source)
 
 
 def _factory(arch: str):

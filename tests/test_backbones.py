@@ -45,7 +45,7 @@ def test_weights_from_state_dict_file_head_keys_ignored(tmp_path):
     path = tmp_path / "effnet.pth"
     torch.save(full.state_dict(), path)  # as published: classifier.* keys included
     model = get_backbone("efficientnet_v2_s", weights=str(path))
-    assert torch.equal(model.features[0][0].weight, full.features[0][0].weight)
+    assert torch.equal(model.net.features[0][0].weight, full.features[0][0].weight)
     assert model.weights_source == str(path)
     x = torch.randn(1, 3, 64, 64)
     full.classifier = torch.nn.Identity()
@@ -71,7 +71,7 @@ def test_default_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
     torch.save(full.state_dict(), ckpt)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
     model = get_backbone("resnet50", "DEFAULT")
-    assert torch.equal(model.conv1.weight, full.conv1.weight)
+    assert torch.equal(model.net.conv1.weight, full.conv1.weight)
     assert "IMAGENET1K_V2" in model.weights_source
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from backbones.spec import IMAGENET, InputSpec
+from backbones.spec import IMAGENET, Backbone, InputSpec
 
 if TYPE_CHECKING:
     from .features import ExtractConfig
@@ -32,12 +32,13 @@ class FrameEncoder:
     def __init__(self, model: torch.nn.Module, config: ExtractConfig):
         self.device = torch.device(config.device)
         self.config = config
-        self.model = model.to(self.device)  # attributes (feature_dim, input_spec) live here
+        # any module with an int feature_dim is taken; its weights are the configured ones
+        self.model = Backbone.of(model, weights_source=str(config.weights)).to(self.device)
         self.net = _fused(self.model) if config.fuse_conv_bn else self.model
         if config.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.dtype = PRECISIONS[config.precision]
-        self.target: InputSpec = getattr(model, "input_spec", IMAGENET)
+        self.target: InputSpec = self.model.input_spec
         self._affine_cache: dict = {}
         self.cuda = self.device.type == "cuda"
         if self.cuda:
