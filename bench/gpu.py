@@ -211,7 +211,7 @@ def main(argv=None) -> int:
 
         # tensorize on the card vs min(DALI alone, disk write)
         processed = work / "processed"
-        tcfg = TensorizeConfig(frames=T, size=S, mode="gpu", pipelines=auto, overwrite=True)
+        tcfg = TensorizeConfig.from_options(frames=T, size=S, mode="gpu", pipelines=auto, overwrite=True)
         tensorize(raw, processed, tcfg, console=QUIET)  # warm-up
         t_tz = best(lambda: tensorize(raw, processed, tcfg, console=QUIET), runs=2)
         per_video = T * 3 * S * S * 4
@@ -270,10 +270,10 @@ def main(argv=None) -> int:
             if p not in decode:
                 decode[p] = dali_alone(paths, p)
             ecfg = ExtractConfig(device="cuda", weights=str(weights), batch_size=BATCH, overwrite=True)
-            scfg = TensorizeConfig(frames=T, size=S, mode="gpu", pipelines=p)
+            scfg = TensorizeConfig.from_options(frames=T, size=S, mode="gpu", pipelines=p)
             stream_model = get_backbone("efficientnet_v2_s", str(weights))
-            extract_from_videos(raw, work / "sf", ecfg, scfg, console=QUIET, model=stream_model)  # warm-up
-            t = best(lambda e=ecfg, s=scfg, m=stream_model: extract_from_videos(raw, work / "sf", e, s, console=QUIET, model=m), runs=2)
+            extract_from_videos(raw, work / "sf", ecfg, scfg.clip, scfg.decode, console=QUIET, model=stream_model)  # warm-up
+            t = best(lambda e=ecfg, s=scfg, m=stream_model: extract_from_videos(raw, work / "sf", e, s.clip, s.decode, console=QUIET, model=m), runs=2)
             rows.append((f"extract --from-videos fp32, {p} pipeline(s)", f"DALI alone: {decode[p]:.1f} videos/s",
                          f"{n / t:.1f} videos/s", f"{n / t / decode[p]:.2f}", "≥ 0.80"))
             log(rows[-1])

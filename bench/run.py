@@ -136,7 +136,7 @@ def plain_tensorize(paths: list[Path], out: Path):
 
 def bench_tensorize(raw: Path, work: Path, rows: list):
     paths = sorted((raw / "train/cat/sub").iterdir())
-    cfg = TensorizeConfig(frames=T, size=S, mode="cpu", overwrite=True)
+    cfg = TensorizeConfig.from_options(frames=T, size=S, mode="cpu", overwrite=True)
     base_t, vcp_t = best_of_pair(
         lambda: plain_tensorize(paths, work / "plain"),
         lambda: tensorize(raw, work / "vcp", cfg, console=QUIET),
@@ -166,7 +166,7 @@ def features_rel_diff(a: Path, b: Path) -> float:
 
 def bench_streaming(raw: Path, work: Path, rows: list):
     ecfg = ExtractConfig(weights=None, overwrite=True)
-    tcfg = TensorizeConfig(frames=T, size=S, mode="cpu", overwrite=True)
+    tcfg = TensorizeConfig.from_options(frames=T, size=S, mode="cpu", overwrite=True)
 
     model = get_backbone("efficientnet_v2_s", None)  # the same weights for both paths
 
@@ -175,7 +175,7 @@ def bench_streaming(raw: Path, work: Path, rows: list):
         extract(work / "p2", work / "f2", ecfg, console=QUIET, model=model)
 
     def streaming():
-        extract_from_videos(raw, work / "f3", ecfg, tcfg, console=QUIET, model=model)
+        extract_from_videos(raw, work / "f3", ecfg, tcfg.clip, tcfg.decode, console=QUIET, model=model)
 
     t2, t3 = best_of_pair(two_stage, streaming, runs=3)  # the gain is small on 2 cores: 3 runs
     rel = features_rel_diff(work / "f2", work / "f3")
@@ -212,7 +212,7 @@ RSS = textwrap.dedent("""
     import sys
     from rich.console import Console
     from vcp.tensorize import TensorizeConfig, tensorize
-    tensorize(sys.argv[1], sys.argv[2], TensorizeConfig(frames=64, size=256, mode="cpu"), console=Console(quiet=True))
+    tensorize(sys.argv[1], sys.argv[2], TensorizeConfig.from_options(frames=64, size=256, mode="cpu"), console=Console(quiet=True))
     # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across exec
     print(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024)
 """)
@@ -257,7 +257,7 @@ def main(argv=None):
             processed = bench_tensorize(raw, work, rows) if "tensorize" in todo else None
         if "extract" in todo:
             if processed is None:
-                tensorize(raw, work / "vcp", TensorizeConfig(frames=T, size=S, mode="cpu"), console=QUIET)
+                tensorize(raw, work / "vcp", TensorizeConfig.from_options(frames=T, size=S, mode="cpu"), console=QUIET)
                 processed = work / "vcp"
             vids = torch.load(processed / "train/cat/sub/processed_data.pt", weights_only=True)["videos"][:2]
             bench_extract(vids, rows)

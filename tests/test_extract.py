@@ -36,7 +36,7 @@ def processed(tmp_path_factory, videos):
     videos.copy_to(raw / "train/apple/three.avi", codec="mjpeg", num_frames=12)
     videos.copy_to(raw / "val/apple/four.mp4", codec="h264", num_frames=25)
     out = root / "processed"
-    tensorize(raw, out, TensorizeConfig(frames=10, size=32, mode="cpu"), console=Console(quiet=True))
+    tensorize(raw, out, TensorizeConfig.from_options(frames=10, size=32, mode="cpu"), console=Console(quiet=True))
     return out
 
 
@@ -310,7 +310,7 @@ def test_clip_reader_reads_each_clip_from_its_place_in_the_archive(tmp_path, vid
     for i, n in enumerate((12, 30, 7)):
         videos.copy_to(raw / f"train/c/s/v{i}.mp4", codec="h264", num_frames=n)
     out = tmp_path / "out"
-    tensorize(raw, out, TensorizeConfig(frames=6, size=16, storage=storage), console=Console(quiet=True))
+    tensorize(raw, out, TensorizeConfig.from_options(frames=6, size=16, storage=storage), console=Console(quiet=True))
     tf = open_tensor_file(out / "train/c/s" / PT_NAME)
     with ClipReader(True) as reader:
         got = {i: reader.submit(tf, i).result() for i in (2, 0, 1)}

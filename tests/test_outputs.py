@@ -117,7 +117,7 @@ def test_clip_dataset_converts_compact_storage_as_extract_does(made, tmp_path):
     from vcp.data import ClipDataset
 
     compact = tmp_path / "u8"
-    tensorize(made["raw"], compact, TensorizeConfig(frames=6, size=32, storage="uint8"), console=Console(quiet=True))
+    tensorize(made["raw"], compact, TensorizeConfig.from_options(frames=6, size=32, storage="uint8"), console=Console(quiet=True))
     full, small = ClipDataset(made["processed"], "train"), ClipDataset(compact, "train")
     assert len(full) == len(small) == 3 and full.category_mapping == {"apple": 0, "zebra": 1}
     for (a, la, na), (b, lb, nb) in zip(full, small, strict=True):

@@ -75,7 +75,7 @@ def test_uint8_archive_is_self_describing_and_a_foreign_sidecar_is_refused(raw, 
 
 def test_legacy_uint8_archive_without_any_record_is_refused(raw, tmp_path):
     out = tmp_path / "out"
-    tensorize(raw, out, TensorizeConfig(frames=8, size=32, storage="uint8"), console=Console(quiet=True))
+    tensorize(raw, out, TensorizeConfig.from_options(frames=8, size=32, storage="uint8"), console=Console(quiet=True))
     for pt in out.rglob(PT_NAME):  # an archive from before vcp recorded its normalization
         d = torch.load(pt, weights_only=True)
         torch.save({k: d[k] for k in ("videos", "labels", "filenames", "category_mapping")}, pt)
@@ -108,7 +108,7 @@ def test_mixed_category_mappings_are_refused_naming_the_groups(raw, tmp_path):
     videos_dir = raw.parent / "old_raw/train/mango"
     shutil.copytree(raw / "train/zebra", videos_dir)
     shutil.copytree(raw / "train/apple", raw.parent / "old_raw/train/apple")
-    tensorize(raw.parent / "old_raw", stale, TensorizeConfig(frames=8, size=32), console=Console(quiet=True))
+    tensorize(raw.parent / "old_raw", stale, TensorizeConfig.from_options(frames=8, size=32), console=Console(quiet=True))
     shutil.copytree(stale / "train/mango", out / "train/mango")
     r = runner.invoke(app, ["extract", str(out), str(tmp_path / "f"), *BB])
     assert r.exit_code == 2 and not (tmp_path / "f" / "train_features_multiscale.h5").exists()
@@ -195,7 +195,7 @@ def test_unknown_strategy_rule_lists_the_subcategories(raw, tmp_path):
 )
 def test_bad_extract_options_exit_2_before_work(raw, tmp_path, args, needle):
     out = tmp_path / "out"
-    tensorize(raw, out, TensorizeConfig(frames=8, size=32), console=Console(quiet=True))
+    tensorize(raw, out, TensorizeConfig.from_options(frames=8, size=32), console=Console(quiet=True))
     r = runner.invoke(app, ["extract", str(out), str(tmp_path / "f"), *BB, *args])
     assert r.exit_code == 2, r.output
     assert needle in " ".join(r.output.split())
@@ -245,7 +245,7 @@ def test_wrong_weights_are_one_line_and_never_suggest_unsafe_loading(raw, tmp_pa
     import timm
 
     out = tmp_path / "out"
-    tensorize(raw, out, TensorizeConfig(frames=8, size=32), console=Console(quiet=True))
+    tensorize(raw, out, TensorizeConfig.from_options(frames=8, size=32), console=Console(quiet=True))
     r18 = tmp_path / "r18.pth"
     torch.save(timm.create_model("resnet18").state_dict(), r18)
     r = runner.invoke(app, ["extract", str(out), str(tmp_path / "f"), "--backbone", "timm/resnet34", "--weights", str(r18), "--device", "cpu"])
@@ -302,7 +302,7 @@ def test_rotated_video_comes_out_as_players_show_it(tmp_path, codec, suffix, dec
     write_video(raw / f"train/c/r{suffix}", num_frames=12, codec=codec, rotation=90)
     write_video(raw / f"train/c/u{suffix}", num_frames=12, codec=codec)
     out = tmp_path / "out"
-    tensorize(raw, out, TensorizeConfig(frames=12, size=32), console=Console(quiet=True))
+    tensorize(raw, out, TensorizeConfig.from_options(frames=12, size=32), console=Console(quiet=True))
     data = torch.load(out / "train/c/c" / PT_NAME, weights_only=True)
     meta = json.loads((out / "train/c/c" / META_NAME).read_text())
     by_name = {r["file"]: r for r in meta["videos"]}
@@ -321,7 +321,7 @@ def test_flip_of_a_rotated_video_mirrors_what_players_show(tmp_path):
     for i in range(6):
         write_video(raw / f"train/c/r{i}.mp4", num_frames=8, codec="h264", rotation=90)
     out = tmp_path / "out"
-    tensorize(raw, out, TensorizeConfig(frames=8, size=32, augment=True, strategy="segment"), console=Console(quiet=True))
+    tensorize(raw, out, TensorizeConfig.from_options(frames=8, size=32, augment=True, strategy="segment"), console=Console(quiet=True))
     data = torch.load(out / "train/c/c" / PT_NAME, weights_only=True)
     meta = json.loads((out / "train/c/c" / META_NAME).read_text())
     flips = {r["file"]: r["flipped"] for r in meta["videos"]}
@@ -362,7 +362,7 @@ def test_nan_or_labels_outside_the_mapping_reject_their_group_only(raw, tmp_path
     out = tmp_path / "out"
     videos_dir = raw / "train/apple/b"
     shutil.copytree(raw / "train/apple/a", videos_dir)
-    tensorize(raw, out, TensorizeConfig(frames=8, size=32), console=Console(quiet=True))
+    tensorize(raw, out, TensorizeConfig.from_options(frames=8, size=32), console=Console(quiet=True))
     pt = out / "train/apple/a" / PT_NAME
     d = torch.load(pt, weights_only=True)
     d["videos"][1, 3, 0, 5, 5] = float("nan")  # the group's second video: its first row is written, then taken back
@@ -400,7 +400,7 @@ def test_tensorize_failures_are_carried_into_failed_files(raw, tmp_path):
 # -- 16. random init is reproducible --------------------------------------------------------------------
 def test_weights_none_is_seeded_and_recorded(raw, tmp_path):
     out = tmp_path / "out"
-    tensorize(raw, out, TensorizeConfig(frames=8, size=32), console=Console(quiet=True))
+    tensorize(raw, out, TensorizeConfig.from_options(frames=8, size=32), console=Console(quiet=True))
     runs = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         r = runner.invoke(app, ["extract", str(out), str(tmp_path / name), *BB, "--splits", "val", "--seed", str(seed)])
@@ -419,6 +419,6 @@ def test_an_internal_value_error_is_exit_1_not_a_usage_error(raw, tmp_path, monk
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr(vcp.tensorize, "_tensorize_locked", broken)
+    monkeypatch.setattr(vcp.tensorize, "remove_stale_groups", broken)
     r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])
     assert r.exit_code == 1 and "ValueError: an internal bug" in r.stderr

@@ -102,4 +102,4 @@ def test_prefetch_depth_defaults_and_override(raw, tmp_path, monkeypatch):
         r = runner.invoke(app, args)
         assert r.exit_code == 3, r.output
         assert depths and set(depths) == {expected}, (args, depths)
-    assert TensorizeConfig().prefetch_depth(default=2) == 2 and TensorizeConfig(prefetch=0).prefetch_depth(default=2) == 0
+    assert TensorizeConfig().decode.prefetch_depth(default=2) == 2 and TensorizeConfig.from_options(prefetch=0).decode.prefetch_depth(default=2) == 0

@@ -210,7 +210,7 @@ RSS_SCRIPT = textwrap.dedent(
     import sys
     from vcp.tensorize import TensorizeConfig, tensorize
     from rich.console import Console
-    tensorize(sys.argv[1], sys.argv[2], TensorizeConfig(frames=64, size=128, mode="cpu"),
+    tensorize(sys.argv[1], sys.argv[2], TensorizeConfig.from_options(frames=64, size=128, mode="cpu"),
               console=Console(stderr=True, quiet=True))
     # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across exec
     print(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024)

@@ -14,15 +14,19 @@ from .layout import LayoutError
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
-def start_run(shard, debug: bool) -> None:
-    """Before any work: FFmpeg's own log lines only with --debug; under torchrun the ranks
-    keep per-file errors to themselves (rank 0 prints the merged list once at the end)."""
+def start_run(run: dict):
+    """Before any work, from the ``run`` options: this process's shard; FFmpeg's own log
+    lines only with --debug; under torchrun the ranks keep per-file errors to themselves
+    (rank 0 prints the merged list once at the end)."""
     from dali_pipes import set_ffmpeg_logging
 
     from .report import quiet_file_errors
+    from .shard import resolve_shard
 
-    set_ffmpeg_logging(debug)
+    shard = resolve_shard(run["shard"])
+    set_ffmpeg_logging(run["debug"])
     quiet_file_errors(shard.launcher == "torchrun")
+    return shard
 
 
 def finish_run(shard, root, own_failures: int, strict: bool) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +45,7 @@ def _parse_splits(text: str | None) -> tuple[str, ...] | None:
     return splits
 
 
+@opt.bundled(clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
 def extract_command(
     ctx: typer.Context,
     processed: Annotated[Path, typer.Argument(help="Output of vcp tensorize (or RAW videos with --from-videos).")],
@@ -54,82 +56,60 @@ def extract_command(
     multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", help="Three-scale temporal pass.")] = True,
     scales: Annotated[str, typer.Option(help="Temporal scales for the multi-scale pass.")] = "1.0,0.85,1.15",
     batch_size: Annotated[
-        int | None, typer.Option(min=1, max=65536, help="Frames per forward pass, packed across videos [default: 8 on CPU (cache-sized), 256 on CUDA].")
+        int | None, typer.Option(min=1, max=65536, help="Frames per forward pass, packed across videos (default: 8 on CPU, cache-sized; 256 on CUDA).")
     ] = None,
     splits: Annotated[str | None, typer.Option(help="Comma-separated splits (default: all found).")] = None,
     precision: Annotated[opt.Precision, typer.Option(help="fp32 is the compatible default.")] = opt.Precision.fp32,
     compile_net: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (pays off on long CUDA runs; recorded in the HDF5).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Recompute splits whose HDF5 is up to date.")] = False,
     from_videos: Annotated[bool, typer.Option("--from-videos", help="Read RAW videos and stream DALI -> backbone (no .pt files).")] = False,
-    frames: opt.Frames = 64,
-    size: opt.Size = 256,
-    clip_duration: opt.ClipDuration = 10.0,
-    strategy: opt.Strategy = opt.StrategyName.uniform,
-    strategy_for: opt.StrategyFor = [],  # noqa: B006
-    augment: opt.Augment = False,
-    seed: opt.Seed = 0,
-    max_batch: opt.MaxBatch = 4,
-    cpu_decoder: opt.CpuDecoder = opt.CpuDecoderName.auto,
-    pipelines: opt.Pipelines = None,
-    prefetch: opt.Prefetch = None,
-    shard: opt.ShardOpt = None,
-    strict: opt.Strict = False,
-    config: opt.Config = None,
-    print_config: opt.PrintConfig = False,
-    dry_run: opt.DryRun = False,
-    debug: opt.Debug = False,
+    clip: opt.Bundle = None,
+    decode: opt.Bundle = None,
+    run: opt.Bundle = None,
 ) -> None:
     """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
     from backbones import BackboneError, WeightsError
 
-    from .devices import slow_precision_warning
-    from .features import ExtractConfig, check_device
-    from .shard import resolve_shard
-
-    if print_config:
-        opt.print_config_and_exit(ctx, locals())
-    device, precision, strategy, cpu_decoder = map(opt.value, (device, precision, strategy, cpu_decoder))
-    with user_errors(debug):
+    opt.print_config_if_asked(ctx, locals())
+    with user_errors(run["debug"]):
         try:
             parsed_scales, parsed_splits = _parse_scales(scales), _parse_splits(splits)
-            opt.check_finite("--clip-duration", clip_duration)
-            this_shard = resolve_shard(shard)
-            start_run(this_shard, debug)
-            resolved = check_device(device)
-            if resolved == "cuda":
-                resolved = f"cuda:{this_shard.local_rank}"
-            settings = ExtractConfig(
-                backbone=backbone,
-                weights=_chosen_weights(weights, seed),
-                device=resolved,
-                multi_scale=multi_scale,
-                scales=parsed_scales,
-                batch_size=batch_size,
-                splits=parsed_splits,
-                precision=precision,
-                overwrite=overwrite,
-                shard=this_shard,
-                seed=seed,
-                compile=compile_net,
+            opt.check_finite("--clip-duration", clip["clip_duration"])
+            this_shard = start_run(run)
+            settings = _extract_config(
+                backbone=backbone, weights=weights, device=opt.value(device), multi_scale=multi_scale, scales=parsed_scales,
+                batch_size=batch_size, splits=parsed_splits, precision=opt.value(precision), overwrite=overwrite,
+                shard=this_shard, seed=clip["seed"], compile=compile_net,
             )
-            slow = slow_precision_warning(precision, resolved)
-            if slow:
-                print(f"vcp: WARNING: {slow}", file=sys.stderr, flush=True)
-            sampling = None
-            if from_videos:
-                from .settings import TensorizeConfig
-
-                sampling = TensorizeConfig(
-                    frames=frames, size=size, clip_duration=clip_duration, strategy=strategy,
-                    strategy_for=opt.parse_strategy_for(strategy_for), augment=augment, seed=seed,
-                    max_batch=max_batch, cpu_decoder=cpu_decoder, pipelines=pipelines, prefetch=prefetch,
-                    device_id=this_shard.local_rank,
-                )
-            results = _run(processed, features, settings, sampling, dry_run=dry_run)
-            code = finish_run(this_shard, features, sum(len(r.failures) for r in results), strict)
+            source = _VideoSource(opt.clip_settings(clip), decode) if from_videos else None
+            results = _run(processed, features, settings, source, dry_run=run["dry_run"])
+            code = finish_run(this_shard, features, sum(len(r.failures) for r in results), run["strict"])
         except (BackboneError, WeightsError) as exc:
             raise fail(str(exc), EXIT_USAGE) from None
     raise typer.Exit(code)
+
+
+def _extract_config(*, device: str, weights: str, shard, seed: int, **settings):
+    """The resolved :class:`ExtractConfig`: the device for this rank, the weights parsed once."""
+    from .devices import slow_precision_warning
+    from .features import ExtractConfig, check_device
+
+    resolved = check_device(device)
+    if resolved == "cuda":
+        resolved = f"cuda:{shard.local_rank}"
+    config = ExtractConfig(device=resolved, weights=_chosen_weights(weights, seed), shard=shard, seed=seed, **settings)
+    slow = slow_precision_warning(config.precision, resolved)
+    if slow:
+        print(f"vcp: WARNING: {slow}", file=sys.stderr, flush=True)
+    return config
+
+
+@dataclass
+class _VideoSource:
+    """``--from-videos``: what a clip is, and the decode options (the mode follows --device)."""
+
+    clip: object  # ClipSettings
+    decode: dict
 
 
 def _chosen_weights(weights: str, seed: int):
@@ -145,19 +125,19 @@ def _chosen_weights(weights: str, seed: int):
     return chosen
 
 
-def _run(source: Path, features: Path, settings, sampling, *, dry_run: bool):
-    """From ``.pt`` groups (``sampling`` None) or from videos; ``--dry-run`` prints the plan."""
-    if sampling is not None:
-        from .settings import validate_strategies
+def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *, dry_run: bool):
+    """From ``.pt`` groups, or from videos (``videos``); ``--dry-run`` prints the plan."""
+    if videos is not None:
         from .stream import extract_from_videos
 
-        validate_strategies(sampling)
         if dry_run:
             from .plan import stream_plan
 
-            Console().print(stream_plan(source, features, settings, sampling))
+            videos.clip.check()
+            Console().print(stream_plan(source, features, settings, videos.clip))
             raise typer.Exit(0)
-        return extract_from_videos(source, features, settings, sampling, console=Console(stderr=True))
+        decode = opt.decode_settings(videos.decode, mode="cpu", device_id=settings.shard.local_rank)
+        return extract_from_videos(source, features, settings, videos.clip, decode, console=Console(stderr=True))
     from .extract import extract
 
     if dry_run:

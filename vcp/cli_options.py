@@ -1,7 +1,10 @@
-"""Option types shared by ``vcp tensorize`` and ``vcp extract --from-videos``."""
+"""Option types shared by ``vcp tensorize`` and ``vcp extract``, and the option bundles
+(:func:`bundled`) that both declare once: what a clip is, how to decode, how to run."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -40,14 +43,14 @@ MaxBatch = Annotated[int, typer.Option(min=1, max=1024, help="Most videos per DA
 CpuDecoder = Annotated[CpuDecoderName, typer.Option(help="CPU decode front: auto (DALI for VP8/VP9/MJPEG) | pyav.", hidden=True)]
 Pipelines = Annotated[
     int | None,
-    typer.Option(min=1, max=64, help="Parallel DALI pipelines, each on its own slice [default: one per NVDEC engine on a GPU, at most 4; 1 on the CPU]."),
+    typer.Option(min=1, max=64, help="Parallel DALI pipelines, each on its own slice (default: one per NVDEC engine on a GPU, at most 4; 1 on the CPU)."),
 ]
 Prefetch = Annotated[
     int | None,
     typer.Option(
         min=0,
         max=64,
-        help="Decoded batches kept ahead [default: tensorize 1; --from-videos 2 on CUDA, 0 (in line) on CPU].",
+        help="Decoded batches kept ahead (default: tensorize 1; --from-videos 2 on CUDA, 0 = in line on CPU).",
     ),
 ]
 ShardOpt = Annotated[
@@ -103,3 +106,92 @@ def print_config_and_exit(ctx: typer.Context, values: dict) -> None:
 
     print(settings_toml(ctx, values), end="")
     raise typer.Exit(0)
+
+
+# -- bundles: options both stage commands take, declared once ----------------------------------
+Bundle = dict  # the annotation of a bundle's place in a command (see bundled)
+
+
+def clip_options(
+    frames: Frames = 64,
+    size: Size = 256,
+    clip_duration: ClipDuration = 10.0,
+    strategy: Strategy = StrategyName.uniform,
+    strategy_for: StrategyFor = [],  # noqa: B006 - typer copies defaults
+    augment: Augment = False,
+    seed: Seed = 0,
+):
+    """What a clip is (see :class:`vcp.settings.ClipSettings`)."""
+
+
+def decode_options(
+    max_batch: MaxBatch = 4,
+    cpu_decoder: CpuDecoder = CpuDecoderName.auto,
+    pipelines: Pipelines = None,
+    prefetch: Prefetch = None,
+):
+    """How to decode (see :class:`vcp.settings.DecodeSettings`)."""
+
+
+def run_options(
+    shard: ShardOpt = None,
+    strict: Strict = False,
+    config: Config = None,
+    print_config: PrintConfig = False,
+    dry_run: DryRun = False,
+    debug: Debug = False,
+):
+    """How the command runs: sharding, exit codes, settings files, dry run, debugging."""
+
+
+def bundled(**bundles):
+    """``@bundled(clip=clip_options)``: the command's parameter ``clip`` stands for every
+    parameter of ``clip_options`` (in its place, so help and ``--print-config`` list them
+    there); the command receives their values as one dict under ``clip``."""
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        params, members = [], {}
+        for param in signature.parameters.values():
+            if param.name in bundles:
+                inner = list(inspect.signature(bundles[param.name], eval_str=True).parameters.values())
+                members[param.name] = [p.name for p in inner]
+                params += inner
+            else:
+                params.append(param)
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            for name, names in members.items():
+                kwargs[name] = {n: kwargs.pop(n) for n in names}
+            return command(**kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
+
+
+def clip_settings(clip: dict):
+    """The ``clip`` bundle's values -> :class:`vcp.settings.ClipSettings` (checked)."""
+    from .settings import ClipSettings
+
+    check_finite("--clip-duration", clip["clip_duration"])
+    return ClipSettings(**{**clip, "strategy": value(clip["strategy"]), "strategy_for": parse_strategy_for(clip["strategy_for"])})
+
+
+def decode_settings(decode: dict, *, mode: str, device_id: int):
+    """The ``decode`` bundle's values -> :class:`vcp.settings.DecodeSettings`."""
+    from .settings import DecodeSettings
+
+    return DecodeSettings(**{**decode, "cpu_decoder": value(decode["cpu_decoder"])}, mode=mode, device_id=device_id)
+
+
+def print_config_if_asked(ctx: typer.Context, values: dict) -> None:
+    """``--print-config``: the resolved settings as TOML, then exit (bundles flattened)."""
+    flat = dict(values)
+    for bundle in ("clip", "decode", "run"):
+        flat.update(flat.pop(bundle, None) or {})
+    if flat.get("print_config"):
+        print_config_and_exit(ctx, flat)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,76 +15,63 @@ from . import cli_options as opt
 from .cli_common import finish_run, start_run, user_errors
 from .devices import resolve_mode
 
+if TYPE_CHECKING:
+    from .layout import RawTree
+    from .settings import TensorizeConfig
 
+
+@opt.bundled(clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
 def tensorize_command(
     ctx: typer.Context,
     raw: Annotated[Path, typer.Argument(help="RAW/<split>/<category>/[<subcategory>/]<video>")],
     out: Annotated[Path, typer.Argument(help="Output folder for processed_data.pt files.")],
     mode: Annotated[opt.Mode, typer.Option(help="Where to decode/normalize.")] = opt.Mode.auto,
-    frames: opt.Frames = 64,
-    size: opt.Size = 256,
-    clip_duration: opt.ClipDuration = 10.0,
-    strategy: opt.Strategy = opt.StrategyName.uniform,
-    strategy_for: opt.StrategyFor = [],  # noqa: B006
+    clip: opt.Bundle = None,
     interactive: Annotated[bool, typer.Option(help="Prompt for the mode and each subcategory's strategy.")] = False,
-    augment: opt.Augment = False,
-    seed: opt.Seed = 0,
-    max_batch: opt.MaxBatch = 4,
+    decode: opt.Bundle = None,
     storage: Annotated[opt.Storage, typer.Option(help="float32 (the contract), float16, or uint8 (raw pixels, 4x smaller; extract normalizes on load).")] = opt.Storage.float32,
     overwrite: Annotated[bool, typer.Option(help="Redo subcategories whose outputs are up to date.")] = False,
-    cpu_decoder: opt.CpuDecoder = opt.CpuDecoderName.auto,
-    pipelines: opt.Pipelines = None,
-    prefetch: opt.Prefetch = None,
-    shard: opt.ShardOpt = None,
-    strict: opt.Strict = False,
-    config: opt.Config = None,
-    print_config: opt.PrintConfig = False,
-    dry_run: opt.DryRun = False,
-    debug: opt.Debug = False,
+    run: opt.Bundle = None,
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
-    from .layout import discover_raw
-    from .settings import TensorizeConfig
-    from .shard import resolve_shard
-    from .tensorize import tensorize
-
-    if print_config:
-        opt.print_config_and_exit(ctx, locals())
-    mode, strategy, storage, cpu_decoder = map(opt.value, (mode, strategy, storage, cpu_decoder))
-    with user_errors(debug):
-        opt.check_finite("--clip-duration", clip_duration)
-        this_shard = resolve_shard(shard)
-        start_run(this_shard, debug)
-        tree = discover_raw(raw)
-        overrides = opt.parse_strategy_for(strategy_for)
-        if interactive:
-            mode, overrides = _prompt(tree, mode, strategy, overrides)
-        settings = TensorizeConfig(
-            frames=frames,
-            size=size,
-            clip_duration=clip_duration,
-            strategy=strategy,
-            strategy_for=overrides,
-            augment=augment,
-            seed=seed,
-            max_batch=max_batch,
-            mode=resolve_mode(mode),
-            overwrite=overwrite,
-            cpu_decoder=cpu_decoder,
-            pipelines=pipelines,
-            prefetch=prefetch,
-            storage=storage,
-            shard=this_shard,
-            device_id=this_shard.local_rank,
-        )
-        if dry_run:
+    opt.print_config_if_asked(ctx, locals())
+    with user_errors(run["debug"]):
+        this_shard = start_run(run)
+        settings = _settings(raw, mode, clip, interactive, decode, storage, overwrite, this_shard)
+        if run["dry_run"]:
             from .plan import tensorize_plan
 
-            Console().print(tensorize_plan(tree, out, settings))
+            Console().print(tensorize_plan(settings.tree, out, settings.config))
             raise typer.Exit(0)
-        result = tensorize(raw, out, settings, console=Console(stderr=True), tree=tree)
-        code = finish_run(this_shard, out, len(result.failures), strict)
+        from .tensorize import tensorize
+
+        result = tensorize(raw, out, settings.config, console=Console(stderr=True), tree=settings.tree)
+        code = finish_run(this_shard, out, len(result.failures), run["strict"])
     raise typer.Exit(code)
+
+
+@dataclass
+class _Resolved:
+    tree: RawTree
+    config: TensorizeConfig
+
+
+def _settings(raw, mode, clip: dict, interactive: bool, decode: dict, storage, overwrite: bool, shard) -> _Resolved:
+    """The options -> the tree and a :class:`TensorizeConfig` (after the prompts, if asked)."""
+    from .layout import discover_raw
+    from .settings import TensorizeConfig, WriteSettings
+
+    clip_settings = opt.clip_settings(clip)
+    tree = discover_raw(raw)
+    mode = opt.value(mode)
+    if interactive:
+        mode, overrides = _prompt(tree, mode, clip_settings.strategy, clip_settings.strategy_for)
+        clip_settings = replace(clip_settings, strategy_for=overrides)
+    return _Resolved(tree, TensorizeConfig(
+        clip=clip_settings,
+        decode=opt.decode_settings(decode, mode=resolve_mode(mode), device_id=shard.local_rank),
+        write=WriteSettings(storage=opt.value(storage), overwrite=overwrite, shard=shard),
+    ))
 
 
 def _prompt(tree, mode: str, strategy: str, overrides: dict[str, str]):

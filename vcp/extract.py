@@ -21,7 +21,6 @@ from .features import (  # the sink; re-exported for callers of the stage
     AUTO_BATCH,
     Clip,
     ExtractConfig,
-    SplitResult,
     check_device,
     fingerprint,
     load_backbone,
@@ -44,6 +43,7 @@ from .pt_reader import (
 )
 from .report import file_error
 from .shard import contiguous_ranges
+from .stage import RunResult, SplitResult
 
 
 def extract(
@@ -53,7 +53,7 @@ def extract(
     *,
     model: torch.nn.Module | None = None,
     console: Console | None = None,
-) -> list[SplitResult]:
+) -> RunResult:
     """Run the stage over every split found (or ``config.splits``)."""
     console = console or Console(stderr=True)
     processed = Path(processed)
@@ -63,10 +63,10 @@ def extract(
     check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tfs, _ in opened.values() for tf in tfs})
     encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
     with output_lock(features, config.shard):
-        results = [
+        results = RunResult(
             extract_split(split, files, features, config, encoder, console=console, opened=opened[split])
             for split, files in by_split.items()
-        ]
+        )
     console.print(summary_table(results))
     return results
 

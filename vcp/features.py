@@ -8,20 +8,19 @@ three-scale rule, one HDF5 row per video.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import torch
-from rich.table import Table
 
 from backbones.spec import IMAGENET, InputSpec
 from backbones.weights import NoWeights, Weights, WeightsFile, parse_weights
 
+from . import stage
 from .atomic import remove_stale_tmp
 from .contract import PARTS_DIR, feature_part_name, features_filename
 from .devices import UsageError
@@ -33,6 +32,7 @@ from .packing import PackedEncoder
 from .progress import human_bytes, make_progress
 from .report import file_error
 from .shard import Shard
+from .stage import SplitResult
 from .versions import versions
 
 # Frames per forward when --batch-size is not given: on the CPU small batches stay in the
@@ -79,18 +79,6 @@ class ExtractConfig:
             raise UsageError(f"scales must be positive numbers, got {self.scales}")
 
 
-@dataclass
-class SplitResult:
-    split: str
-    videos: int = 0
-    frames: int = 0
-    seconds: float = 0.0
-    output: Path | None = None
-    skipped: bool = False
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    upstream_failures: list[tuple[str, str]] = field(default_factory=list)  # tensorize's, recorded only
-
-
 def video_features(encoder: FrameEncoder, video: torch.Tensor, config: ExtractConfig, stored=IMAGENET) -> torch.Tensor:
     """One video ``[T, 3, H, W]`` -> its rows: three-scale ``[max_L, D]`` or ``[T, D]``."""
     feats = encoder(video, stored)
@@ -106,7 +94,7 @@ def fingerprint(files: list[Path], config: ExtractConfig, **extra) -> str:
     }
     if config.random_init:  # the network is the seed's
         payload["init_seed"] = config.seed
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return stage.fingerprint(payload)
 
 
 def _weights_identity(weights: Weights) -> str:
@@ -125,13 +113,8 @@ def output_target(features: Path, split: str, config: ExtractConfig, fp: str) ->
     result already there when that file (or the final one) is up to date — a query: it
     writes nothing and changes nothing."""
     final = features / features_filename(split, config.multi_scale)
-    targets = [final] if not config.shard.active else [final, features / PARTS_DIR / feature_part_name(final.name, config.shard.tag)]
-    if not config.overwrite:
-        for path in targets:
-            previous = current_result(path, fp, split)
-            if previous is not None:
-                return path, previous
-    return targets[-1], None
+    part = features / PARTS_DIR / feature_part_name(final.name, config.shard.tag) if config.shard.active else None
+    return stage.pick_target(final, part, lambda path: current_result(path, fp, split), overwrite=config.overwrite)
 
 
 def current_result(path: Path, fp: str, split: str) -> SplitResult | None:
@@ -144,7 +127,7 @@ def current_result(path: Path, fp: str, split: str) -> SplitResult | None:
                 return None
             upstream = [tuple(x) for x in json.loads(h5.attrs.get("tensorize_failed_files", "[]"))]
             failures = [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]")) if tuple(x) not in upstream]
-            return SplitResult(split, videos=int(h5.attrs["num_videos"]), output=path, skipped=True,
+            return SplitResult(split, videos=int(h5.attrs["num_videos"]), output=path, skipped=1,
                                failures=failures, upstream_failures=upstream)
     except OSError:
         return None
@@ -203,8 +186,7 @@ def write_features(
         ) as writer,
         make_progress(console, "frames") as progress,
     ):
-        label_suffix = f" [shard {config.shard.index}/{config.shard.count}]" if config.shard.active else ""
-        task = progress.add_task(f"extract {split}{label_suffix}", total=total)
+        task = progress.add_task(f"extract {split}{stage.shard_label(config.shard)}", total=total)
 
         def advanced() -> None:
             elapsed = time.perf_counter() - started
@@ -233,7 +215,7 @@ def _run_attrs(config: ExtractConfig, encoder: FrameEncoder, fp: str, extra: dic
     """The HDF5 attrs that say how the features were made (None values are left out)."""
     return {
         "backbone": config.backbone,
-        "weights": getattr(encoder.model, "weights_source", str(config.weights)),
+        "weights": encoder.model.weights_source,
         "scales": json.dumps(list(config.scales) if config.multi_scale else [1.0]),
         "precision": config.precision,
         "versions": json.dumps(versions(), sort_keys=True),
@@ -290,15 +272,27 @@ def compress_threads(device_type: str) -> int:
     return min(8, max(1, cores // 2)) if device_type == "cuda" else 1
 
 
-def summary_table(results: list[SplitResult]) -> Table:
-    table = Table(title="vcp extract")
-    for col in ("split", "videos", "frames/s", "failed files", "seconds", "output"):
-        table.add_column(col, justify="left" if col in ("split", "output") else "right")
-    for r in results:
-        rate = "up to date" if r.skipped else (f"{r.frames / r.seconds:.1f}" if r.seconds else "-")
-        size = human_bytes(r.output.stat().st_size) if r.output and r.output.exists() else "-"
-        table.add_row(r.split, str(r.videos), rate, str(len(r.failures)), f"{r.seconds:.1f}", f"{r.output.name if r.output else '-'} ({size})")
-    return table
+def _rate(r: SplitResult) -> str:
+    return "up to date" if r.skipped else (f"{r.frames / r.seconds:.1f}" if r.seconds else "-")
+
+
+def _output(r: SplitResult) -> str:
+    size = human_bytes(r.output.stat().st_size) if r.output and r.output.exists() else "-"
+    return f"{r.output.name if r.output else '-'} ({size})"
+
+
+COLUMNS: list[stage.Column] = [
+    ("split", lambda r: r.split, "left"),
+    ("videos", lambda r: str(r.videos), "right"),
+    ("frames/s", _rate, "right"),
+    ("failed files", lambda r: str(len(r.failures)), "right"),
+    ("seconds", lambda r: f"{r.seconds:.1f}", "right"),
+    ("output", _output, "left"),
+]
+
+
+def summary_table(results: list[SplitResult]):
+    return stage.summary_table("vcp extract", results, COLUMNS)
 
 
 def check_device(device: str) -> str:

@@ -49,15 +49,14 @@ def _rejections(files) -> list[str]:
 
 def tensorize_plan(tree: RawTree, out: Path, config) -> Table:
     """One row per split/category/subcategory, as ``vcp tensorize`` would decide it."""
-    from .tensorize import fingerprint, up_to_date, validate_strategies, validate_strategy_rules
+    from .tensorize import fingerprint, group_target
 
-    validate_strategies(config)
-    validate_strategy_rules(config, tree)
+    config.check(tree)
     table = _table(f"vcp tensorize --dry-run: {tree.root} -> {out} (nothing written)", "group")
     mapping = tree.category_mapping
     for group in tree.groups:
-        fp = fingerprint(group, config.sampling(group), config, mapping)
-        current = not config.overwrite and up_to_date(Path(out) / group.rel_dir, fp, repair=False)
+        fp = fingerprint(group, config.clip.sampling(group), config, mapping)
+        current = group_target(Path(out) / group.rel_dir, fp, config, repair=False)[1]
         rejected = _rejections(group.files)
         n = len(group.files)
         table.add_row(group.rel_dir.as_posix(), str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
@@ -86,19 +85,19 @@ def extract_plan(processed: Path, features: Path, config) -> Table:
     return table
 
 
-def stream_plan(raw: Path, features: Path, config, sampling) -> Table:
+def stream_plan(raw: Path, features: Path, config, clip) -> Table:
     """One row per split for ``vcp extract --from-videos``."""
     from .features import output_target
-    from .settings import validate_strategy_rules
-    from .stream import split_fingerprint
+    from .stream import split_fingerprint, split_groups
 
+    clip.check()
     tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
-    validate_strategy_rules(sampling, tree)
+    clip.check(tree)
     table = _table(f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)", "split")
     for split in tree.splits:
-        groups = sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
+        groups = split_groups(tree, split)
         everything = [f for g in groups for f in g.files]
-        fp = split_fingerprint(groups, config, sampling)
+        fp = split_fingerprint(groups, config, clip)
         current = output_target(Path(features), split, config, fp)[1] is not None
         rejected = _rejections(everything)
         n = len(everything)

@@ -1,25 +1,35 @@
-"""What a tensorize or ``--from-videos`` run is asked to do: :class:`TensorizeConfig` and its checks.
+"""What a tensorize or ``--from-videos`` run is asked to do, split by concern.
 
-Shared by ``vcp tensorize`` and ``vcp extract --from-videos`` (the same sampling and
-decode settings), so neither stage imports the other.
+* :class:`ClipSettings` — what a clip is: frames, size, sampling strategy, clip duration,
+  augmentation, seed, normalization. Both stages that decode videos share it.
+* :class:`DecodeSettings` — how to decode: mode, device, max batch, pipelines, decode-ahead
+  depth, CPU decoder. Both share it too; it never changes what is computed.
+* :class:`WriteSettings` — how tensorize writes and runs: storage, overwrite, shard.
+  (``vcp extract`` has its own in :class:`vcp.features.ExtractConfig`.)
+
+:class:`TensorizeConfig` is the three together; :meth:`TensorizeConfig.from_options`
+takes them flat, by the CLI's names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 
 from backbones.spec import IMAGENET, InputSpec
-from dali_pipes import STRATEGIES, SamplingSpec
+from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec
 
 from .devices import UsageError
 from .layout import Group, RawTree
 from .shard import Shard
 
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}
+
 
 @dataclass(frozen=True)
-class TensorizeConfig:
+class ClipSettings:
     frames: int = 64
     size: int = 256
     clip_duration: float = 10.0
@@ -27,16 +37,44 @@ class TensorizeConfig:
     strategy_for: dict[str, str] = field(default_factory=dict)  # "sub" or "category/sub"
     augment: bool = False
     seed: int = 0
-    max_batch: int = 4
+    normalization: InputSpec = IMAGENET
+
+    def strategy_of(self, group: Group) -> str:
+        key = f"{group.category}/{group.subcategory}"
+        return self.strategy_for.get(key, self.strategy_for.get(group.subcategory, self.strategy))
+
+    def sampling(self, group: Group) -> SamplingSpec:
+        return SamplingSpec(
+            strategy=self.strategy_of(group), frames=self.frames, clip_duration=self.clip_duration,
+            seed=self.seed, augment=self.augment,
+        )
+
+    def check(self, tree: RawTree | None = None) -> None:
+        """Every strategy must exist, and every ``--strategy-for`` rule must name a
+        subcategory of ``tree`` (a typo would silently change the sampling)."""
+        for name in [self.strategy, *self.strategy_for.values()]:
+            if name not in STRATEGIES:
+                raise UsageError(f"Invalid sampling strategy ({name!r}). Supported values are: {', '.join(STRATEGIES)}.")
+        if tree is None:
+            return
+        keys = {g.subcategory for g in tree.groups} | {f"{g.category}/{g.subcategory}" for g in tree.groups}
+        unknown = [k for k in self.strategy_for if k not in keys]
+        if unknown:
+            existing = sorted({f"{g.category}/{g.subcategory}" for g in tree.groups})
+            raise UsageError(
+                f"--strategy-for {', '.join(unknown)}: no such subcategory in {tree.root}; "
+                f"the subcategories are: {', '.join(existing)}"
+            )
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
     mode: str = "cpu"  # resolved: "gpu" or "cpu"
     device_id: int = 0
-    overwrite: bool = False
-    normalization: InputSpec = IMAGENET
-    cpu_decoder: str = "auto"
-    storage: str = "float32"  # the contract; float16 / uint8 are opt-in
-    shard: Shard = Shard()
+    max_batch: int = 4
     pipelines: int | None = None  # None: one per NVDEC engine on a GPU, 1 on the CPU
     prefetch: int | None = None  # batches decoded ahead; None: see prefetch_depth()
+    cpu_decoder: str = "auto"
 
     def prefetch_depth(self, default: int) -> int:
         """Decoded batches kept ahead of the consumer: ``--prefetch``, else ``default``.
@@ -48,48 +86,50 @@ class TensorizeConfig:
         """
         return default if self.prefetch is None else self.prefetch
 
+    def loader(self, size: int, spec: InputSpec) -> ClipLoader:
+        """A loader giving ``size`` x ``size`` clips normalized as ``spec`` says."""
+        return ClipLoader(
+            size=size, mean=spec.mean, std=spec.std, device=self.mode, device_id=self.device_id,
+            max_batch=self.max_batch, cpu_decoder=self.cpu_decoder, pipelines=self.pipelines,
+        )
+
+
+@dataclass(frozen=True)
+class WriteSettings:
+    storage: str = "float32"  # the contract; float16 / uint8 are opt-in
+    overwrite: bool = False
+    shard: Shard = Shard()
+
+    def check(self) -> None:
+        if self.storage not in STORAGE_DTYPES:
+            raise UsageError(f"Invalid storage ({self.storage!r}). Supported values are: float32, float16, uint8.")
+
+
+@dataclass(frozen=True)
+class TensorizeConfig:
+    clip: ClipSettings = ClipSettings()
+    decode: DecodeSettings = DecodeSettings()
+    write: WriteSettings = WriteSettings()
+
+    @classmethod
+    def from_options(cls, **options) -> TensorizeConfig:
+        """The three settings from flat options named as the CLI names them (``frames=``,
+        ``mode=``, ``storage=`` ...); an unknown name is a TypeError."""
+        parts = {}
+        for name, kind in (("clip", ClipSettings), ("decode", DecodeSettings), ("write", WriteSettings)):
+            names = {f.name for f in dataclasses.fields(kind)}
+            parts[name] = kind(**{k: options.pop(k) for k in list(options) if k in names})
+        if options:
+            raise TypeError(f"unknown tensorize option(s): {', '.join(sorted(options))}")
+        return cls(**parts)
+
     @property
     def stored_normalization(self) -> InputSpec:
         """What the stored values mean: uint8 keeps raw 0..255 pixels (mean 0, std 1/255)."""
-        if self.storage == "uint8":
+        if self.write.storage == "uint8":
             return InputSpec(mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255))
-        return self.normalization
+        return self.clip.normalization
 
-    def strategy_of(self, group: Group) -> str:
-        key = f"{group.category}/{group.subcategory}"
-        return self.strategy_for.get(key, self.strategy_for.get(group.subcategory, self.strategy))
-
-    def sampling(self, group: Group) -> SamplingSpec:
-        return SamplingSpec(
-            strategy=self.strategy_of(group),
-            frames=self.frames,
-            clip_duration=self.clip_duration,
-            seed=self.seed,
-            augment=self.augment,
-        )
-
-
-STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}
-
-
-def validate_strategy_rules(config: TensorizeConfig, tree: RawTree) -> None:
-    """Every ``--strategy-for`` rule must name a subcategory of the tree (a typo would
-    silently change the sampling)."""
-    keys = {g.subcategory for g in tree.groups} | {f"{g.category}/{g.subcategory}" for g in tree.groups}
-    unknown = [k for k in config.strategy_for if k not in keys]
-    if unknown:
-        existing = sorted({f"{g.category}/{g.subcategory}" for g in tree.groups})
-        raise UsageError(
-            f"--strategy-for {', '.join(unknown)}: no such subcategory in {tree.root}; "
-            f"the subcategories are: {', '.join(existing)}"
-        )
-
-
-def validate_strategies(config: TensorizeConfig) -> None:
-    if config.storage not in STORAGE_DTYPES:
-        raise UsageError(f"Invalid storage ({config.storage!r}). Supported values are: float32, float16, uint8.")
-    for name in [config.strategy, *config.strategy_for.values()]:
-        if name not in STRATEGIES:
-            raise UsageError(
-                f"Invalid sampling strategy ({name!r}). Supported values are: {', '.join(STRATEGIES)}."
-            )
+    def check(self, tree: RawTree | None = None) -> None:
+        self.write.check()
+        self.clip.check(tree)

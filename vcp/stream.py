@@ -11,105 +11,106 @@ The HDF5 equals tensorize + extract on the same inputs.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rich.console import Console
 
-from dali_pipes import ClipLoader
-
+from . import stage
 from .encoder import FrameEncoder
 from .features import (
     Clip,
     ExtractConfig,
-    SplitResult,
     fingerprint,
     load_backbone,
     output_target,
     summary_table,
     write_features,
 )
-from .layout import discover_raw, file_stamp, prepare_output_dir
+from .layout import Group, RawTree, discover_raw, prepare_output_dir
 from .lock import output_lock
 from .report import file_error
-from .settings import TensorizeConfig, validate_strategy_rules
-from .shard import assign_balanced
+from .settings import ClipSettings, DecodeSettings
+from .stage import RunResult, SplitResult
 
 
-def split_fingerprint(groups, config: ExtractConfig, sampling: TensorizeConfig) -> str:
+def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings) -> str:
     """What a split's features from videos depend on: its files, the sampling of each group,
     the frame size, and the extract settings."""
     settings = {
-        "sampling": {f"{g.category}/{g.subcategory}": asdict(sampling.sampling(g)) for g in groups},
-        "size": sampling.size,
+        "sampling": {f"{g.category}/{g.subcategory}": asdict(clip.sampling(g)) for g in groups},
+        "size": clip.size,
     }
     return fingerprint([f for g in groups for f in g.files], config, stream=settings)
+
+
+def split_groups(tree: RawTree, split: str) -> list[Group]:
+    """A split's groups in row order (category, subcategory)."""
+    return sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
 
 
 def extract_from_videos(
     raw: str | Path,
     features: str | Path,
     config: ExtractConfig,
-    sampling: TensorizeConfig,
+    clip: ClipSettings,
+    decode: DecodeSettings,
     *,
     model=None,
     console: Console | None = None,
-) -> list[SplitResult]:
+) -> RunResult:
     console = console or Console(stderr=True)
+    clip.check()
     tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
-    validate_strategy_rules(sampling, tree)
+    clip.check(tree)
     features = prepare_output_dir(features, inputs=tree.root, what="FEATURES")
     with output_lock(features, config.shard):
-        return _extract_locked(tree, features, config, sampling, model=model, console=console)
-
-
-def _extract_locked(tree, features: Path, config: ExtractConfig, sampling: TensorizeConfig, *, model, console):
-    mapping = tree.category_mapping
-    encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
-    stored = encoder.target  # clips are normalized for this backbone directly
-    loader = ClipLoader(
-        size=sampling.size, mean=stored.mean, std=stored.std,
-        device="gpu" if config.device.startswith("cuda") else "cpu", device_id=sampling.device_id,
-        max_batch=sampling.max_batch, cpu_decoder=sampling.cpu_decoder, pipelines=sampling.pipelines,
-    )
-    depth = sampling.prefetch_depth(default=2 if config.device.startswith("cuda") else 0)
-    results = []
-    for split in tree.splits:
-        groups = sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
-        result = SplitResult(split)
-        everything = [f for g in groups for f in g.files]
-        fp = split_fingerprint(groups, config, sampling)
-        out_path, previous = output_target(features, split, config, fp)
-        if previous is not None:
-            results.append(previous)
-            continue
-        order = {f: i for i, f in enumerate(everything)}  # single-process row order
-        mine = set(everything)
-        if config.shard.active:  # balanced by file size
-            ranks = assign_balanced([file_stamp(f)[0] for f in everything], config.shard.count)
-            mine = {f for f, r in zip(everything, ranks, strict=True) if r == config.shard.index}
-
-        def clips(groups=groups, result=result, mine=mine, order=order):
-            for group in groups:
-                items = [(str(p), tree.relpath(p)) for p in group.files if p in mine]
-                for batch in loader.load(items, sampling.sampling(group), ahead=depth):
-                    for r in batch:
-                        if r.ok:
-                            name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"
-                            yield Clip(
-                                order[Path(r.path)], r.clip, stored, mapping[group.category], name, str(group.rel_dir),
-                                fps=r.info.fps, frame_indices=r.indices.tolist(),
-                                frame_times=r.info.times_of(r.indices),
-                            )
-                        else:
-                            result.failures.append((r.relpath, r.error.reason))
-                            file_error(r.relpath, r.error.reason)
-
-        write_features(
-            split, out_path, clips(), result=result, total=len(mine),
-            frame_counts=[sampling.frames], mapping=mapping, config=config, encoder=encoder,
-            fp=fp, attrs={"source": "videos", "raw_root": str(tree.root)}, console=console,
-        )
-        results.append(result)
+        encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
+        source = _VideoSource(tree, encoder, clip, decode)
+        results = RunResult(_extract_split(split, source, features, config, encoder, console) for split in tree.splits)
     console.print(summary_table(results))
     return results
+
+
+def _extract_split(split: str, source: _VideoSource, features: Path, config: ExtractConfig, encoder, console) -> SplitResult:
+    groups = split_groups(source.tree, split)
+    fp = split_fingerprint(groups, config, source.clip)
+    out_path, previous = output_target(features, split, config, fp)
+    if previous is not None:
+        return previous
+    result = SplitResult(split)
+    everything = [f for g in groups for f in g.files]
+    mine = stage.owned_files(everything, config.shard)  # balanced by file size
+    write_features(
+        split, out_path, source.clips(groups, everything, mine, result), result=result, total=len(mine),
+        frame_counts=[source.clip.frames], mapping=source.mapping, config=config, encoder=encoder,
+        fp=fp, attrs={"source": "videos", "raw_root": str(source.tree.root)}, console=console,
+    )
+    return result
+
+
+class _VideoSource:
+    """Clips of a split's videos, straight from the loader, normalized for the backbone."""
+
+    def __init__(self, tree: RawTree, encoder: FrameEncoder, clip: ClipSettings, decode: DecodeSettings):
+        self.tree, self.clip, self.mapping = tree, clip, tree.category_mapping
+        self.stored = encoder.target  # clips are normalized for this backbone directly
+        on_cuda = encoder.device.type == "cuda"
+        self.loader = replace(decode, mode="gpu" if on_cuda else "cpu").loader(clip.size, self.stored)
+        self.depth = decode.prefetch_depth(default=2 if on_cuda else 0)
+
+    def clips(self, groups: list[Group], everything: list[Path], mine: set[Path], result: SplitResult):
+        order = {f: i for i, f in enumerate(everything)}  # single-process row order
+        for group in groups:
+            items = [(str(p), self.tree.relpath(p)) for p in group.files if p in mine]
+            for batch in self.loader.load(items, self.clip.sampling(group), ahead=self.depth):
+                for r in batch:
+                    if r.ok:
+                        name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"
+                        yield Clip(
+                            order[Path(r.path)], r.clip, self.stored, self.mapping[group.category], name, str(group.rel_dir),
+                            fps=r.info.fps, frame_indices=r.indices.tolist(), frame_times=r.info.times_of(r.indices),
+                        )
+                    else:
+                        result.failures.append((r.relpath, r.error.reason))
+                        file_error(r.relpath, r.error.reason)

@@ -9,7 +9,6 @@ Bad files are reported (stderr and ``metadata.json``) and skipped; the rest is w
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import sys
@@ -18,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from dali_pipes import ClipLoader, SamplingSpec
 
+from . import stage
 from .atomic import remove_stale_tmp
 from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, tensor_part_names
 from .layout import Group, RawTree, discover_raw, file_stamp, prepare_output_dir
@@ -29,56 +28,55 @@ from .lock import output_lock
 from .progress import human_bytes, make_progress
 from .pt_writer import PtWriter, settle_pair
 from .report import file_error
-from .settings import (  # re-exported for callers of the stage
-    STORAGE_DTYPES,
-    TensorizeConfig,
-    validate_strategies,
-    validate_strategy_rules,
-)
-from .shard import Shard, assign_balanced
+from .settings import STORAGE_DTYPES, TensorizeConfig
+from .stage import RunResult, SplitResult
 from .versions import versions
 
 FORMAT_VERSION = 1
 
 
-@dataclass
-class SplitSummary:
-    split: str
-    videos: int = 0
-    written: int = 0
-    failed: int = 0
-    skipped_groups: int = 0
-    seconds: float = 0.0
-    output_bytes: int = 0
-
-
-@dataclass
-class TensorizeResult:
-    splits: list[SplitSummary]
-    failures: list[tuple[str, str]]  # (relpath, reason)
-
-
 def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mapping: dict) -> str:
     """Hash of everything that determines a group's output: inputs and settings."""
-    files = [[path.name, *file_stamp(path)] for path in group.files]
-    payload = {
+    return stage.fingerprint({
         "format": FORMAT_VERSION,
-        "files": files,
+        "files": [[path.name, *file_stamp(path)] for path in group.files],
         "sampling": asdict(spec),
-        "size": config.size,
-        "storage": config.storage,
+        "size": config.clip.size,
+        "storage": config.write.storage,
         "mean": config.stored_normalization.mean,
         "std": config.stored_normalization.std,
         "category_mapping": mapping,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    })
 
 
-def up_to_date(out_dir: Path, fp: str, name: str = PT_NAME, meta_name: str = META_NAME, *, repair: bool = True) -> bool:
-    """True when the pair in ``out_dir`` is whole (same ``pair_id``) and made from ``fp``
+@dataclass(frozen=True)
+class Slot:
+    """Where a group's pair is written: the contract's files, or a shard's part files."""
+
+    directory: Path
+    name: str = PT_NAME
+    meta_name: str = META_NAME
+
+
+def up_to_date(slot: Slot, fp: str, *, repair: bool = True) -> bool:
+    """True when the pair in ``slot`` is whole (same ``pair_id``) and made from ``fp``
     (``repair``: finishing a killed commit on the way)."""
-    meta = settle_pair(out_dir, name, meta_name, repair=repair)
+    meta = settle_pair(slot.directory, slot.name, slot.meta_name, repair=repair)
     return meta is not None and meta.get("fingerprint") == fp
+
+
+def group_target(out_dir: Path, fp: str, config: TensorizeConfig, *, repair: bool = True) -> tuple[Slot, bool]:
+    """Where this process writes a group, and whether the pair there is up to date.
+
+    A sharded rank still points at the final files when they are already up to date
+    (merged earlier), so the group is skipped instead of redone as a part.
+    """
+    shard = config.write.shard
+    part = Slot(out_dir / PARTS_DIR, *tensor_part_names(shard.tag)) if shard.active else None
+    slot, found = stage.pick_target(
+        Slot(out_dir), part, lambda s: True if up_to_date(s, fp, repair=repair) else None, overwrite=config.write.overwrite,
+    )
+    return slot, found is not None
 
 
 def tensorize(
@@ -88,17 +86,30 @@ def tensorize(
     *,
     console: Console | None = None,
     tree: RawTree | None = None,
-) -> TensorizeResult:
-    """Run the stage; returns per-split summaries and every failure."""
+) -> RunResult:
+    """Run the stage; returns per-split results (``.failures``: every file it could not use)."""
     console = console or Console(stderr=True)
-    validate_strategies(config)
+    config.check()
     tree = tree or discover_raw(raw)
-    validate_strategy_rules(config, tree)
+    config.clip.check(tree)
     out = prepare_output_dir(out, inputs=tree.root, what="OUT")
-    with output_lock(out, config.shard):
-        if config.shard.index == 0:  # one process reconciles; other ranks only add parts
+    with output_lock(out, config.write.shard):
+        if config.write.shard.index == 0:  # one process reconciles; other ranks only add parts
             remove_stale_groups(out, tree, console)
-        return _tensorize_locked(tree, out, config, console)
+        results = _Run(tree, out, config, console).all_splits()
+    console.print(stage.summary_table("vcp tensorize", results, COLUMNS))
+    return results
+
+
+COLUMNS: list[stage.Column] = [
+    ("split", lambda r: r.split, "left"),
+    ("videos", lambda r: str(r.videos), "right"),
+    ("written", lambda r: str(r.written), "right"),
+    ("failed", lambda r: str(len(r.failures)), "right"),
+    ("up-to-date groups", lambda r: str(r.skipped), "right"),
+    ("seconds", lambda r: f"{r.seconds:.1f}", "right"),
+    ("output", lambda r: human_bytes(r.output_bytes), "right"),
+]
 
 
 def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path]:
@@ -129,122 +140,99 @@ def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path
     return removed
 
 
-def _tensorize_locked(tree: RawTree, out: Path, config: TensorizeConfig, console: Console) -> TensorizeResult:
-    mapping = tree.category_mapping
-    loader = ClipLoader(
-        size=config.size,
-        mean=config.stored_normalization.mean,
-        std=config.stored_normalization.std,
-        device=config.mode,
-        device_id=config.device_id,
-        max_batch=config.max_batch,
-        cpu_decoder=config.cpu_decoder,
-        pipelines=config.pipelines,
-    )
-    owned = _owned_files(tree, config.shard)
-    summaries, failures = [], []
-    for split in tree.splits:
-        summary = SplitSummary(split)
-        groups = tree.groups_of(split)
-        summary.videos = sum(len(owned(g)) for g in groups)
+class _Run:
+    """One tensorize run over a tree: split -> group -> batches of clips -> one pair per group."""
+
+    def __init__(self, tree: RawTree, out: Path, config: TensorizeConfig, console: Console):
+        self.tree, self.out, self.config, self.console = tree, out, config, console
+        self.mapping = tree.category_mapping
+        self.loader: ClipLoader = config.decode.loader(config.clip.size, config.stored_normalization)
+        self.mine = stage.owned_files([p for g in tree.groups for p in g.files], config.write.shard)
+
+    def owned(self, group: Group) -> list[Path]:
+        return [p for p in group.files if p in self.mine]
+
+    def all_splits(self) -> RunResult:
+        return RunResult(self.split(split) for split in self.tree.splits)
+
+    def split(self, split: str) -> SplitResult:
+        result = SplitResult(split)
+        groups = self.tree.groups_of(split)
+        result.videos = sum(len(self.owned(g)) for g in groups)
         started = time.perf_counter()
-        with make_progress(console, "videos") as progress:
-            task = progress.add_task(f"tensorize {split}{_shard_label(config.shard)}", total=summary.videos)
+        with make_progress(self.console, "videos") as progress:
+            task = progress.add_task(f"tensorize {split}{stage.shard_label(self.config.write.shard)}", total=result.videos)
             for group in groups:
-                out_dir = out / group.rel_dir
-                files = owned(group)
-                spec = config.sampling(group)
-                fp = fingerprint(group, spec, config, mapping)
-                target_dir, name, meta_name = _target(out_dir, fp, config)
-                current = up_to_date(target_dir, fp, name, meta_name)  # finishes a killed commit
-                remove_stale_tmp(target_dir, [name, meta_name])
-                if not config.overwrite and current:
-                    summary.skipped_groups += 1
-                    progress.advance(task, len(files))
-                    previous = _previous_failures(target_dir / meta_name, group)
-                    failures += previous
-                    summary.failed += len(previous)
-                    summary.output_bytes += (target_dir / name).stat().st_size
-                    continue
-                group_failures = _write_group(
-                    tree, group, files, spec, config, mapping, fp, target_dir, name, meta_name, loader,
-                    on_video=lambda task=task: progress.advance(task), console=console,
-                )
-                failures += group_failures
-                summary.failed += len(group_failures)
-                summary.written += len(files) - len(group_failures)
-                summary.output_bytes += (target_dir / name).stat().st_size
-        summary.seconds = time.perf_counter() - started
-        summaries.append(summary)
-    console.print(_summary_table(summaries))
-    return TensorizeResult(summaries, failures)
+                self.group(group, result, on_video=lambda n=1, task=task: progress.advance(task, n))
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def group(self, group: Group, result: SplitResult, *, on_video) -> None:
+        files = self.owned(group)
+        spec = self.config.clip.sampling(group)
+        fp = fingerprint(group, spec, self.config, self.mapping)
+        slot, current = group_target(self.out / group.rel_dir, fp, self.config)  # finishes a killed commit
+        remove_stale_tmp(slot.directory, [slot.name, slot.meta_name])
+        if current:
+            result.skipped += 1
+            on_video(len(files))
+            result.failures += _previous_failures(slot.directory / slot.meta_name, group)
+        else:
+            failed = self.write(group, files, spec, fp, slot, on_video=on_video)
+            result.failures += failed
+            result.written += len(files) - len(failed)
+        result.output_bytes += (slot.directory / slot.name).stat().st_size
+
+    def write(self, group: Group, files: list[Path], spec: SamplingSpec, fp: str, slot: Slot, *, on_video) -> list:
+        config, loader = self.config, self.loader
+        label = self.mapping[group.category]
+        items = [(str(p), self.tree.relpath(p)) for p in files]
+        failed, records = [], []
+        started = time.perf_counter()
+        stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
+        with PtWriter(
+            slot.directory, frames=config.clip.frames, size=config.clip.size, category_mapping=self.mapping,
+            dtype=STORAGE_DTYPES[config.write.storage], name=slot.name, meta_name=slot.meta_name,
+            normalization=(config.stored_normalization.mean, config.stored_normalization.std),
+            expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
+        ) as writer:
+            # Each batch is written inside its ``with``: one batch being written plus the ones
+            # decoded ahead is all the clip memory tensorize ever holds.
+            for batch in loader.load(items, spec, ahead=config.decode.prefetch_depth(default=1)):
+                with batch:
+                    for r in batch:
+                        if r.ok:
+                            writer.add(r.clip, Path(r.path).name, label)
+                            records.append(_video_record(r, config.decode.mode))
+                        else:
+                            failed.append((r.relpath, r.error.reason))
+                            file_error(r.relpath, r.error.reason)
+                        on_video()
+            metadata = _group_metadata(group, label, spec, config, self.mapping, records, failed)
+            metadata.update(_run_record(loader, stats_before, started, fp, config))
+            writer.commit(metadata)
+        _warn_cut_short(group, items, records)
+        return failed
 
 
-def _target(out_dir: Path, fp: str, config: TensorizeConfig) -> tuple[Path, str, str]:
-    """Where this process writes a group: the contract's files, or its shard's part files.
-
-    A sharded rank still points at the final files when they are already up to date
-    (merged earlier), so the group is skipped instead of redone as a part.
-    """
-    final_current = not config.overwrite and up_to_date(out_dir, fp)
-    if not config.shard.active or final_current:
-        return out_dir, PT_NAME, META_NAME
-    return (out_dir / PARTS_DIR, *tensor_part_names(config.shard.tag))
-
-
-def _owned_files(tree: RawTree, shard: Shard):
-    """``group -> files this rank processes``: all of them, or a balanced slice by file size."""
-    if not shard.active:
-        return lambda group: list(group.files)
-    everything = [p for g in tree.groups for p in g.files]
-    ranks = assign_balanced([file_stamp(p)[0] for p in everything], shard.count)
-    mine = {p for p, r in zip(everything, ranks, strict=True) if r == shard.index}
-    return lambda group: [p for p in group.files if p in mine]
+def _run_record(loader: ClipLoader, before: tuple, started: float, fp: str, config: TensorizeConfig) -> dict:
+    """The run details of a group's ``metadata.json``: batches, fallbacks, time, versions."""
+    batch_sizes = {k: v - before[0].get(k, 0) for k, v in loader.stats.batch_sizes.items() if v - before[0].get(k, 0)}
+    record = {
+        "batch_sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
+        "decoder_fallbacks": loader.stats.fallbacks[before[1]:],
+        "elapsed_s": round(time.perf_counter() - started, 3),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": versions(),
+        "fingerprint": fp,
+    }
+    shard = config.write.shard
+    if shard.active:
+        record["shard"] = {"index": shard.index, "count": shard.count}
+    return record
 
 
-def _shard_label(shard: Shard) -> str:
-    return f" [shard {shard.index}/{shard.count}]" if shard.active else ""
-
-
-def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, meta_name, loader, *, on_video, console):
-    label = mapping[group.category]
-    items = [(str(p), tree.relpath(p)) for p in files]
-    failed, records = [], []
-    started = time.perf_counter()
-    stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
-    with PtWriter(
-        out_dir, frames=config.frames, size=config.size, category_mapping=mapping,
-        dtype=STORAGE_DTYPES[config.storage], name=name, meta_name=meta_name,
-        normalization=(config.stored_normalization.mean, config.stored_normalization.std),
-        expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
-    ) as writer:
-        # Each batch is written inside its ``with``: one batch being written plus the ones
-        # decoded ahead is all the clip memory tensorize ever holds.
-        for batch in loader.load(items, spec, ahead=config.prefetch_depth(default=1)):
-            with batch:
-                for result in batch:
-                    if result.ok:
-                        writer.add(result.clip, Path(result.path).name, label)
-                        records.append(_video_record(result, config.mode))
-                    else:
-                        failed.append((result.relpath, result.error.reason))
-                        file_error(result.relpath, result.error.reason)
-                    on_video()
-        batch_sizes = {
-            k: v - stats_before[0].get(k, 0)
-            for k, v in loader.stats.batch_sizes.items()
-            if v - stats_before[0].get(k, 0)
-        }
-        metadata = _group_metadata(group, label, spec, config, mapping, fp, records, failed)
-        metadata["batch_sizes"] = {str(k): v for k, v in sorted(batch_sizes.items())}
-        metadata["decoder_fallbacks"] = loader.stats.fallbacks[stats_before[1]:]
-        metadata["elapsed_s"] = round(time.perf_counter() - started, 3)
-        metadata["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        metadata["versions"] = versions()
-        metadata["fingerprint"] = fp
-        if config.shard.active:
-            metadata["shard"] = {"index": config.shard.index, "count": config.shard.count}
-        writer.commit(metadata)
+def _warn_cut_short(group: Group, items: list, records: list) -> None:
     relpaths = {Path(path).name: relpath for path, relpath in items}
     cut_short = [f"{relpaths[r['file']]} ({r['frames_missing']} missing)" for r in records if r["frames_missing"]]
     if cut_short:
@@ -253,7 +241,6 @@ def _write_group(tree, group, files, spec, config, mapping, fp, out_dir, name, m
             f"the frames present (frames_missing in metadata.json): {', '.join(cut_short)}",
             file=sys.stderr, flush=True,
         )
-    return failed
 
 
 def _video_record(result, mode: str) -> dict:
@@ -277,7 +264,7 @@ def _video_record(result, mode: str) -> dict:
     }
 
 
-def _group_metadata(group, label, spec, config, mapping, fp, records, failed) -> dict:
+def _group_metadata(group, label, spec, config: TensorizeConfig, mapping, records, failed) -> dict:
     """The settings and outcome part of a group's ``metadata.json`` (run details are added by the caller)."""
     return {
         "split": group.split,
@@ -285,19 +272,19 @@ def _group_metadata(group, label, spec, config, mapping, fp, records, failed) ->
         "subcategory": group.subcategory,
         "label": label,
         "num_videos": len(records),
-        "frames_per_video": config.frames,
-        "image_size": config.size,
+        "frames_per_video": config.clip.frames,
+        "image_size": config.clip.size,
         "sampling_strategy": spec.strategy,
-        "clip_duration": config.clip_duration,
-        "seed": config.seed,
-        "augmentation": config.augment,
-        "processing_mode": config.mode,
-        "storage": config.storage,
+        "clip_duration": config.clip.clip_duration,
+        "seed": config.clip.seed,
+        "augmentation": config.clip.augment,
+        "processing_mode": config.decode.mode,
+        "storage": config.write.storage,
         "normalization": {
             "mean": list(config.stored_normalization.mean),
             "std": list(config.stored_normalization.std),
         },
-        "layout": _layout_note(config.storage),
+        "layout": _layout_note(config.write.storage),
         "category_mapping": mapping,
         "failed": [{"file": Path(rel).name, "reason": reason} for rel, reason in failed],
         "videos": records,
@@ -324,19 +311,4 @@ def _previous_failures(meta_path: Path, group: Group) -> list[tuple[str, str]]:
     return [(f"{group.rel_dir.as_posix()}/{f['file']}", f["reason"]) for f in meta.get("failed", [])]
 
 
-def _summary_table(summaries: list[SplitSummary]) -> Table:
-    table = Table(title="vcp tensorize")
-    for col in ("split", "videos", "written", "failed", "up-to-date groups", "seconds", "output"):
-        table.add_column(col, justify="right" if col != "split" else "left")
-    for s in summaries:
-        table.add_row(
-            s.split, str(s.videos), str(s.written), str(s.failed), str(s.skipped_groups),
-            f"{s.seconds:.1f}", human_bytes(s.output_bytes),
-        )
-    return table
-
-
-__all__ = [
-    "STORAGE_DTYPES", "SplitSummary", "TensorizeConfig", "TensorizeResult", "fingerprint", "remove_stale_groups",
-    "tensorize", "up_to_date", "validate_strategies", "validate_strategy_rules",
-]
+__all__ = ["Slot", "TensorizeConfig", "fingerprint", "group_target", "remove_stale_groups", "tensorize", "up_to_date"]
