@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     from backbones import get_backbone
     from dali_pipes import CapsTable, default_pipelines
     from vcp.extract import ExtractConfig, extract
-    from vcp.reference import seed_multiscale_features
+    from bench.reference import seed_multiscale_features
     from vcp.stream import extract_from_videos
     from vcp.tensorize import TensorizeConfig, tensorize
 

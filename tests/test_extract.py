@@ -20,7 +20,7 @@ from vcp.cli import app
 from vcp.contract import PT_NAME
 from vcp.extract import ExtractConfig, FrameEncoder, video_features
 from vcp.multiscale import combine_scales, output_rows, scale_indices
-from vcp.reference import seed_multiscale_features
+from bench.reference import seed_multiscale_features
 from vcp.tensorize import TensorizeConfig, tensorize
 
 runner = CliRunner()

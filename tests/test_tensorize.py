@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from vcp.cli import app
-from vcp.contract import META_NAME, PT_NAME
+from vcp.contract import GROUP_SETTINGS, META_NAME, PT_NAME, RUN_SPECIFIC
 
 from .conftest import read_indices
 
@@ -69,8 +69,9 @@ def test_outputs_schema_labels_and_frames(raw, tmp_path):
         assert data["labels"].tolist() == [mapping[category]] * len(names)
         assert data["filenames"] == names
         assert data["category_mapping"] == mapping
-        for key in ("frames_per_video", "image_size", "sampling_strategy", "processing_mode", "augmentation"):
-            assert key in meta
+        for key in (*GROUP_SETTINGS, *RUN_SPECIFIC[:-1], "processing_mode"):  # what merge compares and sums
+            assert key in meta, key
+        assert "shard" not in meta  # written by sharded ranks only
         assert (meta["frames_per_video"], meta["image_size"], meta["processing_mode"]) == (8, 32, "cpu")
         assert meta["sampling_strategy"] == "uniform" and meta["augmentation"] is False
         assert meta["failed"] == [] and meta["num_videos"] == len(names)

@@ -19,7 +19,18 @@ import h5py
 import numpy as np
 import torch
 
-from .contract import PARTS_DIR, PT_NAME, feature_final_name, group_files, part_of
+from .contract import (
+    GROUP_SETTINGS,
+    H5_LAYOUT_ATTRS,
+    H5_SAME_ACROSS_PARTS,
+    H5_SHARD_ATTRS,
+    PARTS_DIR,
+    PT_NAME,
+    RUN_SPECIFIC,
+    feature_final_name,
+    group_files,
+    part_of,
+)
 from .h5_writer import H5Writer
 from .pt_writer import PtWriter
 
@@ -52,7 +63,6 @@ def _check_same(what: str, values: dict[Path, object], field: str) -> None:
 
 
 # -- processed_data.pt --------------------------------------------------------------------
-RUN_SPECIFIC = ("batch_sizes", "decoder_fallbacks", "elapsed_s", "created_at", "shard")
 
 
 def merge_tensor_group(group_dir: Path, *, check_only: bool = False) -> Path:
@@ -60,7 +70,7 @@ def merge_tensor_group(group_dir: Path, *, check_only: bool = False) -> Path:
     metas = _complete_set(sorted(parts_dir.glob("part-*.json")), str(group_dir))
     meta = {m: json.loads(m.read_text()) for m in metas}
     what = str(group_dir)
-    for key in ("frames_per_video", "image_size", "sampling_strategy", "clip_duration", "seed", "augmentation", "storage", "normalization"):
+    for key in GROUP_SETTINGS:
         _check_same(what, {m: v.get(key) for m, v in meta.items()}, key)
     _check_same(what, {m: v["fingerprint"] for m, v in meta.items()}, "settings/inputs fingerprint")
     for p in metas:
@@ -107,7 +117,6 @@ def _sum_counts(dicts) -> dict[str, int]:
 
 
 # -- features HDF5 --------------------------------------------------------------------------
-SAME_ATTRS = ("backbone", "weights", "scales", "precision", "multi_scale", "max_frames", "feature_dim", "category_mapping", "fingerprint")
 
 
 def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) -> Path:
@@ -116,7 +125,7 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
     for p in parts:
         with h5py.File(p, "r") as h5:
             attrs[p] = dict(h5.attrs)
-    for key in SAME_ATTRS:
+    for key in H5_SAME_ACROSS_PARTS:
         _check_same(str(final), {p: _plain(a.get(key)) for p, a in attrs.items()}, key)
     if check_only:
         return final
@@ -126,7 +135,7 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
         with h5py.File(p, "r") as h5:
             rows += [(int(o), p, i) for i, o in enumerate(h5["order"][:])]
     rows.sort(key=lambda r: r[0])
-    keep = {k: _plain(v) for k, v in first.items() if k not in ("num_videos", "max_frames", "feature_dim", "category_mapping", "multi_scale", "shard_index", "shard_count")}
+    keep = {k: _plain(v) for k, v in first.items() if k not in H5_LAYOUT_ATTRS + H5_SHARD_ATTRS}
     # every rank validates every .pt, so a bad file can be reported by several parts
     failed = {tuple(f) for a in attrs.values() for f in json.loads(a["failed_files"])}
     keep["failed_files"] = json.dumps([list(f) for f in sorted(failed)])

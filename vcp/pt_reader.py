@@ -18,7 +18,7 @@ import torch
 
 from backbones.spec import IMAGENET, InputSpec
 
-from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, split_key
+from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, pt_problem, split_key
 from .devices import UsageError
 from .layout import LayoutError
 from .pt_writer import settle_pair
@@ -78,9 +78,6 @@ def discover_processed(root: Path, splits=None) -> dict[str, list[Path]]:
     return dict(sorted(found.items(), key=lambda kv: split_key(kv[0])))
 
 
-STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}
-
-
 def open_tensor_file(path: Path) -> TensorFile:
     """Memory-map and check a ``.pt`` against the contract; :class:`PtSchemaError` if not.
 
@@ -95,27 +92,9 @@ def open_tensor_file(path: Path) -> TensorFile:
     except Exception as exc:  # noqa: BLE001
         reason = " ".join(str(exc).split())[:200]
         raise PtSchemaError(path, f"not a loadable weights_only torch file ({type(exc).__name__}: {reason})") from None
-    if not isinstance(data, dict):
-        raise PtSchemaError(path, f"expected a dict, got {type(data).__name__}")
-    missing = [k for k in ("videos", "labels", "filenames", "category_mapping") if k not in data]
-    if missing:
-        raise PtSchemaError(path, f"missing keys: {', '.join(missing)}")
-    v, labels, names, mapping = data["videos"], data["labels"], data["filenames"], data["category_mapping"]
-    if not isinstance(v, torch.Tensor) or v.ndim != 5 or v.shape[2] != 3:
-        raise PtSchemaError(path, f"videos must be a [N, T, 3, H, W] tensor, got {getattr(v, 'shape', type(v).__name__)}")
-    if v.dtype not in STORED_DTYPES.values():
-        raise PtSchemaError(path, f"videos dtype {v.dtype} is not one of float32, float16, uint8")
-    if "storage" in data and STORED_DTYPES.get(data["storage"]) != v.dtype:
-        raise PtSchemaError(path, f"videos dtype {v.dtype} contradicts the archive's storage {data['storage']!r}")
-    if not isinstance(labels, torch.Tensor) or labels.shape != (v.shape[0],):
-        raise PtSchemaError(path, f"labels must be a [N={v.shape[0]}] tensor")
-    if not isinstance(names, list) or len(names) != v.shape[0]:
-        raise PtSchemaError(path, f"filenames must be a list of {v.shape[0]} names")
-    if not isinstance(mapping, dict) or not all(isinstance(i, int) for i in mapping.values()):
-        raise PtSchemaError(path, "category_mapping must be a dict of category -> int")
-    outside = sorted(set(labels.tolist()) - set(mapping.values()))
-    if outside:
-        raise PtSchemaError(path, f"labels {outside[:5]} are not indices of its category_mapping {mapping}")
+    problem = pt_problem(data)
+    if problem:
+        raise PtSchemaError(path, problem)
     meta = _paired_metadata(path, data)
     rel = path.parent.relative_to(path.parents[2]).as_posix()
     return TensorFile(path=path, rel=rel, data=data, input_spec=_stored_normalization(path, data, meta), meta=meta)

@@ -40,7 +40,7 @@ import torch
 
 from ._archive import BytesSource, FileSource, InPlace, fill_storages, patch_pickle, read_layout
 from .atomic import replace_into, tmp_owner, tmp_path_for
-from .contract import META_NAME, PT_NAME
+from .contract import META_NAME, PT_NAME, pt_archive, storage_name
 
 
 class PtWriter:
@@ -99,16 +99,15 @@ class PtWriter:
         return self
 
     def _skeleton(self, filenames: list[str], labels: list[int]) -> dict:
-        return {
+        return pt_archive(
             # Never touched: only its shape/dtype are serialized under skip_data.
-            "videos": torch.empty((len(filenames), *self.shape), dtype=self.dtype),
-            "labels": torch.tensor(labels, dtype=torch.int64),
-            "filenames": list(filenames),
-            "category_mapping": dict(self.category_mapping),
-            "storage": STORAGE_NAMES[self.dtype],
-            "normalization": dict(self.normalization),
-            "pair_id": self.pair_id,
-        }
+            videos=torch.empty((len(filenames), *self.shape), dtype=self.dtype),
+            labels=torch.tensor(labels, dtype=torch.int64),
+            filenames=filenames,
+            category_mapping=self.category_mapping,
+            normalization=self.normalization,
+            pair_id=self.pair_id,
+        )
 
     def __exit__(self, *exc) -> None:
         self._close_buffer()
@@ -145,7 +144,7 @@ class PtWriter:
     def _content_id(self, metadata: dict) -> str:
         payload = json.dumps(
             [metadata.get("fingerprint"), self.filenames, self.labels, self._crc, self._written,
-             STORAGE_NAMES[self.dtype], self.normalization, self.category_mapping],
+             storage_name(self.dtype), self.normalization, self.category_mapping],
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -190,7 +189,6 @@ class PtWriter:
         return self.final
 
 
-STORAGE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.uint8: "uint8"}
 # Same length as a real id: replacing it in the pickle keeps every offset of the archive.
 _PAIR_PLACEHOLDER = "vcp-pair-id-not-yet-known-000000"
 

@@ -16,16 +16,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-import torch
-
 from backbones.spec import IMAGENET, InputSpec
 from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec
 
+from .contract import STORAGES
 from .devices import UsageError
 from .layout import Group, RawTree
 from .shard import Shard
-
-STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}
 
 
 @dataclass(frozen=True)
@@ -101,8 +98,8 @@ class WriteSettings:
     shard: Shard = Shard()
 
     def check(self) -> None:
-        if self.storage not in STORAGE_DTYPES:
-            raise UsageError(f"Invalid storage ({self.storage!r}). Supported values are: float32, float16, uint8.")
+        if self.storage not in STORAGES:
+            raise UsageError(f"Invalid storage ({self.storage!r}). Supported values are: {', '.join(STORAGES)}.")
 
 
 @dataclass(frozen=True)

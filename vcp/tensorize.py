@@ -22,15 +22,15 @@ from dali_pipes import ClipLoader, SamplingSpec
 
 from . import stage
 from .atomic import remove_stale_tmp
-from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, tensor_part_names
+from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, storage_dtype, tensor_part_names
 from .layout import Group, RawTree, discover_raw, file_stamp, prepare_output_dir
 from .lock import output_lock
+from .metadata import group_metadata, run_record, video_record
 from .progress import human_bytes, make_progress
 from .pt_writer import PtWriter, settle_pair
 from .report import file_error
-from .settings import STORAGE_DTYPES, TensorizeConfig
+from .settings import TensorizeConfig
 from .stage import RunResult, SplitResult
-from .versions import versions
 
 FORMAT_VERSION = 1
 
@@ -192,7 +192,7 @@ class _Run:
         stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
         with PtWriter(
             slot.directory, frames=config.clip.frames, size=config.clip.size, category_mapping=self.mapping,
-            dtype=STORAGE_DTYPES[config.write.storage], name=slot.name, meta_name=slot.meta_name,
+            dtype=storage_dtype(config.write.storage), name=slot.name, meta_name=slot.meta_name,
             normalization=(config.stored_normalization.mean, config.stored_normalization.std),
             expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
         ) as writer:
@@ -203,33 +203,16 @@ class _Run:
                     for r in batch:
                         if r.ok:
                             writer.add(r.clip, Path(r.path).name, label)
-                            records.append(_video_record(r, config.decode.mode))
+                            records.append(video_record(r, config.decode.mode))
                         else:
                             failed.append((r.relpath, r.error.reason))
                             file_error(r.relpath, r.error.reason)
                         on_video()
-            metadata = _group_metadata(group, label, spec, config, self.mapping, records, failed)
-            metadata.update(_run_record(loader, stats_before, started, fp, config))
+            metadata = group_metadata(group, label, spec, config, self.mapping, records, failed)
+            metadata.update(run_record(loader, stats_before, started, fp, config))
             writer.commit(metadata)
         _warn_cut_short(group, items, records)
         return failed
-
-
-def _run_record(loader: ClipLoader, before: tuple, started: float, fp: str, config: TensorizeConfig) -> dict:
-    """The run details of a group's ``metadata.json``: batches, fallbacks, time, versions."""
-    batch_sizes = {k: v - before[0].get(k, 0) for k, v in loader.stats.batch_sizes.items() if v - before[0].get(k, 0)}
-    record = {
-        "batch_sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
-        "decoder_fallbacks": loader.stats.fallbacks[before[1]:],
-        "elapsed_s": round(time.perf_counter() - started, 3),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": versions(),
-        "fingerprint": fp,
-    }
-    shard = config.write.shard
-    if shard.active:
-        record["shard"] = {"index": shard.index, "count": shard.count}
-    return record
 
 
 def _warn_cut_short(group: Group, items: list, records: list) -> None:
@@ -241,66 +224,6 @@ def _warn_cut_short(group: Group, items: list, records: list) -> None:
             f"the frames present (frames_missing in metadata.json): {', '.join(cut_short)}",
             file=sys.stderr, flush=True,
         )
-
-
-def _video_record(result, mode: str) -> dict:
-    """One video's entry in ``metadata.json``: where its frames came from and how."""
-    info = result.info
-    return {
-        "file": Path(result.path).name,
-        "frame_indices": result.indices.tolist(),
-        "frame_times": info.times_of(result.indices),
-        "flipped": result.flip,
-        "num_frames": info.num_frames,
-        "fps": info.fps,
-        "codec": info.codec,
-        "width": info.width,
-        "height": info.height,
-        "decoder": _decoder_name(result.front, mode),
-        **({"decoder_note": result.note} if result.note else {}),
-        "rotation": info.rotation,
-        "frames_missing": info.frames_missing,
-        **({"warning": info.warning} if info.warning else {}),
-    }
-
-
-def _group_metadata(group, label, spec, config: TensorizeConfig, mapping, records, failed) -> dict:
-    """The settings and outcome part of a group's ``metadata.json`` (run details are added by the caller)."""
-    return {
-        "split": group.split,
-        "category": group.category,
-        "subcategory": group.subcategory,
-        "label": label,
-        "num_videos": len(records),
-        "frames_per_video": config.clip.frames,
-        "image_size": config.clip.size,
-        "sampling_strategy": spec.strategy,
-        "clip_duration": config.clip.clip_duration,
-        "seed": config.clip.seed,
-        "augmentation": config.clip.augment,
-        "processing_mode": config.decode.mode,
-        "storage": config.write.storage,
-        "normalization": {
-            "mean": list(config.stored_normalization.mean),
-            "std": list(config.stored_normalization.std),
-        },
-        "layout": _layout_note(config.write.storage),
-        "category_mapping": mapping,
-        "failed": [{"file": Path(rel).name, "reason": reason} for rel, reason in failed],
-        "videos": records,
-    }
-
-
-def _layout_note(storage: str) -> str:
-    if storage == "uint8":
-        return "videos[N, T, 3, H, W] uint8 RGB pixels 0..255, NOT normalized (vcp extract normalizes on load)"
-    return f"videos[N, T, 3, H, W] {storage} RGB, ImageNet-normalized"
-
-
-def _decoder_name(front: str, mode: str) -> str:
-    if front == "dali":
-        return "dali-nvdec" if mode == "gpu" else "dali-cpu"
-    return "pyav"
 
 
 def _previous_failures(meta_path: Path, group: Group) -> list[tuple[str, str]]:

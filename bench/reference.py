@@ -1,8 +1,10 @@
 """A plain, literal implementation of the original (seed) three-scale loop.
 
-Kept as the reference the fast path is tested against and benchmarked with: it resamples
-the clip per scale and runs the backbone on every resampled frame (64 + 54 + 73 frames
-for T=64), NCHW, fp32, ``torch.no_grad``, then zero-pads and averages. Do not optimize.
+It resamples the clip per scale and runs the backbone on every resampled frame (64 + 54 +
+73 frames for T=64), NCHW, fp32, ``torch.no_grad``, then zero-pads and averages. Do not
+optimize: it is the reference the fast path is tested against (tests/test_extract.py) and
+benchmarked with (``make bench``, ``make bench-gpu``). It lives beside those users, outside
+the installed packages, because no vcp command runs it.
 """
 
 from __future__ import annotations
