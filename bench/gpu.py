@@ -170,9 +170,9 @@ def main(argv=None) -> int:
     import nvidia.dali
 
     from backbones import get_backbone
+    from bench.reference import seed_multiscale_features
     from dali_pipes import CapsTable, default_pipelines
     from vcp.extract import ExtractConfig, extract
-    from bench.reference import seed_multiscale_features
     from vcp.stream import extract_from_videos
     from vcp.tensorize import TensorizeConfig, tensorize
 

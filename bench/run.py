@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from backbones import IMAGENET, get_backbone
-from vcp.extract import ExtractConfig, FrameEncoder, extract, video_features
 from bench.reference import seed_multiscale_features
+from vcp.extract import ExtractConfig, FrameEncoder, extract, video_features
 from vcp.stream import extract_from_videos
 from vcp.synth import write_video
 from vcp.tensorize import TensorizeConfig, tensorize

@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from backbones import IMAGENET, get_backbone
 from backbones.spec import InputSpec
+from bench.reference import seed_multiscale_features
 from vcp import EnhancedFeatureExtractor
 from vcp.cli import app
 from vcp.contract import PT_NAME
 from vcp.extract import ExtractConfig, FrameEncoder, video_features
 from vcp.multiscale import combine_scales, output_rows, scale_indices
-from bench.reference import seed_multiscale_features
 from vcp.tensorize import TensorizeConfig, tensorize
 
 runner = CliRunner()
