@@ -17,9 +17,10 @@ from rich.console import Console
 from .devices import cuda_available, slow_precision_warning
 from .encoder import FrameEncoder
 from .extract import extract_split
-from .features import ExtractConfig, load_backbone
+from .features import load_backbone
 from .multiscale import DEFAULT_SCALES
 from .pt_reader import discover_processed
+from .settings import ExtractConfig
 
 
 class EnhancedFeatureExtractor:

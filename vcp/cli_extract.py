@@ -92,7 +92,8 @@ def extract_command(
 def _extract_config(*, device: str, weights: str, shard, seed: int, **settings):
     """The resolved :class:`ExtractConfig`: the device for this rank, the weights parsed once."""
     from .devices import slow_precision_warning
-    from .features import ExtractConfig, check_device
+    from .features import check_device
+    from .settings import ExtractConfig
 
     resolved = check_device(device)
     if resolved == "cuda":

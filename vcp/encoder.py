@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from backbones.spec import IMAGENET, Backbone, InputSpec
 
-if TYPE_CHECKING:
-    from .features import ExtractConfig
+from .settings import PRECISIONS, ExtractConfig
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 UPLOAD_SLOTS = 3  # pinned staging buffers for host->device copies: one filling, two in flight
 
 

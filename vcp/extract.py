@@ -18,9 +18,7 @@ from rich.console import Console
 from .contract import features_filename
 from .encoder import FrameEncoder, NonFiniteClip
 from .features import (  # the sink; re-exported for callers of the stage
-    AUTO_BATCH,
     Clip,
-    ExtractConfig,
     check_device,
     fingerprint,
     load_backbone,
@@ -42,6 +40,7 @@ from .pt_reader import (
     open_tensor_file,
 )
 from .report import file_error
+from .settings import AUTO_BATCH, ExtractConfig
 from .shard import contiguous_ranges
 from .stage import RunResult, SplitResult
 

@@ -18,65 +18,21 @@ import h5py
 import torch
 
 from backbones.spec import IMAGENET, InputSpec
-from backbones.weights import NoWeights, Weights, WeightsFile, parse_weights
+from backbones.weights import NoWeights, Weights, WeightsFile
 
 from . import stage
 from .atomic import remove_stale_tmp
 from .contract import PARTS_DIR, feature_part_name, features_filename
-from .devices import UsageError
-from .encoder import PRECISIONS, FrameEncoder
+from .encoder import FrameEncoder
 from .h5_writer import H5Writer
 from .layout import file_stamp
-from .multiscale import DEFAULT_SCALES, combine_scales, output_rows
+from .multiscale import combine_scales, output_rows
 from .packing import PackedEncoder
 from .progress import human_bytes, make_progress
 from .report import file_error
-from .shard import Shard
+from .settings import ExtractConfig
 from .stage import SplitResult
 from .versions import versions
-
-# Frames per forward when --batch-size is not given: on the CPU small batches stay in the
-# caches; on CUDA a few hundred frames fill the card (measurements: docs/benchmarks.md,
-# "Numbers behind the defaults").
-AUTO_BATCH = {"cpu": 8, "cuda": 256}
-
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    backbone: str = "efficientnet_v2_s"
-    weights: Weights | str | None = "DEFAULT"  # parsed into a Weights value on construction
-    device: str = "cpu"  # resolved: "cpu", "cuda" or "cuda:<local rank>"
-    multi_scale: bool = True
-    scales: tuple[float, ...] = DEFAULT_SCALES
-    batch_size: int | None = None  # frames per forward; None: AUTO_BATCH for the device
-    splits: tuple[str, ...] | None = None
-    precision: str = "fp32"
-    overwrite: bool = False
-    channels_last: bool = True
-    fuse_conv_bn: bool = True  # fold eval-mode BatchNorm into convs (same numbers, ~15% faster)
-    compile: bool = False  # torch.compile the network (fixed shapes: the last batch is padded on CUDA)
-    shard: Shard = Shard()
-    seed: int = 0  # seeds random init (weights=None)
-
-    @property
-    def random_init(self) -> bool:
-        """No weights: a randomly initialized network (seeded by ``seed``)."""
-        return isinstance(self.weights, NoWeights)
-
-    @property
-    def forward_batch(self) -> int:
-        """Frames per forward pass: ``batch_size`` or the device's default."""
-        return self.batch_size or AUTO_BATCH["cuda" if self.device.startswith("cuda") else "cpu"]
-
-    def __post_init__(self):
-        object.__setattr__(self, "weights", parse_weights(self.weights))  # decided once, here
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"Invalid precision ({self.precision!r}). Supported values are: fp32, bf16, fp16.")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise UsageError(f"scales must be positive numbers, got {self.scales}")
 
 
 def video_features(encoder: FrameEncoder, video: torch.Tensor, config: ExtractConfig, stored=IMAGENET) -> torch.Tensor:

@@ -5,7 +5,8 @@
 * :class:`DecodeSettings` — how to decode: mode, device, max batch, pipelines, decode-ahead
   depth, CPU decoder. Both share it too; it never changes what is computed.
 * :class:`WriteSettings` — how tensorize writes and runs: storage, overwrite, shard.
-  (``vcp extract`` has its own in :class:`vcp.features.ExtractConfig`.)
+* :class:`ExtractConfig` — what ``vcp extract`` is asked: backbone, weights, device,
+  precision, scales, frames per forward, which splits, overwrite, shard.
 
 :class:`TensorizeConfig` is the three together; :meth:`TensorizeConfig.from_options`
 takes them flat, by the CLI's names.
@@ -16,12 +17,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import torch
+
 from backbones.spec import IMAGENET, InputSpec
+from backbones.weights import NoWeights, Weights, parse_weights
 from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec
 
 from .contract import STORAGES
 from .devices import UsageError
 from .layout import Group, RawTree
+from .multiscale import DEFAULT_SCALES
 from .shard import Shard
 
 
@@ -130,3 +135,49 @@ class TensorizeConfig:
     def check(self, tree: RawTree | None = None) -> None:
         self.write.check()
         self.clip.check(tree)
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype (None: plain fp32)
+
+# Frames per forward when --batch-size is not given: on the CPU small batches stay in the
+# caches; on CUDA a few hundred frames fill the card (measurements: docs/benchmarks.md,
+# "Numbers behind the defaults").
+AUTO_BATCH = {"cpu": 8, "cuda": 256}
+
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    backbone: str = "efficientnet_v2_s"
+    weights: Weights | str | None = "DEFAULT"  # parsed into a Weights value on construction
+    device: str = "cpu"  # resolved: "cpu", "cuda" or "cuda:<local rank>"
+    multi_scale: bool = True
+    scales: tuple[float, ...] = DEFAULT_SCALES
+    batch_size: int | None = None  # frames per forward; None: AUTO_BATCH for the device
+    splits: tuple[str, ...] | None = None
+    precision: str = "fp32"
+    overwrite: bool = False
+    channels_last: bool = True
+    fuse_conv_bn: bool = True  # fold eval-mode BatchNorm into convs (same numbers, ~15% faster)
+    compile: bool = False  # torch.compile the network (fixed shapes: the last batch is padded on CUDA)
+    shard: Shard = Shard()
+    seed: int = 0  # seeds random init (weights=None)
+
+    @property
+    def random_init(self) -> bool:
+        """No weights: a randomly initialized network (seeded by ``seed``)."""
+        return isinstance(self.weights, NoWeights)
+
+    @property
+    def forward_batch(self) -> int:
+        """Frames per forward pass: ``batch_size`` or the device's default."""
+        return self.batch_size or AUTO_BATCH["cuda" if self.device.startswith("cuda") else "cpu"]
+
+    def __post_init__(self):
+        object.__setattr__(self, "weights", parse_weights(self.weights))  # decided once, here
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"Invalid precision ({self.precision!r}). Supported values are: {', '.join(PRECISIONS)}.")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise UsageError(f"scales must be positive numbers, got {self.scales}")
