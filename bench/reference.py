@@ -1,4 +1,4 @@
-"""A plain, literal implementation of the original (seed) three-scale loop.
+"""A plain, literal implementation of the original script's three-scale loop.
 
 It resamples the clip per scale and runs the backbone on every resampled frame (64 + 54 +
 73 frames for T=64), NCHW, fp32, ``torch.no_grad``, then zero-pads and averages. Do not
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 
-def seed_multiscale_features(model, video: torch.Tensor, *, scales=(1.0, 0.85, 1.15), batch_size=24, device="cpu"):
-    """``video`` ``[T, 3, H, W]`` -> ``[max_L, D]`` exactly as the seed script computed it."""
+def original_multiscale_features(model, video: torch.Tensor, *, scales=(1.0, 0.85, 1.15), batch_size=24, device="cpu"):
+    """``video`` ``[T, 3, H, W]`` -> ``[max_L, D]`` exactly as the original script computed it."""
     T = video.shape[0]
     per_scale = []
     for scale in scales:

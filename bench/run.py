@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from backbones import IMAGENET, get_backbone
-from bench.reference import seed_multiscale_features
+from bench.reference import original_multiscale_features
 from vcp.extract import ExtractConfig, FrameEncoder, extract, video_features
 from vcp.stream import extract_from_videos
 from vcp.synth import write_video
@@ -94,23 +94,23 @@ def bench_extract(videos: torch.Tensor, rows: list, runs: int = 2):
     encoders = {p: (FrameEncoder(model, ExtractConfig(precision=p)), ExtractConfig(precision=p)) for p in ("fp32", "bf16")}
     for enc, cfg in encoders.values():
         video_features(enc, videos[0][:4], cfg)  # warm-up
-    times: dict[str, list[float]] = {"seed": [], "fp32": [], "bf16": []}
+    times: dict[str, list[float]] = {"original": [], "fp32": [], "bf16": []}
     outputs = {}
     for _ in range(runs):
-        t, outputs["seed"] = timed(lambda: [seed_multiscale_features(model, v, batch_size=24) for v in videos])
-        times["seed"].append(t)
+        t, outputs["original"] = timed(lambda: [original_multiscale_features(model, v, batch_size=24) for v in videos])
+        times["original"].append(t)
         for p, (enc, cfg) in encoders.items():
             t, outputs[p] = timed(lambda enc=enc, cfg=cfg: [video_features(enc, v, cfg) for v in videos])
             times[p].append(t)
-    seed_time = min(times["seed"])
+    original_time = min(times["original"])
     for p, goal in (("fp32", "≥ 4.5×"), ("bf16", "≥ 9×")):
         t = min(times[p])
-        rel = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(outputs[p], outputs["seed"], strict=True))
+        rel = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(outputs[p], outputs["original"], strict=True))
         rows.append((
             f"extract {p}, efficientnet_v2_s, {len(videos)} videos × T={T} @ {S}²",
-            f"seed loop fp32 NCHW batch 24: {seed_time:.1f} s ({frames / seed_time:.1f} video-frames/s)",
+            f"original loop fp32 NCHW batch 24: {original_time:.1f} s ({frames / original_time:.1f} video-frames/s)",
             f"{t:.1f} s ({frames / t:.1f} video-frames/s; batch {encoders[p][1].forward_batch}, channels_last, conv+BN folded)",
-            f"{seed_time / t:.2f}×", goal, f"max rel diff {rel:.1e}",
+            f"{original_time / t:.2f}×", goal, f"max rel diff {rel:.1e}",
         ))
 
 
@@ -270,7 +270,7 @@ def main(argv=None):
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     note = (
         "Tensorize: best of 4 runs each, streaming: best of 3, baseline and vcp alternating (the first run "
-        "pays start-up). Extract: best of 2 runs each, seed/fp32/bf16 in turn, after a warm-up. Weights: random init (speed does not "
+        "pays start-up). Extract: best of 2 runs each, original/fp32/bf16 in turn, after a warm-up. Weights: random init (speed does not "
         "depend on weight values)."
     )
     report = f"\n## Run of {stamp}\n\nMachine: {machine()}\n\n{note}\n\n{table}"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 Device = Literal["cpu", "gpu"]
-Front = Literal["dali", "frames"]
+Front = Literal["dali", "pyav"]
 
 
 def _resize_normalize(frames, *, size: int, mean, std, flip):

@@ -146,7 +146,7 @@ def _card_query(device_id: int):
 
 @dataclass(frozen=True)
 class Route:
-    front: str  # "dali" (DALI's decoder: NVDEC on the GPU, libavcodec on the CPU) or "frames" (PyAV)
+    front: str  # "dali" (DALI's decoder: NVDEC on the GPU, libavcodec on the CPU) or "pyav" (PyAV)
     reason: str = ""  # why a stream that could have gone to NVDEC did not (one line)
 
 
@@ -171,27 +171,27 @@ def route(
     again and again (``blocked``); else PyAV on the CPU (resize/normalize stay on the GPU).
     """
     if device != "gpu":
-        return Route("dali" if cpu_decoder == "auto" and codec in dali_cpu_codecs else "frames")
+        return Route("dali" if cpu_decoder == "auto" and codec in dali_cpu_codecs else "pyav")
     where = f"{codec} {width}x{height} {pix_fmt}"
     if not nvdec_usable:
-        return Route("frames", f"{where}: no usable NVDEC on this GPU")
+        return Route("pyav", f"{where}: no usable NVDEC on this GPU")
     if codec not in NVDEC_CODECS:
-        return Route("frames", f"{where}: DALI's NVDEC decoder does not take {codec}")
+        return Route("pyav", f"{where}: DALI's NVDEC decoder does not take {codec}")
     chroma, depth = PIX_FMTS.get(pix_fmt, (None, 0))
     if chroma != "420":
-        return Route("frames", f"{where}: NVDEC through DALI takes 4:2:0 only")
+        return Route("pyav", f"{where}: NVDEC through DALI takes 4:2:0 only")
     limits = (caps or CapsTable()).get(codec, chroma, depth)
     if not limits.supported:
-        return Route("frames", f"{where}: this NVDEC does not decode {codec} {depth}-bit ({limits.source})")
+        return Route("pyav", f"{where}: this NVDEC does not decode {codec} {depth}-bit ({limits.source})")
     if width < limits.min_width or height < limits.min_height:
-        return Route("frames", f"{where}: below NVDEC's minimum {limits.min_width}x{limits.min_height} for {codec} ({limits.source})")
+        return Route("pyav", f"{where}: below NVDEC's minimum {limits.min_width}x{limits.min_height} for {codec} ({limits.source})")
     if width > limits.max_width or height > limits.max_height:
-        return Route("frames", f"{where}: above NVDEC's maximum {limits.max_width}x{limits.max_height} for {codec} ({limits.source})")
+        return Route("pyav", f"{where}: above NVDEC's maximum {limits.max_width}x{limits.max_height} for {codec} ({limits.source})")
     macroblocks = ((width + 15) // 16) * ((height + 15) // 16)
     if limits.max_macroblocks and macroblocks > limits.max_macroblocks:
-        return Route("frames", f"{where}: {macroblocks} macroblocks, above NVDEC's {limits.max_macroblocks} ({limits.source})")
+        return Route("pyav", f"{where}: {macroblocks} macroblocks, above NVDEC's {limits.max_macroblocks} ({limits.source})")
     if stream_key(codec, pix_fmt, width, height) in blocked:
-        return Route("frames", f"{where}: NVDEC rejected every stream of this kind so far")
+        return Route("pyav", f"{where}: NVDEC rejected every stream of this kind so far")
     return Route("dali")
 
 

@@ -4,7 +4,7 @@ Two decode fronts feed one post-decode graph (``_graph.build_pipeline``):
 
 * ``"dali"``: encoded bytes + the sampled indices go to ``fn.decoders.video``
   (``device="mixed"`` = NVDEC on the GPU, ``"cpu"`` = libavcodec for VP8/VP9/MJPEG).
-* ``"frames"``: frames decoded by PyAV on the CPU (codecs DALI's CPU decoder lacks,
+* ``"pyav"``: frames decoded by PyAV on the CPU (codecs DALI's CPU decoder lacks,
   streams NVDEC rejects, GPUs without NVDEC) enter through ``external_source``; on the
   GPU they are copied up and resized/normalized there.
 
@@ -72,7 +72,7 @@ class BatchRunner:
             dali_items = [r for r in good if r.front == "dali"]
             if dali_items:
                 self._run_dali(dali_items)
-            frame_items = [r for r in good if r.front == "frames"]
+            frame_items = [r for r in good if r.front == "pyav"]
             if frame_items:
                 self._run_frames(frame_items, spec)
             lease = self._lease[0] if self._lease else None
@@ -129,7 +129,7 @@ class BatchRunner:
     def _run_dali(self, items: list[ClipResult]) -> None:
         if self.device == "gpu" and not self.router.nvdec_usable:
             for item in items:
-                item.front, item.note = "frames", item.note or "no usable NVDEC on this GPU"
+                item.front, item.note = "pyav", item.note or "no usable NVDEC on this GPU"
             return
         try:
             if self._feed_dali(items) and self.device == "gpu":
@@ -170,7 +170,7 @@ class BatchRunner:
         info = item.info
         item.note = f"{info.codec} {info.width}x{info.height} {info.pix_fmt}: DALI's decoder rejected it ({dali_error_line(exc)})"
         self.stats.fallbacks.append(f"{item.relpath}: {item.note}")
-        item.front = "frames"
+        item.front = "pyav"
         item.clip = None
 
     # -- the PyAV front ----------------------------------------------------------------
@@ -199,7 +199,7 @@ class BatchRunner:
                 item.error = exc if isinstance(exc, VideoError) else VideoError(item.path, str(exc))
         if not ready:
             return
-        pipe = self._pipe("frames")
+        pipe = self._pipe("pyav")
         pipe.feed_input("frames", decoded, layout="FHWC")  # read in place (no_copy), see build_pipeline
         pipe.feed_input("flip", [_graph_flip(item) for item in ready])
         for item, clip in zip(ready, self._outputs(pipe, len(ready)), strict=True):

@@ -1,4 +1,4 @@
-"""``vcp extract``: three-scale equality with the seed loop, HDF5 schema, API, errors."""
+"""``vcp extract``: three-scale equality with the original loop, HDF5 schema, API, errors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from backbones import IMAGENET, get_backbone
 from backbones.spec import InputSpec
-from bench.reference import seed_multiscale_features
+from bench.reference import original_multiscale_features
 from vcp import EnhancedFeatureExtractor
 from vcp.cli import app
 from vcp.contract import PT_NAME
@@ -61,7 +61,7 @@ def test_fast_path_equals_seed_loop_fp32(frames):
     torch.manual_seed(0)
     model = get_backbone("efficientnet_v2_s", weights=None)
     video = torch.randn(frames, 3, 48, 48)
-    seed = seed_multiscale_features(model, video, batch_size=24)
+    seed = original_multiscale_features(model, video, batch_size=24)
     fast = video_features(FrameEncoder(model, ExtractConfig(device="cpu", batch_size=24)), video, ExtractConfig())
     assert fast.shape == seed.shape == (output_rows(frames, (1.0, 0.85, 1.15)), 1280)
     rel = (fast - seed).abs().max() / seed.abs().max()
@@ -83,7 +83,7 @@ class Counting(torch.nn.Module):
 
 
 def test_each_frame_goes_through_the_backbone_once():
-    """T=64: 64 frames through the backbone, not 64 + 54 + 73 = 191 as in the seed loop."""
+    """T=64: 64 frames through the backbone, not 64 + 54 + 73 = 191 as in the original loop."""
     model = Counting()
     seen = model.seen
     video = torch.randn(64, 3, 8, 8)
@@ -91,7 +91,7 @@ def test_each_frame_goes_through_the_backbone_once():
     fast = video_features(FrameEncoder(model, cfg), video, cfg)
     assert sum(seen) == 64 and seen == [24, 24, 16]
     seen.clear()
-    seed = seed_multiscale_features(model, video, batch_size=24)
+    seed = original_multiscale_features(model, video, batch_size=24)
     assert sum(seen) == 191
     torch.testing.assert_close(fast, seed)
 
@@ -208,7 +208,7 @@ def test_api_end_to_end_matches_cli_and_seed(processed, tmp_path):
         outputs = fx.extract_all_splits(batch_size=8)
     assert sorted(outputs) == ["train", "val"]
     clip = torch.load(processed / "val/apple/apple" / PT_NAME, weights_only=True)["videos"][0]
-    seed = seed_multiscale_features(fx.model, clip, batch_size=24)
+    seed = original_multiscale_features(fx.model, clip, batch_size=24)
     with h5py.File(outputs["val"], "r") as h5:
         got = torch.from_numpy(h5["features"][0])
     assert ((got - seed).abs().max() / seed.abs().max()) <= 1e-5
@@ -274,7 +274,7 @@ def test_cuda_matches_cpu(processed, precision):
     torch.manual_seed(0)
     model = get_backbone("efficientnet_v2_s", weights=None)
     clip = torch.load(processed / "val/apple/apple" / PT_NAME, weights_only=True)["videos"][0]
-    cpu = seed_multiscale_features(model, clip)
+    cpu = original_multiscale_features(model, clip)
     cfg = ExtractConfig(device="cuda", precision=precision)
     gpu = video_features(FrameEncoder(model, cfg), clip, cfg).cpu()
     # fp32: cuDNN runs fp32 convolutions in TF32 on Ampere and newer (PyTorch's default):

@@ -63,9 +63,9 @@ def test_exact_frame_indices_every_codec(videos, strategy, cpu_decoder):
 def test_fronts_are_dali_for_vp9_mjpeg_and_pyav_otherwise(videos):
     paths = [videos(codec=c) for c in ("h264", "hevc", "vp9", "mjpeg")]
     results = run(loader(), paths, SamplingSpec(frames=4))
-    assert [r.front for r in results] == ["frames", "frames", "dali", "dali"]
+    assert [r.front for r in results] == ["pyav", "pyav", "dali", "dali"]
     forced = run(loader(cpu_decoder="pyav"), paths, SamplingSpec(frames=4))
-    assert {r.front for r in forced} == {"frames"}
+    assert {r.front for r in forced} == {"pyav"}
 
 
 @pytest.mark.parametrize("codec", ["h264", "hevc", "vp9", "mjpeg"])
@@ -85,7 +85,7 @@ def test_dali_cpu_decoder_and_pyav_front_agree_on_vp9(videos):
     spec = SamplingSpec(strategy="uniform", frames=12)
     (a,) = run(loader(cpu_decoder="auto"), [path], spec)
     (b,) = run(loader(cpu_decoder="pyav"), [path], spec)
-    assert (a.front, b.front) == ("dali", "frames")
+    assert (a.front, b.front) == ("dali", "pyav")
     assert read_indices(a.clip) == read_indices(b.clip) == a.indices.tolist()
     assert (a.clip - b.clip).abs().mean() < 0.02
 
@@ -151,13 +151,13 @@ def test_decoder_failure_falls_back_to_pyav(videos, monkeypatch):
 
     monkeypatch.setattr(ld.runner, "_feed_dali", reject)
     (r,) = run(ld, [path], SamplingSpec(frames=5))
-    assert r.ok and r.front == "frames" and calls == [1]
+    assert r.ok and r.front == "pyav" and calls == [1]
     assert read_indices(r.clip) == r.indices.tolist()
     assert ld.stats.fallbacks and "simulated" in ld.stats.fallbacks[0]
 
 
 def test_cpu_pipeline_builds_without_gpu():
-    pipe = build_pipeline("frames", device="cpu", batch_size=1, size=8, mean=IMAGENET.mean, std=IMAGENET.std)
+    pipe = build_pipeline("pyav", device="cpu", batch_size=1, size=8, mean=IMAGENET.mean, std=IMAGENET.std)
     frames = np.zeros((2, 10, 12, 3), np.uint8)
     pipe.feed_input("frames", [frames], layout="FHWC")
     pipe.feed_input("flip", [np.int32(0)])
@@ -199,7 +199,7 @@ def test_streams_nvdec_cannot_take_decode_on_cpu_first_time_and_normalize_on_gpu
     path = videos(codec=codec, num_frames=30, width=size[0], height=size[1])
     ld = loader(device="gpu")
     (r,) = run(ld, [path], SamplingSpec(frames=8))
-    assert r.ok and r.front == "frames" and r.clip.is_cuda
+    assert r.ok and r.front == "pyav" and r.clip.is_cuda
     assert "DALI's NVDEC decoder does not take mjpeg" in r.note if codec == "mjpeg" else "below NVDEC's minimum" in r.note
     assert "dali" not in ld.runner.pipes  # routed before decoding: no failed GPU run
     assert read_indices(r.clip) == r.indices.tolist()
@@ -223,7 +223,7 @@ def test_gpu_without_nvdec_decodes_on_cpu_and_normalizes_on_gpu(videos, monkeypa
     ld = loader(device="gpu")
     ld.router.nvdec_usable = False  # as on a MIG slice without NVDEC
     (r,) = run(ld, [path], SamplingSpec(frames=8))
-    assert r.front == "frames" and r.clip.is_cuda and r.note == "h264 96x64 yuv420p: no usable NVDEC on this GPU"
+    assert r.front == "pyav" and r.clip.is_cuda and r.note == "h264 96x64 yuv420p: no usable NVDEC on this GPU"
     assert read_indices(r.clip) == r.indices.tolist()
 
 
@@ -241,7 +241,7 @@ def test_parallel_pipelines_give_the_same_results_in_order(videos):
     assert sum(n * k for n, k in ld.stats.batch_sizes.items()) == len(paths)
     assert len(ld.workers) == 3
     # each worker drove its own pipelines: chunk c of 2 files went to worker c % 3
-    assert [sorted(w.runner.pipes) for w in ld.workers] == [["dali", "frames"], ["frames"], ["dali"]]
+    assert [sorted(w.runner.pipes) for w in ld.workers] == [["dali", "pyav"], ["pyav"], ["dali"]]
 
 
 def test_gpu_mode_gives_up_per_kind_of_stream_not_globally(monkeypatch):
@@ -270,9 +270,9 @@ def test_gpu_mode_gives_up_per_kind_of_stream_not_globally(monkeypatch):
     small = [item("h264", (96, 64)) for _ in range(5)]
     for r in small[:3]:
         ld.runner._run_dali([r])
-    assert attempts == ["h264"] * 3 and all(r.front == "frames" for r in small[:3])
+    assert attempts == ["h264"] * 3 and all(r.front == "pyav" for r in small[:3])
     assert small[0].note == "h264 96x64 yuv420p: DALI's decoder rejected it (simulated: stream rejected)"
-    assert ld.router.route(small[3].info).front == "frames"  # that kind: CPU first time from now on
+    assert ld.router.route(small[3].info).front == "pyav"  # that kind: CPU first time from now on
     assert ld.router.route(small[3].info).reason == "h264 96x64 yuv420p: NVDEC rejected every stream of this kind so far"
     hevc = item("hevc", (1280, 720))
     assert ld.router.route(hevc.info).front == "dali"  # another kind is not punished
@@ -290,13 +290,13 @@ def test_gpu_mode_gives_up_per_kind_of_stream_not_globally(monkeypatch):
         ("hevc", "yuv420p", (1280, 720), "dali", ""),
         ("hevc", "yuv420p10le", (1280, 720), "dali", ""),
         ("av1", "yuv420p", (640, 360), "dali", ""),
-        ("mjpeg", "yuvj420p", (640, 360), "frames", "mjpeg 640x360 yuvj420p: DALI's NVDEC decoder does not take mjpeg"),
-        ("hevc", "yuv420p", (96, 64), "frames", "hevc 96x64 yuv420p: below NVDEC's minimum 144x144 for hevc (table)"),
-        ("vp9", "yuv420p", (96, 64), "frames", "vp9 96x64 yuv420p: below NVDEC's minimum 128x128 for vp9 (table)"),
-        ("h264", "yuv420p", (4112, 2160), "frames", "h264 4112x2160 yuv420p: above NVDEC's maximum 4096x4096 for h264 (table)"),
-        ("h264", "yuv420p10le", (640, 360), "frames", "h264 640x360 yuv420p10le: this NVDEC does not decode h264 10-bit (table)"),
-        ("h264", "yuv444p", (640, 360), "frames", "h264 640x360 yuv444p: NVDEC through DALI takes 4:2:0 only"),
-        ("prores", "yuv422p10le", (640, 360), "frames", "prores 640x360 yuv422p10le: DALI's NVDEC decoder does not take prores"),
+        ("mjpeg", "yuvj420p", (640, 360), "pyav", "mjpeg 640x360 yuvj420p: DALI's NVDEC decoder does not take mjpeg"),
+        ("hevc", "yuv420p", (96, 64), "pyav", "hevc 96x64 yuv420p: below NVDEC's minimum 144x144 for hevc (table)"),
+        ("vp9", "yuv420p", (96, 64), "pyav", "vp9 96x64 yuv420p: below NVDEC's minimum 128x128 for vp9 (table)"),
+        ("h264", "yuv420p", (4112, 2160), "pyav", "h264 4112x2160 yuv420p: above NVDEC's maximum 4096x4096 for h264 (table)"),
+        ("h264", "yuv420p10le", (640, 360), "pyav", "h264 640x360 yuv420p10le: this NVDEC does not decode h264 10-bit (table)"),
+        ("h264", "yuv444p", (640, 360), "pyav", "h264 640x360 yuv444p: NVDEC through DALI takes 4:2:0 only"),
+        ("prores", "yuv422p10le", (640, 360), "pyav", "prores 640x360 yuv422p10le: DALI's NVDEC decoder does not take prores"),
     ],
 )
 def test_routing_rule_on_the_documented_caps(codec, pix_fmt, size, front, reason):
@@ -311,12 +311,12 @@ def test_routing_rule_cpu_mode_and_no_nvdec():
 
     assert route("vp9", "yuv420p", 96, 64, device="cpu").front == "dali"
     assert route("mjpeg", "yuvj420p", 96, 64, device="cpu").front == "dali"
-    assert route("h264", "yuv420p", 96, 64, device="cpu").front == "frames"
-    assert route("vp9", "yuv420p", 96, 64, device="cpu", cpu_decoder="pyav").front == "frames"
+    assert route("h264", "yuv420p", 96, 64, device="cpu").front == "pyav"
+    assert route("vp9", "yuv420p", 96, 64, device="cpu", cpu_decoder="pyav").front == "pyav"
     assert route("h264", "yuv420p", 640, 360, device="gpu", caps=CapsTable(), nvdec_usable=False).reason == (
         "h264 640x360 yuv420p: no usable NVDEC on this GPU")
     blocked = frozenset({stream_key("h264", "yuv420p", 640, 360)})
-    assert route("h264", "yuv420p", 640, 360, device="gpu", caps=CapsTable(), blocked=blocked).front == "frames"
+    assert route("h264", "yuv420p", 640, 360, device="gpu", caps=CapsTable(), blocked=blocked).front == "pyav"
     assert route("h264", "yuv420p", 1920, 1080, device="gpu", caps=CapsTable(), blocked=blocked).front == "dali"
 
 
@@ -359,9 +359,9 @@ def test_gpu_routing_sends_what_nvdec_rejects_to_the_cpu_front(videos):
     ld = loader(caps=CapsTable())
     ld.router.device, ld.router.nvdec_usable = "gpu", True
     assert ld.router.route(probe(videos(codec="h264", num_frames=10))).front == "dali"
-    assert ld.router.route(probe(videos(codec="h264", num_frames=10, pix_fmt="yuv444p"))).front == "frames"
-    assert ld.router.route(probe(videos(codec="mjpeg", num_frames=10))).front == "frames"
-    assert ld.router.route(probe(videos(codec="hevc", num_frames=10, pix_fmt="yuv420p10le"))).front == "frames"  # 96x64: below the minimum
+    assert ld.router.route(probe(videos(codec="h264", num_frames=10, pix_fmt="yuv444p"))).front == "pyav"
+    assert ld.router.route(probe(videos(codec="mjpeg", num_frames=10))).front == "pyav"
+    assert ld.router.route(probe(videos(codec="hevc", num_frames=10, pix_fmt="yuv420p10le"))).front == "pyav"  # 96x64: below the minimum
 
 
 def test_frame_pool_reuses_and_grows_per_slot():

@@ -1,7 +1,7 @@
 """Synthetic test videos whose frames encode their own index.
 
 Used by ``make demo``, the test suite and ``make bench``: nothing is downloaded. It is part
-of the installed package (unlike the seed loop in ``bench/reference.py``) because
+of the installed package (unlike the original loop in ``bench/reference.py``) because
 ``make demo`` and users' own smoke tests build sample trees with it.
 
 Each frame is a 4x4 grid of blocks. Blocks 0..11 are the bits of the frame index
