@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.table import Table
 
 from . import cli_options as opt
 from .cli_common import EXIT_USAGE, fail, finish_run, start_run, user_errors
+
+if TYPE_CHECKING:
+    from .settings import ClipSettings
 
 MAX_SCALE = 4.0  # a scale s reads int(T*s) frames: 4x T is already far past any use
 
@@ -91,11 +94,10 @@ def extract_command(
 
 def _extract_config(*, device: str, weights: str, shard, seed: int, **settings):
     """The resolved :class:`ExtractConfig`: the device for this rank, the weights parsed once."""
-    from .devices import slow_precision_warning
-    from .features import check_device
+    from .devices import resolve_mode, slow_precision_warning
     from .settings import ExtractConfig
 
-    resolved = check_device(device)
+    resolved = resolve_mode(device, gpu_name="cuda")
     if resolved == "cuda":
         resolved = f"cuda:{shard.local_rank}"
     config = ExtractConfig(device=resolved, weights=_chosen_weights(weights, seed), shard=shard, seed=seed, **settings)
@@ -109,7 +111,7 @@ def _extract_config(*, device: str, weights: str, shard, seed: int, **settings):
 class _VideoSource:
     """``--from-videos``: what a clip is, and the decode options (the mode follows --device)."""
 
-    clip: object  # ClipSettings
+    clip: ClipSettings
     decode: dict
 
 

@@ -19,7 +19,6 @@ from .contract import features_filename
 from .encoder import FrameEncoder, NonFiniteClip
 from .features import (  # the sink; re-exported for callers of the stage
     Clip,
-    check_device,
     fingerprint,
     load_backbone,
     output_target,
@@ -131,6 +130,6 @@ def _clip_of(order: int, tf: TensorFile, i: int, frames) -> Clip:
 
 __all__ = [
     "AUTO_BATCH", "Clip", "ClipReader", "ExtractConfig", "FrameEncoder", "NonFiniteClip", "PtSchemaError",
-    "SplitResult", "TensorFile", "check_device", "discover_processed", "extract", "extract_split", "fingerprint",
+    "SplitResult", "TensorFile", "discover_processed", "extract", "extract_split", "fingerprint",
     "load_backbone", "open_tensor_file", "output_target", "summary_table", "video_features", "write_features",
 ]

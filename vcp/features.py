@@ -249,9 +249,3 @@ COLUMNS: list[stage.Column] = [
 
 def summary_table(results: list[SplitResult]):
     return stage.summary_table("vcp extract", results, COLUMNS)
-
-
-def check_device(device: str) -> str:
-    from .devices import resolve_mode
-
-    return resolve_mode(device, gpu_name="cuda")
