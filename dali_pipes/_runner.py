@@ -63,6 +63,7 @@ class BatchRunner:
         self.pipes: dict[Front, object] = {}
         self._frame_pool = FramePool()
         self._lease: tuple[Lease, int] | None = None  # the batch in progress: its buffer, elements used
+        self._stream = None  # GPU: the CUDA stream DALI's outputs are copied out on
 
     def run(self, batch: list[ClipResult], spec: SamplingSpec) -> Batch:
         good = [r for r in batch if r.ok]
@@ -97,7 +98,7 @@ class BatchRunner:
 
         DALI reuses its output buffers on the next run, which the prefetch thread may start
         while these clips are still being consumed, so the DLPack view is copied at once:
-        device-to-device on the GPU (no host round trip); on the CPU into the batch's leased
+        device-to-device on the GPU (no host round trip, :meth:`_copy_out_gpu`); on the CPU into the batch's leased
         buffer (one per batch of ``max_batch`` clips, taken at the first copy-out so that
         DALI's decode of this batch has already run while the lease may wait).
         """
@@ -107,14 +108,7 @@ class BatchRunner:
         dense = out.as_tensor()
         if self.device == "gpu":
             with torch.cuda.device(self.device_id):
-                try:
-                    clips = torch.from_dlpack(dense).clone()
-                except (TypeError, RuntimeError, BufferError):  # older DALI: no stream-aware DLPack
-                    from nvidia.dali.plugin.pytorch import feed_ndarray
-
-                    clips = torch.empty(dense.shape(), dtype=torch.float32, device=f"cuda:{self.device_id}")
-                    feed_ndarray(dense, clips, cuda_stream=torch.cuda.current_stream(self.device_id))
-            return list(clips.unbind(0))
+                return list(self._copy_out_gpu(dense).unbind(0))
         src = torch.from_dlpack(dense)
         if self._lease is None:
             self._lease = (self.pool.lease(src.numel(), src.dtype, capacity=src.numel() // n * self.max_batch), 0)
@@ -124,6 +118,31 @@ class BatchRunner:
         clips.copy_(src)
         self._lease = (lease, used + src.numel())
         return list(clips.unbind(0))
+
+    def _copy_out_gpu(self, dense):
+        """DALI's GPU output -> a torch tensor, finished before DALI may reuse its buffer.
+
+        The copy runs on this runner's own stream, not queued behind the consumer's work on
+        the default stream (there DALI's next run could overwrite the buffer before the copy
+        read it), and this thread waits for just that copy. Consumers use the clips on the
+        default stream: the allocator is told so (``record_stream``), so the memory is not
+        handed to a later copy while their kernels may still read it.
+        """
+        import torch
+
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device_id)
+        with torch.cuda.stream(self._stream):
+            clips = torch.empty(dense.shape(), dtype=torch.float32, device=f"cuda:{self.device_id}")
+            try:
+                clips.copy_(torch.from_dlpack(dense))  # DALI makes this stream wait for its work
+            except (TypeError, RuntimeError, BufferError):  # older DALI: no stream-aware DLPack
+                from nvidia.dali.plugin.pytorch import feed_ndarray
+
+                feed_ndarray(dense, clips, cuda_stream=self._stream)
+        self._stream.synchronize()
+        clips.record_stream(torch.cuda.default_stream(self.device_id))
+        return clips
 
     # -- the DALI decoder front ------------------------------------------------------
     def _run_dali(self, items: list[ClipResult]) -> None:
