@@ -67,5 +67,5 @@ bench: $(STAMP) ## side-by-side speed ratios vs plain baselines -> docs/benchmar
 bench-gpu: $(STAMP) ## on a CUDA card: vcp vs backbone alone, DALI alone, disk write -> docs/benchmarks.md (exit 2 without CUDA)
 	$(BIN)/python -m bench.gpu --out docs/benchmarks.md
 
-bench-extract: $(STAMP) ## the seed's extract loop vs vcp extract, same data and weights
+bench-extract: $(STAMP) ## the original extract loop vs vcp extract, same data and weights
 	$(BIN)/python -m bench.run --only extract --out docs/benchmarks.md

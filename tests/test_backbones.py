@@ -200,3 +200,16 @@ def test_looking_a_backbone_up_loads_only_its_plugin(monkeypatch):
     with pytest.raises(BackboneError, match="broken"):
         registry.create("boom", None)
     assert loaded == ["tiny", "boom"]
+
+
+def test_a_state_dict_saved_from_get_backbone_loads_back(tmp_path):
+    """``torch.save(get_backbone(...).state_dict())`` keeps the wrapper's ``net.`` prefix;
+    ``--weights`` that file must give the same network, not a shape/missing-key error."""
+    torch.manual_seed(3)
+    model = get_backbone("resnet50", weights=None)
+    path = tmp_path / "mine.pth"
+    torch.save(model.state_dict(), path)
+    assert all(k.startswith("net.") for k in torch.load(path, weights_only=True))
+    again = get_backbone("resnet50", weights=str(path))
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
