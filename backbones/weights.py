@@ -108,10 +108,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a dict of tensors (a state_dict)")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    if state and all(k.startswith("net.") for k in state):  # saved from a vcp Backbone (the module is .net)
-        state = {k.removeprefix("net."): v for k, v in state.items()}
-    return state
+    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def _shape(t) -> list[int]:

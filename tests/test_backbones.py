@@ -45,7 +45,7 @@ def test_weights_from_state_dict_file_head_keys_ignored(tmp_path):
     path = tmp_path / "effnet.pth"
     torch.save(full.state_dict(), path)  # as published: classifier.* keys included
     model = get_backbone("efficientnet_v2_s", weights=str(path))
-    assert torch.equal(model.net.features[0][0].weight, full.features[0][0].weight)
+    assert torch.equal(model.features[0][0].weight, full.features[0][0].weight)
     assert model.weights_source == str(path)
     x = torch.randn(1, 3, 64, 64)
     full.classifier = torch.nn.Identity()
@@ -71,7 +71,7 @@ def test_default_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
     torch.save(full.state_dict(), ckpt)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
     model = get_backbone("resnet50", "DEFAULT")
-    assert torch.equal(model.net.conv1.weight, full.conv1.weight)
+    assert torch.equal(model.conv1.weight, full.conv1.weight)
     assert "IMAGENET1K_V2" in model.weights_source
 
 
@@ -202,14 +202,26 @@ def test_looking_a_backbone_up_loads_only_its_plugin(monkeypatch):
     assert loaded == ["tiny", "boom"]
 
 
-def test_a_state_dict_saved_from_get_backbone_loads_back(tmp_path):
-    """``torch.save(get_backbone(...).state_dict())`` keeps the wrapper's ``net.`` prefix;
-    ``--weights`` that file must give the same network, not a shape/missing-key error."""
+def test_the_backbone_wrapper_is_transparent_to_state_dicts_and_attributes(tmp_path):
+    """``get_backbone`` wraps the module, but its state_dict has the architecture's own keys:
+    it loads into a bare torchvision model, and a file saved from it loads back via weights."""
+    import torchvision
+
     torch.manual_seed(3)
     model = get_backbone("resnet50", weights=None)
+    state = model.state_dict()
+    assert not any(k.startswith("net.") for k in state) and "conv1.weight" in state
+    bare = torchvision.models.resnet50()
+    bare.fc = torch.nn.Identity()
+    bare.load_state_dict(state)  # strict: same keys as the architecture's
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(bare.eval()(x), model(x))
+    assert model.conv1 is model.net.conv1  # the module's attributes, through the wrapper
     path = tmp_path / "mine.pth"
-    torch.save(model.state_dict(), path)
-    assert all(k.startswith("net.") for k in torch.load(path, weights_only=True))
+    torch.save(state, path)
     again = get_backbone("resnet50", weights=str(path))
-    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+    for (k, a), b in zip(state.items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+    nested = torch.nn.Sequential(get_backbone("resnet50", weights=None))
+    nested.load_state_dict(torch.nn.Sequential(model).state_dict())  # inside another module too
+    torch.testing.assert_close(nested(x), model(x))
