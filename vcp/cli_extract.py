@@ -136,7 +136,6 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
         if dry_run:
             from .plan import stream_plan
 
-            videos.clip.check()
             Console().print(stream_plan(source, features, settings, videos.clip))
             raise typer.Exit(0)
         decode = opt.decode_settings(videos.decode, mode="cpu", device_id=settings.shard.local_rank)

@@ -1,4 +1,4 @@
-"""What a tensorize or ``--from-videos`` run is asked to do, split by concern.
+"""What a run is asked to do, split by concern.
 
 * :class:`ClipSettings` — what a clip is: frames, size, sampling strategy, clip duration,
   augmentation, seed, normalization. Both stages that decode videos share it.

@@ -77,10 +77,6 @@ class RunResult(list):
     """A stage's :class:`SplitResult` s, in split order."""
 
     @property
-    def splits(self) -> list[SplitResult]:
-        return list(self)
-
-    @property
     def failures(self) -> list[tuple[str, str]]:
         """Every input this run could not use (an earlier stage's excluded)."""
         return [f for r in self for f in r.failures]
