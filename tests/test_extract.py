@@ -19,7 +19,7 @@ from bench.reference import original_multiscale_features
 from vcp import EnhancedFeatureExtractor
 from vcp.cli import app
 from vcp.contract import PT_NAME
-from vcp.extract import ExtractConfig, FrameEncoder, video_features
+from vcp.extract import ExtractConfig, FrameEncoder, extract, video_features
 from vcp.multiscale import combine_scales, output_rows, scale_indices
 from vcp.tensorize import TensorizeConfig, tensorize
 
@@ -54,6 +54,18 @@ def test_combine_scales_is_the_definition():
         idx = np.arange(64) if s == 1.0 else np.linspace(0, 63, max(int(64 * s), 5)).astype(int)
         expected[k, : len(idx)] = feats[idx]
     torch.testing.assert_close(combine_scales(feats, (1.0, 0.85, 1.15)), expected.mean(0))
+
+
+def test_combine_scales_after_inference_mode_still_has_gradients():
+    """The scale indices are made once per (T, scales, device) and kept; made first under
+    inference mode (as extract does), they must still serve a caller that trains."""
+    with torch.inference_mode():
+        combine_scales(torch.randn(64, 6), (1.0, 0.85, 1.15))
+    feats = torch.randn(64, 6, requires_grad=True)
+    combine_scales(feats, (1.0, 0.85, 1.15)).sum().backward()
+    # frame i's gradient: how many scales pick it, over 3
+    picks = sum(np.bincount(scale_indices(64, s), minlength=64) for s in (1.0, 0.85, 1.15))
+    torch.testing.assert_close(feats.grad[:, 0], torch.from_numpy(picks).float() / 3)
 
 
 @pytest.mark.parametrize("frames", [64, 7])
@@ -282,6 +294,38 @@ def test_cuda_matches_cpu(processed, precision):
     # normalization) is orders of magnitude larger
     tol = 3e-3 if precision == "fp32" else 0.1
     assert ((gpu - cpu).norm() / cpu.norm()) < tol
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_graph_gives_the_eager_features(processed, tmp_path, precision):
+    """4 frames per forward over 10-frame clips: videos straddle forwards, so a graph output
+    buffer overwritten by the next replay before its rows were taken would show here."""
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    got = {}
+    for graph in (False, True):
+        cfg = ExtractConfig(device="cuda", precision=precision, batch_size=4, weights=None, cuda_graph=graph)
+        extract(processed, tmp_path / str(graph), cfg, model=model, console=Console(quiet=True))
+        with h5py.File(tmp_path / str(graph) / "train_features_multiscale.h5") as h5:
+            got[graph] = (h5["features"][()], bool(h5.attrs["cuda_graph"]))
+    assert got[True][1] and not got[False][1]
+    eager, graphed = torch.from_numpy(got[False][0]), torch.from_numpy(got[True][0])
+    assert eager.abs().sum() > 0
+    assert ((graphed - eager).norm() / eager.norm()) < 1e-5
+
+
+def test_cuda_graph_is_a_no_op_off_cuda(processed, tmp_path):
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    got = []
+    for graph in (False, True):
+        cfg = ExtractConfig(device="cpu", batch_size=4, weights=None, cuda_graph=graph, splits=("val",))
+        extract(processed, tmp_path / str(graph), cfg, model=model, console=Console(quiet=True))
+        with h5py.File(tmp_path / str(graph) / "val_features_multiscale.h5") as h5:
+            got.append((h5["features"][()], h5.attrs["cuda_graph"]))
+    assert not got[1][1] and not got[0][1]
+    np.testing.assert_array_equal(got[0][0], got[1][0])
 
 
 def test_reduced_precision_warns_only_without_native_cpu_support(tmp_path):

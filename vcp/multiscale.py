@@ -12,6 +12,7 @@ frames are run once and the scales are built by indexing the features (64 instea
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,7 +39,15 @@ def combine_scales(frame_features: torch.Tensor, scales: Sequence[float]) -> tor
     t, d = frame_features.shape
     rows = output_rows(t, scales)
     out = torch.zeros(rows, d, dtype=torch.float32, device=frame_features.device)
-    for s in scales:
-        idx = torch.as_tensor(scale_indices(t, s), device=frame_features.device)
+    for idx in _device_indices(t, tuple(scales), frame_features.device):
         out[: len(idx)] += frame_features[idx].float()
     return out / len(scales)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_indices(num_frames: int, scales: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Each scale's indices, made once per (T, scales, device). On CUDA, building them for
+    every video was a copy from pageable host memory: it waited for every forward already
+    queued, so the host could never run ahead of the card (measured on an H100)."""
+    with torch.inference_mode(False):  # plain tensors: callers may track gradients
+        return tuple(torch.as_tensor(scale_indices(num_frames, s), device=device) for s in scales)
