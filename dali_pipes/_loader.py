@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
@@ -28,6 +29,7 @@ from ._samplers import SamplingSpec
 # More pipelines than this decoded slower on a 7-NVDEC card, in DALI alone and in vcp
 # (docs/benchmarks.md, "Numbers behind the defaults").
 MAX_AUTO_PIPELINES = 4
+WINDOW_PER_PIPELINE = 3  # chunks decoded or decoding ahead of the consumer, per pipeline
 
 
 def default_pipelines(nvdec_engines: int) -> int:
@@ -129,7 +131,14 @@ class ClipLoader:
             yield self.runner.run(planned, spec)
 
     def _parallel(self, items: list[tuple], spec: SamplingSpec) -> Iterator[Batch]:
-        """Chunk c of ``max_batch`` items goes to worker ``c % pipelines``; results in order."""
+        """Chunks of ``max_batch`` items, decoded by whichever pipeline is free; results in order.
+
+        A pipeline takes the next chunk as soon as it is done with its last one (a slow
+        batch holds up no other pipeline), but never more than :data:`WINDOW_PER_PIPELINE`
+        x ``pipelines`` chunks past the one the consumer waits for, which bounds the clips
+        held. (Chunk ``c`` going to pipeline ``c % pipelines`` with one batch of slack left
+        the pipelines waiting on each other ~40% of the time on an H100: docs/benchmarks.md.)
+        """
         if not self.workers:
             self.workers = [
                 ClipLoader(
@@ -139,24 +148,28 @@ class ClipLoader:
                 for _ in range(self.pipelines)
             ]
         chunks = [items[i : i + self.max_batch] for i in range(0, len(items), self.max_batch)]
+        order = _InOrder(len(chunks), window=WINDOW_PER_PIPELINE * self.pipelines)
 
-        def batches_of(worker: ClipLoader, mine: list) -> Iterator[Batch]:
-            # A function, not a generator expression: one would look ``worker`` up late and
-            # every thread would then drive the last worker's pipelines.
-            for chunk in mine:
-                yield from worker.load(chunk, spec)
+        def work(worker: ClipLoader) -> None:
+            while (c := order.take()) is not None:
+                try:
+                    order.put(c, list(worker.load(chunks[c], spec)))
+                except BaseException as exc:  # noqa: BLE001 - raised in the consumer, in order
+                    order.put(c, exc)
 
-        streams = [prefetch(batches_of(w, chunks[i :: self.pipelines]), depth=1) for i, w in enumerate(self.workers)]
+        threads = [threading.Thread(target=work, args=(w,), name="vcp-decode", daemon=True) for w in self.workers]
+        for thread in threads:
+            thread.start()
         try:
-            for c, chunk in enumerate(chunks):
-                got = 0
-                while got < len(chunk):  # a chunk can come back as several VRAM-sized batches
-                    batch = next(streams[c % self.pipelines])
-                    got += len(batch)
-                    yield batch
+            for c in range(len(chunks)):
+                done = order.get(c)
+                if isinstance(done, BaseException):
+                    raise done
+                yield from done
         finally:
-            for stream in streams:
-                stream.close()
+            order.stop()
+            for thread in threads:
+                thread.join()
             for worker in self.workers:
                 self.stats.batch_sizes.update(worker.stats.batch_sizes)
                 self.stats.fallbacks.extend(worker.stats.fallbacks)
@@ -172,3 +185,48 @@ class ClipLoader:
     def __del__(self):
         with contextlib.suppress(Exception):
             self.close()
+
+
+class _InOrder:
+    """Hands out chunk numbers to decode threads and their results to the consumer in order.
+
+    ``take()`` gives the next chunk to decode (None: none left, or stopped), waiting while
+    it is ``window`` or more past the chunk the consumer waits for; ``put(c, result)``
+    files a result; ``get(c)`` waits for chunk ``c``'s result and moves the window on.
+    """
+
+    def __init__(self, count: int, window: int):
+        self.count, self.window = count, max(1, window)
+        self._next = 0  # the next chunk to hand out
+        self._wanted = 0  # the chunk the consumer waits for
+        self._done: dict[int, object] = {}
+        self._stopped = False
+        self._cond = threading.Condition()
+
+    def take(self) -> int | None:
+        with self._cond:
+            while not self._stopped and self._next < self.count and self._next >= self._wanted + self.window:
+                self._cond.wait()
+            if self._stopped or self._next >= self.count:
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def put(self, chunk: int, result) -> None:
+        with self._cond:
+            self._done[chunk] = result
+            self._cond.notify_all()
+
+    def get(self, chunk: int):
+        with self._cond:
+            while chunk not in self._done:
+                self._cond.wait()
+            self._wanted = chunk + 1
+            self._cond.notify_all()
+            return self._done.pop(chunk)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._done.clear()
+            self._cond.notify_all()
