@@ -79,18 +79,29 @@ class _CUVIDDECODECAPS(ctypes.Structure):
     ]
 
 
+# device -> (its query, the caps asked at the first table): every loader of a run made a new
+# table, and 18 driver queries (each after a device sync) cost ~0.2 s a loader (H100, py-spy)
+_ASKED: dict[int, tuple] = {}
+
+
 class CapsTable:
-    """Caps per (codec, chroma, depth): asked of the card once, else the documented table."""
+    """Caps per (codec, chroma, depth): asked of the card once per process, else the
+    documented table."""
 
     def __init__(self, device_id: int | None = None):
         self.device_id = device_id
         self._cache: dict[tuple[str, str, int], Caps] = {}
         self._lock = threading.Lock()
+        asked = _ASKED.get(device_id) if device_id is not None else None
+        if asked is not None:  # the card was asked once in this process: its answers hold
+            self._query, self._cache = asked[0], dict(asked[1])
+            return
         self._query = _card_query(device_id) if device_id is not None else None
         if self._query is not None:  # all at once, here: loader threads may have no CUDA context
             for codec in _CODEC_IDS:
                 for depth in (8, 10, 12):
                     self.get(codec, "420", depth)
+            _ASKED[device_id] = (self._query, dict(self._cache))
 
     @property
     def from_card(self) -> bool:
