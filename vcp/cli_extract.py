@@ -64,6 +64,7 @@ def extract_command(
     splits: Annotated[str | None, typer.Option(help="Comma-separated splits (default: all found).")] = None,
     precision: Annotated[opt.Precision, typer.Option(help="fp32 is the compatible default.")] = opt.Precision.fp32,
     compile_net: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (pays off on long CUDA runs; recorded in the HDF5).")] = False,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="CUDA: capture the backbone once as a CUDA graph and replay it per batch (recorded in the HDF5).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Recompute splits whose HDF5 is up to date.")] = False,
     from_videos: Annotated[bool, typer.Option("--from-videos", help="Read RAW videos and stream DALI -> backbone (no .pt files).")] = False,
     clip: opt.Bundle = None,
@@ -82,7 +83,7 @@ def extract_command(
             settings = _extract_config(
                 backbone=backbone, weights=weights, device=opt.value(device), multi_scale=multi_scale, scales=parsed_scales,
                 batch_size=batch_size, splits=parsed_splits, precision=opt.value(precision), overwrite=overwrite,
-                shard=this_shard, seed=clip["seed"], compile=compile_net,
+                shard=this_shard, seed=clip["seed"], compile=compile_net, cuda_graph=cuda_graph,
             )
             source = _VideoSource(opt.clip_settings(clip), decode) if from_videos else None
             results = _run(processed, features, settings, source, dry_run=run["dry_run"])

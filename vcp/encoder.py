@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from backbones.spec import IMAGENET, Backbone, InputSpec
@@ -46,6 +48,10 @@ class FrameEncoder:
         if config.compile:
             self.net = torch.compile(self.net, dynamic=False)
             self.compiled = True
+        # CUDA graphs: one capture per batch shape; False where a capture failed (eager then)
+        self.graphs_wanted = self.cuda and config.cuda_graph and not self.compiled
+        self._graphs: dict[tuple, tuple | bool] = {}
+        self.graph_used = False
 
     def _upload(self, frames: torch.Tensor) -> torch.Tensor:
         """Host clip -> device through the next pinned slot, on the copy stream.
@@ -112,10 +118,54 @@ class FrameEncoder:
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Prepared ``[B, 3, H, W]`` -> ``[B, D]`` float32 on the device."""
+        if self.graphs_wanted and batch.shape[0] == self.config.forward_batch:
+            out = self._replay(batch)
+            if out is not None:
+                return out
+        return self._eager(batch)
+
+    def _eager(self, batch: torch.Tensor, *, cache: bool = True) -> torch.Tensor:
         if self.dtype is None:
             return self.net(batch).float()
-        with torch.autocast(self.device.type, dtype=self.dtype):
+        with torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=cache):
             return self.net(batch).float()
+
+    def _replay(self, batch: torch.Tensor) -> torch.Tensor | None:
+        """The network as one CUDA graph: one launch per batch instead of hundreds, so the
+        host thread (and the GIL) is free while the card works. The graph reads a fixed
+        input buffer and writes a fixed output buffer; the output is cloned before the next
+        replay can overwrite it. None: this shape could not be captured (run eagerly)."""
+        key = (tuple(batch.shape), batch.dtype, tuple(batch.stride()))
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._graphs[key] = self._capture(batch)
+        if entry is False:
+            return None
+        static_in, graph, static_out = entry
+        static_in.copy_(batch)
+        graph.replay()
+        self.graph_used = True
+        return static_out.clone()
+
+    def _capture(self, batch: torch.Tensor):
+        try:
+            static_in = batch.clone(memory_format=torch.preserve_format)
+            compute = torch.cuda.current_stream(self.device)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(compute)
+            with torch.cuda.stream(side):  # warm-up: cuDNN picks its algorithms outside the capture
+                for _ in range(2):
+                    self._eager(static_in, cache=False)
+            compute.wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: the decode threads' CUDA calls neither fail nor break the capture
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                static_out = self._eager(static_in, cache=False)
+            return static_in, graph, static_out
+        except Exception as exc:  # noqa: BLE001 - any model a graph cannot hold runs eagerly
+            print(f"vcp: the backbone could not be captured as a CUDA graph ({_one_line(exc)}); running it eagerly",
+                  file=sys.stderr, flush=True)
+            return False
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> torch.Tensor:
@@ -125,6 +175,11 @@ class FrameEncoder:
             raise NonFiniteClip("holds NaN or Inf values")
         step = self.config.forward_batch
         return torch.cat([self.forward(frames[i : i + step]) for i in range(0, frames.shape[0], step)])
+
+
+def _one_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:200]
 
 
 def _fused(model: torch.nn.Module) -> torch.nn.Module:

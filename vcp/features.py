@@ -161,6 +161,7 @@ def write_features(
         progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
         writer.attrs["failed_files"] = json.dumps(sorted(result.failures + result.upstream_failures))
         writer.attrs["tensorize_failed_files"] = json.dumps(result.upstream_failures)
+        writer.attrs["cuda_graph"] = bool(encoder.graph_used)
         writer.commit()
     result.output = out_path
     result.seconds = time.perf_counter() - started

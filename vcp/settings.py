@@ -160,6 +160,7 @@ class ExtractConfig:
     channels_last: bool = True
     fuse_conv_bn: bool = True  # fold eval-mode BatchNorm into convs (same numbers, ~15% faster)
     compile: bool = False  # torch.compile the network (fixed shapes: the last batch is padded on CUDA)
+    cuda_graph: bool = False  # CUDA: the network captured once as a CUDA graph and replayed per batch
     shard: Shard = Shard()
     seed: int = 0  # seeds random init (weights=None)
 
