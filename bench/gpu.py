@@ -60,6 +60,29 @@ def best(fn, runs: int = 3) -> float:
     return min(times)
 
 
+def marginal(small, big, n_small: int, n_big: int) -> tuple[float, float, float]:
+    """(items/s between the small and the big run, the small run's items/s, start-up s).
+
+    Each run builds its own loader, pipelines and network state, a fixed cost a real run
+    of thousands of videos pays once; the marginal rate is the throughput, reported apart
+    from the start-up (as for extract)."""
+    small()  # warm-up
+    t_small = best(small, runs=2)
+    t_big = best(big, runs=1)
+    rate = (n_big - n_small) / max(t_big - t_small, 1e-9)
+    return rate, n_small / t_small, max(0.0, t_small - n_small / rate)
+
+
+def link_copies(raw: Path, dst: Path, copies: int) -> Path:
+    """``copies`` hard-linked copies of every video of ``raw`` (other names, same bytes)."""
+    for p in sorted(raw.rglob("*.mp4")):
+        target = dst / p.relative_to(raw).parent
+        target.mkdir(parents=True, exist_ok=True)
+        for k in range(copies):
+            os.link(p, target / f"{p.stem}_{k}{p.suffix}")
+    return dst
+
+
 # -- ceilings ------------------------------------------------------------------------------------
 def backbone_alone(model, precision: str, batch: int, iters: int = 12) -> float:
     """frames/s of the network on frames already on the card."""
@@ -209,17 +232,22 @@ def main(argv=None) -> int:
         weights = work / "effnet.pth"
         torch.save(model.state_dict(), weights)
 
-        # tensorize on the card vs min(DALI alone, disk write)
+        # tensorize on the card vs min(DALI alone, disk write): throughput over n and 3n videos
         processed = work / "processed"
+        raw3 = link_copies(raw, work / "raw3", 3)
         tcfg = TensorizeConfig.from_options(frames=T, size=S, mode="gpu", pipelines=auto, overwrite=True)
-        tensorize(raw, processed, tcfg, console=QUIET)  # warm-up
-        t_tz = best(lambda: tensorize(raw, processed, tcfg, console=QUIET), runs=2)
+        rate_tz, whole_tz, start_tz = marginal(lambda: tensorize(raw, processed, tcfg, console=QUIET),
+                                               lambda: tensorize(raw3, work / "processed3", tcfg, console=QUIET), n, 3 * n)
+        shutil.rmtree(work / "processed3")
         per_video = T * 3 * S * S * 4
         write = disk_write(work / "disk", n * per_video)
         ceiling = min(decode[auto], write / per_video)
-        rows.append((f"tensorize --mode gpu, {auto} pipeline(s), float32 .pt ({per_video >> 20} MiB per video)",
+        rows.append((f"tensorize --mode gpu, {auto} pipeline(s), float32 .pt ({per_video >> 20} MiB per video), throughput",
                      f"min(DALI alone {decode[auto]:.1f}, disk {write / 2**30:.2f} GiB/s = {write / per_video:.1f} videos/s)",
-                     f"{n / t_tz:.1f} videos/s", f"{n / t_tz / ceiling:.2f}", "≥ 0.80"))
+                     f"{rate_tz:.1f} videos/s", f"{rate_tz / ceiling:.2f}", "≥ 0.80"))
+        log(rows[-1])
+        rows.append((f"tensorize, whole command on {n} videos", "-", f"{whole_tz:.1f} videos/s",
+                     f"start-up {start_tz:.2f} s", "(diagnostic)"))
         log(rows[-1])
 
         # extract from .pt vs the backbone alone (same network, precision, frames per forward).
@@ -237,19 +265,21 @@ def main(argv=None) -> int:
             for f in src.iterdir():
                 os.link(f, dst / f.name)
         rate = {}
-        for precision in ("fp32", "bf16"):
+        for precision, graph in (("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)):
             alone = backbone_alone(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), precision, BATCH)
-            cfg = ExtractConfig(device="cuda", weights=str(weights), precision=precision, batch_size=BATCH, overwrite=True)
-            extract(processed, features, cfg, console=QUIET, model=get_backbone("efficientnet_v2_s", str(weights)))  # warm-up
+            cfg = ExtractConfig(device="cuda", weights=str(weights), precision=precision, batch_size=BATCH,
+                                overwrite=True, cuda_graph=graph)
             enc_model = get_backbone("efficientnet_v2_s", str(weights))
-            t1 = best(lambda cfg=cfg, m=enc_model: extract(processed, features, cfg, console=QUIET, model=m))
+            extract(processed, features, cfg, console=QUIET, model=enc_model)  # warm-up
+            t1 = best(lambda cfg=cfg, m=enc_model: extract(processed, features, cfg, console=QUIET, model=m), runs=2)
             tn = best(lambda cfg=cfg, m=enc_model: extract(big, work / "features_x", cfg, console=QUIET, model=m), runs=2)
             steady = (repeat - 1) * frames / (tn - t1)
-            rate[precision] = steady
-            rows.append((f"extract {precision}, efficientnet_v2_s, {BATCH} frames per forward, .pt float32, throughput",
+            rate[precision, graph] = steady
+            how = f"{precision}{', --cuda-graph' if graph else ''}"
+            rows.append((f"extract {how}, efficientnet_v2_s, {BATCH} frames per forward, .pt float32, throughput",
                          f"backbone alone: {alone:.0f} frames/s", f"{steady:.0f} frames/s", f"{steady / alone:.2f}", "≥ 0.90"))
             log(rows[-1])
-            rows.append((f"extract {precision}, whole command on {frames} / {repeat * frames} frames",
+            rows.append((f"extract {how}, whole command on {frames} / {repeat * frames} frames",
                          "-", f"{frames / t1:.0f} / {repeat * frames / tn:.0f} frames/s",
                          f"start-up {max(0.0, t1 - frames / steady):.2f} s", "(diagnostic)"))
             log(rows[-1])
@@ -260,22 +290,25 @@ def main(argv=None) -> int:
         original_multiscale_features(original_model, clips[0], batch_size=24, device="cuda")
         t_original = best(lambda: [original_multiscale_features(original_model, c, batch_size=24, device="cuda") for c in clips], runs=2)
         original_rate = 4 * T / t_original
-        fp32_rate = rate["fp32"]
+        fp32_rate = rate["fp32", False]
         rows.append(("extract fp32 vs the original three-pass loop (fp32, batch 24) on the same card",
                      f"original: {original_rate:.0f} frames/s", f"{fp32_rate:.0f} frames/s", f"{fp32_rate / original_rate:.1f}×", "≥ 18×"))
         log(rows[-1])
 
-        # streaming: --from-videos vs DALI alone, same pipelines
-        for p in sorted({1, min(4, auto), auto}):
-            if p not in decode:
-                decode[p] = dali_alone(paths, p)
+        # streaming: --from-videos vs DALI alone, same pipelines: throughput over n and 3n videos
+        for p in sorted({1, auto}):
             ecfg = ExtractConfig(device="cuda", weights=str(weights), batch_size=BATCH, overwrite=True)
             scfg = TensorizeConfig.from_options(frames=T, size=S, mode="gpu", pipelines=p)
-            stream_model = get_backbone("efficientnet_v2_s", str(weights))
-            extract_from_videos(raw, work / "sf", ecfg, scfg.clip, scfg.decode, console=QUIET, model=stream_model)  # warm-up
-            t = best(lambda e=ecfg, s=scfg, m=stream_model: extract_from_videos(raw, work / "sf", e, s.clip, s.decode, console=QUIET, model=m), runs=2)
-            rows.append((f"extract --from-videos fp32, {p} pipeline(s)", f"DALI alone: {decode[p]:.1f} videos/s",
-                         f"{n / t:.1f} videos/s", f"{n / t / decode[p]:.2f}", "≥ 0.80"))
+            m = get_backbone("efficientnet_v2_s", str(weights))
+            rate_s, whole_s, start_s = marginal(
+                lambda e=ecfg, s=scfg, m=m: extract_from_videos(raw, work / "sf", e, s.clip, s.decode, console=QUIET, model=m),
+                lambda e=ecfg, s=scfg, m=m: extract_from_videos(raw3, work / "sf3", e, s.clip, s.decode, console=QUIET, model=m),
+                n, 3 * n)
+            rows.append((f"extract --from-videos fp32, {p} pipeline(s), throughput", f"DALI alone: {decode[p]:.1f} videos/s",
+                         f"{rate_s:.1f} videos/s", f"{rate_s / decode[p]:.2f}", "≥ 0.80"))
+            log(rows[-1])
+            rows.append((f"extract --from-videos, {p} pipeline(s), whole command on {n} videos", "-",
+                         f"{whole_s:.1f} videos/s", f"start-up {start_s:.2f} s", "(diagnostic)"))
             log(rows[-1])
         peak = torch.cuda.max_memory_allocated() / 2**30
         shutil.rmtree(work, ignore_errors=True)
