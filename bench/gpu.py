@@ -8,8 +8,10 @@ Baselines measured in the same run on the same card and data:
   synchronous executor, the same number of pipelines in threads;
 * disk write: the same bytes tensorize writes, with fsync, to the same disk.
 
-vcp rows: extract from ``.pt`` (fp32 and bf16), the original three-pass loop, the DALI
-loader alone, ``extract --from-videos``, GPU tensorize. Data: synthetic 720p H.264,
+vcp rows: extract from ``.pt`` (fp32 and bf16, eager and ``--cuda-graph``), the original
+three-pass loop, the DALI loader alone, ``extract --from-videos``, GPU tensorize. Rows
+marked throughput are marginal rates (the data against the same data repeated, by hard
+links), with each command's fixed start-up reported apart. Data: synthetic 720p H.264,
 300 frames each (generated here). Without CUDA it says so in one line and exits 2.
 """
 
