@@ -94,7 +94,9 @@ class ClipLoader:
         if probe_workers is None:
             probe_workers = min(4, max(1, (os.cpu_count() or 1) // 4)) if device == "gpu" else 0
         self.probe_workers = probe_workers
-        self._prober: Prober | None = None
+        # made now, not at the first load(): its forked processes keep whatever files are
+        # open when they are made, so make the loader before opening outputs (and close it)
+        self._prober: Prober | None = Prober(probe_workers) if probe_workers else None
         self.workers: list[ClipLoader] = []
         ensure_ffmpeg_logging()
 
@@ -177,14 +179,22 @@ class ClipLoader:
                 worker.stats.fallbacks.clear()
 
     def close(self) -> None:
-        """Stop the probe processes (also done when the loader is collected)."""
+        """Stop the probe processes and wait for them (also done when the loader is collected);
+        a later :meth:`load` starts new ones."""
         if self._prober is not None:
             self._prober.close()
             self._prober = None
 
+    def __enter__(self) -> ClipLoader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __del__(self):
         with contextlib.suppress(Exception):
-            self.close()
+            if self._prober is not None:
+                self._prober.close(wait=False)  # no waiting inside the garbage collector
 
 
 class _InOrder:

@@ -260,9 +260,15 @@ class Prober:
         # CUDA (spawn would re-run a user's script that lacks a __main__ guard)
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         self._pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
+        # Forked children keep every file the parent had open when they were made, flock
+        # locks included (HDF5's, vcp's output lock): they are made here, all at once (a
+        # fork pool starts all its workers at the first task), so a caller that makes the
+        # prober before opening its outputs leaves them nothing to hold.
+        self._pool.submit(int).result()
 
     def submit(self, path: str):
         return self._pool.submit(_probe_outcome, str(path))
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        """Stop the processes (``wait``: and wait for them to exit)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)

@@ -103,3 +103,37 @@ def test_prefetch_depth_defaults_and_override(raw, tmp_path, monkeypatch):
         assert r.exit_code == 3, r.output
         assert depths and set(depths) == {expected}, (args, depths)
     assert TensorizeConfig().decode.prefetch_depth(default=2) == 2 and TensorizeConfig.from_options(prefetch=0).decode.prefetch_depth(default=2) == 0
+
+
+def test_probe_processes_hold_no_output_once_a_run_returns(raw, tmp_path, monkeypatch):
+    """On a GPU files are probed in forked processes, and a forked child keeps the files
+    open in the parent at the time, flock locks included. They were forked at the first
+    batch, with the HDF5 (or .pt) being written and the output lock held: after the run,
+    opening the features in the same process failed ("unable to lock file", seen on an
+    H100) until the loader was garbage collected. Forced here on the CPU."""
+    import multiprocessing
+
+    from rich.console import Console
+
+    from dali_pipes import ClipLoader
+    from vcp.extract import ExtractConfig
+    from vcp.stream import extract_from_videos
+    from vcp.tensorize import tensorize
+
+    real_init = ClipLoader.__init__
+
+    def with_probe_processes(self, *args, **kwargs):
+        real_init(self, *args, **{**kwargs, "probe_workers": 2})
+
+    monkeypatch.setattr(ClipLoader, "__init__", with_probe_processes)
+    quiet = Console(quiet=True)
+    config = TensorizeConfig.from_options(frames=8, size=32, mode="cpu")
+    extract_config = ExtractConfig(backbone="timm/resnet18", weights=None, device="cpu", batch_size=5)
+    for run in range(2):  # the second run takes the same output lock again
+        tensorize(raw, tmp_path / "p", config, console=quiet)
+        assert not multiprocessing.active_children()
+        assert torch.load(tmp_path / "p/val/apple/apple" / PT_NAME, weights_only=True)["videos"].shape[0] == 1
+        extract_from_videos(raw, tmp_path / "f", extract_config, config.clip, config.decode, console=quiet)
+        assert not multiprocessing.active_children()
+        with h5py.File(tmp_path / "f/train_features_multiscale.h5", "r") as h5:  # raised BlockingIOError
+            assert h5["features"].shape[0] == 3, run

@@ -64,9 +64,9 @@ def extract_from_videos(
     tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
     clip.check(tree)
     features = prepare_output_dir(features, inputs=tree.root, what="FEATURES")
-    with output_lock(features, config.shard):
-        encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
-        source = _VideoSource(tree, encoder, clip, decode)
+    encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
+    # the loader (and its probe processes) before the lock and any output is opened
+    with _VideoSource(tree, encoder, clip, decode) as source, output_lock(features, config.shard):
         results = RunResult(_extract_split(split, source, features, config, encoder, console) for split in tree.splits)
     console.print(summary_table(results))
     return results
@@ -98,6 +98,12 @@ class _VideoSource:
         on_cuda = encoder.device.type == "cuda"
         self.loader = replace(decode, mode="gpu" if on_cuda else "cpu").loader(clip.size, self.stored)
         self.depth = decode.prefetch_depth(default=2 if on_cuda else 0)
+
+    def __enter__(self) -> _VideoSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loader.close()
 
     def clips(self, groups: list[Group], everything: list[Path], mine: set[Path], result: SplitResult):
         order = {f: i for i, f in enumerate(everything)}  # single-process row order

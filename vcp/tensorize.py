@@ -93,10 +93,11 @@ def tensorize(
     tree = tree or discover_raw(raw)
     config.clip.check(tree)
     out = prepare_output_dir(out, inputs=tree.root, what="OUT")
-    with output_lock(out, config.write.shard):
+    # the loader (and its probe processes) before the lock and any output is opened
+    with config.decode.loader(config.clip.size, config.stored_normalization) as loader, output_lock(out, config.write.shard):
         if config.write.shard.index == 0:  # one process reconciles; other ranks only add parts
             remove_stale_groups(out, tree, console)
-        results = _Run(tree, out, config, console).all_splits()
+        results = _Run(tree, out, config, console, loader).all_splits()
     console.print(stage.summary_table("vcp tensorize", results, COLUMNS))
     return results
 
@@ -143,10 +144,10 @@ def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path
 class _Run:
     """One tensorize run over a tree: split -> group -> batches of clips -> one pair per group."""
 
-    def __init__(self, tree: RawTree, out: Path, config: TensorizeConfig, console: Console):
+    def __init__(self, tree: RawTree, out: Path, config: TensorizeConfig, console: Console, loader: ClipLoader):
         self.tree, self.out, self.config, self.console = tree, out, config, console
         self.mapping = tree.category_mapping
-        self.loader: ClipLoader = config.decode.loader(config.clip.size, config.stored_normalization)
+        self.loader = loader
         self.mine = stage.owned_files([p for g in tree.groups for p in g.files], config.write.shard)
 
     def owned(self, group: Group) -> list[Path]:
