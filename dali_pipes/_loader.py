@@ -112,8 +112,8 @@ class ClipLoader:
         ``ahead``: batches decoded in a background thread ahead of the consumer (0: in line).
         The CPU clip memory then stays at ``ahead + 1`` batches for a consumer that uses
         each batch in a ``with`` block. With ``pipelines > 1`` several loaders, each with
-        its own DALI pipelines (one keeps about one NVDEC busy), decode interleaved slices
-        of ``items`` in parallel threads.
+        its own DALI pipelines (one keeps about one NVDEC busy), decode chunks of ``items``
+        in parallel threads, each taking the next chunk when it is free.
         """
         if self.probe_workers:
             if self._prober is None:

@@ -29,4 +29,7 @@ mkdir -p "$work/whl" "$work/site"
 rm -rf .gpu && mkdir -p .gpu
 tar -C "$work/site" -cf - . | xz -T2 -6 | split -b 60000000 -a 2 - .gpu/part-
 (cd .gpu && sha256sum part-* > bundle.sha256)
+# py-spy for bench.gpu_profile: its wheel is a static binary; carried beside bundle.sha256
+"$PY" -m pip download -q --only-binary=:all: --no-deps -d "$work/spy" py-spy
+cp "$work"/spy/py_spy-*.whl .gpu/py-spy.whl
 ls -la .gpu

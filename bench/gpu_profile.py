@@ -1,0 +1,127 @@
+"""``python -m bench.gpu_profile --out DIR``: where the time goes in the GPU paths short of
+their goals, for the next run on a lent card (docs/gpu.md).
+
+Each case runs in a process of its own, under py-spy when it is there (``$PY_SPY``, else
+on ``PATH``; sampling all threads, idle ones included), and prints its rate; the profile
+is summarised per thread into ``DIR/<case>.txt`` (``tools/fold_pyspy.py``) beside the raw
+samples (``DIR/<case>.raw``), and ``nvidia-smi dmon`` logs the card's SM / NVDEC load for
+the whole run (``DIR/dmon.txt``). Data as ``make bench-gpu``: 32 synthetic 720p H.264
+videos, T=64, 256², random-init efficientnet_v2_s.
+
+Cases (the gaps left in the fifth session's H100 run, docs/benchmarks.md):
+``extract-bf16`` (0.87 of the backbone alone), ``stream-1`` (``--from-videos`` with one
+pipeline, 0.71 of DALI alone), ``tensorize`` (0.77 of min(DALI alone, disk write)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CASES = ("extract-bf16", "stream-1", "tensorize")
+
+
+def _prepare(work: Path) -> None:
+    import torch
+
+    from backbones import get_backbone
+    from bench.gpu import QUIET, S, T, link_copies, make_videos
+    from vcp.tensorize import TensorizeConfig, tensorize
+
+    make_videos(work / "raw", 32)
+    link_copies(work / "raw", work / "raw3", 3)
+    tensorize(work / "raw", work / "processed", TensorizeConfig.from_options(frames=T, size=S, mode="gpu"), console=QUIET)
+    for k in range(6):  # the split six times over, by hard links (page cache)
+        dst = work / "processed_x/train/cat" / f"sub{k}"
+        dst.mkdir(parents=True)
+        for f in (work / "processed/train/cat/sub").iterdir():
+            os.link(f, dst / f.name)
+    torch.manual_seed(0)
+    torch.save(get_backbone("efficientnet_v2_s", weights=None).state_dict(), work / "effnet.pth")
+
+
+def _case(name: str, work: Path) -> str:
+    """Run one case (warm-up, then timed) in this process; its rate as a line."""
+    import torch
+
+    from backbones import get_backbone
+    from bench.gpu import BATCH, QUIET, S, T, backbone_alone, best, marginal
+    from vcp.extract import ExtractConfig, extract
+    from vcp.stream import extract_from_videos
+    from vcp.tensorize import TensorizeConfig, tensorize
+
+    torch.backends.cudnn.benchmark = True
+    weights = str(work / "effnet.pth")
+    if name == "extract-bf16":
+        alone = backbone_alone(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), "bf16", BATCH)
+        cfg = ExtractConfig(device="cuda", weights=weights, precision="bf16", batch_size=BATCH, overwrite=True)
+        model = get_backbone("efficientnet_v2_s", weights)
+        extract(work / "processed_x", work / "f", cfg, console=QUIET, model=model)
+        seconds = best(lambda: extract(work / "processed_x", work / "f", cfg, console=QUIET, model=model), runs=2)
+        return f"extract bf16, whole command: {6 * 32 * T / seconds:.0f} frames/s; backbone alone {alone:.0f}"
+    if name == "stream-1":
+        ecfg = ExtractConfig(device="cuda", weights=weights, batch_size=BATCH, overwrite=True)
+        scfg = TensorizeConfig.from_options(frames=T, size=S, mode="gpu", pipelines=1)
+        model = get_backbone("efficientnet_v2_s", weights)
+        rate, whole, start = marginal(
+            lambda: extract_from_videos(work / "raw", work / "s", ecfg, scfg.clip, scfg.decode, console=QUIET, model=model),
+            lambda: extract_from_videos(work / "raw3", work / "s3", ecfg, scfg.clip, scfg.decode, console=QUIET, model=model),
+            32, 96)
+        return f"--from-videos, 1 pipeline: throughput {rate:.1f} videos/s, whole command {whole:.1f}, start-up {start:.2f} s"
+    if name == "tensorize":
+        cfg = TensorizeConfig.from_options(frames=T, size=S, mode="gpu", overwrite=True)
+        rate, whole, start = marginal(lambda: tensorize(work / "raw", work / "t", cfg, console=QUIET),
+                                      lambda: tensorize(work / "raw3", work / "t3", cfg, console=QUIET), 32, 96)
+        return f"tensorize: throughput {rate:.1f} videos/s, whole command {whole:.1f}, start-up {start:.2f} s"
+    raise SystemExit(f"unknown case {name!r}; cases: {', '.join(CASES)}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="folder for the profiles and rates")
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case here
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.case:
+        print(_case(args.case, Path(args.work)), flush=True)
+        return 0
+    import torch
+
+    if not torch.cuda.is_available():
+        print("bench-gpu-profile: no CUDA device visible; nothing measured", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    dmon = subprocess.Popen(["nvidia-smi", "dmon", "-s", "u", "-o", "T", "-d", "1"],
+                            stdout=open(out / "dmon.txt", "w"), stderr=subprocess.STDOUT)
+    try:
+        with tempfile.TemporaryDirectory(prefix="vcp-gpu-profile-") as tmp:
+            _prepare(Path(tmp))
+            for name in args.cases.split(","):
+                child = [sys.executable, "-m", "bench.gpu_profile", "--case", name, "--work", tmp, "--out", str(out)]
+                if spy:
+                    child = [spy, "record", "-r", "67", "--threads", "--idle", "-f", "raw", "-o", str(out / f"{name}.raw"), "--", *child]
+                started = time.strftime("%H:%M:%S")
+                done = subprocess.run(child, capture_output=True, text=True)
+                lines = [line for line in done.stdout.splitlines() if not line.startswith("py-spy>")]
+                print(f"[{started}] {name}: {lines[-1] if lines else done.stderr.strip()[-300:]}", flush=True)
+                if spy and (out / f"{name}.raw").exists():
+                    from tools.fold_pyspy import fold, report
+
+                    with open(out / f"{name}.raw") as fh:
+                        (out / f"{name}.txt").write_text(report(fold(fh)))
+    finally:
+        dmon.terminate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
