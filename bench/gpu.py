@@ -266,7 +266,7 @@ def main(argv=None) -> int:
             dst.mkdir(parents=True)
             for f in src.iterdir():
                 os.link(f, dst / f.name)
-        rate = {}
+        rate, ceiling_of = {}, {}
         for precision, graph in (("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)):
             alone = backbone_alone(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), precision, BATCH)
             cfg = ExtractConfig(device="cuda", weights=str(weights), precision=precision, batch_size=BATCH,
@@ -277,6 +277,8 @@ def main(argv=None) -> int:
             tn = best(lambda cfg=cfg, m=enc_model: extract(big, work / "features_x", cfg, console=QUIET, model=m), runs=2)
             steady = (repeat - 1) * frames / (tn - t1)
             rate[precision, graph] = steady
+            if not graph:
+                ceiling_of[precision] = alone
             how = f"{precision}{', --cuda-graph' if graph else ''}"
             rows.append((f"extract {how}, efficientnet_v2_s, {BATCH} frames per forward, .pt float32, throughput",
                          f"backbone alone: {alone:.0f} frames/s", f"{steady:.0f} frames/s", f"{steady / alone:.2f}", "≥ 0.90"))
@@ -292,10 +294,13 @@ def main(argv=None) -> int:
         original_multiscale_features(original_model, clips[0], batch_size=24, device="cuda")
         t_original = best(lambda: [original_multiscale_features(original_model, c, batch_size=24, device="cuda") for c in clips], runs=2)
         original_rate = 4 * T / t_original
-        fp32_rate = rate["fp32", False]
-        rows.append(("extract fp32 vs the original three-pass loop (fp32, batch 24) on the same card",
-                     f"original: {original_rate:.0f} frames/s", f"{fp32_rate:.0f} frames/s", f"{fp32_rate / original_rate:.1f}×", "≥ 18×"))
-        log(rows[-1])
+        # the issue's 18x was set on an H200 from bf16's speed; the network alone bounds it on any card
+        for precision in ("fp32", "bf16"):
+            ours = rate[precision, False]
+            rows.append((f"extract {precision} vs the original three-pass loop (fp32, batch 24) on the same card",
+                         f"original: {original_rate:.0f} frames/s (the network alone: {ceiling_of[precision] / original_rate:.1f}×)",
+                         f"{ours:.0f} frames/s", f"{ours / original_rate:.1f}×", "≥ 18×"))
+            log(rows[-1])
 
         # streaming: --from-videos vs DALI alone, same pipelines: throughput over n and 3n videos
         for p in sorted({1, auto}):
