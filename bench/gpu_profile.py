@@ -100,8 +100,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
-    dmon = subprocess.Popen(["nvidia-smi", "dmon", "-s", "u", "-o", "T", "-d", "1"],
-                            stdout=open(out / "dmon.txt", "w"), stderr=subprocess.STDOUT)
+    dmon = None
+    if shutil.which("nvidia-smi"):
+        dmon = subprocess.Popen(["nvidia-smi", "dmon", "-s", "u", "-o", "T", "-d", "1"],
+                                stdout=open(out / "dmon.txt", "w"), stderr=subprocess.STDOUT)
     try:
         with tempfile.TemporaryDirectory(prefix="vcp-gpu-profile-") as tmp:
             _prepare(Path(tmp))
@@ -119,7 +121,8 @@ def main(argv=None) -> int:
                     with open(out / f"{name}.raw") as fh:
                         (out / f"{name}.txt").write_text(report(fold(fh)))
     finally:
-        dmon.terminate()
+        if dmon is not None:
+            dmon.terminate()
     return 0
 
 
