@@ -85,6 +85,17 @@ def link_copies(raw: Path, dst: Path, copies: int) -> Path:
     return dst
 
 
+def repeat_split(processed: Path, dst: Path, repeat: int) -> Path:
+    """The bench's one ``.pt`` group ``repeat`` times over as subcategories of ``dst`` (hard
+    links: same bytes, page cache)."""
+    for k in range(repeat):
+        group = dst / "train/cat" / f"sub{k}"
+        group.mkdir(parents=True)
+        for f in (processed / "train/cat/sub").iterdir():
+            os.link(f, group / f.name)
+    return dst
+
+
 # -- ceilings ------------------------------------------------------------------------------------
 def backbone_alone(model, precision: str, batch: int, iters: int = 12) -> float:
     """frames/s of the network on frames already on the card."""
@@ -259,13 +270,7 @@ def main(argv=None) -> int:
         features = work / "features"
         frames = n * T
         repeat = 6
-        big = work / "processed_x"
-        src = processed / "train/cat/sub"
-        for k in range(repeat):
-            dst = big / "train/cat" / f"sub{k}"
-            dst.mkdir(parents=True)
-            for f in src.iterdir():
-                os.link(f, dst / f.name)
+        big = repeat_split(processed, work / "processed_x", repeat)
         rate, ceiling_of = {}, {}
         for precision, graph in (("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)):
             alone = backbone_alone(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), precision, BATCH)

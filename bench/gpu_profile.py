@@ -31,17 +31,13 @@ def _prepare(work: Path) -> None:
     import torch
 
     from backbones import get_backbone
-    from bench.gpu import QUIET, S, T, link_copies, make_videos
+    from bench.gpu import QUIET, S, T, link_copies, make_videos, repeat_split
     from vcp.tensorize import TensorizeConfig, tensorize
 
     make_videos(work / "raw", 32)
     link_copies(work / "raw", work / "raw3", 3)
     tensorize(work / "raw", work / "processed", TensorizeConfig.from_options(frames=T, size=S, mode="gpu"), console=QUIET)
-    for k in range(6):  # the split six times over, by hard links (page cache)
-        dst = work / "processed_x/train/cat" / f"sub{k}"
-        dst.mkdir(parents=True)
-        for f in (work / "processed/train/cat/sub").iterdir():
-            os.link(f, dst / f.name)
+    repeat_split(work / "processed", work / "processed_x", 6)
     torch.manual_seed(0)
     torch.save(get_backbone("efficientnet_v2_s", weights=None).state_dict(), work / "effnet.pth")
 
