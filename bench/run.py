@@ -9,6 +9,7 @@ a network does not depend on its weight values; nothing is downloaded).
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
 import platform
 import shutil
@@ -240,10 +241,52 @@ def bench_rss(work: Path, rows: list):
     ))
 
 
+# -- 6: the archive writer at a decoder's pace -----------------------------------------------
+def bench_writer(work: Path, rows: list, clips: int = 24, pace: float = 0.15, runs: int = 2):
+    """tensorize's ``.pt`` writer fed one 50 MB clip every ``pace`` s (a decoder at
+    1/pace videos/s), commit (fsync) included, with and without starting the disk's
+    write-back as clips are written. Same bytes both ways."""
+    from vcp.pt_writer import PtWriter
+
+    clip = torch.randn(T, 3, S, S)
+    expected = [(f"v{i}.mp4", 0) for i in range(clips)]
+
+    def write(writeback: bool) -> tuple[float, float]:
+        out = work / f"writer-{writeback}"
+        shutil.rmtree(out, ignore_errors=True)
+        os.sync()
+        start = time.perf_counter()
+        with PtWriter(out, frames=T, size=S, category_mapping={"cat": 0}, expected=expected, writeback=writeback) as w:
+            for name, label in expected:
+                t = time.perf_counter()
+                w.add(clip, name, label)
+                time.sleep(max(0.0, pace - (time.perf_counter() - t)))
+            fed = time.perf_counter()
+            w.commit({})
+        end = time.perf_counter()
+        return end - start, end - fed
+
+    results = {True: [], False: []}
+    for _ in range(runs):
+        for writeback in (False, True):
+            results[writeback].append(write(writeback))
+    same = filecmp.cmp(work / "writer-True/processed_data.pt", work / "writer-False/processed_data.pt", shallow=False)
+    for writeback in results:
+        shutil.rmtree(work / f"writer-{writeback}")
+    (off, off_commit), (on, on_commit) = min(results[False]), min(results[True])
+    mb = T * 3 * S * S * 4 / 1e6
+    rows.append((
+        f"tensorize's .pt writer fed {clips} clips of {mb:.0f} MB at {1 / pace:.1f} clips/s, commit (fsync) included",
+        f"write-back left to the kernel: {off:.1f} s (commit {off_commit:.2f} s)",
+        f"write-back started per clip: {on:.1f} s (commit {on_commit:.2f} s)", f"{off / on:.2f}×", "(diagnostic)",
+        "same bytes" if same else "ARCHIVES DIFFER",
+    ))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/benchmarks.md")
-    ap.add_argument("--only", choices=["extract", "tensorize", "streaming", "rss"], default=None)
+    ap.add_argument("--only", choices=["extract", "tensorize", "streaming", "rss", "writer"], default=None)
     ap.add_argument("--videos", type=int, default=8, help="videos for tensorize/streaming (4 codecs round-robin)")
     args = ap.parse_args(argv)
     rows: list = []
@@ -251,7 +294,7 @@ def main(argv=None):
         work = Path(tmp)
         raw = work / "raw"
         make_videos(raw, args.videos)
-        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss"]
+        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer"]
         processed = None
         if "extract" in todo or "tensorize" in todo:
             processed = bench_tensorize(raw, work, rows) if "tensorize" in todo else None
@@ -265,6 +308,8 @@ def main(argv=None):
             bench_streaming(raw, work, rows)
         if "rss" in todo:
             bench_rss(work, rows)
+        if "writer" in todo:
+            bench_writer(work, rows)
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
     table = header + "".join("| " + " | ".join(r) + " |\n" for r in rows)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

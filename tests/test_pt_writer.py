@@ -149,3 +149,85 @@ def test_metadata_of_another_archive_is_not_trusted(tmp_path):
     (tmp_path / "a" / META_NAME).write_bytes((tmp_path / "b" / META_NAME).read_bytes())
     assert settle_pair(tmp_path / "a") is None
     assert settle_pair(tmp_path / "b")["fill"] == 2
+
+
+# -- write-back of the archive while it is written ---------------------------------------------
+class _Recorder:
+    """Stands in for sync_file_range: records (fd, offset, nbytes) and answers ``ok``."""
+
+    def __init__(self, ok=True):
+        self.calls, self.ok = [], ok
+
+    def __call__(self, fd, offset, nbytes):
+        self.calls.append((fd, offset, nbytes))
+        return self.ok
+
+
+def test_writeback_merges_ranges_and_hands_them_over_in_order():
+    from vcp.writeback import WriteBack
+
+    rec = _Recorder()
+    wb = WriteBack(7, min_bytes=100, start=rec)
+    for start in range(0, 350, 50):  # seven contiguous writes of 50 bytes
+        wb.written(start, start + 50)
+    wb.written(1000, 1010)  # not contiguous: the 300..350 range still pending goes first
+    wb.written(2000, 2200)
+    wb.close()
+    assert rec.calls == [(7, 0, 100), (7, 100, 100), (7, 200, 100), (7, 300, 50), (7, 1000, 10), (7, 2000, 200)]
+    wb.written(3000, 4000)  # after close nothing is handed over (the descriptor may be gone)
+    assert len(rec.calls) == 6
+
+
+def test_writeback_stops_asking_after_a_failed_call():
+    from vcp.writeback import WriteBack
+
+    rec = _Recorder(ok=False)
+    wb = WriteBack(3, min_bytes=10, start=rec)
+    wb.written(0, 10)
+    wb._futures[0].result()  # the first call has run and failed
+    wb.written(10, 20)
+    wb.written(20, 30)
+    wb.close()
+    assert rec.calls == [(3, 0, 10)] and not wb.enabled
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="sync_file_range is Linux's")
+def test_writeback_call_works_on_a_real_file(tmp_path):
+    from vcp.writeback import start_writeback
+
+    path = tmp_path / "f.bin"
+    with open(path, "wb") as fh:
+        fh.write(b"x" * 65536)
+        fh.flush()
+        assert start_writeback(fh.fileno(), 0, 65536)
+    assert not start_writeback(-1, 0, 10)  # a bad descriptor fails quietly
+    assert path.read_bytes() == b"x" * 65536
+
+
+@pytest.mark.parametrize("expected", [None, EXPECTED], ids=["buffer", "laid-out"])
+def test_writer_starts_writeback_of_exactly_the_clips_bytes(tmp_path, monkeypatch, expected):
+    """Each clip's bytes are handed to the kernel's write-back as written: the ranges cover
+    the clips' storage in the file and nothing else, and the archive is byte for byte the
+    one written without it."""
+    import vcp.writeback
+    from vcp._archive import read_layout
+
+    clips = [torch.randn(5, 3, 8, 8) for _ in range(4)]
+    per_clip = clips[0].numel() * 4
+
+    def write(directory, writeback):
+        with PtWriter(directory, frames=5, size=8, category_mapping={"a": 0, "b": 1}, expected=expected,
+                      writeback=writeback) as w:
+            for i, c in enumerate(clips):
+                w.add(c, f"v{i}.mp4", i % 2)
+            w.commit({"hello": 1})
+
+    rec = _Recorder()
+    monkeypatch.setattr(vcp.pt_writer, "WriteBack", lambda fd: vcp.writeback.WriteBack(fd, min_bytes=per_clip, start=rec))
+    write(tmp_path / "with", True)
+    assert len(rec.calls) == 4
+    write(tmp_path / "without", False)
+    assert len(rec.calls) == 4  # none while off
+    first = read_layout(tmp_path / "with" / PT_NAME)[0]["videos"][0] if expected else 0
+    assert [(offset, nbytes) for _fd, offset, nbytes in rec.calls] == [(first + k * per_clip, per_clip) for k in range(4)]
+    assert (tmp_path / "with" / PT_NAME).read_bytes() == (tmp_path / "without" / PT_NAME).read_bytes()

@@ -11,7 +11,9 @@ When the caller says up front which clips it expects (``expected``), the buffer 
 archive: its layout for those clips is written first (sparse, no bytes yet) and the clips
 go straight into the ``videos`` storage, so the common case (every video decodes) never
 copies the data. If what arrived differs (a video failed), commit falls back to a fresh
-archive filled from the clips already written.
+archive filled from the clips already written. The disk starts writing each clip as soon
+as it is written (:mod:`vcp.writeback`), so the commit's ``fsync`` does not wait for the
+whole group at the end.
 
 Contract (docs/design.md): ``videos`` float32 ``[N, T, 3, H, W]``, ``labels`` int64 ``[N]``,
 ``filenames`` list[str], ``category_mapping`` {name: index}. Extra keys make the archive
@@ -43,6 +45,7 @@ import torch
 from ._archive import BytesSource, FileSource, InPlace, fill_storages, patch_pickle, read_layout
 from .atomic import replace_into, tmp_owner, tmp_path_for
 from .contract import META_NAME, PT_NAME, pt_archive, storage_name
+from .writeback import WriteBack
 
 
 class PtWriter:
@@ -63,8 +66,10 @@ class PtWriter:
         name: str = PT_NAME,
         meta_name: str = META_NAME,
         expected: list[tuple[str, int]] | None = None,
+        writeback: bool = True,
     ):
-        """``normalization`` is ``(mean, std)`` of the stored values (ImageNet's if None)."""
+        """``normalization`` is ``(mean, std)`` of the stored values (ImageNet's if None);
+        ``writeback``: start the disk writing each clip as it is written (:mod:`vcp.writeback`)."""
         from backbones.spec import IMAGENET
 
         self.directory = Path(directory)
@@ -85,6 +90,8 @@ class PtWriter:
         self._data_offset = 0  # where the clips start in the buffer file
         self._written = 0  # bytes of clips written
         self._pinned = None  # host staging for clips that arrive on the GPU
+        self._writeback_wanted = writeback
+        self._writeback: WriteBack | None = None  # the disk starts on each clip as it is written
 
     def __enter__(self) -> PtWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -98,6 +105,8 @@ class PtWriter:
             self._buffer.seek(self._data_offset)
         else:
             self._buffer = open(self._buffer_path, "wb")
+        if self._writeback_wanted:
+            self._writeback = WriteBack(self._buffer.fileno())
         return self
 
     def _skeleton(self, filenames: list[str], labels: list[int]) -> dict:
@@ -115,6 +124,7 @@ class PtWriter:
         self._close_buffer()
 
     def _close_buffer(self) -> None:
+        self._stop_writeback()
         if self._buffer is not None:
             self._buffer.close()
             self._buffer = None
@@ -139,6 +149,10 @@ class PtWriter:
         view = memoryview(array).cast("B")
         crc = _crc_thread().submit(zlib.crc32, view, self._crc)  # beside the write: both release the GIL
         self._buffer.write(view)
+        self._buffer.flush()
+        if self._writeback is not None:
+            start = self._data_offset + self._written
+            self._writeback.written(start, start + view.nbytes)
         self._crc = crc.result()
         self._written += view.nbytes
         self.filenames.append(filename)
@@ -164,6 +178,7 @@ class PtWriter:
             with contextlib.suppress(FileNotFoundError):
                 meta_tmp.unlink()
             raise
+        self._stop_writeback()
         self._buffer.close()
         self._buffer = None
         skeleton = self._skeleton(self.filenames, self.labels)
@@ -190,6 +205,12 @@ class PtWriter:
         os.replace(meta_tmp, self.directory / self.meta_name)
         _fsync_dir(self.directory)
         return self.final
+
+    def _stop_writeback(self) -> None:
+        """Before the buffer's descriptor is closed: no call may reach a reused one."""
+        if self._writeback is not None:
+            self._writeback.close()
+            self._writeback = None
 
 
 # Same length as a real id: replacing it in the pickle keeps every offset of the archive.
