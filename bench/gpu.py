@@ -3,7 +3,8 @@
 Baselines measured in the same run on the same card and data:
 
 * backbone alone: the same network (channels_last, cudnn.benchmark), frames already on
-  the card, same precision and frames per forward;
+  the card, same precision and frames per forward, over as many frames as the extract
+  measurement it bounds (a short burst is reported beside it: clocks can drop under load);
 * DALI alone: ``fn.decoders.video(device="mixed", frames=<64 indices>)`` + resize, the
   synchronous executor, the same number of pipelines in threads;
 * disk write: the same bytes tensorize writes, with fsync, to the same disk.
@@ -98,7 +99,7 @@ def repeat_split(processed: Path, dst: Path, repeat: int) -> Path:
 
 # -- ceilings ------------------------------------------------------------------------------------
 def backbone_alone(model, precision: str, batch: int, iters: int = 12) -> float:
-    """frames/s of the network on frames already on the card."""
+    """frames/s of the network on frames already on the card, ``iters`` forwards a run."""
     net = model.to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, S, S, device="cuda").contiguous(memory_format=torch.channels_last)
     dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
@@ -114,6 +115,14 @@ def backbone_alone(model, precision: str, batch: int, iters: int = 12) -> float:
 
     run()  # cudnn.benchmark picks its algorithms
     return iters * batch / best(run, runs=2)
+
+
+def backbone_ceiling(model, precision: str, batch: int, frames: int) -> tuple[float, float]:
+    """(sustained, burst) frames/s of the network alone: ``frames`` frames a run — as many
+    as the vcp measurement it is the ceiling of, so both see the card's clocks under the
+    same length of load — and a short burst of 12 forwards (what earlier runs measured)."""
+    sustained = backbone_alone(model, precision, batch, iters=max(12, round(frames / batch)))
+    return sustained, backbone_alone(model, precision, batch, iters=12)
 
 
 def dali_alone(paths: list[Path], pipelines: int, batch: int = 4) -> float:
@@ -273,7 +282,8 @@ def main(argv=None) -> int:
         big = repeat_split(processed, work / "processed_x", repeat)
         rate, ceiling_of = {}, {}
         for precision, graph in (("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)):
-            alone = backbone_alone(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), precision, BATCH)
+            alone, burst = backbone_ceiling(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), precision, BATCH,
+                                            frames=(repeat - 1) * frames)
             cfg = ExtractConfig(device="cuda", weights=str(weights), precision=precision, batch_size=BATCH,
                                 overwrite=True, cuda_graph=graph)
             enc_model = get_backbone("efficientnet_v2_s", str(weights))
@@ -286,7 +296,8 @@ def main(argv=None) -> int:
                 ceiling_of[precision] = alone
             how = f"{precision}{', --cuda-graph' if graph else ''}"
             rows.append((f"extract {how}, efficientnet_v2_s, {BATCH} frames per forward, .pt float32, throughput",
-                         f"backbone alone: {alone:.0f} frames/s", f"{steady:.0f} frames/s", f"{steady / alone:.2f}", "≥ 0.90"))
+                         f"backbone alone: {alone:.0f} frames/s over {(repeat - 1) * frames} frames (burst of 12 forwards: {burst:.0f})",
+                         f"{steady:.0f} frames/s", f"{steady / alone:.2f}", "≥ 0.90"))
             log(rows[-1])
             rows.append((f"extract {how}, whole command on {frames} / {repeat * frames} frames",
                          "-", f"{frames / t1:.0f} / {repeat * frames / tn:.0f} frames/s",

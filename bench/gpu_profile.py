@@ -4,13 +4,17 @@ their goals, for the next run on a lent card (docs/gpu.md).
 Each case runs in a process of its own, under py-spy when it is there (``$PY_SPY``, else
 on ``PATH``; sampling all threads, idle ones included), and prints its rate; the profile
 is summarised per thread into ``DIR/<case>.txt`` (``tools/fold_pyspy.py``) beside the raw
-samples (``DIR/<case>.raw``), and ``nvidia-smi dmon`` logs the card's SM / NVDEC load for
-the whole run (``DIR/dmon.txt``). Data as ``make bench-gpu``: 32 synthetic 720p H.264
-videos, T=64, 256², random-init efficientnet_v2_s.
+samples (``DIR/<case>.raw``), and ``nvidia-smi dmon`` logs the card's power, SM / NVDEC
+load and clocks for the whole run (``DIR/dmon.txt``). Data as ``make bench-gpu``: 32
+synthetic 720p H.264 videos, T=64, 256², random-init efficientnet_v2_s.
 
 Cases (the gaps left in the fifth session's H100 run, docs/benchmarks.md):
 ``extract-bf16`` (0.87 of the backbone alone), ``stream-1`` (``--from-videos`` with one
 pipeline, 0.71 of DALI alone), ``tensorize`` (0.77 of min(DALI alone, disk write)).
+``stream-1-b64`` is ``stream-1`` with 64 frames per forward instead of 256: DALI's GPU
+decoder waits for its stream after every frame's colour conversion
+(``FramesDecoderGpu::HandlePictureDisplay``), and that small kernel queues for SMs behind
+the network's; shorter forwards should shorten each wait (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = ("extract-bf16", "stream-1", "tensorize")
+CASES = ("extract-bf16", "stream-1", "stream-1-b64", "tensorize")
 
 
 def _prepare(work: Path) -> None:
@@ -47,7 +51,7 @@ def _case(name: str, work: Path) -> str:
     import torch
 
     from backbones import get_backbone
-    from bench.gpu import BATCH, QUIET, S, T, backbone_alone, best, marginal
+    from bench.gpu import BATCH, QUIET, S, T, backbone_ceiling, best, marginal
     from vcp.extract import ExtractConfig, extract
     from vcp.stream import extract_from_videos
     from vcp.tensorize import TensorizeConfig, tensorize
@@ -55,21 +59,25 @@ def _case(name: str, work: Path) -> str:
     torch.backends.cudnn.benchmark = True
     weights = str(work / "effnet.pth")
     if name == "extract-bf16":
-        alone = backbone_alone(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), "bf16", BATCH)
+        alone, burst = backbone_ceiling(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), "bf16", BATCH,
+                                        frames=6 * 32 * T)
         cfg = ExtractConfig(device="cuda", weights=weights, precision="bf16", batch_size=BATCH, overwrite=True)
         model = get_backbone("efficientnet_v2_s", weights)
         extract(work / "processed_x", work / "f", cfg, console=QUIET, model=model)
         seconds = best(lambda: extract(work / "processed_x", work / "f", cfg, console=QUIET, model=model), runs=2)
-        return f"extract bf16, whole command: {6 * 32 * T / seconds:.0f} frames/s; backbone alone {alone:.0f}"
-    if name == "stream-1":
-        ecfg = ExtractConfig(device="cuda", weights=weights, batch_size=BATCH, overwrite=True)
+        return (f"extract bf16, whole command: {6 * 32 * T / seconds:.0f} frames/s; backbone alone {alone:.0f} "
+                f"(burst of 12 forwards: {burst:.0f})")
+    if name in ("stream-1", "stream-1-b64"):
+        frames_per_forward = 64 if name.endswith("b64") else BATCH
+        ecfg = ExtractConfig(device="cuda", weights=weights, batch_size=frames_per_forward, overwrite=True)
         scfg = TensorizeConfig.from_options(frames=T, size=S, mode="gpu", pipelines=1)
         model = get_backbone("efficientnet_v2_s", weights)
         rate, whole, start = marginal(
             lambda: extract_from_videos(work / "raw", work / "s", ecfg, scfg.clip, scfg.decode, console=QUIET, model=model),
             lambda: extract_from_videos(work / "raw3", work / "s3", ecfg, scfg.clip, scfg.decode, console=QUIET, model=model),
             32, 96)
-        return f"--from-videos, 1 pipeline: throughput {rate:.1f} videos/s, whole command {whole:.1f}, start-up {start:.2f} s"
+        return (f"--from-videos, 1 pipeline, {frames_per_forward} frames per forward: throughput {rate:.1f} videos/s, "
+                f"whole command {whole:.1f}, start-up {start:.2f} s")
     if name == "tensorize":
         cfg = TensorizeConfig.from_options(frames=T, size=S, mode="gpu", overwrite=True)
         rate, whole, start = marginal(lambda: tensorize(work / "raw", work / "t", cfg, console=QUIET),
@@ -98,7 +106,7 @@ def main(argv=None) -> int:
     spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
     dmon = None
     if shutil.which("nvidia-smi"):
-        dmon = subprocess.Popen(["nvidia-smi", "dmon", "-s", "u", "-o", "T", "-d", "1"],
+        dmon = subprocess.Popen(["nvidia-smi", "dmon", "-s", "puc", "-o", "T", "-d", "1"],
                                 stdout=open(out / "dmon.txt", "w"), stderr=subprocess.STDOUT)
     try:
         with tempfile.TemporaryDirectory(prefix="vcp-gpu-profile-") as tmp:

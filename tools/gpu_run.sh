@@ -23,6 +23,6 @@ if [ "${PROFILE:-1}" = 1 ]; then
     (cd /tmp && python3 -m zipfile -e "$OLDPWD/.gpu/py-spy.whl" pyspy) && PY_SPY=$(ls /tmp/pyspy/*.data/scripts/py-spy) \
       && chmod +x "$PY_SPY" && export PY_SPY
   fi
-  timeout "${PROFILE_TIMEOUT:-200}" python3 -m bench.gpu_profile --out "$OUT/profile" 2>&1 | tee "$OUT/profile.txt" | tail -10
+  timeout "${PROFILE_TIMEOUT:-240}" python3 -m bench.gpu_profile --out "$OUT/profile" 2>&1 | tee "$OUT/profile.txt" | tail -10
   [ -d "$OUT/profile" ] && tar czf "$OUT/profile.tgz" -C "$OUT" profile && rm -rf "$OUT/profile"
 fi
