@@ -2,8 +2,8 @@
 
 ``PtWriter`` writes a group's clips (50 MB each in float32) through the page cache and
 makes them durable with one ``fsync`` at commit. Linux starts writing dirty pages back
-on its own only past ``dirty_background_ratio`` (10% of memory by default: 12 GiB on a
-128 GiB machine), so a group of a few hundred videos sat in memory until the commit, and
+on its own only past ``dirty_background_ratio`` (10% of available memory by default:
+about 12 GiB on a 128 GiB machine), so a group of a few hundred videos sat in memory until the commit, and
 the commit's ``fsync`` then waited for the whole archive at disk speed while nothing was
 decoded. :class:`WriteBack` asks the kernel to start writing each range as soon as it has
 been written (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, what RocksDB's ``bytes_per_sync``
