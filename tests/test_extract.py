@@ -362,3 +362,43 @@ def test_clip_reader_reads_each_clip_from_its_place_in_the_archive(tmp_path, vid
         assert clip.dtype == tf.data["videos"].dtype and torch.equal(clip, tf.data["videos"][i])
     with ClipReader(False) as reader:  # the CPU path: the memory-mapped view itself
         assert torch.equal(reader.submit(tf, 1), tf.data["videos"][1])
+
+
+def test_host_stays_a_bounded_number_of_forwards_ahead_of_the_card():
+    """On CUDA each forward's end is marked and the host waits for the forward
+    ``queued_forwards`` back before going on, so clips in flight are bounded whatever the
+    network. Watched on the CPU with stand-in events that log what is waited for."""
+    from vcp.packing import PackedEncoder
+
+    log = []
+
+    class Marker:
+        made = 0
+
+        def __init__(self):
+            self.id, Marker.made = Marker.made, Marker.made + 1
+
+        def record(self):
+            log.append(("record", self.id))
+
+        def synchronize(self):
+            log.append(("wait", self.id))
+
+    class Logged(torch.nn.Module):
+        feature_dim = 4
+
+        def forward(self, x):
+            log.append(("forward", x.shape[0]))
+            return x.mean(dim=(2, 3)).repeat(1, 2)[:, :4]
+
+    cfg = ExtractConfig(fuse_conv_bn=False, batch_size=8)
+    packer = PackedEncoder(FrameEncoder(Logged(), cfg), 8, lambda f: f, queued_forwards=2, event=Marker)
+    videos = [torch.randn(12, 3, 4, 4) for _ in range(4)]  # 48 frames: 6 forwards of 8
+    got = [k for i, v in enumerate(videos) for k, _ in packer.put(i, v, IMAGENET)]
+    got += [k for k, _ in packer.finish()]
+    assert got == [0, 1, 2, 3]
+    assert log == [
+        ("forward", 8), ("record", 0), ("forward", 8), ("record", 1), ("forward", 8), ("record", 2), ("wait", 0),
+        ("forward", 8), ("record", 3), ("wait", 1), ("forward", 8), ("record", 4), ("wait", 2),
+        ("forward", 8), ("record", 5), ("wait", 3),
+    ]

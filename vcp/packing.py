@@ -10,7 +10,12 @@ arrived; :meth:`PackedEncoder.finish` the rest. A frame's features do not depend
 what else is in its batch, so the rows equal a per-video pass (within float rounding).
 
 On CUDA the last, partial batch is padded to ``batch`` frames, so every forward has the
-same shape (cuDNN's algorithm choice and ``torch.compile`` see one shape).
+same shape (cuDNN's algorithm choice and ``torch.compile`` see one shape), and the host
+stays at most ``QUEUED_FORWARDS`` forwards ahead of the card: before launching another it
+waits for the forward that many back. Without that bound, how far it ran ahead (and so
+how many clips sat on the card and in pinned memory) was set only by the driver's launch
+queue, which holds more forwards of a CUDA graph (one launch each) than of an eager
+network (hundreds each).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+QUEUED_FORWARDS = 3  # forwards queued on the card ahead of the host: slack for its jitter, no more
 
 
 @dataclass
@@ -40,9 +47,17 @@ class PackedEncoder:
     """``put(key, frames, stored)`` -> ``[(key, rows ndarray | None)]`` ready so far
     (None: the clip held NaN/Inf); ``finish()`` -> the rest. Order is ``put`` order."""
 
-    def __init__(self, encoder, batch: int, per_video: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(
+        self, encoder, batch: int, per_video: Callable[[torch.Tensor], torch.Tensor], *,
+        queued_forwards: int = QUEUED_FORWARDS, event=None,
+    ):
+        """``event``: what marks a forward's end (``torch.cuda.Event`` on CUDA; tests pass
+        their own to watch the bound work on the CPU)."""
         self.encoder, self.batch, self.per_video = encoder, batch, per_video
         self.cuda = encoder.device.type == "cuda"
+        self.queued_forwards = queued_forwards
+        self._event = event if event is not None else (torch.cuda.Event if self.cuda else None)
+        self._forwards: deque = deque()  # an event per forward still running on the card, oldest first
         self._waiting: deque[_Job] = deque()  # frames not all launched yet
         self._queued = 0  # frames waiting for a forward
         self._copying: deque[_Job] = deque()  # all frames through, results on their way to the host
@@ -81,6 +96,7 @@ class PackedEncoder:
         if len(slices) > 1 and self.encoder.config.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         out = self.encoder.forward(batch)[:n]
+        self._bound_lead()
         offset = 0
         for job, _start, count in pieces:
             job.parts.append(out[offset : offset + count])
@@ -88,6 +104,16 @@ class PackedEncoder:
             if job.launched == job.count:
                 job.frames = None
                 self._complete(job)
+
+    def _bound_lead(self) -> None:
+        """Mark this forward's end; wait for the forward ``queued_forwards`` back."""
+        if self._event is None:
+            return
+        done = self._event()
+        done.record()
+        self._forwards.append(done)
+        while len(self._forwards) > self.queued_forwards:
+            self._forwards.popleft().synchronize()
 
     def _complete(self, job: _Job) -> None:
         feats = job.parts[0] if len(job.parts) == 1 else torch.cat(job.parts)
