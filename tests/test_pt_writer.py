@@ -231,3 +231,27 @@ def test_writer_starts_writeback_of_exactly_the_clips_bytes(tmp_path, monkeypatc
     first = read_layout(tmp_path / "with" / PT_NAME)[0]["videos"][0] if expected else 0
     assert [(offset, nbytes) for _fd, offset, nbytes in rec.calls] == [(first + k * per_clip, per_clip) for k in range(4)]
     assert (tmp_path / "with" / PT_NAME).read_bytes() == (tmp_path / "without" / PT_NAME).read_bytes()
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="sync_file_range is Linux's")
+def test_writer_with_the_real_writeback_call_writes_a_good_archive(tmp_path, monkeypatch):
+    """The kernel's write-back really started for every clip (no stand-in), and the
+    archive is the same as ever."""
+    import vcp.writeback
+
+    calls = []
+
+    def start(fd, offset, nbytes):
+        ok = vcp.writeback.start_writeback(fd, offset, nbytes)
+        calls.append(ok)
+        return ok
+
+    monkeypatch.setattr(vcp.pt_writer, "WriteBack", lambda fd: vcp.writeback.WriteBack(fd, min_bytes=1, start=start))
+    clips = [torch.randn(5, 3, 8, 8) for _ in range(4)]
+    with PtWriter(tmp_path, frames=5, size=8, category_mapping={"a": 0, "b": 1}, expected=EXPECTED) as w:
+        for (name, label), c in zip(EXPECTED, clips, strict=True):
+            w.add(c, name, label)
+        w.commit({})
+    assert calls == [True] * 4
+    assert torch.equal(torch.load(tmp_path / PT_NAME, weights_only=True)["videos"], torch.stack(clips))
+    assert zipfile.ZipFile(tmp_path / PT_NAME).testzip() is None
