@@ -5,7 +5,9 @@ import zipfile
 import pytest
 import torch
 
+import vcp.appender
 import vcp.pt_writer
+from vcp.appender import ClipAppender
 from vcp.pt_writer import META_NAME, PT_NAME, PtWriter
 
 EXPECTED = [(f"v{i}.mp4", i % 2) for i in range(4)]
@@ -223,7 +225,7 @@ def test_writer_starts_writeback_of_exactly_the_clips_bytes(tmp_path, monkeypatc
             w.commit({"hello": 1})
 
     rec = _Recorder()
-    monkeypatch.setattr(vcp.pt_writer, "WriteBack", lambda fd: vcp.writeback.WriteBack(fd, min_bytes=per_clip, start=rec))
+    monkeypatch.setattr(vcp.appender, "WriteBack", lambda fd: vcp.writeback.WriteBack(fd, min_bytes=per_clip, start=rec))
     write(tmp_path / "with", True)
     assert len(rec.calls) == 4
     write(tmp_path / "without", False)
@@ -246,7 +248,7 @@ def test_writer_with_the_real_writeback_call_writes_a_good_archive(tmp_path, mon
         calls.append(ok)
         return ok
 
-    monkeypatch.setattr(vcp.pt_writer, "WriteBack", lambda fd: vcp.writeback.WriteBack(fd, min_bytes=1, start=start))
+    monkeypatch.setattr(vcp.appender, "WriteBack", lambda fd: vcp.writeback.WriteBack(fd, min_bytes=1, start=start))
     clips = [torch.randn(5, 3, 8, 8) for _ in range(4)]
     with PtWriter(tmp_path, frames=5, size=8, category_mapping={"a": 0, "b": 1}, expected=EXPECTED) as w:
         for (name, label), c in zip(EXPECTED, clips, strict=True):
@@ -255,3 +257,75 @@ def test_writer_with_the_real_writeback_call_writes_a_good_archive(tmp_path, mon
     assert calls == [True] * 4
     assert torch.equal(torch.load(tmp_path / PT_NAME, weights_only=True)["videos"], torch.stack(clips))
     assert zipfile.ZipFile(tmp_path / PT_NAME).testzip() is None
+
+
+# -- clips written from a thread through staging buffers (the GPU path) ------------------------
+@pytest.mark.parametrize("expected", [None, EXPECTED], ids=["buffer", "laid-out"])
+def test_staged_writes_give_the_same_archive_in_order(tmp_path, expected):
+    """Clips staged and written by the writer thread — alone, or mixed with clips written
+    in place (a sync write waits for the staged ones) — give byte for byte the archive of
+    plain writes."""
+    clips = [torch.randn(5, 3, 8, 8) for _ in range(4)]
+
+    def write(directory, staged_each):
+        with PtWriter(directory, frames=5, size=8, category_mapping={"a": 0, "b": 1}, expected=expected) as w:
+            for i, (c, staged) in enumerate(zip(clips, staged_each, strict=True)):
+                w._staged = staged
+                w.add(c, f"v{i}.mp4", i % 2)
+            w.commit({"hello": 1})
+        return (directory / PT_NAME).read_bytes()
+
+    plain = write(tmp_path / "plain", [False] * 4)
+    assert write(tmp_path / "staged", [True] * 4) == plain
+    assert write(tmp_path / "mixed", [True, False, True, True]) == plain
+    assert torch.equal(torch.load(tmp_path / "staged" / PT_NAME, weights_only=True)["videos"], torch.stack(clips))
+
+
+def test_at_most_two_clips_wait_for_the_writer_thread(tmp_path, monkeypatch):
+    """add() returns while its clip is written; the third add waits for the first write to
+    free its staging buffer, so host memory stays at two clips whatever the disk's speed."""
+    import threading
+
+    gate, started = threading.Event(), []
+    real = ClipAppender._write
+
+    def held(self, view):
+        started.append(len(started))
+        assert gate.wait(10), "a write was held in the caller's thread"  # a fail, not a hang
+        real(self, view)
+
+    monkeypatch.setattr(ClipAppender, "_write", held)
+    clips = [torch.full((2, 3, 4, 4), float(i)) for i in range(3)]
+    with PtWriter(tmp_path, frames=2, size=4, category_mapping={"a": 0}, staged=True) as w:
+        w.add(clips[0], "v0.mp4", 0)
+        w.add(clips[1], "v1.mp4", 0)  # both return with the first write still held
+        third = threading.Thread(target=w.add, args=(clips[2], "v2.mp4", 0))
+        third.start()
+        third.join(0.3)
+        assert third.is_alive() and started == [0]  # waits for the first clip's buffer
+        gate.set()
+        third.join()
+        w.commit({})
+    assert torch.equal(torch.load(tmp_path / PT_NAME, weights_only=True)["videos"], torch.stack(clips))
+
+
+@pytest.mark.parametrize("fail_at", [0, 2])
+def test_a_failed_staged_write_leaves_no_archive(tmp_path, monkeypatch, fail_at):
+    """A write that fails in the writer thread (disk full) comes out of add() or commit(),
+    and nothing is left behind."""
+    real = ClipAppender._write
+    calls = []
+
+    def failing(self, view):
+        calls.append(1)
+        if len(calls) - 1 == fail_at:
+            raise OSError(28, "No space left on device")
+        real(self, view)
+
+    monkeypatch.setattr(ClipAppender, "_write", failing)
+    with pytest.raises(OSError, match="No space left"), \
+            PtWriter(tmp_path, frames=2, size=4, category_mapping={"a": 0}, staged=True, expected=EXPECTED) as w:
+        for name, label in EXPECTED:
+            w.add(torch.zeros(2, 3, 4, 4), name, label)
+        w.commit({})
+    assert list(tmp_path.iterdir()) == []

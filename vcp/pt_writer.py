@@ -11,9 +11,11 @@ When the caller says up front which clips it expects (``expected``), the buffer 
 archive: its layout for those clips is written first (sparse, no bytes yet) and the clips
 go straight into the ``videos`` storage, so the common case (every video decodes) never
 copies the data. If what arrived differs (a video failed), commit falls back to a fresh
-archive filled from the clips already written. The disk starts writing each clip as soon
-as it is written (:mod:`vcp.writeback`), so the commit's ``fsync`` does not wait for the
-whole group at the end.
+archive filled from the clips already written. The bytes go through
+:class:`vcp.appender.ClipAppender`: the disk starts writing each clip as soon as it is
+written, so the commit's ``fsync`` does not wait for the whole group at the end, and a clip
+that arrives on the GPU is staged and written by a thread while the caller goes on (a
+failed write comes out of a later ``add`` or of ``commit``, and then nothing is committed).
 
 Contract (docs/design.md): ``videos`` float32 ``[N, T, 3, H, W]``, ``labels`` int64 ``[N]``,
 ``filenames`` list[str], ``category_mapping`` {name: index}. Extra keys make the archive
@@ -31,21 +33,18 @@ forward; a metadata file whose ``pair_id`` differs from its archive's is never t
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import functools
 import hashlib
 import json
 import os
-import zlib
 from pathlib import Path
 
 import torch
 
 from ._archive import BytesSource, FileSource, InPlace, fill_storages, patch_pickle, read_layout
+from .appender import ClipAppender
 from .atomic import replace_into, tmp_owner, tmp_path_for
 from .contract import META_NAME, PT_NAME, pt_archive, storage_name
-from .writeback import WriteBack
 
 
 class PtWriter:
@@ -67,9 +66,12 @@ class PtWriter:
         meta_name: str = META_NAME,
         expected: list[tuple[str, int]] | None = None,
         writeback: bool = True,
+        staged: bool | None = None,
     ):
         """``normalization`` is ``(mean, std)`` of the stored values (ImageNet's if None);
-        ``writeback``: start the disk writing each clip as it is written (:mod:`vcp.writeback`)."""
+        ``writeback``: start the disk writing each clip as it is written (:mod:`vcp.writeback`);
+        ``staged``: copy each clip into a host staging buffer and write it from a thread
+        (None: for clips that arrive on the GPU, whose copy to the host is needed anyway)."""
         from backbones.spec import IMAGENET
 
         self.directory = Path(directory)
@@ -85,13 +87,11 @@ class PtWriter:
         self.final = self.directory / name
         self._buffer_path = tmp_path_for(self.directory / (name + ".buffer"))
         self._buffer = None
-        self._crc = 0  # CRC-32 of the clips, kept while writing (the zip record needs it)
         self._expected = list(expected) if expected else None
         self._data_offset = 0  # where the clips start in the buffer file
-        self._written = 0  # bytes of clips written
-        self._pinned = None  # host staging for clips that arrive on the GPU
-        self._writeback_wanted = writeback
-        self._writeback: WriteBack | None = None  # the disk starts on each clip as it is written
+        self._staged = staged
+        self._writeback = writeback
+        self._appender: ClipAppender | None = None  # the clips' bytes, CRC and write-back
 
     def __enter__(self) -> PtWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -105,8 +105,7 @@ class PtWriter:
             self._buffer.seek(self._data_offset)
         else:
             self._buffer = open(self._buffer_path, "wb")
-        if self._writeback_wanted:
-            self._writeback = WriteBack(self._buffer.fileno())
+        self._appender = ClipAppender(self._buffer, self._data_offset, self.dtype, writeback=self._writeback)
         return self
 
     def _skeleton(self, filenames: list[str], labels: list[int]) -> dict:
@@ -124,7 +123,7 @@ class PtWriter:
         self._close_buffer()
 
     def _close_buffer(self) -> None:
-        self._stop_writeback()
+        self._stop_appending()
         if self._buffer is not None:
             self._buffer.close()
             self._buffer = None
@@ -137,30 +136,14 @@ class PtWriter:
         clip = clip.detach()
         if self.dtype == torch.uint8:
             clip = clip.round().clamp_(0, 255)
-        if clip.is_cuda:  # through a reused pinned buffer: a fast copy, no fresh host allocation
-            clip = clip.to(self.dtype).contiguous()
-            if self._pinned is None or self._pinned.numel() < clip.numel():
-                self._pinned = torch.empty(clip.numel(), dtype=self.dtype, pin_memory=True)
-            host = self._pinned[: clip.numel()].view(clip.shape)
-            host.copy_(clip)
-            array = host.numpy()
-        else:
-            array = clip.to("cpu", self.dtype).contiguous().numpy()
-        view = memoryview(array).cast("B")
-        crc = _crc_thread().submit(zlib.crc32, view, self._crc)  # beside the write: both release the GIL
-        self._buffer.write(view)
-        self._buffer.flush()
-        if self._writeback is not None:
-            start = self._data_offset + self._written
-            self._writeback.written(start, start + view.nbytes)
-        self._crc = crc.result()
-        self._written += view.nbytes
+        staged = self._staged if self._staged is not None else clip.is_cuda
+        self._appender.append(clip.to(self.dtype), staged=staged)
         self.filenames.append(filename)
         self.labels.append(int(label))
 
     def _content_id(self, metadata: dict) -> str:
         payload = json.dumps(
-            [metadata.get("fingerprint"), self.filenames, self.labels, self._crc, self._written,
+            [metadata.get("fingerprint"), self.filenames, self.labels, self._appender.crc, self._appender.written,
              storage_name(self.dtype), self.normalization, self.category_mapping],
             sort_keys=True,
         )
@@ -169,6 +152,7 @@ class PtWriter:
     def commit(self, metadata: dict) -> Path:
         """Write the pair: pending metadata, then the archive (the commit point), then the
         metadata renamed into place. ``metadata`` gets this archive's ``pair_id``."""
+        self._appender.settle()  # every clip written (a failed write raises here: no commit)
         meta_tmp = tmp_path_for(self.directory / self.meta_name)
         self.pair_id = self._content_id(metadata)
         try:
@@ -178,7 +162,8 @@ class PtWriter:
             with contextlib.suppress(FileNotFoundError):
                 meta_tmp.unlink()
             raise
-        self._stop_writeback()
+        crc, written = self._appender.crc, self._appender.written
+        self._stop_appending()
         self._buffer.close()
         self._buffer = None
         skeleton = self._skeleton(self.filenames, self.labels)
@@ -187,12 +172,12 @@ class PtWriter:
         tmp = self._buffer_path if laid_out else tmp_path_for(self.final)
         try:
             if laid_out:  # the clips are already in place: labels, the id and CRCs only
-                fill_storages(tmp, {"videos": InPlace(self._crc, self._written), "labels": labels})
+                fill_storages(tmp, {"videos": InPlace(crc, written), "labels": labels})
                 patch_pickle(tmp, _PAIR_PLACEHOLDER, self.pair_id)
             else:
                 with torch.serialization.skip_data():
                     torch.save(skeleton, tmp)
-                videos = FileSource(self._buffer_path, self._crc, offset=self._data_offset, size=self._written)
+                videos = FileSource(self._buffer_path, crc, offset=self._data_offset, size=written)
                 fill_storages(tmp, {"videos": videos, "labels": labels})
             replace_into(tmp, self.final)
         except BaseException:
@@ -206,22 +191,15 @@ class PtWriter:
         _fsync_dir(self.directory)
         return self.final
 
-    def _stop_writeback(self) -> None:
-        """Before the buffer's descriptor is closed: no call may reach a reused one."""
-        if self._writeback is not None:
-            self._writeback.close()
-            self._writeback = None
+    def _stop_appending(self) -> None:
+        """Before the buffer is closed: the writer thread and write-back calls are done."""
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
 
 
 # Same length as a real id: replacing it in the pickle keeps every offset of the archive.
 _PAIR_PLACEHOLDER = "vcp-pair-id-not-yet-known-000000"
-
-
-@functools.cache
-def _crc_thread() -> concurrent.futures.ThreadPoolExecutor:
-    """One thread that checksums a clip while the caller writes it (GPU tensorize spent
-    ~40% of its writing time in the checksum, one after the other: H100, py-spy)."""
-    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vcp-crc")
 
 
 def _write_pending_json(path: Path, data: dict) -> None:
