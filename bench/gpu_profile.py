@@ -15,6 +15,13 @@ pipeline, 0.71 of DALI alone), ``tensorize`` (0.77 of min(DALI alone, disk write
 decoder waits for its stream after every frame's colour conversion
 (``FramesDecoderGpu::HandlePictureDisplay``), and that small kernel queues for SMs behind
 the network's; shorter forwards should shorten each wait (docs/gpu.md).
+
+The ``timeline-*`` cases record the card's side instead (``torch.profiler``'s CUDA
+activity: kernels, copies, synchronizations, launch-to-start waits;
+``tools/cuda_timeline.py``), each vcp run beside its own ceiling in the same process:
+``timeline-extract`` the backbone alone and ``vcp extract`` in bf16 and fp32 (fp32 met its
+goal: the control), ``timeline-stream-1`` DALI alone and ``--from-videos`` with one
+pipeline. Summaries go to ``DIR/<case>.txt``, the raw traces to ``DIR/traces/``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = ("extract-bf16", "stream-1", "stream-1-b64", "tensorize")
+CASES = ("timeline-extract", "timeline-stream-1", "extract-bf16", "stream-1", "stream-1-b64", "tensorize")
 
 
 def _prepare(work: Path) -> None:
@@ -46,9 +53,66 @@ def _prepare(work: Path) -> None:
     torch.save(get_backbone("efficientnet_v2_s", weights=None).state_dict(), work / "effnet.pth")
 
 
-def _case(name: str, work: Path) -> str:
+def _timeline(name: str, work: Path, out: Path) -> str:
+    """Record the card's timeline of vcp and of its ceiling; their summaries to ``out``."""
+    import torch
+
+    from backbones import get_backbone
+    from bench.gpu import BATCH, QUIET, S, T, backbone_alone, dali_alone
+    from tools.cuda_timeline import load, record, summarize
+    from vcp.extract import ExtractConfig, extract
+    from vcp.stream import extract_from_videos
+    from vcp.tensorize import TensorizeConfig
+
+    torch.backends.cudnn.benchmark = True
+    (out / "traces").mkdir(parents=True, exist_ok=True)
+    weights = str(work / "effnet.pth")
+    runs = []  # (title, trace, frames)
+    if name == "timeline-extract":
+        frames = 6 * 32 * T
+        for precision in ("bf16", "fp32"):
+            alone = get_backbone("efficientnet_v2_s", weights=None).cuda().eval()
+            iters = frames // (3 * BATCH)  # backbone_alone runs 3 times: warm-up and best of 2
+            backbone_alone(alone, precision, BATCH, iters=1)  # cuDNN's algorithm search, not recorded
+            trace = out / "traces" / f"alone-{precision}.json.gz"
+            record(lambda a=alone, p=precision, i=iters: backbone_alone(a, p, BATCH, iters=i), trace)
+            runs.append((f"backbone alone, {precision}, {BATCH} frames a forward", trace, 3 * iters * BATCH))
+            cfg = ExtractConfig(device="cuda", weights=weights, precision=precision, batch_size=BATCH, overwrite=True)
+            model = get_backbone("efficientnet_v2_s", weights)
+            extract(work / "processed_x", work / "f", cfg, console=QUIET, model=model)  # warm-up
+            trace = out / "traces" / f"extract-{precision}.json.gz"
+            record(lambda c=cfg, m=model: extract(work / "processed_x", work / "f", c, console=QUIET, model=m), trace)
+            runs.append((f"vcp extract, {precision}, {BATCH} frames a forward", trace, frames))
+    elif name == "timeline-stream-1":
+        paths = sorted((work / "raw").rglob("*.mp4"))
+        trace = out / "traces" / "dali-alone-1.json.gz"
+        record(lambda: dali_alone(paths, 1), trace)
+        runs.append(("DALI alone, 1 pipeline (warm-up and 2 runs)", trace, None))
+        ecfg = ExtractConfig(device="cuda", weights=weights, batch_size=BATCH, overwrite=True)
+        scfg = TensorizeConfig.from_options(frames=T, size=S, mode="gpu", pipelines=1)
+        model = get_backbone("efficientnet_v2_s", weights)
+
+        def go():
+            extract_from_videos(work / "raw", work / "s", ecfg, scfg.clip, scfg.decode, console=QUIET, model=model)
+
+        go()  # warm-up
+        trace = out / "traces" / "stream-1.json.gz"
+        record(go, trace)
+        runs.append(("vcp extract --from-videos, 1 pipeline", trace, 32 * T))
+    else:
+        raise SystemExit(f"unknown case {name!r}; cases: {', '.join(CASES)}")
+    text = "".join(f"== {title}\n{summarize(load(str(trace)), frames=frames)}\n" for title, trace, frames in runs)
+    (out / f"{name}.txt").write_text(text)
+    busy = [line.split(" of the window")[0].replace("card busy ", "") for line in text.splitlines() if line.startswith("card busy")]
+    return f"card busy {' / '.join(busy)} ({' / '.join(title for title, _t, _f in runs)})"
+
+
+def _case(name: str, work: Path, out: Path) -> str:
     """Run one case (warm-up, then timed) in this process; its rate as a line."""
     import torch
+
+    if name.startswith("timeline-"):
+        return _timeline(name, work, out)
 
     from backbones import get_backbone
     from bench.gpu import BATCH, QUIET, S, T, backbone_ceiling, best, marginal
@@ -94,7 +158,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.case:
-        print(_case(args.case, Path(args.work)), flush=True)
+        print(_case(args.case, Path(args.work), Path(args.out)), flush=True)
         return 0
     import torch
 
@@ -113,7 +177,7 @@ def main(argv=None) -> int:
             _prepare(Path(tmp))
             for name in args.cases.split(","):
                 child = [sys.executable, "-m", "bench.gpu_profile", "--case", name, "--work", tmp, "--out", str(out)]
-                if spy:
+                if spy and not name.startswith("timeline-"):  # those record the card, not the host
                     child = [spy, "record", "-r", "67", "--threads", "--idle", "-f", "raw", "-o", str(out / f"{name}.raw"), "--", *child]
                 started = time.strftime("%H:%M:%S")
                 done = subprocess.run(child, capture_output=True, text=True)
