@@ -154,6 +154,66 @@ def test_frames_of_several_videos_are_packed_into_each_forward_and_rows_match_pe
         np.testing.assert_allclose(rows, per_video, rtol=1e-5, atol=1e-5)
 
 
+class Watching(torch.nn.Module):
+    """Records, for every forward, its input (a copy), its storage address and layout."""
+
+    feature_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.inputs, self.ptrs, self.channels_last = [], [], []
+
+    def forward(self, x):
+        self.inputs.append(x.clone())
+        self.ptrs.append(x.data_ptr())
+        self.channels_last.append(x.is_contiguous(memory_format=torch.channels_last))
+        return x.mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_packed_batches_hold_each_videos_frames_in_order_in_the_networks_layout(channels_last):
+    """Frames are copied into the batch being filled (in the network's memory format) and a
+    whole batch of one video in that format is handed over as it is, without a copy; a
+    padded batch (as on CUDA) has zeros past its frames, which no video gets back."""
+    from vcp.packing import PackedEncoder
+
+    torch.manual_seed(0)
+    videos = [torch.randn(t, 3, 4, 4) for t in (40, 5, 11)]  # 56 frames, batches of 16
+    net = Watching()
+    cfg = ExtractConfig(fuse_conv_bn=False, batch_size=16, channels_last=channels_last)
+    packer = PackedEncoder(FrameEncoder(net, cfg), 16, lambda f: f)
+    packer.pad = True
+    got = [r for i, v in enumerate(videos) for r in packer.put(i, v, IMAGENET)] + packer.finish()
+    frames = torch.cat(videos)
+    assert [x.shape[0] for x in net.inputs] == [16, 16, 16, 16]
+    for k, x in enumerate(net.inputs):
+        real = frames[16 * k : 16 * (k + 1)]
+        assert torch.equal(x[: len(real)], real) and not x[len(real) :].any()
+    assert all(net.channels_last) if channels_last else not any(net.channels_last[2:])
+    # the first two batches lie wholly in video 0: as they are where its layout is the network's
+    direct = [net.ptrs[0] == videos[0].data_ptr(), net.ptrs[1] == videos[0][16].data_ptr()]
+    assert direct == ([False, False] if channels_last else [True, True])
+    assert [k for k, _ in got] == [0, 1, 2]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for (_, rows), v in zip(got, videos, strict=True):  # the means of each video's own frames
+        np.testing.assert_allclose(rows, v.contiguous(memory_format=fmt).mean(dim=(2, 3)).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_frames_of_another_size_start_a_batch_of_their_own():
+    from vcp.packing import PackedEncoder
+
+    counting = Counting()
+    packer = PackedEncoder(FrameEncoder(counting, ExtractConfig(fuse_conv_bn=False, batch_size=16)), 16, lambda f: f)
+    videos = [torch.randn(10, 3, 8, 8), torch.randn(10, 3, 6, 6), torch.randn(10, 3, 6, 6)]
+    got = [r for i, v in enumerate(videos) for r in packer.put(i, v, IMAGENET)] + packer.finish()
+    assert counting.seen == [10, 16, 4]
+    for (_, rows), v in zip(got, videos, strict=True):
+        np.testing.assert_allclose(rows, v.contiguous(memory_format=torch.channels_last).mean(dim=(2, 3)).numpy(),
+                                   rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="no frames"):
+        packer.put(3, torch.zeros(0, 3, 6, 6), IMAGENET)
+
+
 def test_renormalizes_for_backbones_with_other_statistics():
     torch.manual_seed(0)
     model = get_backbone("efficientnet_v2_s", weights=None)

@@ -103,15 +103,19 @@ class FrameEncoder:
         return x * scale + shift
 
     @torch.inference_mode()
-    def prepare(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def prepare(
+        self, frames: torch.Tensor, stored: InputSpec = IMAGENET, *, layout: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``[T, 3, H, W]`` (any device, any stored dtype) -> (frames ready for the network on
-        the device, a device bool "all finite" — None when the storage cannot hold NaN)."""
+        the device, a device bool "all finite" — None when the storage cannot hold NaN).
+        ``layout=False``: left in their memory format (the caller copies them into the
+        network's, as :class:`~vcp.packing.PackedEncoder` does into its batch)."""
         if self.cuda and not frames.is_cuda:
             frames = self._upload_pinned(frames) if frames.is_pinned() else self._upload(frames)
         frames = frames.to(self.device)
         finite = torch.isfinite(frames).all() if frames.is_floating_point() else None
         frames = self._renormalize(frames.float(), stored)
-        if self.config.channels_last:
+        if layout and self.config.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
         return frames, finite
 

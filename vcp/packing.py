@@ -9,7 +9,8 @@ without waiting. :meth:`PackedEncoder.put` returns the videos whose results have
 arrived; :meth:`PackedEncoder.finish` the rest. A frame's features do not depend on
 what else is in its batch, so the rows equal a per-video pass (within float rounding).
 
-On CUDA the last, partial batch is padded to ``batch`` frames, so every forward has the
+Frames are copied into the batch being filled as they come, in the network's memory
+format. On CUDA the last, partial batch is padded to ``batch`` frames, so every forward has the
 same shape (cuDNN's algorithm choice and ``torch.compile`` see one shape), and the host
 stays at most ``QUEUED_FORWARDS`` forwards ahead of the card: before launching another it
 waits for the forward that many back. Without that bound, how far it ran ahead (and so
@@ -33,7 +34,6 @@ QUEUED_FORWARDS = 3  # forwards queued on the card ahead of the host: slack for 
 @dataclass
 class _Job:
     key: object
-    frames: torch.Tensor | None  # prepared, on the device; dropped once launched
     finite: torch.Tensor | None  # device bool, or None (storage cannot hold NaN)
     count: int
     launched: int = 0
@@ -45,7 +45,12 @@ class _Job:
 
 class PackedEncoder:
     """``put(key, frames, stored)`` -> ``[(key, rows ndarray | None)]`` ready so far
-    (None: the clip held NaN/Inf); ``finish()`` -> the rest. Order is ``put`` order."""
+    (None: the clip held NaN/Inf); ``finish()`` -> the rest. Order is ``put`` order.
+
+    Each clip's frames are copied straight into the batch being filled, already in the
+    network's memory format (channels-last by default): one pass over the frames on the
+    device, where converting each clip and then concatenating a batch took two.
+    """
 
     def __init__(
         self, encoder, batch: int, per_video: Callable[[torch.Tensor], torch.Tensor], *,
@@ -55,54 +60,69 @@ class PackedEncoder:
         their own to watch the bound work on the CPU)."""
         self.encoder, self.batch, self.per_video = encoder, batch, per_video
         self.cuda = encoder.device.type == "cuda"
+        self.pad = self.cuda  # partial batches padded to one shape (cuDNN, graphs, torch.compile)
         self.queued_forwards = queued_forwards
+        self._format = torch.channels_last if encoder.config.channels_last else torch.contiguous_format
         self._event = event if event is not None else (torch.cuda.Event if self.cuda else None)
         self._forwards: deque = deque()  # an event per forward still running on the card, oldest first
-        self._waiting: deque[_Job] = deque()  # frames not all launched yet
-        self._queued = 0  # frames waiting for a forward
+        self._filling: torch.Tensor | None = None  # the next forward's frames, [batch, C, H, W]
+        self._pieces: list[tuple[_Job, int]] = []  # (job, frames of it) in _filling, in order
+        self._filled = 0
         self._copying: deque[_Job] = deque()  # all frames through, results on their way to the host
 
+    @torch.inference_mode()
     def put(self, key, frames: torch.Tensor, stored) -> list[tuple[object, np.ndarray | None]]:
-        prepared, finite = self.encoder.prepare(frames, stored)
-        job = _Job(key, prepared, finite, prepared.shape[0])
-        self._waiting.append(job)
-        self._queued += job.count
-        while self._queued >= self.batch:
-            self._launch(self.batch)
+        prepared, finite = self.encoder.prepare(frames, stored, layout=False)
+        if prepared.shape[0] == 0:
+            raise ValueError("a clip with no frames")
+        job = _Job(key, finite, prepared.shape[0])
+        if self._filling is not None and self._filling.shape[1:] != prepared.shape[1:]:
+            self._launch()  # frames of another size never share a forward
+        start = 0
+        while start < job.count:
+            take = min(self.batch - self._filled, job.count - start)
+            chunk = prepared[start : start + take]
+            if take == self.batch and chunk.is_contiguous(memory_format=self._format):
+                self._forward(chunk, [(job, take)], take)  # a whole batch as it is: no copy
+            else:
+                if self._filling is None:
+                    self._filling = torch.empty((self.batch, *prepared.shape[1:]), dtype=prepared.dtype,
+                                                device=prepared.device, memory_format=self._format)
+                self._filling[self._filled : self._filled + take].copy_(chunk)
+                self._pieces.append((job, take))
+                self._filled += take
+                if self._filled == self.batch:
+                    self._launch()
+            start += take
         return self._collect(block=False)
 
+    @torch.inference_mode()
     def finish(self) -> list[tuple[object, np.ndarray | None]]:
-        while self._queued:
-            self._launch(min(self._queued, self.batch))
+        if self._filled:
+            self._launch()
         return self._collect(block=True)
 
-    @torch.inference_mode()
-    def _launch(self, n: int) -> None:
-        pieces = []  # (job, first frame, frames)
-        need = n
-        while need:
-            job = self._waiting[0]
-            take = min(need, job.count - job.launched)
-            pieces.append((job, job.launched, take))
-            job.launched += take
-            need -= take
-            if job.launched == job.count:
-                self._waiting.popleft()
-        self._queued -= n
-        slices = [job.frames[start : start + count] for job, start, count in pieces]
-        if self.cuda and n < self.batch:  # one shape for every forward
-            slices.append(slices[0].new_zeros((self.batch - n, *slices[0].shape[1:])))
-        batch = slices[0] if len(slices) == 1 else torch.cat(slices)
-        if len(slices) > 1 and self.encoder.config.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
+    def _launch(self) -> None:
+        """Run the forward being filled (on CUDA a partial one padded with zeros, so every
+        forward has one shape)."""
+        batch, n, pieces = self._filling, self._filled, self._pieces
+        self._filling, self._filled, self._pieces = None, 0, []
+        if n < self.batch:
+            if self.pad:
+                batch[n:].zero_()
+            else:
+                batch = batch[:n]
+        self._forward(batch, pieces, n)
+
+    def _forward(self, batch: torch.Tensor, pieces: list[tuple[_Job, int]], n: int) -> None:
         out = self.encoder.forward(batch)[:n]
         self._bound_lead()
         offset = 0
-        for job, _start, count in pieces:
+        for job, count in pieces:
             job.parts.append(out[offset : offset + count])
             offset += count
+            job.launched += count
             if job.launched == job.count:
-                job.frames = None
                 self._complete(job)
 
     def _bound_lead(self) -> None:
