@@ -4,7 +4,8 @@ Baselines measured in the same run on the same card and data:
 
 * backbone alone: the same network (channels_last, cudnn.benchmark), frames already on
   the card, same precision and frames per forward, over as many frames as the extract
-  measurement it bounds (a short burst is reported beside it: clocks can drop under load);
+  measurement it bounds (a short burst is reported beside it: clocks can drop under load;
+  and the network with conv+BN folded, as vcp runs it: whether folding pays there);
 * DALI alone: ``fn.decoders.video(device="mixed", frames=<64 indices>)`` + resize, the
   synchronous executor, the same number of pipelines in threads;
 * disk write: the same bytes tensorize writes, with fsync, to the same disk (the faster of
@@ -225,6 +226,7 @@ def main(argv=None) -> int:
     from backbones import get_backbone
     from bench.reference import original_multiscale_features
     from dali_pipes import CapsTable, default_pipelines
+    from vcp.encoder import _fused
     from vcp.extract import ExtractConfig, extract
     from vcp.stream import extract_from_videos
     from vcp.tensorize import TensorizeConfig, tensorize
@@ -295,6 +297,10 @@ def main(argv=None) -> int:
         for precision, graph in (("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)):
             alone, burst = backbone_ceiling(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), precision, BATCH,
                                             frames=(repeat - 1) * frames)
+            # the network as vcp runs it (conv+BN folded): whether folding pays at this precision
+            folded = "" if graph else "; conv+BN folded, as vcp runs it: {:.0f}".format(backbone_alone(
+                _fused(get_backbone("efficientnet_v2_s", weights=None).eval()).cuda(), precision, BATCH,
+                iters=max(12, round((repeat - 1) * frames / BATCH))))
             cfg = ExtractConfig(device="cuda", weights=str(weights), precision=precision, batch_size=BATCH,
                                 overwrite=True, cuda_graph=graph)
             enc_model = get_backbone("efficientnet_v2_s", str(weights))
@@ -309,7 +315,7 @@ def main(argv=None) -> int:
                 ceiling_of[precision] = alone
             how = f"{precision}{', --cuda-graph' if graph else ''}"
             rows.append((f"extract {how}, efficientnet_v2_s, {BATCH} frames per forward, .pt float32, throughput",
-                         f"backbone alone: {alone:.0f} frames/s over {(repeat - 1) * frames} frames (burst of 12 forwards: {burst:.0f})",
+                         f"backbone alone: {alone:.0f} frames/s over {(repeat - 1) * frames} frames (burst of 12 forwards: {burst:.0f}{folded})",
                          f"{steady:.0f} frames/s", f"{steady / alone:.2f}", "≥ 0.90"))
             log(rows[-1])
             rows.append((f"extract {how}, whole command on {frames} / {repeat * frames} frames",
