@@ -5,7 +5,8 @@ Baselines measured in the same run on the same card and data:
 * backbone alone: the same network (channels_last, cudnn.benchmark), frames already on
   the card, same precision and frames per forward, over as many frames as the extract
   measurement it bounds (a short burst is reported beside it: clocks can drop under load;
-  and the network with conv+BN folded, as vcp runs it: whether folding pays there);
+  and the network as vcp runs it, conv+BN folded and in bf16 its weights cast once:
+  whether that pays there);
 * DALI alone: ``fn.decoders.video(device="mixed", frames=<64 indices>)`` + resize, the
   synchronous executor, the same number of pipelines in threads;
 * disk write: the same bytes tensorize writes, with fsync, to the same disk (the faster of
@@ -127,6 +128,19 @@ def backbone_ceiling(model, precision: str, batch: int, frames: int) -> tuple[fl
     return sustained, backbone_alone(model, precision, batch, iters=12)
 
 
+def as_vcp_runs_it(precision: str):
+    """efficientnet_v2_s (random init) on the card as vcp's encoder holds it: conv+BN
+    folded and, under autocast, its convolutions' weights cast once."""
+    from backbones import get_backbone
+    from vcp.encoder import _cast_weights_once, _fused
+    from vcp.settings import PRECISIONS
+
+    net = _fused(get_backbone("efficientnet_v2_s", weights=None).eval()).cuda()
+    if PRECISIONS[precision] is not None:
+        _cast_weights_once(net, PRECISIONS[precision])
+    return net
+
+
 def dali_alone(paths: list[Path], pipelines: int, batch: int = 4) -> float:
     """videos/s: DALI's mixed decoder on 64 uniform indices + resize, N pipelines in threads."""
     from nvidia.dali import fn, pipeline_def, types
@@ -226,7 +240,6 @@ def main(argv=None) -> int:
     from backbones import get_backbone
     from bench.reference import original_multiscale_features
     from dali_pipes import CapsTable, default_pipelines
-    from vcp.encoder import _fused
     from vcp.extract import ExtractConfig, extract
     from vcp.stream import extract_from_videos
     from vcp.tensorize import TensorizeConfig, tensorize
@@ -297,10 +310,10 @@ def main(argv=None) -> int:
         for precision, graph in (("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)):
             alone, burst = backbone_ceiling(get_backbone("efficientnet_v2_s", weights=None).cuda().eval(), precision, BATCH,
                                             frames=(repeat - 1) * frames)
-            # the network as vcp runs it (conv+BN folded): whether folding pays at this precision
-            folded = "" if graph else "; conv+BN folded, as vcp runs it: {:.0f}".format(backbone_alone(
-                _fused(get_backbone("efficientnet_v2_s", weights=None).eval()).cuda(), precision, BATCH,
-                iters=max(12, round((repeat - 1) * frames / BATCH))))
+            # the network as vcp runs it (conv+BN folded; in bf16 its weights cast once): whether that pays
+            folded = "" if graph else "; as vcp runs it, conv+BN folded{}: {:.0f}".format(
+                ", weights cast once" if precision == "bf16" else "",
+                backbone_alone(as_vcp_runs_it(precision), precision, BATCH, iters=max(12, round((repeat - 1) * frames / BATCH))))
             cfg = ExtractConfig(device="cuda", weights=str(weights), precision=precision, batch_size=BATCH,
                                 overwrite=True, cuda_graph=graph)
             enc_model = get_backbone("efficientnet_v2_s", str(weights))

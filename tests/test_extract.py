@@ -214,6 +214,57 @@ def test_frames_of_another_size_start_a_batch_of_their_own():
         packer.put(3, torch.zeros(0, 3, 6, 6), IMAGENET)
 
 
+def test_weights_autocast_would_cast_at_every_forward_are_cast_once_with_the_same_bits(monkeypatch):
+    """bf16: the folded network's convolutions hold bf16 weights (autocast casts nothing
+    per forward for them) and the features are bit-for-bit those of casting each forward;
+    the caller's model is untouched; fp32 casts nothing."""
+    import vcp.encoder as encoder_module
+
+    torch.manual_seed(0)
+    model = get_backbone("efficientnet_v2_s", weights=None)
+    frames = torch.randn(3, 3, 32, 32)
+    cfg = ExtractConfig(precision="bf16")
+    once = FrameEncoder(model, cfg)
+    assert once.weights_cast == 170  # every convolution of efficientnet_v2_s, conv+BN folded
+    convs = [m for m in once.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 170 and all(m.weight.dtype == torch.bfloat16 == m.bias.dtype for m in convs)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    monkeypatch.setattr(encoder_module, "_cast_weights_once", lambda net, dtype: 0)
+    every = FrameEncoder(model, cfg)
+    assert every.weights_cast == 0 and all(p.dtype == torch.float32 for p in every.net.parameters())
+    assert torch.equal(once(frames), every(frames))
+    monkeypatch.undo()
+    assert FrameEncoder(model, ExtractConfig(precision="fp32")).weights_cast == 0
+    assert FrameEncoder(model, ExtractConfig(precision="bf16", fuse_conv_bn=False)).weights_cast == 0  # the caller's own
+
+
+def test_a_layer_whose_weights_the_graph_reads_directly_keeps_them():
+    """A convolution whose weight the network also reads outside it (here: to scale its
+    output) stays float32, or that statistic would change; the plain one after it is cast."""
+
+    class Scaled(torch.nn.Module):
+        feature_dim = 4
+
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            scale = self.conv.weight.abs().mean() * 3.7
+            return self.head(self.conv(x) * scale).mean(dim=(2, 3))
+
+    torch.manual_seed(0)
+    net = Scaled()
+    enc = FrameEncoder(net, ExtractConfig(precision="bf16"))
+    assert enc.weights_cast == 1
+    folded = dict(enc.net.named_modules())
+    assert folded["net.conv"].weight.dtype == torch.float32 and folded["net.head"].weight.dtype == torch.bfloat16
+    frames = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = net(frames.contiguous(memory_format=torch.channels_last)).float()
+    assert torch.equal(enc(frames), expected)
+
+
 def test_renormalizes_for_backbones_with_other_statistics():
     torch.manual_seed(0)
     model = get_backbone("efficientnet_v2_s", weights=None)
@@ -248,6 +299,7 @@ def test_hdf5_schema_and_contents(processed, tmp_path):
         assert attrs["backbone"] == "efficientnet_v2_s" and attrs["weights"] == "random init"
         assert json.loads(attrs["scales"]) == [1.0, 0.85, 1.15] and attrs["precision"] == "fp32"
         assert "torch" in json.loads(attrs["versions"])
+        assert "weights_cast_once" not in attrs  # fp32: autocast is off, nothing to cast
         assert not np.any(np.all(f[1] == 0, axis=1))  # every row of a full-length video is real
     with h5py.File(features / "val_features_multiscale.h5", "r") as h5:
         assert h5["features"].shape == (1, 11, 1280) and h5["labels"][:].tolist() == [0]
@@ -386,6 +438,14 @@ def test_cuda_graph_is_a_no_op_off_cuda(processed, tmp_path):
             got.append((h5["features"][()], h5.attrs["cuda_graph"]))
     assert not got[1][1] and not got[0][1]
     np.testing.assert_array_equal(got[0][0], got[1][0])
+
+
+def test_bf16_features_record_the_layers_cast_once(processed, tmp_path):
+    torch.manual_seed(0)
+    cfg = ExtractConfig(device="cpu", precision="bf16", weights=None, splits=("val",))
+    extract(processed, tmp_path / "f", cfg, model=get_backbone("efficientnet_v2_s", weights=None), console=Console(quiet=True))
+    with h5py.File(tmp_path / "f" / "val_features_multiscale.h5") as h5:
+        assert h5.attrs["precision"] == "bf16" and h5.attrs["weights_cast_once"] == 170
 
 
 def test_reduced_precision_warns_only_without_native_cpu_support(tmp_path):

@@ -183,6 +183,7 @@ def _run_attrs(config: ExtractConfig, encoder: FrameEncoder, fp: str, extra: dic
         "init_seed": config.seed if config.random_init else None,
         "frames_per_forward": config.forward_batch,
         "compiled": bool(encoder.compiled),
+        "weights_cast_once": encoder.weights_cast if encoder.dtype is not None else None,
         "cudnn_benchmark": bool(encoder.cuda),
         "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if encoder.cuda and config.precision == "fp32" else None,
         **extra,
