@@ -104,3 +104,16 @@ def test_timeline_helpers_and_a_trace_without_gpu_work(tmp_path):
     assert short_name("x" * 100, width=10) == "x" * 9 + "…"
     record(lambda: torch.ones(8) * 2, str(tmp_path / "cpu.json"))  # no CUDA here: host ops only
     assert summarize(load(str(tmp_path / "cpu.json"))) == "no GPU activity in this trace (no kernels, copies or memsets)\n"
+
+
+def test_a_failed_gpu_bench_section_becomes_one_row_and_the_bench_goes_on(capsys):
+    from bench.gpu import failed
+
+    rows, logged = [], []
+    try:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be ...")
+    except RuntimeError as exc:
+        failed(rows, logged.append, "tensorize --mode gpu", exc)
+    want = ("tensorize --mode gpu", "-", "failed: RuntimeError: CUDA error: an illegal memory access was encountered", "-", "-")
+    assert rows == [want] and logged == [want]
+    assert "Traceback" in capsys.readouterr().err
