@@ -238,6 +238,34 @@ def test_weights_autocast_would_cast_at_every_forward_are_cast_once_with_the_sam
     assert FrameEncoder(model, ExtractConfig(precision="bf16", fuse_conv_bn=False)).weights_cast == 0  # the caller's own
 
 
+def test_a_layer_whose_weights_are_tied_to_another_keeps_them():
+    """A linear layer sharing its weight with an embedding (not cast by autocast) stays
+    float32, or the embedding's output would change; the untied one is cast."""
+
+    class Tied(torch.nn.Module):
+        feature_dim = 4
+
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head, self.table = torch.nn.Conv2d(3, 4, 1), torch.nn.Linear(4, 4), torch.nn.Embedding(4, 4)
+            self.table.weight = self.head.weight
+
+        def forward(self, x):
+            pooled = self.conv(x).mean(dim=(2, 3))
+            return self.head(pooled) + self.table(torch.arange(4)).sum(dim=0)
+
+    torch.manual_seed(0)
+    net = Tied()
+    enc = FrameEncoder(net, ExtractConfig(precision="bf16"))
+    folded = dict(enc.net.named_modules())
+    assert enc.weights_cast == 1 and folded["net.conv"].weight.dtype == torch.bfloat16
+    assert folded["net.head"].weight.dtype == torch.float32 and folded["net.table"].weight is folded["net.head"].weight
+    frames = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = net(frames.contiguous(memory_format=torch.channels_last)).float()
+    assert torch.equal(enc(frames), expected)
+
+
 def test_a_layer_whose_weights_the_graph_reads_directly_keeps_them():
     """A convolution whose weight the network also reads outside it (here: to scale its
     output) stays float32, or that statistic would change; the plain one after it is cast."""

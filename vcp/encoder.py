@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 import torch
 
@@ -197,19 +198,22 @@ def _cast_weights_once(net: torch.nn.Module, dtype: torch.dtype) -> int:
     kernels per layer per forward (340 for efficientnet_v2_s, conv+BN folded). Only in
     vcp's own folded copy of the network (an fx graph): its code reads no weight's dtype
     at run time (tracing froze such reads into constants), and a layer whose parameters
-    the graph also reads directly (``get_attr``, as weight standardization does) is left
-    as it is.
+    the graph also reads directly (``get_attr``) or shares with another layer (tied
+    weights) is left as it is.
     """
     if not isinstance(net, torch.fx.GraphModule):
         return 0
     read = {n.target for n in net.graph.nodes if n.op == "get_attr"}
     modules = dict(net.named_modules())
+    owners = Counter(id(p) for m in net.modules() for p in m.parameters(recurse=False))
     cast: set[str] = set()
     for node in net.graph.nodes:
         module = modules.get(node.target) if node.op == "call_module" else None
         if type(module) not in (torch.nn.Conv2d, torch.nn.Linear) or node.target in cast:
             continue
         if any(r == node.target or r.startswith(f"{node.target}.") for r in read):
+            continue
+        if any(owners[id(p)] > 1 for p in module.parameters(recurse=False)):  # tied to another layer
             continue
         module.to(dtype)
         cast.add(node.target)
