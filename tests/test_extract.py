@@ -238,6 +238,36 @@ def test_weights_autocast_would_cast_at_every_forward_are_cast_once_with_the_sam
     assert FrameEncoder(model, ExtractConfig(precision="bf16", fuse_conv_bn=False)).weights_cast == 0  # the caller's own
 
 
+def test_a_layer_with_a_hook_keeps_its_parameters():
+    """A hook may read the layer's weight (here: to scale its input) or make it (as
+    weight_norm's does): a layer with one is left as it is; the plain one is cast."""
+
+    def scale_input(module, args):
+        return (args[0] * module.weight.abs().mean() * 3.7,)
+
+    class Hooked(torch.nn.Module):
+        feature_dim = 4
+
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 1)
+            self.conv.register_forward_pre_hook(scale_input)
+
+        def forward(self, x):
+            return self.head(self.conv(x)).mean(dim=(2, 3))
+
+    torch.manual_seed(0)
+    net = Hooked()
+    enc = FrameEncoder(net, ExtractConfig(precision="bf16"))
+    folded = dict(enc.net.named_modules())
+    assert enc.weights_cast == 1 and folded["net.head"].weight.dtype == torch.bfloat16
+    assert folded["net.conv"].weight.dtype == torch.float32
+    frames = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = net(frames.contiguous(memory_format=torch.channels_last)).float()
+    assert torch.equal(enc(frames), expected)
+
+
 def test_a_layer_whose_weights_are_tied_to_another_keeps_them():
     """A linear layer sharing its weight with an embedding (not cast by autocast) stays
     float32, or the embedding's output would change; the untied one is cast."""

@@ -198,8 +198,8 @@ def _cast_weights_once(net: torch.nn.Module, dtype: torch.dtype) -> int:
     kernels per layer per forward (340 for efficientnet_v2_s, conv+BN folded). Only in
     vcp's own folded copy of the network (an fx graph): its code reads no weight's dtype
     at run time (tracing froze such reads into constants), and a layer whose parameters
-    the graph also reads directly (``get_attr``) or shares with another layer (tied
-    weights) is left as it is.
+    the graph also reads directly (``get_attr``), shares with another layer (tied
+    weights) or makes at run time (a hook, as ``weight_norm`` has) is left as it is.
     """
     if not isinstance(net, torch.fx.GraphModule):
         return 0
@@ -215,6 +215,9 @@ def _cast_weights_once(net: torch.nn.Module, dtype: torch.dtype) -> int:
             continue
         if any(owners[id(p)] > 1 for p in module.parameters(recurse=False)):  # tied to another layer
             continue
+        own = {name for name, _ in module.named_parameters(recurse=False)}
+        if not {"weight"} <= own <= {"weight", "bias"} or module._forward_pre_hooks or module._forward_hooks:
+            continue  # its weight is made at run time (e.g. weight_norm's hook from weight_g, weight_v)
         module.to(dtype)
         cast.add(node.target)
     return len(cast)
