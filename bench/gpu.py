@@ -105,9 +105,10 @@ def repeat_split(processed: Path, dst: Path, repeat: int) -> Path:
 def failed(rows: list, log, what: str, exc: BaseException) -> None:
     """A section that raised: its traceback on stderr and one row, and the bench goes on
     (new GPU code paths meet a card for the first time here)."""
+    from vcp.encoder import _one_line
+
     traceback.print_exc()
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    rows.append((what, "-", f"failed: {type(exc).__name__}: {lines[0][:160] if lines else ''}", "-", "-"))
+    rows.append((what, "-", f"failed: {_one_line(exc)}", "-", "-"))
     log(rows[-1])
 
 

@@ -128,7 +128,8 @@ def _streams(inside, span: float) -> list[str]:
     for e, iv in inside:
         per[e.get("args", {}).get("stream", "?")].append((e, iv))
     lines = ["streams (busy share of the window; gaps: idle stretches ≥ 20 µs between its operations):"]
-    for stream, items in sorted(per.items(), key=lambda kv: -covered(iv for _e, iv in kv[1])):
+    busy = {stream: covered(iv for _e, iv in items) for stream, items in per.items()}
+    for stream, items in sorted(per.items(), key=lambda kv: -busy[kv[0]]):
         ivs = [iv for _e, iv in items]
         n_k = sum(e["cat"] == "kernel" for e, _iv in items)
         copies = collections.Counter()
@@ -138,7 +139,7 @@ def _streams(inside, span: float) -> list[str]:
         held = gaps(ivs)
         big = ", ".join(f"{g / 1000:.2f}" for g in sorted(held, reverse=True)[:3])
         text = ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in sorted(copies.items()))
-        lines.append(f"  stream {stream}: busy {100 * covered(ivs) / span:5.1f}%, {n_k} kernels"
+        lines.append(f"  stream {stream}: busy {100 * busy[stream] / span:5.1f}%, {n_k} kernels"
                      f"{', ' + text if text else ''}; gaps {len(held)}, {_ms(sum(held))} ms"
                      f"{' (largest ' + big + ' ms)' if held else ''}")
     return lines
