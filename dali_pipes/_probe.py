@@ -40,6 +40,8 @@ class VideoInfo:
     frames_missing: int = 0  # frames the header promises that are not there (a file cut short)
     warning: str = ""  # why frames_missing is not 0
     frame_times: tuple[float, ...] = ()  # seconds from the stream's start, frame i in presentation order
+    stream_index: int | None = None  # the container's index of the stream described (None: its first video stream)
+    stream_note: str = ""  # set when DALI, which picks a file's stream itself, might decode another stream
 
     def times_of(self, indices) -> list[float]:
         """Seconds of the frames at ``indices`` (from the stream's timestamps; ``i / fps``
@@ -47,7 +49,6 @@ class VideoInfo:
         if len(self.frame_times) == self.num_frames:
             return [self.frame_times[int(i)] for i in indices]
         return [round(int(i) / self.fps, 6) for i in indices]
-
 
 
 # FFmpeg opens some non-video files as "video": text as ANSI art (tty), single images.
@@ -61,7 +62,7 @@ def _ffmpeg_reason(exc: Exception) -> str:
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
-    """Open ``path``, demux its first video stream and describe it.
+    """Open ``path``, demux the video stream players show (never a cover picture) and describe it.
 
     Raises :class:`VideoError` for a missing, empty, non-video, stream-less or
     truncated file.
@@ -75,12 +76,13 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     except av.FFmpegError as exc:
         raise VideoError(path, f"not a readable video container ({_ffmpeg_reason(exc)})") from None
     with container:
-        stream, fps = _video_stream(path, container)
-        packets = _demux(path, container, stream)
+        stream, fps, stream_note = _video_stream(path, container)
+        # no duration of its own (Matroska): the other streams' packets say where the file ends
+        packets = _demux(path, container, stream, others=not stream.duration and len(container.streams) > 1)
         ctx = stream.codec_context
         if not ctx.width or not ctx.height:
             raise VideoError(path, "video stream has no frame size")
-        missing_s = _check_not_truncated(path, container, stream, packets.count, fps, packets.last_pts)
+        missing_s = _check_not_truncated(path, container, stream, fps, packets)
         declared = int(stream.frames or 0)
         if declared and packets.count < 0.9 * declared and declared - packets.count > fps:
             raise VideoError(path, f"truncated: header says {declared} frames, only {packets.count} present")
@@ -100,7 +102,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             path=str(path), codec=ctx.name, width=ctx.width, height=ctx.height, fps=fps,
             num_frames=packets.count, pix_fmt=ctx.pix_fmt or "unknown", declared_frames=declared,
             rotation=packets.rotation or 0, frames_missing=missing, warning="; ".join(warnings),
-            frame_times=_presentation_times(packets.stamps, stream),
+            frame_times=_presentation_times(packets.stamps, stream), stream_index=stream.index, stream_note=stream_note,
         )
 
 
@@ -122,10 +124,21 @@ def _check_regular_file(path: Path) -> None:
 
 
 def _video_stream(path: Path, container):
-    """The first video stream and its frame rate; files FFmpeg only pretends are video are refused."""
-    if not container.streams.video:
-        raise VideoError(path, "no video stream in container")
-    stream = container.streams.video[0]
+    """The video stream players show (FFmpeg's best, never a cover picture), its frame rate
+    and ``VideoInfo.stream_note``; files FFmpeg only pretends are video are refused."""
+    import av
+
+    every = list(container.streams.video)
+    videos = [s for s in every if not s.disposition & av.stream.Disposition.attached_pic]
+    if not videos:
+        raise VideoError(path, "no video stream in container" + (" (only a cover picture)" if every else ""))
+    best = container.streams.best("video")
+    stream = next((s for s in videos if best is not None and s.index == best.index), videos[0])
+    # DALI's CPU decoder takes the first video stream, its GPU decoder FFmpeg's best by its
+    # own reckoning: safe only when the stream shown is the first and no other is a candidate
+    note = ""
+    if len(videos) > 1 or stream.index != every[0].index:
+        note = f"{len(every)} video streams: #{stream.index} decoded, the one players show"
     ctx = stream.codec_context
     # The first frame is decoded only for its display matrix: one thread (frame threading
     # would make the decoder swallow a packet per thread before any frame comes out).
@@ -136,7 +149,7 @@ def _video_stream(path: Path, container):
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate or float(rate) <= 0:
         raise VideoError(path, "video stream has no frame rate")
-    return stream, float(rate)
+    return stream, float(rate), note
 
 
 # Packets fed to the decoder for the first frame's display matrix before giving up (rotation
@@ -151,14 +164,22 @@ class _Packets:
     last_pts: int | None = None
     last_corrupt: bool = False
     rotation: int | None = None  # from the first decoded frame's display matrix
+    end_s: float = 0.0  # where the latest packet of any stream ends, s from the container's start (others=True)
 
 
-def _demux(path: Path, container, stream) -> _Packets:
+def _demux(path: Path, container, stream, *, others: bool = False) -> _Packets:
+    """The stream's packets (``others``: every stream's, for where the file ends)."""
     import av
 
     seen = _Packets()
+    origin = (container.start_time or 0) / 1_000_000
     try:
-        for packet in container.demux(stream):
+        for packet in container.demux() if others else container.demux(stream):
+            if others and packet.pts is not None and packet.time_base:
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin
+                seen.end_s = max(seen.end_s, end)
+            if packet.stream_index != stream.index:
+                continue
             if packet.size:
                 seen.count += 1
                 seen.stamps.append(packet.pts)
@@ -204,23 +225,28 @@ def _first_frame_rotation(packet) -> int | None:
     return None
 
 
-def _check_not_truncated(path, container, stream, count, fps, last_pts) -> float:
+def _check_not_truncated(path, container, stream, fps, packets: _Packets) -> float:
     """Matroska/WebM files cut short still demux cleanly: compare against the header.
 
     The header's duration (segment info) survives truncation; the packets do not. A file
     whose packets cover less than 90% of the declared duration (and more than a second
-    less) is reported as truncated instead of silently giving a shorter clip. Returns the
-    seconds missing (0 when the packets cover the declared duration).
+    less) is reported as truncated instead of silently giving a shorter clip. Where only
+    the container declares a duration, the file's end is its latest packet of any stream
+    (``packets.end_s``, when the others were demuxed): a cut short file loses every stream's
+    end, a video shorter than its audio is whole. Returns the seconds missing (0 when the
+    packets cover the declared duration).
     """
     declared_s = None
     if stream.duration and stream.time_base:
         declared_s = float(stream.duration * stream.time_base)
     elif container.duration:
         declared_s = container.duration / 1_000_000
-    if not declared_s or last_pts is None or not stream.time_base:
+    if not declared_s or packets.last_pts is None or not stream.time_base:
         return 0.0
     start = float((stream.start_time or 0) * stream.time_base)
-    present_s = float(last_pts * stream.time_base) - start + 1.0 / fps
+    present_s = float(packets.last_pts * stream.time_base) - start + 1.0 / fps
+    if not stream.duration:
+        present_s = max(present_s, packets.end_s)
     if present_s < 0.9 * declared_s and declared_s - present_s > 1.0:
         raise VideoError(
             path,

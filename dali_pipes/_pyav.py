@@ -22,7 +22,8 @@ class FrameCountMismatch(Exception):
 
 
 def decode_frames(
-    path: str, indices: np.ndarray, *, threads: int = 0, alloc: Callable[[tuple], np.ndarray] | None = None
+    path: str, indices: np.ndarray, *, threads: int = 0, alloc: Callable[[tuple], np.ndarray] | None = None,
+    stream_index: int | None = None,
 ) -> np.ndarray:
     """RGB uint8 ``[len(indices), H, W, 3]`` holding frame ``indices[i]`` at row ``i``.
 
@@ -31,6 +32,8 @@ def decode_frames(
     resamples with the real count) and :class:`VideoError` when decoding fails.
     ``alloc(shape)`` supplies the output array (a reused buffer: a fresh few hundred MB per
     video costs page faults and, now and then, a long stall in the kernel).
+    ``stream_index``: the container's stream to decode (the probe's choice); None, the
+    first video stream.
     """
     import av
 
@@ -43,7 +46,7 @@ def decode_frames(
     decoded = 0
     try:
         with av.open(path, metadata_errors="ignore") as container:
-            stream = container.streams.video[0]
+            stream = container.streams.video[0] if stream_index is None else container.streams[stream_index]
             stream.thread_type = "AUTO"
             if threads:
                 stream.codec_context.thread_count = threads

@@ -195,8 +195,9 @@ class BatchRunner:
     # -- the PyAV front ----------------------------------------------------------------
     def _decode_cpu(self, item: ClipResult, spec: SamplingSpec, slot: int) -> np.ndarray:
         alloc = functools.partial(self._frame_pool.take, slot)
+        decode = functools.partial(decode_frames, item.path, alloc=alloc, stream_index=item.info.stream_index)
         try:
-            return decode_frames(item.path, item.indices, alloc=alloc)
+            return decode(item.indices)
         except FrameCountMismatch as short:
             # The stream decodes fewer frames than it has packets: resample with the real n.
             lost = item.info.num_frames - short.decoded
@@ -206,7 +207,7 @@ class BatchRunner:
                 warning="; ".join(filter(None, [item.info.warning, note])),
             )
             item.indices, item.flip = spec.plan(short.decoded, item.info.fps, item.relpath)
-            return decode_frames(item.path, item.indices, alloc=alloc)
+            return decode(item.indices)
 
     def _run_frames(self, items: list[ClipResult], spec: SamplingSpec) -> None:
         decoded, ready = [], []

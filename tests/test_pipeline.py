@@ -307,7 +307,7 @@ def test_routing_rule_on_the_documented_caps(codec, pix_fmt, size, front, reason
 
 
 def test_routing_rule_cpu_mode_and_no_nvdec():
-    from dali_pipes._nvdec import CapsTable, route, stream_key
+    from dali_pipes._nvdec import CapsTable, Route, route, stream_key
 
     assert route("vp9", "yuv420p", 96, 64, device="cpu").front == "dali"
     assert route("mjpeg", "yuvj420p", 96, 64, device="cpu").front == "dali"
@@ -318,6 +318,11 @@ def test_routing_rule_cpu_mode_and_no_nvdec():
     blocked = frozenset({stream_key("h264", "yuv420p", 640, 360)})
     assert route("h264", "yuv420p", 640, 360, device="gpu", caps=CapsTable(), blocked=blocked).front == "pyav"
     assert route("h264", "yuv420p", 1920, 1080, device="gpu", caps=CapsTable(), blocked=blocked).front == "dali"
+    # a file where DALI might pick another stream than the probe's goes to PyAV, on both devices
+    note = "2 video streams: #1 decoded, the one players show"
+    for device in ("cpu", "gpu"):
+        assert route("vp9", "yuv420p", 640, 360, device=device, caps=CapsTable(), stream_note=note) == (
+            Route("pyav", f"vp9 640x360 yuv420p: {note}"))
 
 
 def test_dali_error_line_is_one_clean_line():

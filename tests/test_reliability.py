@@ -357,6 +357,90 @@ def test_truncated_mjpeg_keeps_only_frames_that_decode_and_says_so(tmp_path, vid
     assert "ffmpeg:" in r.stderr  # --debug shows them
 
 
+# -- 12b. which stream: the one players show ---------------------------------------------------------
+def _write_streams(path: Path, plan: list[tuple], audio_s: float = 0.0) -> Path:
+    """A container with the video streams of ``plan`` in order, each ``(encoder, pix_fmt,
+    frames, first index, attached picture)``, and ``audio_s`` seconds of silence after them."""
+    import av
+
+    from vcp.synth import make_frame
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        streams = []
+        for encoder, pix_fmt, frames, first, picture in plan:
+            stream = container.add_stream(encoder, rate=25)
+            stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
+            if picture:
+                stream.disposition = av.stream.Disposition.attached_pic
+            streams.append((stream, frames, first))
+        audio = container.add_stream("libopus", rate=48000) if audio_s else None
+        for stream, frames, first in streams:
+            for i in range(frames):
+                frame = av.VideoFrame.from_ndarray(make_frame(first + i, 96, 64), format="rgb24")
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        for i in range(int(audio_s * 50)):  # 20 ms frames
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 48000, i * 960
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        if audio:
+            for packet in audio.encode():
+                container.mux(packet)
+    return path
+
+
+def test_a_preview_stream_first_is_skipped_for_the_one_players_show(tmp_path):
+    """A one-frame MJPEG stream before the real video (a thumbnail track): vcp decoded 64
+    copies of the thumbnail, silently. Now the stream players show is probed and decoded (on
+    the CPU front, which is told which stream: DALI picks a file's stream itself)."""
+    raw = tmp_path / "raw"
+    _write_streams(raw / "train/c/thumb_first.mkv", [("mjpeg", "yuvj420p", 1, 4000, False), ("libx264", "yuv420p", 40, 0, False)])
+    write_video(raw / "train/c/plain.mkv", num_frames=40, codec="hevc")
+    out = tmp_path / "out"
+    tensorize(raw, out, TensorizeConfig.from_options(frames=16, size=32), console=Console(quiet=True))
+    meta = {v["file"]: v for v in json.loads((out / "train/c/c" / META_NAME).read_text())["videos"]}
+    thumb = meta["thumb_first.mkv"]
+    assert (thumb["codec"], thumb["num_frames"], thumb["decoder"]) == ("h264", 40, "pyav")
+    assert thumb["decoder_note"] == "h264 96x64 yuv420p: 2 video streams: #1 decoded, the one players show"
+    assert "decoder_note" not in meta["plain.mkv"]  # one stream: nothing to say, DALI or PyAV as before
+    data = torch.load(out / "train/c/c" / PT_NAME, weights_only=True)
+    clip = data["videos"][data["filenames"].index("thumb_first.mkv")]
+    assert read_indices(clip) == thumb["frame_indices"] == np.linspace(0, 39, 16).astype(int).tolist()
+
+
+def test_a_cover_picture_alone_is_not_a_video_and_one_after_the_video_changes_nothing(tmp_path):
+    """An audio file with cover art was a one-frame 'video' at 90,000 fps: 64 copies of the cover."""
+    from dali_pipes import VideoError, probe
+
+    cover_only = _write_streams(tmp_path / "song.mp4", [("mjpeg", "yuvj420p", 1, 7, True)], audio_s=1.0)
+    with pytest.raises(VideoError, match=r"song.mp4: no video stream in container \(only a cover picture\)$"):
+        probe(cover_only)
+    with_cover = _write_streams(tmp_path / "clip.mp4", [("libx264", "yuv420p", 30, 0, False), ("mjpeg", "yuvj420p", 1, 7, True)])
+    info = probe(with_cover)
+    assert (info.codec, info.num_frames, info.stream_index, info.stream_note) == ("h264", 30, 0, "")
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".mkv"])
+def test_a_video_shorter_than_its_audio_is_whole_and_a_cut_file_still_truncated(tmp_path, suffix):
+    """Matroska has no duration per stream: 1 s of video beside 3 s of audio was refused as
+    'truncated: header says 3.01 s, only 1.00 s of frames present'."""
+    from dali_pipes import VideoError, probe
+
+    encoder = "libvpx-vp9" if suffix == ".webm" else "libx264"
+    whole = _write_streams(tmp_path / f"short_video{suffix}", [(encoder, "yuv420p", 25, 0, False)], audio_s=3.0)
+    info = probe(whole)
+    assert (info.num_frames, info.frames_missing, info.warning) == (25, 0, "")
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: len(data) * 6 // 10])  # every stream loses its end
+    with pytest.raises(VideoError, match=f"cut{suffix}: truncated: header says 3.0"):
+        probe(cut)
+
+
 # -- 13. bad values inside a .pt --------------------------------------------------------------------
 def test_nan_or_labels_outside_the_mapping_reject_their_group_only(raw, tmp_path):
     out = tmp_path / "out"
