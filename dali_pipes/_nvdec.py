@@ -172,7 +172,7 @@ def stream_key(codec: str, pix_fmt: str, width: int, height: int) -> tuple:
 def route(
     codec: str, pix_fmt: str, width: int, height: int, *, device: str, cpu_decoder: str = "auto",
     caps: CapsTable | None = None, nvdec_usable: bool = True, blocked: frozenset = frozenset(),
-    dali_cpu_codecs: frozenset = frozenset({"vp8", "vp9", "mjpeg"}), stream_note: str = "",
+    dali_cpu_codecs: frozenset = frozenset({"vp8", "vp9", "mjpeg"}), needs_pyav: str = "",
 ) -> Route:
     """The decode front for one stream (pure: everything it depends on is an argument).
 
@@ -180,11 +180,11 @@ def route(
     GPU: NVDEC when DALI's mixed decoder takes the codec and chroma, the card's limits take
     the size and depth, NVDEC is usable at all, and streams of this kind were not rejected
     again and again (``blocked``); else PyAV on the CPU (resize/normalize stay on the GPU).
-    A file where DALI might decode another stream than the probe described (``stream_note``:
-    several video streams, or a cover picture first) goes to PyAV, told which, on both.
+    A file whose frames DALI would not number as players show them (``needs_pyav``: several
+    video streams, a cover picture first, frames an edit list hides) goes to PyAV, on both.
     """
-    if stream_note:
-        return Route("pyav", f"{codec} {width}x{height} {pix_fmt}: {stream_note}")
+    if needs_pyav:
+        return Route("pyav", f"{codec} {width}x{height} {pix_fmt}: {needs_pyav}")
     if device != "gpu":
         return Route("dali" if cpu_decoder == "auto" and codec in dali_cpu_codecs else "pyav")
     where = f"{codec} {width}x{height} {pix_fmt}"

@@ -63,7 +63,7 @@ class Router:
         return route(
             info.codec, info.pix_fmt, info.width, info.height, device=self.device, cpu_decoder=self.cpu_decoder,
             caps=self.caps, nvdec_usable=self.nvdec_usable, blocked=frozenset(self._blocked),
-            dali_cpu_codecs=DALI_CPU_CODECS, stream_note=info.stream_note,
+            dali_cpu_codecs=DALI_CPU_CODECS, needs_pyav=info.needs_pyav,
         )
 
     def accepted(self, info: VideoInfo) -> None:

@@ -1,7 +1,8 @@
 """Probing containers: codec, size, rate and the real frame count, without decoding.
 
 The frame count is the number of non-empty video packets the demuxer returns (one
-packet per frame for every codec we read), not the count a header claims. Files the
+packet per frame for every codec we read) less those an edit list hides, not the count a
+header claims: the frames players show. Files the
 demuxer cannot open, files without a video stream and truncated files are rejected
 here with a one-line reason, before any decoder sees them.
 """
@@ -10,20 +11,14 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from ._errors import VideoError, ffmpeg_reason
+from ._packets import Packets, demux, presentation_times
 
 # Codecs DALI's CPU video decoder handles (nvidia-dali 2.4); others go through PyAV on the CPU.
 DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
-
-
-class VideoError(Exception):
-    """A video that cannot be used; ``str()`` is the one-line ``"<file>: <reason>"``."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -33,7 +28,7 @@ class VideoInfo:
     width: int
     height: int
     fps: float
-    num_frames: int  # non-empty packets demuxed: the frames that exist
+    num_frames: int  # non-empty packets demuxed, less those an edit list hides: the frames players show
     pix_fmt: str
     declared_frames: int  # what the header says (0 = unknown); informational only
     rotation: int = 0  # display rotation, degrees counter-clockwise (0/90/180/270), as players apply it
@@ -41,7 +36,7 @@ class VideoInfo:
     warning: str = ""  # why frames_missing is not 0
     frame_times: tuple[float, ...] = ()  # seconds from the stream's start, frame i in presentation order
     stream_index: int | None = None  # the container's index of the stream described (None: its first video stream)
-    stream_note: str = ""  # set when DALI, which picks a file's stream itself, might decode another stream
+    needs_pyav: str = ""  # why only PyAV, told the stream, decodes this file as players show it (DALI would not)
 
     def times_of(self, indices) -> list[float]:
         """Seconds of the frames at ``indices`` (from the stream's timestamps; ``i / fps``
@@ -54,11 +49,6 @@ class VideoInfo:
 # FFmpeg opens some non-video files as "video": text as ANSI art (tty), single images.
 _NOT_VIDEO_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf", "image2", "lavfi"})
 _NOT_VIDEO_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
-
-
-def _ffmpeg_reason(exc: Exception) -> str:
-    msg = getattr(exc, "strerror", None) or str(exc)
-    return " ".join(str(msg).split())
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
@@ -74,22 +64,23 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
-        raise VideoError(path, f"not a readable video container ({_ffmpeg_reason(exc)})") from None
+        raise VideoError(path, f"not a readable video container ({ffmpeg_reason(exc)})") from None
     with container:
-        stream, fps, stream_note = _video_stream(path, container)
+        stream, fps, other_streams = _video_stream(path, container)
         # no duration of its own (Matroska): the other streams' packets say where the file ends
-        packets = _demux(path, container, stream, others=not stream.duration and len(container.streams) > 1)
+        packets = demux(path, container, stream, others=not stream.duration and len(container.streams) > 1)
         ctx = stream.codec_context
         if not ctx.width or not ctx.height:
             raise VideoError(path, "video stream has no frame size")
         missing_s = _check_not_truncated(path, container, stream, fps, packets)
         declared = int(stream.frames or 0)
-        if declared and packets.count < 0.9 * declared and declared - packets.count > fps:
-            raise VideoError(path, f"truncated: header says {declared} frames, only {packets.count} present")
+        present = packets.count + packets.hidden  # the header counts the frames an edit list hides
+        if declared and present < 0.9 * declared and declared - present > fps:
+            raise VideoError(path, f"truncated: header says {declared} frames, only {present} present")
         missing, warnings = 0, []
-        if declared > packets.count:
-            missing = declared - packets.count
-            warnings.append(f"cut short: header says {declared} frames, {packets.count} present")
+        if declared > present:
+            missing = declared - present
+            warnings.append(f"cut short: header says {declared} frames, {present} present")
         elif missing_s * fps >= 1.5:
             missing = round(missing_s * fps)
             warnings.append(f"cut short: {missing_s:.2f} s of the declared duration missing")
@@ -102,7 +93,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             path=str(path), codec=ctx.name, width=ctx.width, height=ctx.height, fps=fps,
             num_frames=packets.count, pix_fmt=ctx.pix_fmt or "unknown", declared_frames=declared,
             rotation=packets.rotation or 0, frames_missing=missing, warning="; ".join(warnings),
-            frame_times=_presentation_times(packets.stamps, stream), stream_index=stream.index, stream_note=stream_note,
+            frame_times=presentation_times(packets.stamps, stream), stream_index=stream.index,
+            needs_pyav=_needs_pyav(other_streams, packets.hidden),
         )
 
 
@@ -125,7 +117,7 @@ def _check_regular_file(path: Path) -> None:
 
 def _video_stream(path: Path, container):
     """The video stream players show (FFmpeg's best, never a cover picture), its frame rate
-    and ``VideoInfo.stream_note``; files FFmpeg only pretends are video are refused."""
+    and a note when DALI might decode another stream; files FFmpeg only pretends are video are refused."""
     import av
 
     every = list(container.streams.video)
@@ -152,80 +144,14 @@ def _video_stream(path: Path, container):
     return stream, float(rate), note
 
 
-# Packets fed to the decoder for the first frame's display matrix before giving up (rotation
-# 0): a stream whose frames never decode must not be decoded whole by the probe.
-ROTATION_PACKETS = 32
+def _needs_pyav(other_streams: str, hidden: int) -> str:
+    """Why DALI's decoders would not give the frames players show (they pick a file's video
+    stream themselves, and number the frames an edit list hides), or ""."""
+    edit = f"an edit list hides {hidden} frame(s) at its start" if hidden else ""
+    return "; ".join(filter(None, [other_streams, edit]))
 
 
-@dataclass
-class _Packets:
-    count: int = 0  # non-empty packets: the frames that exist
-    stamps: list = field(default_factory=list)  # presentation timestamps, in demux order
-    last_pts: int | None = None
-    last_corrupt: bool = False
-    rotation: int | None = None  # from the first decoded frame's display matrix
-    end_s: float = 0.0  # where the latest packet of any stream ends, s from the container's start (others=True)
-
-
-def _demux(path: Path, container, stream, *, others: bool = False) -> _Packets:
-    """The stream's packets (``others``: every stream's, for where the file ends)."""
-    import av
-
-    seen = _Packets()
-    origin = (container.start_time or 0) / 1_000_000
-    try:
-        for packet in container.demux() if others else container.demux(stream):
-            if others and packet.pts is not None and packet.time_base:
-                end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin
-                seen.end_s = max(seen.end_s, end)
-            if packet.stream_index != stream.index:
-                continue
-            if packet.size:
-                seen.count += 1
-                seen.stamps.append(packet.pts)
-                seen.last_corrupt = packet.is_corrupt
-                if packet.pts is not None:
-                    seen.last_pts = packet.pts if seen.last_pts is None else max(seen.last_pts, packet.pts)
-                if seen.rotation is None and seen.count <= ROTATION_PACKETS:
-                    seen.rotation = _first_frame_rotation(packet)
-    except av.FFmpegError as exc:
-        raise VideoError(path, f"corrupt or truncated stream after {seen.count} frames ({_ffmpeg_reason(exc)})") from None
-    if seen.count == 0:
-        raise VideoError(path, "video stream has no frames")
-    return seen
-
-
-def _presentation_times(stamps: list, stream) -> tuple[float, ...]:
-    """Frame i's time in seconds from the stream's start: the i-th smallest packet
-    timestamp (packets come in decode order; frames are numbered in presentation order).
-    Empty when some packet has no timestamp (the caller then uses ``i / fps``)."""
-    if not stamps or any(s is None for s in stamps) or not stream.time_base:
-        return ()
-    base = float(stream.time_base)
-    start = stream.start_time if stream.start_time is not None else min(stamps)
-    return tuple(round((s - start) * base, 6) for s in sorted(stamps))
-
-
-def _first_frame_rotation(packet) -> int | None:
-    """The display rotation of the frame this packet completes (None: no frame yet).
-
-    0, 90, 180 or 270 degrees counter-clockwise: what FFmpeg's players apply. Other angles
-    (rare) are not applied (0).
-    """
-    import av
-
-    try:
-        frames = packet.decode()
-    except (av.FFmpegError, ValueError):
-        return None
-    for frame in frames:
-        angle = float(frame.rotation or 0) % 360
-        snapped = int(round(angle / 90)) % 4 * 90
-        return snapped if abs(angle - snapped) < 1 or abs(angle - snapped - 360) < 1 else 0
-    return None
-
-
-def _check_not_truncated(path, container, stream, fps, packets: _Packets) -> float:
+def _check_not_truncated(path, container, stream, fps, packets: Packets) -> float:
     """Matroska/WebM files cut short still demux cleanly: compare against the header.
 
     The header's duration (segment info) survives truncation; the packets do not. A file

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._probe import VideoError, _ffmpeg_reason
+from ._errors import VideoError, ffmpeg_reason
 
 
 class FrameCountMismatch(Exception):
@@ -65,7 +65,7 @@ def decode_frames(
                     break
     except av.FFmpegError as exc:
         raise VideoError(
-            path, f"corrupt stream: decoding failed at frame {decoded} ({_ffmpeg_reason(exc)})"
+            path, f"corrupt stream: decoding failed at frame {decoded} ({ffmpeg_reason(exc)})"
         ) from None
     if decoded <= last:
         if decoded == 0:

@@ -321,7 +321,7 @@ def test_routing_rule_cpu_mode_and_no_nvdec():
     # a file where DALI might pick another stream than the probe's goes to PyAV, on both devices
     note = "2 video streams: #1 decoded, the one players show"
     for device in ("cpu", "gpu"):
-        assert route("vp9", "yuv420p", 640, 360, device=device, caps=CapsTable(), stream_note=note) == (
+        assert route("vp9", "yuv420p", 640, 360, device=device, caps=CapsTable(), needs_pyav=note) == (
             Route("pyav", f"vp9 640x360 yuv420p: {note}"))
 
 

@@ -421,7 +421,7 @@ def test_a_cover_picture_alone_is_not_a_video_and_one_after_the_video_changes_no
         probe(cover_only)
     with_cover = _write_streams(tmp_path / "clip.mp4", [("libx264", "yuv420p", 30, 0, False), ("mjpeg", "yuvj420p", 1, 7, True)])
     info = probe(with_cover)
-    assert (info.codec, info.num_frames, info.stream_index, info.stream_note) == ("h264", 30, 0, "")
+    assert (info.codec, info.num_frames, info.stream_index, info.needs_pyav) == ("h264", 30, 0, "")
 
 
 @pytest.mark.parametrize("suffix", [".webm", ".mkv"])
@@ -439,6 +439,43 @@ def test_a_video_shorter_than_its_audio_is_whole_and_a_cut_file_still_truncated(
     cut.write_bytes(data[: len(data) * 6 // 10])  # every stream loses its end
     with pytest.raises(VideoError, match=f"cut{suffix}: truncated: header says 3.0"):
         probe(cut)
+
+
+# -- 12c. clips cut without re-encoding: an edit list hides the lead-in -----------------------------
+def _cut_without_reencoding(src: Path, dst: Path, lead_in: int) -> Path:
+    """What ``ffmpeg -ss T -c copy`` makes: the packets from the keyframe before T, and an
+    edit list (MP4) that hides the first ``lead_in`` frames from players."""
+    import av
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+        stream = source.streams.video[0]
+        target = out.add_stream_from_template(stream)
+        shift = lead_in * int(1 / (stream.time_base * 25))
+        for packet in source.demux(stream):
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, target
+                out.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_a_clip_cut_without_reencoding_gives_the_frames_players_show(tmp_path, b_frames):
+    """The 10 frames before the cut were counted as frames (50, not 40) and, as they never
+    decode, reported as 'cut short (10 missing)'; DALI numbers them as frames. Now: 40 frames,
+    times from 0, PyAV (told why), no warning."""
+    src = write_video(tmp_path / "src.mp4", num_frames=50, options={"g": "25", "bf": str(b_frames), "preset": "fast"})
+    raw = tmp_path / "raw"
+    _cut_without_reencoding(src, raw / "train/c/cut.mp4", lead_in=10)
+    out = tmp_path / "out"
+    tensorize(raw, out, TensorizeConfig.from_options(frames=8, size=32), console=Console(quiet=True))
+    meta = json.loads((out / "train/c/c" / META_NAME).read_text())["videos"][0]
+    assert (meta["num_frames"], meta["frames_missing"], "warning" in meta) == (40, 0, False)
+    assert meta["frame_indices"] == [0, 5, 11, 16, 22, 27, 33, 39]
+    assert meta["frame_times"] == [i / 25 for i in meta["frame_indices"]]
+    assert (meta["decoder"], meta["decoder_note"]) == ("pyav", "h264 96x64 yuv420p: an edit list hides 10 frame(s) at its start")
+    clip = torch.load(out / "train/c/c" / PT_NAME, weights_only=True)["videos"][0]
+    assert read_indices(clip) == [10 + i for i in meta["frame_indices"]]  # shown frame 0 is source frame 10
 
 
 # -- 13. bad values inside a .pt --------------------------------------------------------------------
