@@ -181,7 +181,8 @@ def route(
     the size and depth, NVDEC is usable at all, and streams of this kind were not rejected
     again and again (``blocked``); else PyAV on the CPU (resize/normalize stay on the GPU).
     A file whose frames DALI would not number as players show them (``needs_pyav``: several
-    video streams, a cover picture first, frames an edit list hides) goes to PyAV, on both.
+    video streams, a cover picture first, frames an edit list hides, packets before the
+    first keyframe) goes to PyAV, on both.
     """
     if needs_pyav:
         return Route("pyav", f"{codec} {width}x{height} {pix_fmt}: {needs_pyav}")

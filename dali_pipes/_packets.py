@@ -24,14 +24,33 @@ class Packets:
     last_corrupt: bool = False
     rotation: int | None = None  # from the first decoded frame's display matrix
     hidden: int = 0  # non-empty packets flagged discard: frames an edit list hides from players
+    before_key: int = 0  # non-empty packets before the first keyframe: frames that cannot decode
     end_s: float = 0.0  # where the latest packet of any stream ends, s from the container's start (others=True)
+
+    def add(self, packet) -> None:
+        """One packet of the stream, from its first keyframe on, in demux order."""
+        if self.rotation is None and self.count + self.hidden < ROTATION_PACKETS:  # hidden frames decode too
+            self.rotation = first_frame_rotation(packet)
+        if packet.is_discard:  # before an edit list's start (a clip cut without re-encoding)
+            self.hidden += 1
+            return
+        self.count += 1
+        self.stamps.append(packet.pts)
+        self.last_corrupt = packet.is_corrupt
+        if packet.pts is not None:
+            self.last_pts = packet.pts if self.last_pts is None else max(self.last_pts, packet.pts)
 
 
 def demux(path: Path, container, stream, *, others: bool = False) -> Packets:
-    """The stream's packets (``others``: every stream's, for where the file ends)."""
+    """The stream's packets (``others``: every stream's, for where the file ends).
+
+    Packets before the first keyframe (a recording started mid-GOP) cannot decode: decoders
+    drop them or fail, and players start at the keyframe; they are counted apart
+    (``before_key``). A stream whose demuxer flags no keyframe at all keeps every packet.
+    """
     import av
 
-    seen = Packets()
+    seen, lead = Packets(), []
     origin = (container.start_time or 0) / 1_000_000
     try:
         for packet in container.demux() if others else container.demux(stream):
@@ -40,18 +59,16 @@ def demux(path: Path, container, stream, *, others: bool = False) -> Packets:
                 seen.end_s = max(seen.end_s, end)
             if packet.stream_index != stream.index or not packet.size:
                 continue
-            if seen.rotation is None and seen.count + seen.hidden < ROTATION_PACKETS:  # hidden frames decode too
-                seen.rotation = first_frame_rotation(packet)
-            if packet.is_discard:  # before an edit list's start (a clip cut without re-encoding)
-                seen.hidden += 1
-                continue
-            seen.count += 1
-            seen.stamps.append(packet.pts)
-            seen.last_corrupt = packet.is_corrupt
-            if packet.pts is not None:
-                seen.last_pts = packet.pts if seen.last_pts is None else max(seen.last_pts, packet.pts)
+            if lead is not None:  # no keyframe yet
+                if not packet.is_keyframe:
+                    lead.append(packet)
+                    continue
+                seen.before_key, lead = len(lead), None
+            seen.add(packet)
     except av.FFmpegError as exc:
         raise VideoError(path, f"corrupt or truncated stream after {seen.count} frames ({ffmpeg_reason(exc)})") from None
+    for packet in lead or ():  # no keyframe flagged anywhere: the decoder decides
+        seen.add(packet)
     if seen.count == 0:
         raise VideoError(path, "video stream has no frames")
     return seen

@@ -36,6 +36,7 @@ class VideoInfo:
     warning: str = ""  # why frames_missing is not 0
     frame_times: tuple[float, ...] = ()  # seconds from the stream's start, frame i in presentation order
     stream_index: int | None = None  # the container's index of the stream described (None: its first video stream)
+    lead_packets: int = 0  # packets before the first keyframe (a recording started mid-GOP): never decoded
     needs_pyav: str = ""  # why only PyAV, told the stream, decodes this file as players show it (DALI would not)
 
     def times_of(self, indices) -> list[float]:
@@ -74,7 +75,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise VideoError(path, "video stream has no frame size")
         missing_s = _check_not_truncated(path, container, stream, fps, packets)
         declared = int(stream.frames or 0)
-        present = packets.count + packets.hidden  # the header counts the frames an edit list hides
+        present = packets.count + packets.hidden + packets.before_key  # the header counts every packet
         if declared and present < 0.9 * declared and declared - present > fps:
             raise VideoError(path, f"truncated: header says {declared} frames, only {present} present")
         missing, warnings = 0, []
@@ -94,7 +95,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             num_frames=packets.count, pix_fmt=ctx.pix_fmt or "unknown", declared_frames=declared,
             rotation=packets.rotation or 0, frames_missing=missing, warning="; ".join(warnings),
             frame_times=presentation_times(packets.stamps, stream), stream_index=stream.index,
-            needs_pyav=_needs_pyav(other_streams, packets.hidden),
+            lead_packets=packets.before_key, needs_pyav=_needs_pyav(other_streams, packets),
         )
 
 
@@ -144,11 +145,15 @@ def _video_stream(path: Path, container):
     return stream, float(rate), note
 
 
-def _needs_pyav(other_streams: str, hidden: int) -> str:
+def _needs_pyav(other_streams: str, packets: Packets) -> str:
     """Why DALI's decoders would not give the frames players show (they pick a file's video
-    stream themselves, and number the frames an edit list hides), or ""."""
-    edit = f"an edit list hides {hidden} frame(s) at its start" if hidden else ""
-    return "; ".join(filter(None, [other_streams, edit]))
+    stream themselves, number the frames an edit list hides and decode from the first
+    packet), or ""."""
+    return "; ".join(filter(None, [
+        other_streams,
+        packets.hidden and f"an edit list hides {packets.hidden} frame(s) at its start",
+        packets.before_key and f"{packets.before_key} frame(s) before its first keyframe cannot decode",
+    ]))
 
 
 def _check_not_truncated(path, container, stream, fps, packets: Packets) -> float:

@@ -23,7 +23,7 @@ class FrameCountMismatch(Exception):
 
 def decode_frames(
     path: str, indices: np.ndarray, *, threads: int = 0, alloc: Callable[[tuple], np.ndarray] | None = None,
-    stream_index: int | None = None,
+    stream_index: int | None = None, skip_packets: int = 0,
 ) -> np.ndarray:
     """RGB uint8 ``[len(indices), H, W, 3]`` holding frame ``indices[i]`` at row ``i``.
 
@@ -33,7 +33,8 @@ def decode_frames(
     ``alloc(shape)`` supplies the output array (a reused buffer: a fresh few hundred MB per
     video costs page faults and, now and then, a long stall in the kernel).
     ``stream_index``: the container's stream to decode (the probe's choice); None, the
-    first video stream.
+    first video stream. ``skip_packets``: its first packets not decoded at all (those before
+    its first keyframe, which the probe does not count as frames).
     """
     import av
 
@@ -50,7 +51,7 @@ def decode_frames(
             stream.thread_type = "AUTO"
             if threads:
                 stream.codec_context.thread_count = threads
-            for frame in container.decode(stream):
+            for frame in _frames(container, stream, skip_packets):
                 rows = wanted.get(decoded)
                 if rows is not None:
                     rgb = frame.to_ndarray(format="rgb24")
@@ -73,3 +74,12 @@ def decode_frames(
         raise FrameCountMismatch(decoded)
     assert out is not None
     return out
+
+
+def _frames(container, stream, skip: int):
+    """The stream's frames, its first ``skip`` non-empty packets left out."""
+    for packet in container.demux(stream):
+        if skip and packet.size:
+            skip -= 1
+            continue
+        yield from packet.decode()

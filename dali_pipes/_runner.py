@@ -195,7 +195,8 @@ class BatchRunner:
     # -- the PyAV front ----------------------------------------------------------------
     def _decode_cpu(self, item: ClipResult, spec: SamplingSpec, slot: int) -> np.ndarray:
         alloc = functools.partial(self._frame_pool.take, slot)
-        decode = functools.partial(decode_frames, item.path, alloc=alloc, stream_index=item.info.stream_index)
+        decode = functools.partial(decode_frames, item.path, alloc=alloc, stream_index=item.info.stream_index,
+                                   skip_packets=item.info.lead_packets)
         try:
             return decode(item.indices)
         except FrameCountMismatch as short:

@@ -478,6 +478,39 @@ def test_a_clip_cut_without_reencoding_gives_the_frames_players_show(tmp_path, b
     assert read_indices(clip) == [10 + i for i in meta["frame_indices"]]  # shown frame 0 is source frame 10
 
 
+# -- 12d. recordings that start mid-GOP ----------------------------------------------------------------
+@pytest.mark.parametrize(("codec", "suffix"), [("h264", ".ts"), ("vp9", ".webm")])
+def test_a_recording_started_mid_gop_starts_at_its_first_keyframe(tmp_path, codec, suffix):
+    """A capture that starts between keyframes: its first packets cannot decode. H.264
+    decoders drop them (vcp counted them, sampled from the wrong count and timed every frame
+    from the first packet), VP9 fails on them (vcp refused the file). Now both start at the
+    keyframe, as players do, with the file's own times, on PyAV (told why)."""
+    import av
+
+    src = write_video(tmp_path / f"src{suffix}", num_frames=50, codec=codec, options={"g": "25", "bf": "0"})
+    raw = tmp_path / "raw"
+    capture = raw / f"train/c/capture{suffix}"
+    capture.parent.mkdir(parents=True)
+    with av.open(str(src)) as source, av.open(str(capture), "w") as out:
+        stream = source.streams.video[0]
+        target = out.add_stream_from_template(stream)
+        for k, packet in enumerate(source.demux(stream)):
+            if packet.dts is not None and k >= 5:  # from frame 5; the next keyframe is frame 25
+                packet.stream = target
+                out.mux(packet)
+    out = tmp_path / "out"
+    tensorize(raw, out, TensorizeConfig.from_options(frames=8, size=32), console=Console(quiet=True))
+    meta = json.loads((out / "train/c/c" / META_NAME).read_text())
+    assert meta["failed"] == []
+    video = meta["videos"][0]
+    assert (video["num_frames"], video["decoder"]) == (25, "pyav")
+    assert video["decoder_note"].endswith(": 20 frame(s) before its first keyframe cannot decode")
+    assert video["frame_indices"] == [0, 3, 6, 10, 13, 17, 20, 24] and "do not decode" not in video.get("warning", "")
+    np.testing.assert_allclose(video["frame_times"], [(20 + i) / 25 for i in video["frame_indices"]], atol=1e-6)
+    clip = torch.load(out / "train/c/c" / PT_NAME, weights_only=True)["videos"][0]
+    assert read_indices(clip) == [25 + i for i in video["frame_indices"]]
+
+
 # -- 13. bad values inside a .pt --------------------------------------------------------------------
 def test_nan_or_labels_outside_the_mapping_reject_their_group_only(raw, tmp_path):
     out = tmp_path / "out"
