@@ -576,3 +576,17 @@ def test_an_internal_value_error_is_exit_1_not_a_usage_error(raw, tmp_path, monk
     monkeypatch.setattr(vcp.tensorize, "remove_stale_groups", broken)
     r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])
     assert r.exit_code == 1 and "ValueError: an internal bug" in r.stderr
+
+
+def test_an_error_whose_message_has_newlines_is_still_one_line(raw, tmp_path, monkeypatch):
+    """HDF5's write errors (a full disk) carry a newline inside their message."""
+    import vcp.tensorize
+
+    def full(*args, **kwargs):
+        raise OSError(28, "Can't write data (time = Thu Nov 26 11:48:49 2026\n, errno = 28, No space left on device)")
+
+    monkeypatch.setattr(vcp.tensorize, "remove_stale_groups", full)
+    r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == ["vcp: error: OSError: [Errno 28] Can't write data (time = Thu Nov 26 11:48:49 2026 , "
+                                     "errno = 28, No space left on device) (rerun with --debug for the traceback)"]

@@ -75,6 +75,5 @@ def user_errors(debug: bool = False):
     except Exception as exc:  # noqa: BLE001
         if debug:
             traceback.print_exc()
-        raise fail(
-            f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", EXIT_ERROR
-        ) from None
+        text = " ".join(str(exc).split())  # one line: HDF5's messages carry newlines
+        raise fail(f"{type(exc).__name__}: {text} (rerun with --debug for the traceback)", EXIT_ERROR) from None
