@@ -16,7 +16,13 @@ from ._probe import VideoError, VideoInfo, probe
 from ._samplers import STRATEGIES, SamplingSpec
 from ._vram import batch_size_for
 
+# What "the frames players show" decodes to. Raised when some inputs decode differently, so
+# outputs made under the old rules are redone (it is part of vcp's fingerprints). 2: the
+# stream players show, edit lists, a lead-in before the first keyframe, the colour tags.
+DECODE_RULES = 2
+
 __all__ = [
+    "DECODE_RULES",
     "STRATEGIES",
     "Batch",
     "CapsTable",

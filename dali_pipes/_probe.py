@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._colour import COLORSPACE_NAMES, RANGE_NAMES
 from ._errors import VideoError, ffmpeg_reason
 from ._packets import Packets, demux, presentation_times
 
@@ -37,6 +38,8 @@ class VideoInfo:
     frame_times: tuple[float, ...] = ()  # seconds from the stream's start, frame i in presentation order
     stream_index: int | None = None  # the container's index of the stream described (None: its first video stream)
     lead_packets: int = 0  # packets before the first keyframe (a recording started mid-GOP): never decoded
+    colorspace: str = ""  # the YCbCr matrix the stream is tagged with ("bt709", ...; "" untagged: BT.601)
+    color_range: str = ""  # "tv" (16-235), "pc" (0-255) or "" (untagged: tv, or pc for yuvj formats)
     needs_pyav: str = ""  # why only PyAV, told the stream, decodes this file as players show it (DALI would not)
 
     def times_of(self, indices) -> list[float]:
@@ -96,6 +99,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             rotation=packets.rotation or 0, frames_missing=missing, warning="; ".join(warnings),
             frame_times=presentation_times(packets.stamps, stream), stream_index=stream.index,
             lead_packets=packets.before_key, needs_pyav=_needs_pyav(other_streams, packets),
+            colorspace=COLORSPACE_NAMES.get(ctx.colorspace, ""), color_range=RANGE_NAMES.get(ctx.color_range, ""),
         )
 
 

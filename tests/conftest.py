@@ -36,6 +36,59 @@ def read_indices(clip: torch.Tensor) -> list[int]:
     return [read_index(frame) for frame in rgb]
 
 
+# Four moderately saturated colours, one per quadrant: a BT.601 reading of BT.709 data moves
+# them by up to ~20/255, and none clips at 0 or 255 under either matrix.
+QUADRANT_COLOURS = [(200, 60, 50), (60, 180, 70), (50, 70, 190), (170, 160, 60)]
+_COLORSPACES = {"bt709": 1, "bt2020nc": 9}
+_RANGES = {"tv": 1, "pc": 2}
+
+
+def write_colour_quadrants(path: Path, codec: str, colorspace: str = "", color_range: str = "",
+                           width: int = 160, height: int = 128, frames: int = 6) -> Path:
+    """A short video of :data:`QUADRANT_COLOURS`, converted to YCbCr with ``colorspace``'s
+    matrix and ``color_range`` and tagged with them ("": untagged, BT.601 limited)."""
+    import av
+
+    img = np.zeros((height, width, 3), np.uint8)
+    for k, colour in enumerate(QUADRANT_COLOURS):
+        r, c = divmod(k, 2)
+        img[r * height // 2:(r + 1) * height // 2, c * width // 2:(c + 1) * width // 2] = colour
+    space, rng = _COLORSPACES.get(colorspace), _RANGES.get(color_range)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(CODECS[codec][0], rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = ({"crf": "4", "b": "0", "deadline": "realtime", "cpu-used": "8"} if codec == "vp9"
+                          else {"crf": "4", "preset": "ultrafast"})
+        if space:
+            ctx = stream.codec_context
+            ctx.colorspace = ctx.color_primaries = ctx.color_trc = space
+        if rng:
+            stream.codec_context.color_range = rng
+        for _ in range(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=space, dst_color_range=rng)
+            if space:
+                frame.colorspace = space
+            if rng:
+                frame.color_range = rng
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def quadrant_colours(clip: torch.Tensor) -> torch.Tensor:
+    """``[4, 3]`` mean RGB (0..255) of the middle of each quadrant of a normalized clip's first frame."""
+    rgb = denormalize(clip[0]) * 255
+    s = rgb.shape[-1]
+    return torch.stack([
+        rgb[:, r * s // 2 + s // 8:(r + 1) * s // 2 - s // 8, c * s // 2 + s // 8:(c + 1) * s // 2 - s // 8].mean(dim=(1, 2))
+        for r, c in (divmod(k, 2) for k in range(4))
+    ])
+
+
 class VideoFactory:
     """Generates (and caches for the session) videos by parameters."""
 

@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from backbones.spec import IMAGENET
 from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec, build_pipeline
 
-from .conftest import MEAN, STD, read_indices
+from .conftest import (
+    MEAN,
+    QUADRANT_COLOURS,
+    STD,
+    quadrant_colours,
+    read_indices,
+    write_colour_quadrants,
+)
 
 SIZE = 32
 
@@ -88,6 +95,38 @@ def test_dali_cpu_decoder_and_pyav_front_agree_on_vp9(videos):
     assert (a.front, b.front) == ("dali", "pyav")
     assert read_indices(a.clip) == read_indices(b.clip) == a.indices.tolist()
     assert (a.clip - b.clip).abs().mean() < 0.02
+
+
+@pytest.mark.parametrize("decoder", ["nvdec", "dali-cpu"])
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("colorspace", ["bt709", "bt2020nc"])
+def test_colour_correction_turns_dalis_bt601_into_the_streams_matrix(decoder, full, colorspace):
+    from dali_pipes._colour import MATRICES, _dali_nvdec, correction, ycbcr_to_rgb
+
+    m, t = correction(decoder, colorspace, "pc" if full else "tv", "yuv420p")
+    applied = _dali_nvdec(full) if decoder == "nvdec" else ycbcr_to_rgb(*MATRICES["bt470bg"], full)
+    wanted = ycbcr_to_rgb(*MATRICES[colorspace], full)
+    yuv = np.random.default_rng(0).uniform([40, 100, 100], [200, 156, 156], (50, 3))
+    dali_rgb = yuv @ applied[0].T + applied[1]
+    np.testing.assert_allclose(dali_rgb @ m.T + t, yuv @ wanted[0].T + wanted[1], atol=2e-3)
+    grey = m @ np.array([90.0, 90.0, 90.0]) + t  # a grey stays grey (DALI's 1.164 is 255/219 rounded)
+    assert np.ptp(grey) < 1e-3 and abs(grey[0] - 90) < 0.05
+    for untouched in ("", "bt470bg", "smpte170m", "unknown"):  # what DALI already does: no pass at all
+        assert correction(decoder, untouched, "pc" if full else "tv", "yuv420p") is None
+
+
+@pytest.mark.parametrize(("colorspace", "color_range"), [("bt709", "tv"), ("bt709", "pc"), ("", "pc"), ("", "")])
+def test_dali_cpu_decoder_gives_the_colours_the_stream_is_tagged_with(tmp_path, colorspace, color_range):
+    """DALI's CPU decoder reads every stream as BT.601: a BT.709 WebM (YouTube's) came out up
+    to 22/255 off what players and the PyAV front show."""
+    path = write_colour_quadrants(tmp_path / "c.webm", "vp9", colorspace, color_range)
+    spec = SamplingSpec(strategy="uniform", frames=2)
+    (dali,) = run(loader(cpu_decoder="auto"), [path], spec)
+    (pyav,) = run(loader(cpu_decoder="pyav"), [path], spec)
+    assert (dali.front, pyav.front) == ("dali", "pyav")
+    truth = torch.tensor(QUADRANT_COLOURS, dtype=torch.float32)
+    assert (quadrant_colours(pyav.clip) - truth).abs().max() < 4
+    assert (quadrant_colours(dali.clip) - quadrant_colours(pyav.clip)).abs().max() < 3
 
 
 def test_flip_mirrors_width(videos):
@@ -191,6 +230,24 @@ def test_nvdec_matches_cpu_path(videos, codec, pix_fmt):
     assert g.clip.is_cuda
     assert read_indices(g.clip) == read_indices(c.clip) == c.indices.tolist()
     assert (g.clip.cpu() - c.clip).abs().mean() < 0.03
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize(("codec", "colorspace", "color_range"), [("h264", "bt709", "tv"), ("h264", "bt709", "pc"),
+                                                                 ("vp9", "bt709", "tv"), ("h264", "", "pc")])
+def test_nvdec_gives_the_colours_the_stream_is_tagged_with(tmp_path, codec, colorspace, color_range):
+    """DALI's NVDEC kernel converts with BT.601 only: the graph corrects BT.709 streams."""
+    path = write_colour_quadrants(tmp_path / f"c{CODECS_SUFFIX[codec]}", codec, colorspace, color_range)
+    spec = SamplingSpec(strategy="uniform", frames=2)
+    (g,) = run(loader(device="gpu"), [path], spec)
+    (c,) = run(loader(cpu_decoder="pyav"), [path], spec)
+    assert g.front == "dali" and c.front == "pyav", (g.note, g.error)
+    truth = torch.tensor(QUADRANT_COLOURS, dtype=torch.float32)
+    assert (quadrant_colours(c.clip) - truth).abs().max() < 4
+    assert (quadrant_colours(g.clip.cpu()) - quadrant_colours(c.clip)).abs().max() < 3
+
+
+CODECS_SUFFIX = {"h264": ".mp4", "vp9": ".webm"}
 
 
 @pytest.mark.needs_cuda

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from dali_pipes import DECODE_RULES
+
 from . import stage
 from .encoder import FrameEncoder
 from .features import (
@@ -40,6 +42,7 @@ def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings) -> str:
     settings = {
         "sampling": {f"{g.category}/{g.subcategory}": asdict(clip.sampling(g)) for g in groups},
         "size": clip.size,
+        "decode": DECODE_RULES,
     }
     return fingerprint([f for g in groups for f in g.files], config, stream=settings)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dali_pipes import ClipLoader, SamplingSpec
+from dali_pipes import DECODE_RULES, ClipLoader, SamplingSpec
 
 from . import stage
 from .atomic import remove_stale_tmp
@@ -39,6 +39,7 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mappi
     """Hash of everything that determines a group's output: inputs and settings."""
     return stage.fingerprint({
         "format": FORMAT_VERSION,
+        "decode": DECODE_RULES,
         "files": [[path.name, *file_stamp(path)] for path in group.files],
         "sampling": asdict(spec),
         "size": config.clip.size,
