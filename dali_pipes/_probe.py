@@ -1,10 +1,10 @@
 """Probing containers: codec, size, rate and the real frame count, without decoding.
 
 The frame count is the number of non-empty video packets the demuxer returns (one
-packet per frame for every codec we read) less those an edit list hides, not the count a
-header claims: the frames players show. Files the
-demuxer cannot open, files without a video stream and truncated files are rejected
-here with a one-line reason, before any decoder sees them.
+packet per frame for every codec we read), less those an edit list hides and those before
+the first keyframe, not the count a header claims: the frames players show. Files the
+demuxer cannot open, files without a video stream and truncated files are rejected here
+with a one-line reason, before any decoder sees them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class VideoInfo:
     width: int
     height: int
     fps: float
-    num_frames: int  # non-empty packets demuxed, less those an edit list hides: the frames players show
+    num_frames: int  # non-empty packets demuxed, less hidden and lead-in ones: the frames players show
     pix_fmt: str
     declared_frames: int  # what the header says (0 = unknown); informational only
     rotation: int = 0  # display rotation, degrees counter-clockwise (0/90/180/270), as players apply it
