@@ -23,7 +23,7 @@ class FrameCountMismatch(Exception):
 
 def decode_frames(
     path: str, indices: np.ndarray, *, threads: int = 0, alloc: Callable[[tuple], np.ndarray] | None = None,
-    stream_index: int | None = None, skip_packets: int = 0,
+    stream_index: int | None = None, skip_packets: int = 0, notes: list[str] | None = None,
 ) -> np.ndarray:
     """RGB uint8 ``[len(indices), H, W, 3]`` holding frame ``indices[i]`` at row ``i``.
 
@@ -34,7 +34,9 @@ def decode_frames(
     video costs page faults and, now and then, a long stall in the kernel).
     ``stream_index``: the container's stream to decode (the probe's choice); None, the
     first video stream. ``skip_packets``: its first packets not decoded at all (those before
-    its first keyframe, which the probe does not count as frames).
+    its first keyframe, which the probe does not count as frames). A stream whose frame size
+    changes (a capture across a broadcast's switch, a WebRTC recording) keeps every frame:
+    those of another size are scaled to the first sampled frame's, said in ``notes``.
     """
     import av
 
@@ -59,7 +61,7 @@ def decode_frames(
                         shape = (len(indices), *rgb.shape)
                         out = alloc(shape) if alloc else np.empty(shape, np.uint8)
                     elif rgb.shape != out.shape[1:]:
-                        raise VideoError(path, f"frame size changes mid-stream at frame {decoded}")
+                        rgb = _rescaled(frame, out.shape[2], out.shape[1], decoded, notes)
                     out[rows] = rgb
                 decoded += 1
                 if decoded > last:
@@ -83,3 +85,11 @@ def _frames(container, stream, skip: int):
             skip -= 1
             continue
         yield from packet.decode()
+
+
+def _rescaled(frame, width: int, height: int, index: int, notes: list[str] | None) -> np.ndarray:
+    """``frame`` as RGB at ``width`` x ``height``; the first time, a note of the change."""
+    if notes is not None and not any(n.startswith("frame size changes") for n in notes):
+        notes.append(f"frame size changes mid-stream ({frame.width}x{frame.height} by frame {index}): "
+                     f"such frames scaled to {width}x{height}")
+    return frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()

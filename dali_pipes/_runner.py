@@ -203,11 +203,14 @@ class BatchRunner:
 
     # -- the PyAV front ----------------------------------------------------------------
     def _decode_cpu(self, item: ClipResult, spec: SamplingSpec, slot: int) -> np.ndarray:
-        alloc = functools.partial(self._frame_pool.take, slot)
+        alloc, notes = functools.partial(self._frame_pool.take, slot), []
         decode = functools.partial(decode_frames, item.path, alloc=alloc, stream_index=item.info.stream_index,
-                                   skip_packets=item.info.lead_packets)
+                                   skip_packets=item.info.lead_packets, notes=notes)
         try:
-            return decode(item.indices)
+            frames = decode(item.indices)
+            if notes:
+                item.info = dataclasses.replace(item.info, warning="; ".join(filter(None, [item.info.warning, *notes])))
+            return frames
         except FrameCountMismatch as short:
             # The stream decodes fewer frames than it has packets: resample with the real n.
             lost = item.info.num_frames - short.decoded

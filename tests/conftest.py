@@ -79,6 +79,38 @@ def write_colour_quadrants(path: Path, codec: str, colorspace: str = "", color_r
     return path
 
 
+def write_size_change(path: Path, codec: str, first=(96, 64), then=(128, 96), frames=(30, 30)) -> Path:
+    """A stream whose frame size changes at a keyframe: ``frames[0]`` index frames at
+    ``first``, then ``frames[1]`` more (their indices going on) at ``then``. H.264 in MPEG-TS
+    (two captures back to back), VP9 in WebM (what WebRTC recordings do)."""
+    import av
+
+    suffix = ".ts" if codec == "h264" else ".webm"
+    parts = []
+    for k, (size, n) in enumerate(zip((first, then), frames, strict=True)):
+        part = path.parent / f".{path.stem}.part{k}{suffix}"
+        write_video(part, num_frames=n, codec=codec, width=size[0], height=size[1])
+        parts.append(part)
+    if codec == "h264":  # MPEG-TS: concatenated streams are one stream
+        path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    else:
+        with av.open(str(parts[0])) as a, av.open(str(parts[1])) as b, av.open(str(path), "w") as out:
+            target = out.add_stream_from_template(a.streams.video[0])
+            shift = 0
+            for source in (a, b):
+                stream, end = source.streams.video[0], 0
+                for packet in source.demux(stream):
+                    if packet.dts is not None:
+                        pts = int(packet.pts * stream.time_base / target.time_base) + shift
+                        packet.pts = packet.dts = pts
+                        packet.stream, end = target, max(end, pts)
+                        out.mux(packet)
+                shift = end + int(1 / (25 * target.time_base))
+    for part in parts:
+        part.unlink()
+    return path
+
+
 def quadrant_colours(clip: torch.Tensor) -> torch.Tensor:
     """``[4, 3]`` mean RGB (0..255) of the middle of each quadrant of a normalized clip's first frame."""
     rgb = denormalize(clip[0]) * 255

@@ -18,6 +18,7 @@ from .conftest import (
     quadrant_colours,
     read_indices,
     write_colour_quadrants,
+    write_size_change,
 )
 
 SIZE = 32
@@ -248,6 +249,17 @@ def test_nvdec_gives_the_colours_the_stream_is_tagged_with(tmp_path, codec, colo
 
 
 CODECS_SUFFIX = {"h264": ".mp4", "vp9": ".webm"}
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("codec", ["h264", "vp9"])
+def test_a_frame_size_change_on_the_gpu_keeps_every_frame(tmp_path, codec):
+    """Whatever NVDEC makes of a size change (an error falls back to PyAV), the frames are the file's."""
+    first, then = NVDEC_SIZES[codec], (NVDEC_SIZES[codec][0] + 32, NVDEC_SIZES[codec][1] + 32)
+    path = write_size_change(tmp_path / f"s.{'ts' if codec == 'h264' else 'webm'}", codec, first, then)
+    (g,) = run(loader(device="gpu"), [path], SamplingSpec(strategy="uniform", frames=8))
+    assert g.ok, g.error
+    assert read_indices(g.clip) == [i if i < 30 else i - 30 for i in g.indices.tolist()]
 
 
 @pytest.mark.needs_cuda

@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from tests.conftest import denormalize, read_indices
+from tests.conftest import denormalize, read_indices, write_size_change
 from vcp.atomic import remove_stale_tmp
 from vcp.cli import app
 from vcp.contract import META_NAME, PT_NAME
@@ -509,6 +509,25 @@ def test_a_recording_started_mid_gop_starts_at_its_first_keyframe(tmp_path, code
     np.testing.assert_allclose(video["frame_times"], [(20 + i) / 25 for i in video["frame_indices"]], atol=1e-6)
     clip = torch.load(out / "train/c/c" / PT_NAME, weights_only=True)["videos"][0]
     assert read_indices(clip) == [25 + i for i in video["frame_indices"]]
+
+
+# -- 12e. the frame size changes mid-stream ------------------------------------------------------------
+@pytest.mark.parametrize("codec", ["h264", "vp9"])
+def test_a_stream_whose_frame_size_changes_keeps_every_frame_and_says_so(tmp_path, codec):
+    """Was refused ('frame size changes mid-stream'); players show such streams whole."""
+    raw = tmp_path / "raw"
+    path = write_size_change(raw / f"train/c/switch.{'ts' if codec == 'h264' else 'webm'}", codec)
+    out = tmp_path / "out"
+    tensorize(raw, out, TensorizeConfig.from_options(frames=8, size=32), console=Console(quiet=True))
+    meta = json.loads((out / "train/c/c" / META_NAME).read_text())
+    assert meta["failed"] == []
+    video = meta["videos"][0]
+    assert video["num_frames"] == 60 and video["frame_indices"] == [0, 8, 16, 25, 33, 42, 50, 59]
+    assert video["warning"] == "frame size changes mid-stream (128x96 by frame 33): such frames scaled to 96x64"
+    clip = torch.load(out / "train/c/c" / PT_NAME, weights_only=True)["videos"][0]
+    # the second part's frames count from 0 again: frame 33 of the file is its frame 3
+    assert read_indices(clip) == [i if i < 30 else i - 30 for i in video["frame_indices"]]
+    assert path.exists()
 
 
 # -- 13. bad values inside a .pt --------------------------------------------------------------------
