@@ -272,6 +272,18 @@ def test_extract_on_unmerged_shards_says_run_merge(raw, tmp_path):
 
 
 # -- 10. links and FIFOs ----------------------------------------------------------------------------
+def test_a_file_name_with_a_newline_is_still_one_error_line(raw, tmp_path):
+    bad = raw / "train/apple/a/bad\nname.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])
+    assert r.exit_code == 3
+    assert errors_of(r) == ["vcp: error: train/apple/a/bad\\nname.mp4: not a readable video container "
+                            "(Invalid data found when processing input)"]
+    meta = json.loads((tmp_path / "o/train/apple/a" / META_NAME).read_text())
+    assert meta["failed"] == [{"file": "bad\nname.mp4", "reason": "not a readable video container "
+                                                                    "(Invalid data found when processing input)"}]
+
+
 def test_broken_symlink_and_fifo_are_reported_like_bad_files(raw, tmp_path):
     sub = raw / "train/apple/a"
     (sub / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")

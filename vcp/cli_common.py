@@ -10,6 +10,7 @@ import typer
 
 from .devices import UsageError
 from .layout import LayoutError
+from .report import one_line
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -59,7 +60,7 @@ def finish_run(shard, root, own_failures: int, strict: bool) -> int:
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    print(f"vcp: error: {message}", file=sys.stderr, flush=True)
+    print(f"vcp: error: {one_line(message)}", file=sys.stderr, flush=True)
     return typer.Exit(code=code)
 
 

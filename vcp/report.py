@@ -18,9 +18,15 @@ def quiet_file_errors(on: bool) -> None:
     _quiet["on"] = on
 
 
+def one_line(text) -> str:
+    """``text`` with control characters escaped (a file name may hold a newline), so that
+    each error stays one line a script can split."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(text))
+
+
 def file_error(where, reason: str) -> None:
     if not _quiet["on"]:
-        print(f"vcp: error: {where}: {reason}", file=sys.stderr, flush=True)
+        print(f"vcp: error: {one_line(where)}: {one_line(reason)}", file=sys.stderr, flush=True)
 
 
 def merged_failures(paths: list[Path]) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ from .lock import output_lock
 from .metadata import group_metadata, run_record, video_record
 from .progress import human_bytes, make_progress
 from .pt_writer import PtWriter, settle_pair
-from .report import file_error
+from .report import file_error, one_line
 from .settings import TensorizeConfig
 from .stage import RunResult, SplitResult
 
@@ -222,8 +222,8 @@ def _warn_cut_short(group: Group, items: list, records: list) -> None:
     cut_short = [f"{relpaths[r['file']]} ({r['frames_missing']} missing)" for r in records if r["frames_missing"]]
     if cut_short:
         print(
-            f"vcp: warning: {len(cut_short)} video(s) in {group.rel_dir.as_posix()} are cut short and kept with "
-            f"the frames present (frames_missing in metadata.json): {', '.join(cut_short)}",
+            one_line(f"vcp: warning: {len(cut_short)} video(s) in {group.rel_dir.as_posix()} are cut short and kept "
+                     f"with the frames present (frames_missing in metadata.json): {', '.join(cut_short)}"),
             file=sys.stderr, flush=True,
         )
 
