@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -218,6 +219,60 @@ def test_export_npy_per_video_with_an_index_and_reruns_skip(made, tmp_path):
     assert vfr["split"] == "train" and vfr["label"] == "0" and vfr["num_frames"] == str(output_rows(6, (1.0, 0.85, 1.15))) == "6"
     assert not [p for p in out.rglob("*.tmp")]
     r = runner.invoke(app, ["export", str(made["features"]), str(out)])
-    assert r.exit_code == 0 and "exported 0 video(s), 4 already there" in " ".join(r.output.split())
+    assert r.exit_code == 0 and "exported 0 video(s), 4 already up to date" in " ".join(r.output.split())
     r = runner.invoke(app, ["export", str(made["features"]), str(out), "--format", "parquet"])
     assert r.exit_code == 2 and "'parquet' is not one of 'npy'" in " ".join(r.output.replace("│", " ").split())
+
+
+def _drop_last_video(src: Path, dst: Path) -> None:
+    """A copy of features file ``src`` without its last video (every per-video dataset cut)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(src, "r") as a, h5py.File(dst, "w") as b:
+        n = a["filenames"].shape[0]
+        for name, ds in a.items():
+            b.create_dataset(name, data=ds[: n - 1] if ds.shape and ds.shape[0] == n else ds[()])
+        b.attrs.update(dict(a.attrs))
+
+
+def test_export_rerun_redoes_a_changed_features_file_and_removes_gone_videos(made, tmp_path):
+    """Reruns skipped every file already there: features re-extracted (another backbone,
+    other data) left the old arrays in place, and videos gone from them stayed."""
+    import shutil
+
+    features = tmp_path / "features"
+    shutil.copytree(made["features"], features)
+    out = tmp_path / "npy"
+    assert runner.invoke(app, ["export", str(features), str(out)]).exit_code == 0
+    train = features / "train_features_multiscale.h5"
+    with h5py.File(train, "r+") as h5:  # re-extracted: other values, same videos
+        h5["features"][...] = h5["features"][...] * 2 + 1
+        names = [n.decode() for n in h5["filenames"][:]]
+        new = [h5["features"][i, : int(h5["num_frames"][i])] for i in range(len(names))]
+    stamp = os.stat(train)
+    os.utime(train, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000))  # mtime resolution aside
+    r = runner.invoke(app, ["export", str(features), str(out)])
+    assert r.exit_code == 0 and f"exported {len(names)} video(s)" in " ".join(r.output.split())
+    for name, rows in zip(names, new, strict=True):
+        np.testing.assert_array_equal(np.load(out / "train" / f"{name}.npy"), rows)
+    _drop_last_video(train, tmp_path / "fewer" / train.name)  # one video gone from the split
+    assert runner.invoke(app, ["export", str(tmp_path / "fewer"), str(out)]).exit_code == 0
+    assert not (out / "train" / f"{names[-1]}.npy").exists()
+    assert all((out / "train" / f"{n}.npy").exists() for n in names[:-1])
+    with open(out / "index.csv") as fh:
+        assert [r["filename"] for r in csv.DictReader(fh)] == [f"train/{n}.npy" for n in names[:-1]]
+    mine = out / "train" / "mine.npy"  # a file export did not write is left alone
+    np.save(mine, np.zeros(3))
+    assert runner.invoke(app, ["export", str(tmp_path / "fewer"), str(out)]).exit_code == 0 and mine.exists()
+
+
+def test_export_does_not_trust_files_it_has_no_record_of(made, tmp_path):
+    """A file at an export path without a record (an older vcp, or another tool) is rewritten."""
+    out = tmp_path / "npy"
+    with h5py.File(made["features"] / "train_features_multiscale.h5") as h5:
+        name = h5["filenames"][0].decode()
+        rows = h5["features"][0, : int(h5["num_frames"][0])]
+    (out / "train" / name).parent.mkdir(parents=True)
+    np.save(out / "train" / f"{name}.npy", np.full((2, 2), 7.0))
+    assert runner.invoke(app, ["export", str(made["features"]), str(out)]).exit_code == 0
+    np.testing.assert_array_equal(np.load(out / "train" / f"{name}.npy"), rows)
+

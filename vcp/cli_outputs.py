@@ -34,9 +34,9 @@ def export_command(
     format: Annotated[ExportFormat, typer.Option("--format", help="npy: one array of num_frames rows per video.")] = ExportFormat.npy,
     debug: Annotated[bool, typer.Option(help="Show tracebacks for unexpected errors.")] = False,
 ) -> None:
-    """One file per video (its real rows only) plus index.csv; reruns skip what is there."""
+    """One file per video (its real rows only) plus index.csv; reruns skip what is up to date."""
     from .export import export
 
     with user_errors(debug):
         written, skipped = export(features, out, format.value)
-    Console(stderr=True).print(f"exported {written} video(s), {skipped} already there: {out}")
+    Console(stderr=True).print(f"exported {written} video(s), {skipped} already up to date: {out}")
