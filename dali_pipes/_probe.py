@@ -104,7 +104,10 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def _check_regular_file(path: Path) -> None:
-    """A readable, non-empty regular file (a broken link, a FIFO... is named as such)."""
+    """A readable, non-empty regular file (a broken link, a FIFO... is named as such) whose
+    name the outputs can store (UTF-8)."""
+    if not utf8_name(path):
+        raise VideoError(path, "file name is not valid UTF-8 (rename it; names are stored as UTF-8)")
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -118,6 +121,14 @@ def _check_regular_file(path: Path) -> None:
         raise VideoError(path, f"not a regular file ({kind})")
     if st.st_size == 0:
         raise VideoError(path, "empty file (0 bytes)")
+
+
+def utf8_name(path: Path) -> bool:
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as surrogates
+        return False
+    return True
 
 
 def _video_stream(path: Path, container):

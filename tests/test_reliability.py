@@ -284,6 +284,41 @@ def test_a_file_name_with_a_newline_is_still_one_error_line(raw, tmp_path):
                                                                     "(Invalid data found when processing input)"}]
 
 
+def _bytes_name(path: Path, raw_name: bytes) -> Path:
+    """``path``'s folder joined with a name that is not valid UTF-8 (skips where the OS refuses one)."""
+    target = os.path.join(os.fsencode(path), raw_name)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        return Path(os.fsdecode(target))
+    except OSError as exc:
+        pytest.skip(f"this filesystem refuses such names: {exc}")
+
+
+def test_a_file_name_that_is_not_utf8_is_one_error_and_the_rest_is_written(raw, tmp_path):
+    """Crashed the whole run (UnicodeEncodeError, exit 1) at the first such file."""
+    bad = _bytes_name(raw / "train/apple/a", b"clip\xff\xfe.mp4")
+    shutil.copyfile(raw / "train/apple/a/one.mp4", bad)
+    r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])
+    assert r.exit_code == 3, r.output
+    assert errors_of(r) == ["vcp: error: train/apple/a/clip\\xff\\xfe.mp4: file name is not valid UTF-8 "
+                            "(rename it; names are stored as UTF-8)"]
+    data = torch.load(tmp_path / "o/train/apple/a" / PT_NAME, weights_only=True)
+    assert sorted(data["filenames"]) == ["one.mp4", "two.webm"]
+    r = runner.invoke(app, ["extract", str(tmp_path / "o"), str(tmp_path / "f"), *BB])
+    assert r.exit_code == 0, r.output  # the failure travels as data, in UTF-8 JSON
+    with h5py.File(tmp_path / "f/train_features_multiscale.h5") as h5:
+        assert "not valid UTF-8" in h5.attrs["tensorize_failed_files"]
+
+
+def test_a_folder_name_that_is_not_utf8_is_a_usage_error_naming_it(raw, tmp_path):
+    bad = _bytes_name(raw / "train", b"cat\xff") / "x.mp4"
+    bad.parent.mkdir()
+    shutil.copyfile(raw / "train/apple/a/one.mp4", bad)
+    r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])
+    assert r.exit_code == 2
+    assert errors_of(r) == ["vcp: error: folder name is not valid UTF-8: train/cat\\xff (rename it; names are stored as UTF-8)"]
+
+
 def test_broken_symlink_and_fifo_are_reported_like_bad_files(raw, tmp_path):
     sub = raw / "train/apple/a"
     (sub / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")

@@ -7,6 +7,7 @@ the sorted category names over the whole tree, identical in every split.
 
 from __future__ import annotations
 
+import os
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -101,6 +102,16 @@ def prepare_output_dir(out: str | Path, *, inputs: Path | None, what: str) -> Pa
     return out
 
 
+def _utf8_folder(folder: Path, root: Path) -> None:
+    """Split, category and subcategory names are labels and keys in every output, stored as
+    UTF-8: a folder whose name is not valid UTF-8 is a usage error naming it."""
+    try:
+        folder.name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(folder.relative_to(root)).decode("utf-8", "backslashreplace")
+        raise LayoutError(f"folder name is not valid UTF-8: {shown} (rename it; names are stored as UTF-8)") from None
+
+
 def discover_raw(root: str | Path, *, splits: list[str] | None = None) -> RawTree:
     """Scan ``root``; every non-hidden entry that is not a folder is an input (bad ones fail later)."""
     try:
@@ -116,7 +127,9 @@ def _discover_raw(root: Path, splits: list[str] | None) -> RawTree:
     categories: set[str] = set()
     split_dirs = sorted((d for d in root.iterdir() if d.is_dir() and _visible(d)), key=lambda d: split_key(d.name))
     for split_dir in split_dirs:
+        _utf8_folder(split_dir, root)
         for cat_dir in sorted(d for d in split_dir.iterdir() if d.is_dir() and _visible(d)):
+            _utf8_folder(cat_dir, root)
             categories.add(cat_dir.name)
             if splits is not None and split_dir.name not in splits:
                 continue
@@ -124,6 +137,7 @@ def _discover_raw(root: Path, splits: list[str] | None) -> RawTree:
             if direct:
                 groups.append(Group(split_dir.name, cat_dir.name, cat_dir.name, direct))
             for sub_dir in sorted(d for d in cat_dir.iterdir() if d.is_dir() and _visible(d)):
+                _utf8_folder(sub_dir, root)
                 files = _files(sub_dir)
                 if files:
                     groups.append(Group(split_dir.name, cat_dir.name, sub_dir.name, files))

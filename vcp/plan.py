@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .contract import PT_NAME
 from .layout import RawTree, discover_raw
+from .report import one_line
 
 VIDEO_SUFFIXES = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .m2v .ts .mts .m2ts .flv .wmv .asf .3gp .3g2 .ogv .ogg .mxf .y4m .ivf .h264 .264 .hevc .265 .mjpeg .mjpg .vob .dv".split()
@@ -31,6 +32,10 @@ def rejected_on_sight(path: Path) -> str | None:
         return "not a regular file"
     if st.st_size == 0:
         return "empty file (0 bytes)"
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8"
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         return f"extension {path.suffix or '(none)'} is not a video container's"
     return None
@@ -44,7 +49,7 @@ def _table(title: str, first: str) -> Table:
 
 
 def _rejections(files) -> list[str]:
-    return [f"{p.name}: {why}" for p in files if (why := rejected_on_sight(p))]
+    return [one_line(f"{p.name}: {why}") for p in files if (why := rejected_on_sight(p))]
 
 
 def tensorize_plan(tree: RawTree, out: Path, config) -> Table:

@@ -21,7 +21,13 @@ def quiet_file_errors(on: bool) -> None:
 def one_line(text) -> str:
     """``text`` with control characters escaped (a file name may hold a newline), so that
     each error stays one line a script can split."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(text))
+    return "".join(c if c.isprintable() else _escaped(c) for c in str(text))
+
+
+def _escaped(c: str) -> str:
+    if "\udc80" <= c <= "\udcff":  # a byte of a file name that is not UTF-8, as Python keeps it
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return c.encode("unicode_escape").decode()
 
 
 def file_error(where, reason: str) -> None:
