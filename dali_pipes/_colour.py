@@ -7,8 +7,10 @@ DALI 2.4's decoders take the range but not the matrix: NVDEC's output goes throu
 own kernel with BT.601 (limited, or JPEG's full-range BT.601 when the bitstream says full
 range), the CPU decoder through swscale with BT.601. Both conversions are affine in (Y, Cb, Cr), so the RGB the tags ask for is an affine function
 of the RGB DALI gave, ``M @ rgb + T`` (:func:`correction`), exact wherever DALI's output
-did not clip at 0 or 255 (only the most saturated colours do). A stream DALI already
-converts as tagged gets no correction (and its pixels are untouched).
+did not clip at 0 or 255 (only the most saturated colours do). It is applied to the
+finished clip (:func:`correct_normalized`: resize is linear, so after it equals before, on
+fewer pixels), only to clips that need it: a stream DALI already converts as tagged is
+untouched.
 """
 
 from __future__ import annotations
@@ -81,4 +83,16 @@ def correction(decoder: str, colorspace: str, color_range: str, pix_fmt: str) ->
     return m.astype(np.float32), (q_true - m @ q_dec).astype(np.float32)
 
 
-IDENTITY = (np.eye(3, dtype=np.float32), np.zeros(3, dtype=np.float32))
+def correct_normalized(clip, m: np.ndarray, t: np.ndarray, mean, std) -> None:
+    """Apply ``rgb -> m @ rgb + t`` (0..255 RGB) in place to ``clip``, a ``[T, 3, H, W]``
+    torch tensor already normalized with ``mean``/``std`` (0..1 RGB): with D = 255 std,
+    the normalized clip maps by D^-1 m D and an offset, one 3x3 mix over the channels."""
+    import torch
+
+    scale = 255.0 * np.asarray(std, np.float64)
+    shift = 255.0 * np.asarray(mean, np.float64)
+    mix = (m.astype(np.float64) * scale[None, :]) / scale[:, None]
+    offset = (m.astype(np.float64) @ shift + t - shift) / scale
+    mix_t = torch.as_tensor(mix, dtype=clip.dtype, device=clip.device)
+    offset_t = torch.as_tensor(offset, dtype=clip.dtype, device=clip.device).view(1, 3, 1, 1)
+    clip.copy_(torch.einsum("ij,tjhw->tihw", mix_t, clip) + offset_t)

@@ -1,5 +1,4 @@
-"""The DALI graph: one decode front (DALI's decoder, or frames from PyAV) -> resize -> colour
-correction (DALI's decoder only) -> normalize."""
+"""The DALI graph: one decode front (DALI's decoder, or frames from PyAV) -> resize -> normalize."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ Device = Literal["cpu", "gpu"]
 Front = Literal["dali", "pyav"]
 
 
-def _resize_normalize(frames, *, size: int, mean, std, flip, colour=None):
+def _resize_normalize(frames, *, size: int, mean, std, flip):
     from nvidia.dali import fn, types
 
     frames = fn.resize(
@@ -21,12 +20,6 @@ def _resize_normalize(frames, *, size: int, mean, std, flip, colour=None):
         antialias=True,
         dtype=types.FLOAT,
     )
-    if colour is not None:
-        # the stream's own YCbCr matrix where DALI's decoder used BT.601 (_colour.py): an affine
-        # map per video, identity (same bits) for the rest; resize is linear, so applying it
-        # after the resize equals applying it before, on fewer pixels. Not clamped to 0..255
-        # (a clamp moves the bits of untouched videos where the resize rounds past 255).
-        frames = fn.coord_transform(frames, M=colour[0], T=colour[1])
     return fn.crop_mirror_normalize(
         frames,
         dtype=types.FLOAT,
@@ -48,11 +41,7 @@ def build_pipeline(
     num_threads: int | None = None,
     device_id: int | None = None,
 ):
-    """Build (and ``build()``) one DALI pipeline for ``front`` on ``device``.
-
-    Inputs to feed: ``flip`` (int32 per video), and for ``"dali"`` ``encoded`` (the file's
-    bytes), ``indices`` (int32 frame numbers), ``colour_m``/``colour_t`` (float32 3x3 and 3:
-    ``_colour.correction`` or the identity); for ``"pyav"`` ``frames`` (uint8 FHWC RGB)."""
+    """Build (and ``build()``) one DALI pipeline for ``front`` on ``device``."""
     from nvidia.dali import fn, pipeline_def, types
 
     @pipeline_def(
@@ -74,16 +63,13 @@ def build_pipeline(
                 pad_mode="none",
                 device="mixed" if device == "gpu" else "cpu",
             )
-            colour = (fn.external_source(name="colour_m", dtype=types.FLOAT, ndim=2),
-                      fn.external_source(name="colour_t", dtype=types.FLOAT, ndim=1))
         else:
             # no_copy: the caller's buffers are read in place; they are not refilled before the
             # (synchronous, non-pipelined) run that reads them has returned.
             frames = fn.external_source(name="frames", dtype=types.UINT8, ndim=4, layout="FHWC", no_copy=True)
             if device == "gpu":
                 frames = frames.gpu()
-            colour = None  # PyAV converts with the stream's own matrix and range
-        return _resize_normalize(frames, size=size, mean=mean, std=std, flip=flip, colour=colour)
+        return _resize_normalize(frames, size=size, mean=mean, std=std, flip=flip)
 
     pipe = graph()
     pipe.build()

@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from ._buffers import Batch, FramePool, Lease, OutputPool
-from ._colour import IDENTITY, correction
+from ._colour import correct_normalized, correction
 from ._graph import Front, build_pipeline
 from ._nvdec import dali_error_line
 from ._plan import ClipResult, LoaderStats, Router
@@ -181,17 +181,17 @@ class BatchRunner:
         pipe.feed_input("encoded", encoded)
         pipe.feed_input("indices", [item.indices.astype(np.int32) for item in items])
         pipe.feed_input("flip", [_graph_flip(item) for item in items])
-        colours = [self._colour(item.info) for item in items]
-        pipe.feed_input("colour_m", [m for m, _ in colours])
-        pipe.feed_input("colour_t", [t for _, t in colours])
         for item, clip in zip(items, self._outputs(pipe, len(items)), strict=True):
             item.clip = clip
+            self._correct_colour(item)
         return True
 
-    def _colour(self, info) -> tuple:
-        """The correction from what DALI's decoder converts to what the stream's tags ask for."""
-        decoder = "nvdec" if self.device == "gpu" else "dali-cpu"
-        return correction(decoder, info.colorspace, info.color_range, info.pix_fmt) or IDENTITY
+    def _correct_colour(self, item: ClipResult) -> None:
+        """DALI's decoder converted with BT.601: give a stream tagged otherwise its own colours."""
+        info = item.info
+        fix = correction("nvdec" if self.device == "gpu" else "dali-cpu", info.colorspace, info.color_range, info.pix_fmt)
+        if fix is not None:
+            correct_normalized(item.clip, *fix, self._graph["mean"], self._graph["std"])
 
     def _fallback(self, item: ClipResult, exc: Exception) -> None:
         """The DALI decoder rejected this file: decode it on the CPU with PyAV instead."""

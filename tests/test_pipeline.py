@@ -116,6 +116,18 @@ def test_colour_correction_turns_dalis_bt601_into_the_streams_matrix(decoder, fu
         assert correction(decoder, untouched, "pc" if full else "tv", "yuv420p") is None
 
 
+def test_colour_correction_on_a_normalized_clip_is_the_rgb_map():
+    from dali_pipes._colour import correct_normalized, correction
+
+    m, t = correction("nvdec", "bt709", "tv", "yuv420p")
+    t = t + np.float32([3.0, -2.0, 1.0])  # an offset too
+    rgb = torch.rand(4, 3, 8, 8) * 255
+    clip = (rgb / 255 - MEAN) / STD
+    correct_normalized(clip, m, t, IMAGENET.mean, IMAGENET.std)
+    want = torch.einsum("ij,tjhw->tihw", torch.from_numpy(m), rgb) + torch.from_numpy(t).view(1, 3, 1, 1)
+    torch.testing.assert_close((clip * STD + MEAN) * 255, want, atol=2e-3, rtol=0)
+
+
 @pytest.mark.parametrize(("colorspace", "color_range"), [("bt709", "tv"), ("bt709", "pc"), ("", "pc"), ("", "")])
 def test_dali_cpu_decoder_gives_the_colours_the_stream_is_tagged_with(tmp_path, colorspace, color_range):
     """DALI's CPU decoder reads every stream as BT.601: a BT.709 WebM (YouTube's) came out up
