@@ -5,12 +5,12 @@ Players (and PyAV) convert with the matrix the stream is tagged with (BT.709 for
 all HD video: phones, cameras, YouTube) and its range (limited 16-235 or full 0-255).
 DALI 2.4's decoders take the range but not the matrix: NVDEC's output goes through DALI's
 own kernel with BT.601 (limited, or JPEG's full-range BT.601 when the bitstream says full
-range), the CPU decoder through swscale with BT.601. Both conversions are affine in (Y, Cb, Cr), so the RGB the tags ask for is an affine function
-of the RGB DALI gave, ``M @ rgb + T`` (:func:`correction`), exact wherever DALI's output
-did not clip at 0 or 255 (only the most saturated colours do). It is applied to the
-finished clip (:func:`correct_normalized`: resize is linear, so after it equals before, on
-fewer pixels), only to clips that need it: a stream DALI already converts as tagged is
-untouched.
+range), the CPU decoder through swscale with BT.601. Both conversions are affine in
+(Y, Cb, Cr), so the RGB the tags ask for is an affine function of the RGB DALI gave,
+``M @ rgb + T`` (:func:`correction`), exact wherever DALI's output did not clip at 0 or
+255 (only the most saturated colours do). It is applied to the finished clip
+(:func:`correct_normalized`: resize is linear, so after it equals before, on fewer
+pixels), only to clips that need it: a stream DALI already converts as tagged is untouched.
 """
 
 from __future__ import annotations

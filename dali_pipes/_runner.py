@@ -208,9 +208,6 @@ class BatchRunner:
                                    skip_packets=item.info.lead_packets, notes=notes)
         try:
             frames = decode(item.indices)
-            if notes:
-                item.info = dataclasses.replace(item.info, warning="; ".join(filter(None, [item.info.warning, *notes])))
-            return frames
         except FrameCountMismatch as short:
             # The stream decodes fewer frames than it has packets: resample with the real n.
             lost = item.info.num_frames - short.decoded
@@ -220,7 +217,10 @@ class BatchRunner:
                 warning="; ".join(filter(None, [item.info.warning, note])),
             )
             item.indices, item.flip = spec.plan(short.decoded, item.info.fps, item.relpath)
-            return decode(item.indices)
+            frames = decode(item.indices)
+        if notes:  # e.g. a frame size change
+            item.info = dataclasses.replace(item.info, warning="; ".join(filter(None, [item.info.warning, *notes])))
+        return frames
 
     def _run_frames(self, items: list[ClipResult], spec: SamplingSpec) -> None:
         decoded, ready = [], []
