@@ -79,7 +79,8 @@ def export(features: Path, out: Path, fmt: str = "npy") -> tuple[int, int]:
         written, skipped = written + done, skipped + skip
         exported = [row[1] for row in rows]
         for stale in set(earlier.get("files", [])) - set(exported):  # videos gone from the features
-            (out / stale).unlink(missing_ok=True)
+            if out.resolve() in (out / stale).resolve().parents:  # only inside OUT, whatever the record says
+                (out / stale).unlink(missing_ok=True)
         after[split] = {"source": source, "files": exported}
         # after each split: a run killed later never leaves a split's new files under an old record
         _write_atomic(out / MANIFEST, json.dumps({"format": fmt, "splits": {**before, **after}}, indent=1) + "\n")

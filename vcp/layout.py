@@ -102,14 +102,21 @@ def prepare_output_dir(out: str | Path, *, inputs: Path | None, what: str) -> Pa
     return out
 
 
+def utf8_name(path: Path) -> bool:
+    """Whether ``path``'s name is valid UTF-8 (Python keeps undecodable bytes as surrogates)."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _utf8_folder(folder: Path, root: Path) -> None:
     """Split, category and subcategory names are labels and keys in every output, stored as
     UTF-8: a folder whose name is not valid UTF-8 is a usage error naming it."""
-    try:
-        folder.name.encode("utf-8")
-    except UnicodeEncodeError:
+    if not utf8_name(folder):
         shown = os.fsencode(folder.relative_to(root)).decode("utf-8", "backslashreplace")
-        raise LayoutError(f"folder name is not valid UTF-8: {shown} (rename it; names are stored as UTF-8)") from None
+        raise LayoutError(f"folder name is not valid UTF-8: {shown} (rename it; names are stored as UTF-8)")
 
 
 def discover_raw(root: str | Path, *, splits: list[str] | None = None) -> RawTree:

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from .contract import PT_NAME
-from .layout import RawTree, discover_raw
+from .layout import RawTree, discover_raw, utf8_name
 from .report import one_line
 
 VIDEO_SUFFIXES = frozenset(
@@ -32,9 +32,7 @@ def rejected_on_sight(path: Path) -> str | None:
         return "not a regular file"
     if st.st_size == 0:
         return "empty file (0 bytes)"
-    try:
-        path.name.encode("utf-8")
-    except UnicodeEncodeError:
+    if not utf8_name(path):
         return "file name is not valid UTF-8"
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         return f"extension {path.suffix or '(none)'} is not a video container's"
