@@ -184,11 +184,11 @@ def route(
     video streams, a cover picture first, frames an edit list hides, packets before the
     first keyframe) goes to PyAV, on both.
     """
+    where = f"{codec} {width}x{height} {pix_fmt}"
     if needs_pyav:
-        return Route("pyav", f"{codec} {width}x{height} {pix_fmt}: {needs_pyav}")
+        return Route("pyav", f"{where}: {needs_pyav}")
     if device != "gpu":
         return Route("dali" if cpu_decoder == "auto" and codec in dali_cpu_codecs else "pyav")
-    where = f"{codec} {width}x{height} {pix_fmt}"
     if not nvdec_usable:
         return Route("pyav", f"{where}: no usable NVDEC on this GPU")
     if codec not in NVDEC_CODECS:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from backbones.spec import IMAGENET
 from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec, build_pipeline
+from vcp.synth import CODECS
 
 from .conftest import (
     MEAN,
@@ -249,8 +250,8 @@ def test_nvdec_matches_cpu_path(videos, codec, pix_fmt):
 @pytest.mark.parametrize(("codec", "colorspace", "color_range"), [("h264", "bt709", "tv"), ("h264", "bt709", "pc"),
                                                                  ("vp9", "bt709", "tv"), ("h264", "", "pc")])
 def test_nvdec_gives_the_colours_the_stream_is_tagged_with(tmp_path, codec, colorspace, color_range):
-    """DALI's NVDEC kernel converts with BT.601 only: the graph corrects BT.709 streams."""
-    path = write_colour_quadrants(tmp_path / f"c{CODECS_SUFFIX[codec]}", codec, colorspace, color_range)
+    """DALI's NVDEC kernel converts with BT.601 only: vcp corrects the clips of BT.709 streams."""
+    path = write_colour_quadrants(tmp_path / f"c{CODECS[codec][1]}", codec, colorspace, color_range)
     spec = SamplingSpec(strategy="uniform", frames=2)
     (g,) = run(loader(device="gpu"), [path], spec)
     (c,) = run(loader(cpu_decoder="pyav"), [path], spec)
@@ -258,9 +259,6 @@ def test_nvdec_gives_the_colours_the_stream_is_tagged_with(tmp_path, codec, colo
     truth = torch.tensor(QUADRANT_COLOURS, dtype=torch.float32)
     assert (quadrant_colours(c.clip) - truth).abs().max() < 4
     assert (quadrant_colours(g.clip.cpu()) - quadrant_colours(c.clip)).abs().max() < 3
-
-
-CODECS_SUFFIX = {"h264": ".mp4", "vp9": ".webm"}
 
 
 @pytest.mark.needs_cuda
