@@ -38,13 +38,26 @@ def build(model_name: str, weights=None) -> Backbone:
         source = f"timm {model_name}{tag}"
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     spec = InputSpec(tuple(cfg["mean"]), tuple(cfg["std"])) if "mean" in cfg and "std" in cfg else IMAGENET
-    return Backbone(model, feature_dim=model.num_features, input_spec=spec, weights_source=source)
+    return Backbone(model, feature_dim=feature_dim(model_name), input_spec=spec, weights_source=source)
 
 
 def feature_dim(model_name: str) -> int:
-    """``num_features`` without allocating weights (built on the meta device)."""
+    """The width of what the headless model returns, from one forward on the meta device
+    (no weights allocated, nothing computed). Not ``num_features``: that is the width before
+    pooling, and models with a hidden layer after it (MobileNetV3/V4, GhostNet, LCNet,
+    HGNetV2: ``head_hidden_size``) return wider rows. Where the meta forward fails, timm's
+    own declaration of the output width is taken."""
     import timm
     import torch
 
     with torch.device("meta"):
-        return int(timm.create_model(model_name, pretrained=False, num_classes=0).num_features)
+        net = timm.create_model(model_name, pretrained=False, num_classes=0).eval()
+    size = tuple((getattr(net, "pretrained_cfg", {}) or {}).get("input_size") or (3, 224, 224))
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(1, *size, device="meta"))
+        if out.ndim == 2:
+            return int(out.shape[1])
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: timm's declared width
+        pass
+    return int(getattr(net, "head_hidden_size", None) or net.num_features)

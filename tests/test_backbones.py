@@ -38,6 +38,40 @@ def test_every_backbone_random_init_frozen_pooled(name):
     assert out.grad_fn is None
 
 
+# One model of each timm family that takes any input size; five of them (mobilenetv3,
+# mobilenetv4, ghostnet, lcnet, hgnetv2) pool into a hidden layer wider than num_features.
+TIMM_FAMILIES = [
+    "resnet18", "efficientnet_b0", "mobilenetv3_small_050", "mobilenetv4_conv_small", "ghostnet_050", "lcnet_050",
+    "hgnetv2_b0", "convnext_atto", "regnetx_002", "densenet121", "repvgg_a0", "fastvit_t8",
+]
+
+
+@pytest.mark.parametrize("name", TIMM_FAMILIES)
+def test_a_timm_backbone_declares_the_width_it_returns(name):
+    import timm
+
+    model = get_backbone(f"timm/{name}", weights=None)
+    with torch.inference_mode():
+        rows = model(torch.randn(2, 3, 64, 64))
+    assert rows.shape == (2, model.feature_dim)
+    wider = name in ("mobilenetv3_small_050", "mobilenetv4_conv_small", "ghostnet_050", "lcnet_050", "hgnetv2_b0")
+    assert (model.feature_dim > timm.create_model(name, pretrained=False, num_classes=0).num_features) == wider
+
+
+def test_extract_with_a_backbone_wider_than_num_features(tmp_path, videos):
+    raw = tmp_path / "raw"
+    videos.copy_to(raw / "train/cat/v.mp4", codec="h264", num_frames=12)
+    runner = CliRunner()
+    assert runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "p"), "--frames", "4", "--size", "64", "--mode", "cpu"]).exit_code == 0
+    r = runner.invoke(app, ["extract", str(tmp_path / "p"), str(tmp_path / "f"), "--backbone", "timm/mobilenetv3_small_050",
+                            "--weights", "none", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    import h5py
+
+    with h5py.File(tmp_path / "f/train_features_multiscale.h5") as h5:
+        assert h5["features"].shape[2] == h5.attrs["feature_dim"] == 1024
+
+
 def test_weights_from_state_dict_file_head_keys_ignored(tmp_path):
     import torchvision
 
