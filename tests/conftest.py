@@ -160,8 +160,8 @@ def bad_files(tmp_path, videos):
     files = {}
     files["empty.mp4"] = d / "empty.mp4"
     files["empty.mp4"].write_bytes(b"")
-    files["notes.txt"] = d / "notes.txt"
-    files["notes.txt"].write_text("not a video\n" * 50)
+    files["notes"] = d / "notes"  # no extension: probed (and refused), never ignored
+    files["notes"].write_text("not a video\n" * 50)
     good = videos("h264", 60).read_bytes()
     files["truncated.mp4"] = d / "truncated.mp4"
     files["truncated.mp4"].write_bytes(good[: len(good) // 2])
@@ -175,8 +175,8 @@ def bad_files(tmp_path, videos):
     files["corrupt.mp4"].write_bytes(bytes(corrupt))
     files["audio_only.mka"] = d / "audio_only.mka"
     _write_audio_only(files["audio_only.mka"])
-    files["image.png"] = d / "image.png"
-    _write_png(files["image.png"])
+    files["image.mp4"] = d / "image.mp4"  # a PNG picture named like a video
+    _write_png(files["image.mp4"])
     return files
 
 

@@ -182,8 +182,9 @@ def test_dry_run_lists_what_would_be_done_and_writes_nothing(made, tmp_path):
         assert not fresh.exists()
         rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in r.output.splitlines() if line.count("│") >= 5}
         assert rows["train/apple/a"][:3] == ["2", "0", "2"]
-        assert rows["train/zebra/zebra"][:3] == ["3", "0", "1"]
+        assert rows["train/zebra/zebra"][:3] == ["2", "0", "1"]  # notes.txt is no video: ignored, not rejected
         assert "empty.mp4: empty file" in " ".join(rows["train/zebra/zebra"][3:]) + " ".join(r.output.split())
+        assert "ignored: 1 non-video (notes.txt)" in " ".join(r.output.split())
         r = runner.invoke(app, ["tensorize", str(made["raw"]), str(made["processed"]), *TZ, "--dry-run"])
         rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in r.output.splitlines() if line.count("│") >= 5}
         assert rows["train/apple/a"][:3] == ["2", "2", "0"] and rows["val/zebra/zebra"][:3] == ["1", "1", "0"]

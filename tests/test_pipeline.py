@@ -185,8 +185,8 @@ def test_bad_files_are_reported_and_others_still_decode(videos, bad_files):
     assert set(reasons) == set(bad_files)
     assert reasons["empty.mp4"] == "empty file (0 bytes)"
     assert reasons["audio_only.mka"] == "no video stream in container"
-    assert reasons["notes.txt"].startswith("not a video") or reasons["notes.txt"].startswith("not a readable")
-    assert reasons["image.png"].startswith("not a video")
+    assert reasons["notes"].startswith("not a video") or reasons["notes"].startswith("not a readable")
+    assert reasons["image.mp4"].startswith("not a video")
     assert reasons["truncated.webm"].startswith("truncated:")
     for r in results[1:-1]:
         assert str(r.error).startswith(r.path + ": ") and "\n" not in str(r.error)

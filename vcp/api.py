@@ -12,13 +12,12 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from rich.console import Console
-
 from .devices import cuda_available, slow_precision_warning
 from .encoder import FrameEncoder
 from .extract import extract_split
 from .features import load_backbone
 from .multiscale import DEFAULT_SCALES
+from .progress import console
 from .pt_reader import discover_processed
 from .settings import ExtractConfig
 
@@ -53,7 +52,7 @@ class EnhancedFeatureExtractor:
         )
         self.model = load_backbone(self.config)
         self.feature_dim = self.model.feature_dim
-        self.console = Console(stderr=True, quiet=quiet)
+        self.console = console(stderr=True, quiet=quiet)
         self._encoder = FrameEncoder(self.model, self.config)
 
     def extract_features_from_split(self, split: str, batch_size: int | None = None) -> Path:

@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import os
 from pathlib import Path
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+_PID_ROOM = 24  # ".<pid>.tmp" with room for any pid
+
+
+def tmp_stem(name: str) -> str:
+    """The hidden prefix of ``name``'s temp files: ``.<name>``, or, where that would not fit
+    in a file name beside the pid, the name cut short plus a hash of the whole name."""
+    stem = f".{name}"
+    if len(os.fsencode(stem)) + _PID_ROOM <= NAME_MAX:
+        return stem
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    keep = os.fsencode(name)[: NAME_MAX - _PID_ROOM - len(digest) - 2].decode("utf-8", "ignore")
+    return f".{keep}~{digest}"
+
 
 def tmp_path_for(final: Path) -> Path:
-    """Hidden temp name next to ``final`` (same filesystem, so the rename is atomic)."""
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    """Hidden temp name next to ``final`` (same filesystem, so the rename is atomic); it
+    fits wherever the final name fits."""
+    return final.with_name(f"{tmp_stem(final.name)}.{os.getpid()}.tmp")
+
+
+def tmp_files_of(directory: Path, name: str) -> list[Path]:
+    """The temp files of ``name`` in ``directory`` (any owner), by :func:`tmp_stem`."""
+    return sorted(Path(directory).glob(f"{glob.escape(tmp_stem(name))}.*tmp"))
 
 
 def replace_into(tmp: Path, final: Path) -> None:
@@ -38,7 +60,7 @@ def remove_stale_tmp(directory: Path, names) -> None:
 
     if directory.is_dir():
         for name in names:
-            for stale in directory.glob(f".{name}.*tmp"):
+            for stale in tmp_files_of(directory, name):
                 owner = tmp_owner(stale)
                 if owner is None or owner == os.getpid() or pid_alive(owner):
                     continue

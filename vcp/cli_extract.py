@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from . import cli_options as opt
 from .cli_common import EXIT_USAGE, fail, finish_run, start_run, user_errors
+from .progress import PlainTable, console
 
 if TYPE_CHECKING:
     from .settings import ClipSettings
@@ -137,25 +136,25 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
         if dry_run:
             from .plan import stream_plan
 
-            Console().print(stream_plan(source, features, settings, videos.clip))
+            console().print(stream_plan(source, features, settings, videos.clip))
             raise typer.Exit(0)
         decode = opt.decode_settings(videos.decode, mode="cpu", device_id=settings.shard.local_rank)
-        return extract_from_videos(source, features, settings, videos.clip, decode, console=Console(stderr=True))
+        return extract_from_videos(source, features, settings, videos.clip, decode, console=console(stderr=True))
     from .extract import extract
 
     if dry_run:
         from .plan import extract_plan
 
-        Console().print(extract_plan(source, features, settings))
+        console().print(extract_plan(source, features, settings))
         raise typer.Exit(0)
-    return extract(source, features, settings, console=Console(stderr=True))
+    return extract(source, features, settings, console=console(stderr=True))
 
 
 def backbones_command() -> None:
     """List backbones: built-ins, timm, plugins (broken ones with their error)."""
     from backbones import default_registry
 
-    table = Table(title="vcp backbones (entry-point group vcp.backbones)")
+    table = PlainTable(title="vcp backbones (entry-point group vcp.backbones)")
     for col in ("name", "feature_dim", "default weights", "source", "status"):
         table.add_column(col)
     registry = default_registry()
@@ -163,4 +162,4 @@ def backbones_command() -> None:
         status = "ok" if spec.ok else f"broken: {spec.error}"
         table.add_row(name, str(spec.feature_dim or "-"), str(spec.default_weights or "-"), spec.distribution, status)
     table.add_row("timm/<model_name>", "model's num_features", "DEFAULT", "timm", "ok")
-    Console(width=200).print(table)
+    console(width=200).print(table)

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from .cli_common import EXIT_USAGE, fail, user_errors
+from .progress import console, plain
 
 
 def merge_command(
@@ -23,8 +23,8 @@ def merge_command(
             merged = merge_all(directory)
         except MergeError as exc:
             raise fail(str(exc), EXIT_USAGE) from None
-    console = Console(stderr=True)
+    out = console(stderr=True)
     if not merged:
-        console.print(f"nothing to merge under {directory}")
+        out.print(plain(f"nothing to merge under {directory}"), soft_wrap=True)
     for path in merged:
-        console.print(f"merged {path}")
+        out.print(plain(f"merged {path}"), soft_wrap=True)

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from .cli_common import user_errors
+from .cli_common import EXIT_OK, EXIT_PARTIAL, user_errors
 from .cli_options import choices
 from .export import FORMATS
+from .progress import console, plain
 
 ExportFormat = choices("ExportFormat", FORMATS)
 
@@ -23,9 +23,13 @@ def inspect_command(
 ) -> None:
     """Tables of what tensorize/extract wrote; --preview draws the sampled frames."""
     from .inspect import inspect
+    from .report import file_error
 
     with user_errors(debug):
-        inspect(path, preview=preview, videos=videos, console=Console(width=160))
+        problems = inspect(path, preview=preview, videos=videos, console=console(width=160))
+    for where, reason in problems:
+        file_error(where, reason)
+    raise typer.Exit(EXIT_PARTIAL if problems else EXIT_OK)
 
 
 def export_command(
@@ -38,5 +42,7 @@ def export_command(
     from .export import export
 
     with user_errors(debug):
-        written, skipped = export(features, out, format.value)
-    Console(stderr=True).print(f"exported {written} video(s), {skipped} already up to date: {out}")
+        result = export(features, out, format.value)
+    failed = f", {len(result.failures)} failed" if result.failures else ""
+    console(stderr=True).print(plain(f"exported {result.written} video(s), {result.skipped} already up to date{failed}: {out}"), soft_wrap=True)
+    raise typer.Exit(EXIT_PARTIAL if result.failures else EXIT_OK)

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from dali_pipes import STRATEGIES
 
 from . import cli_options as opt
 from .cli_common import finish_run, start_run, user_errors
 from .devices import resolve_mode
+from .progress import console
 
 if TYPE_CHECKING:
     from .layout import RawTree
@@ -41,11 +41,11 @@ def tensorize_command(
         if run["dry_run"]:
             from .plan import tensorize_plan
 
-            Console().print(tensorize_plan(settings.tree, out, settings.config))
+            console().print(tensorize_plan(settings.tree, out, settings.config))
             raise typer.Exit(0)
         from .tensorize import tensorize
 
-        result = tensorize(raw, out, settings.config, console=Console(stderr=True), tree=settings.tree)
+        result = tensorize(raw, out, settings.config, console=console(stderr=True), tree=settings.tree)
         code = finish_run(this_shard, out, len(result.failures), run["strict"])
     raise typer.Exit(code)
 

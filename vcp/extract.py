@@ -28,6 +28,7 @@ from .features import (  # the sink; re-exported for callers of the stage
 )
 from .layout import prepare_output_dir
 from .lock import output_lock
+from .progress import console as progress_console
 from .pt_reader import (
     ClipReader,
     PtSchemaError,
@@ -53,7 +54,7 @@ def extract(
     console: Console | None = None,
 ) -> RunResult:
     """Run the stage over every split found (or ``config.splits``)."""
-    console = console or Console(stderr=True)
+    console = console or progress_console(stderr=True)
     processed = Path(processed)
     by_split = discover_processed(processed, config.splits)
     features = prepare_output_dir(features, inputs=None, what="FEATURES")

@@ -249,5 +249,5 @@ COLUMNS: list[stage.Column] = [
 ]
 
 
-def summary_table(results: list[SplitResult]):
-    return stage.summary_table("vcp extract", results, COLUMNS)
+def summary_table(results: list[SplitResult], *, tree=None):
+    return stage.summary_table("vcp extract", results, COLUMNS, tree=tree)

@@ -8,20 +8,20 @@ frame index and time) so sampling, colour and orientation can be checked at a gl
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
 from .contract import PT_NAME, group_files
+from .progress import PlainTable, plain
+from .progress import console as progress_console
 
 
 def find_outputs(path: Path) -> tuple[list[Path], list[Path]]:
     """``(.pt files, .h5 files)`` at or under ``path``."""
-    if path.is_file():
+    if not path.is_dir():  # one file (opened, and checked to be a regular file, later)
         return ([path], []) if path.suffix == ".pt" else ([], [path])
     return group_files(path), sorted(path.glob("*.h5"))
 
@@ -30,10 +30,10 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def processed_table(pts: list[Path]) -> Table:
+def processed_table(pts: list[Path], problems: list | None = None) -> PlainTable:
     from .pt_reader import PtSchemaError, open_tensor_file
 
-    table = Table(title="processed groups")
+    table = PlainTable(title="processed groups")
     for col in ("group", "videos", "T", "size", "strategy", "storage", "decoders", "failed"):
         table.add_column(col, justify="right" if col in ("videos", "T", "size") else "left")
     for pt in pts:
@@ -42,6 +42,8 @@ def processed_table(pts: list[Path]) -> Table:
             tf = open_tensor_file(pt)
         except PtSchemaError as exc:
             table.add_row(group, "-", "-", "-", "-", "-", "-", _short(f"unreadable: {exc.reason}"))
+            if problems is not None:
+                problems.append((pt, exc.reason))
             continue
         n, t, _, h, w = tf.data["videos"].shape
         meta = tf.meta or {}
@@ -55,21 +57,28 @@ def processed_table(pts: list[Path]) -> Table:
     return table
 
 
-def features_table(h5s: list[Path]) -> Table:
-    import h5py
+def features_table(h5s: list[Path], problems: list | None = None) -> PlainTable:
+    """One row per features file; an unreadable one is a row saying why (and is added to
+    ``problems`` as ``(path, reason)``)."""
+    from .readers import InputFileError, failed_files_attr, open_features
 
-    table = Table(title="features")
+    table = PlainTable(title="features")
     for col in ("file", "shape", "backbone", "weights", "scales", "precision", "failed"):
         table.add_column(col)
     for path in h5s:
-        with h5py.File(path, "r") as h5:
-            attrs = h5.attrs
-            failed = json.loads(attrs.get("failed_files", "[]"))
-            table.add_row(
-                path.name, str(tuple(h5["features"].shape)), str(attrs.get("backbone", "?")), _short(str(attrs.get("weights", "?")), 40),
-                str(attrs.get("scales", "?")), str(attrs.get("precision", "?")),
-                _short("; ".join(f"{p}: {r}" for p, r in failed)) if failed else "0",
-            )
+        try:
+            with open_features(path) as h5:
+                attrs = h5.attrs
+                failed = failed_files_attr(h5)
+                table.add_row(
+                    path.name, str(tuple(h5["features"].shape)), str(attrs.get("backbone", "?")), _short(str(attrs.get("weights", "?")), 40),
+                    str(attrs.get("scales", "?")), str(attrs.get("precision", "?")),
+                    _short("; ".join(f"{p}: {r}" for p, r in failed)) if failed else "0",
+                )
+        except InputFileError as exc:
+            table.add_row(path.name, "-", "-", "-", "-", "-", _short(f"unreadable: {exc.reason}"))
+            if problems is not None:
+                problems.append((path, exc.reason))
     return table
 
 
@@ -90,11 +99,14 @@ def _preview_rows(pts: list[Path], *, videos: int, tile: int, max_tiles: int) ->
     """``(title, tiles uint8 [k, 3, tile, tile], tile labels)`` for the first ``videos`` videos."""
     import torch.nn.functional as F
 
-    from .pt_reader import open_tensor_file
+    from .pt_reader import PtSchemaError, open_tensor_file
 
     rows = []
     for pt in pts:
-        tf = open_tensor_file(pt)
+        try:
+            tf = open_tensor_file(pt)
+        except PtSchemaError:  # shown as unreadable in the table; the other groups are drawn
+            continue
         mapping = {v: k for k, v in tf.data["category_mapping"].items()}
         for i in range(tf.data["videos"].shape[0]):
             if len(rows) == videos:
@@ -148,24 +160,31 @@ def _draw_sheet(rows: list[tuple], out: Path, *, tile: int) -> None:
     sheet.save(out)
 
 
-def inspect(path: Path, *, preview: Path | None = None, videos: int = 8, console: Console | None = None) -> None:
+def inspect(path: Path, *, preview: Path | None = None, videos: int = 8, console: Console | None = None) -> list[tuple[Path, str]]:
+    """Print the tables (and write the preview); returns ``(file, reason)`` for every file
+    that could not be read (each also a row of its table). The only file given being
+    unreadable is a :class:`LayoutError` (a usage error)."""
     from .layout import LayoutError
 
-    console = console or Console()
-    if not path.exists():
+    console = console or progress_console()
+    if not path.exists() and not path.is_symlink():
         raise LayoutError(f"{path}: no such file or folder")
     pts, h5s = find_outputs(path)
     if not pts and not h5s:
         raise LayoutError(f"{path}: no {PT_NAME} (as <split>/<category>/<subcategory>/{PT_NAME}) or *.h5 here")
+    problems: list[tuple[Path, str]] = []
     if pts:
-        console.print(processed_table(pts))
+        console.print(processed_table(pts, problems))
     if h5s:
-        console.print(features_table(h5s))
+        console.print(features_table(h5s, problems))
+    if problems and not path.is_dir():
+        raise LayoutError(f"{problems[0][0]}: {problems[0][1]}")
     if preview is not None:
         if not pts:
             raise LayoutError(f"--preview needs {PT_NAME} files (features have no pixels): point it at a processed tree")
         drawn = contact_sheet(pts, preview, videos=videos)
-        console.print(f"preview of {drawn} video(s): {preview}")
+        console.print(plain(f"preview of {drawn} video(s): {preview}"), soft_wrap=True)
+    return problems
 
 
 

@@ -35,10 +35,59 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Ignored:
+    """An entry discovery did not take, and why (:data:`IGNORED_KINDS`)."""
+
+    kind: str
+    relpath: str
+
+
+# Why an entry is not taken, in the order the summary names them.
+IGNORED_KINDS = {
+    "hidden": "hidden",  # a name starting with "."
+    "non-video": "non-video",  # a known non-video extension (README.txt, Thumbs.db, labels.csv...)
+    "outside": "outside the layout",  # a file directly in RAW or in a split folder
+    "nested": "nested deeper than the layout",  # a folder inside a subcategory folder
+    "link": "folder link leading outside RAW",
+}
+
+# Extensions no video container uses: sidecar files found beside videos in real datasets.
+NON_VIDEO_SUFFIXES = frozenset(
+    """.txt .md .rst .json .jsonl .csv .tsv .xml .yaml .yml .toml .ini .cfg .conf .log .nfo .srt .vtt .ass .ssa
+    .sub .idx .lrc .jpg .jpeg .png .gif .bmp .tif .tiff .webp .heic .svg .ico .pdf .html .htm .db .sqlite .pkl
+    .pickle .npy .npz .h5 .hdf5 .pt .pth .zip .tar .gz .tgz .bz2 .xz .7z .rar .py .sh .bat .exe .doc .docx
+    .xls .xlsx .md5 .sha1 .sha256 .torrent .url .lnk .mp3 .wav .flac .aac .m4a .opus .wma""".split()
+)
+
+
+def ignored_kind(path: Path) -> str | None:
+    """Why a file beside the videos is not a video to process, or None (it is probed)."""
+    if not _visible(path):
+        return "hidden"
+    if path.suffix.lower() in NON_VIDEO_SUFFIXES:
+        return "non-video"
+    return None
+
+
+def ignored_summary(ignored, *, names: int = 3) -> str | None:
+    """``ignored: 3 hidden, 2 non-video (README.txt, Thumbs.db)`` or None when nothing was."""
+    parts = []
+    for kind, words in IGNORED_KINDS.items():
+        found = [i.relpath for i in ignored if i.kind == kind]
+        if not found:
+            continue
+        shown = "" if kind == "hidden" else " (" + ", ".join(Path(f).name if kind == "non-video" else f for f in found[:names]) + (
+            f", +{len(found) - names} more" if len(found) > names else "") + ")"
+        parts.append(f"{len(found)} {words}{shown}")
+    return "ignored: " + ", ".join(parts) if parts else None
+
+
+@dataclass(frozen=True)
 class RawTree:
     root: Path
     groups: tuple[Group, ...]
     categories: tuple[str, ...]
+    ignored: tuple[Ignored, ...] = ()
 
     @property
     def category_mapping(self) -> dict[str, int]:
@@ -58,13 +107,55 @@ class RawTree:
 
 
 def _visible(path: Path) -> bool:
-    return not path.name.startswith((".", "_"))
+    """Only names starting with ``.`` are hidden (``_x`` is a Kinetics id, not a hidden file)."""
+    return not path.name.startswith(".")
 
 
-def _files(directory: Path) -> tuple[Path, ...]:
-    """Every visible entry that is not a folder: regular files, and also broken symbolic
-    links, FIFOs and the like, so that the probe reports them instead of their vanishing."""
-    return tuple(sorted(p for p in directory.iterdir() if _visible(p) and not p.is_dir()))
+class _Scan:
+    """One folder's entries, sorted: the folders to descend into and the files, with
+    everything not taken recorded in ``ignored``."""
+
+    def __init__(self, root: Path, resolved_root: Path, ignored: list[Ignored]):
+        self.root, self.resolved_root, self.ignored = root, resolved_root, ignored
+
+    def _note(self, kind: str, path: Path) -> None:
+        self.ignored.append(Ignored(kind, path.relative_to(self.root).as_posix()))
+
+    def _folder_ok(self, path: Path) -> bool:
+        """A folder, or a link to one that stays inside RAW (not to one of its own parents)."""
+        if not path.is_symlink():
+            return True
+        target = path.resolve()
+        inside = self.resolved_root == target or self.resolved_root in target.parents
+        if inside and target not in path.parent.resolve().parents and target != path.parent.resolve():
+            return True
+        self._note("link", path)
+        return False
+
+    def folders(self, directory: Path) -> list[Path]:
+        out = []
+        for p in sorted(directory.iterdir()):
+            if p.is_dir():
+                if not _visible(p):
+                    self._note("hidden", p)
+                elif self._folder_ok(p):
+                    out.append(p)
+        return out
+
+    def files(self, directory: Path, *, take: bool = True) -> tuple[Path, ...]:
+        """Every entry that is not a folder: regular files, and also broken symbolic links,
+        FIFOs and the like, so that the probe reports them instead of their vanishing;
+        hidden and non-video files are recorded as ignored (all of them when not ``take``)."""
+        out = []
+        for p in sorted(directory.iterdir()):
+            if p.is_dir():
+                continue
+            kind = ignored_kind(p) or (None if take else "outside")
+            if kind:
+                self._note(kind, p)
+            else:
+                out.append(p)
+        return tuple(out)
 
 
 def file_stamp(path: Path) -> tuple[int, int]:
@@ -132,24 +223,34 @@ def _discover_raw(root: Path, splits: list[str] | None) -> RawTree:
         raise LayoutError(f"raw video folder not found: {root}")
     groups: list[Group] = []
     categories: set[str] = set()
-    split_dirs = sorted((d for d in root.iterdir() if d.is_dir() and _visible(d)), key=lambda d: split_key(d.name))
-    for split_dir in split_dirs:
+    ignored: list[Ignored] = []
+    scan = _Scan(root, root.resolve(), ignored)
+    scan.files(root, take=False)
+    for split_dir in sorted(scan.folders(root), key=lambda d: split_key(d.name)):
         _utf8_folder(split_dir, root)
-        for cat_dir in sorted(d for d in split_dir.iterdir() if d.is_dir() and _visible(d)):
+        wanted = splits is None or split_dir.name in splits
+        if wanted:
+            scan.files(split_dir, take=False)
+        # every split's categories make the mapping; only the wanted splits' entries are reported
+        for cat_dir in (scan if wanted else _Scan(root, scan.resolved_root, [])).folders(split_dir):
             _utf8_folder(cat_dir, root)
             categories.add(cat_dir.name)
-            if splits is not None and split_dir.name not in splits:
+            if not wanted:
                 continue
-            direct = _files(cat_dir)
+            direct = scan.files(cat_dir)
             if direct:
                 groups.append(Group(split_dir.name, cat_dir.name, cat_dir.name, direct))
-            for sub_dir in sorted(d for d in cat_dir.iterdir() if d.is_dir() and _visible(d)):
+            for sub_dir in scan.folders(cat_dir):
                 _utf8_folder(sub_dir, root)
-                files = _files(sub_dir)
+                files = scan.files(sub_dir)
+                for nested in scan.folders(sub_dir):
+                    scan._note("nested", nested)
                 if files:
                     groups.append(Group(split_dir.name, cat_dir.name, sub_dir.name, files))
     if not groups:
+        found = ignored_summary(ignored)
         raise LayoutError(
             f"no videos found under {root}: expected RAW/<split>/<category>/[<subcategory>/]<video>"
+            + (f" ({found})" if found else "")
         )
-    return RawTree(root=root, groups=tuple(groups), categories=tuple(sorted(categories)))
+    return RawTree(root=root, groups=tuple(groups), categories=tuple(sorted(categories)), ignored=tuple(ignored))

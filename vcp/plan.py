@@ -2,8 +2,9 @@
 
 Per group (tensorize, ``--from-videos``) or split (extract): the videos found, whether the
 outputs are up to date with the inputs and settings (skipped) or would be made, and the
-files that will be rejected on sight — empty, not a regular file, a broken link, or an
-extension no video container uses. (A file that passes may still fail when it is probed.)
+files that will be rejected on sight — empty, not a regular file, a broken link, a name
+that is not UTF-8 (a file that passes may still fail when it is probed); under the table,
+what discovery did not take (hidden, non-video, outside the layout), as the real run says it.
 """
 
 from __future__ import annotations
@@ -11,19 +12,15 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from rich.table import Table
-
 from .contract import PT_NAME
-from .layout import RawTree, discover_raw, utf8_name
+from .layout import RawTree, discover_raw, ignored_summary, utf8_name
+from .progress import PlainTable
 from .report import one_line
-
-VIDEO_SUFFIXES = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .m2v .ts .mts .m2ts .flv .wmv .asf .3gp .3g2 .ogv .ogg .mxf .y4m .ivf .h264 .264 .hevc .265 .mjpeg .mjpg .vob .dv".split()
-)
 
 
 def rejected_on_sight(path: Path) -> str | None:
-    """Why ``path`` will be rejected without opening it, or None."""
+    """Why ``path`` will be rejected without decoding it, or None. (The real run probes
+    every file discovery takes, whatever its extension: so does this.)"""
     try:
         st = path.stat()
     except OSError:
@@ -34,13 +31,11 @@ def rejected_on_sight(path: Path) -> str | None:
         return "empty file (0 bytes)"
     if not utf8_name(path):
         return "file name is not valid UTF-8"
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        return f"extension {path.suffix or '(none)'} is not a video container's"
     return None
 
 
-def _table(title: str, first: str) -> Table:
-    table = Table(title=title)
+def _table(title: str, first: str, tree: RawTree | None = None) -> PlainTable:
+    table = PlainTable(title=title, caption=ignored_summary(tree.ignored) if tree is not None else None)
     for col in (first, "videos", "up to date", "to do", "rejected on sight"):
         table.add_column(col, justify="left" if col in (first, "rejected on sight") else "right")
     return table
@@ -50,12 +45,12 @@ def _rejections(files) -> list[str]:
     return [one_line(f"{p.name}: {why}") for p in files if (why := rejected_on_sight(p))]
 
 
-def tensorize_plan(tree: RawTree, out: Path, config) -> Table:
+def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
     """One row per split/category/subcategory, as ``vcp tensorize`` would decide it."""
     from .tensorize import fingerprint, group_target
 
     config.check(tree)
-    table = _table(f"vcp tensorize --dry-run: {tree.root} -> {out} (nothing written)", "group")
+    table = _table(f"vcp tensorize --dry-run: {tree.root} -> {out} (nothing written)", "group", tree)
     mapping = tree.category_mapping
     for group in tree.groups:
         fp = fingerprint(group, config.clip.sampling(group), config, mapping)
@@ -67,7 +62,7 @@ def tensorize_plan(tree: RawTree, out: Path, config) -> Table:
     return table
 
 
-def extract_plan(processed: Path, features: Path, config) -> Table:
+def extract_plan(processed: Path, features: Path, config) -> PlainTable:
     """One row per split, as ``vcp extract`` would decide it."""
     from .features import fingerprint, output_target
     from .pt_reader import discover_processed
@@ -88,7 +83,7 @@ def extract_plan(processed: Path, features: Path, config) -> Table:
     return table
 
 
-def stream_plan(raw: Path, features: Path, config, clip) -> Table:
+def stream_plan(raw: Path, features: Path, config, clip) -> PlainTable:
     """One row per split for ``vcp extract --from-videos``."""
     from .features import output_target
     from .stream import split_fingerprint, split_groups
@@ -96,7 +91,7 @@ def stream_plan(raw: Path, features: Path, config, clip) -> Table:
     clip.check()
     tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
     clip.check(tree)
-    table = _table(f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)", "split")
+    table = _table(f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)", "split", tree)
     for split in tree.splits:
         groups = split_groups(tree, split)
         everything = [f for g in groups for f in g.files]

@@ -1,4 +1,11 @@
-"""Rich progress bars and summary tables shared by both stages."""
+"""Rich progress bars, tables and consoles shared by every command.
+
+Names shown to people are data (``Putting [something] on a surface`` is a class name):
+nothing vcp shows is ever read as Rich markup. vcp's consoles have markup off
+(:func:`console`), and its tables and progress lines wrap every string in a plain
+:class:`~rich.text.Text`, so a console handed in by an API caller cannot read them as
+markup either.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,32 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 from rich.text import Text
+
+
+def console(*, stderr: bool = False, width: int | None = None, quiet: bool = False) -> Console:
+    """A console that never reads markup in what it prints."""
+    return Console(stderr=stderr, width=width, quiet=quiet, markup=False)
+
+
+def plain(value) -> Text:
+    """``value`` as text that no console reads as markup."""
+    return value if isinstance(value, Text) else Text(str(value))
+
+
+class PlainTable(Table):
+    """A Rich table whose title, headers and cells are plain text, never markup."""
+
+    def __init__(self, *headers, title=None, caption=None, **kwargs):
+        super().__init__(*headers, title=None if title is None else plain(title),
+                         caption=None if caption is None else plain(caption), **kwargs)
+
+    def add_column(self, header="", *args, **kwargs):
+        return super().add_column(plain(header), *args, **kwargs)
+
+    def add_row(self, *cells, **kwargs):
+        return super().add_row(*(None if c is None else plain(c) for c in cells), **kwargs)
 
 
 class RateColumn(ProgressColumn):
@@ -29,7 +61,7 @@ class RateColumn(ProgressColumn):
 
 def make_progress(console: Console, unit: str) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(unit),

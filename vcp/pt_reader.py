@@ -18,16 +18,16 @@ import torch
 
 from backbones.spec import IMAGENET, InputSpec
 
+from .atomic import tmp_files_of
 from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, pt_problem, split_key
 from .devices import UsageError
 from .layout import LayoutError
 from .pt_writer import settle_pair
+from .readers import InputFileError, regular_file_problem
 
 
-class PtSchemaError(Exception):
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = path, reason
+class PtSchemaError(InputFileError):
+    """A ``processed_data.pt`` that breaks the schema (an :class:`InputFileError`)."""
 
 
 @dataclass
@@ -87,6 +87,9 @@ def open_tensor_file(path: Path) -> TensorFile:
     one is harmless. Archives written before vcp recorded this in the ``.pt`` fall back to
     their metadata, and uint8 pixels with no record at all are refused.
     """
+    problem = regular_file_problem(path)
+    if problem:
+        raise PtSchemaError(path, problem)
     try:
         data = torch.load(path, weights_only=True, mmap=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001
@@ -102,9 +105,11 @@ def open_tensor_file(path: Path) -> TensorFile:
 
 def _paired_metadata(path: Path, data: dict) -> dict | None:
     meta_path = path.parent / META_NAME
-    if not meta_path.exists() and not any(path.parent.glob(f".{META_NAME}.*tmp")):
+    if not os.path.lexists(meta_path) and not tmp_files_of(path.parent, META_NAME):
         return None
-    meta = settle_pair(path.parent, pair_id=data.get("pair_id"))
+    # a reader never writes to its input: a pending metadata of a killed commit is read as
+    # committed, and the next tensorize rolls it forward
+    meta = settle_pair(path.parent, pair_id=data.get("pair_id"), repair=False)
     if meta is None:
         raise PtSchemaError(
             path, f"{META_NAME} beside it belongs to another write (pair_id differs or it is unreadable: "

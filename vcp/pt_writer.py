@@ -43,8 +43,9 @@ import torch
 
 from ._archive import BytesSource, FileSource, InPlace, fill_storages, patch_pickle, read_layout
 from .appender import ClipAppender
-from .atomic import replace_into, tmp_owner, tmp_path_for
+from .atomic import replace_into, tmp_files_of, tmp_owner, tmp_path_for
 from .contract import META_NAME, PT_NAME, pt_archive, storage_name
+from .readers import read_json
 
 
 class PtWriter:
@@ -224,14 +225,6 @@ def read_pair_id(pt: Path) -> str | None:
     return data.get("pair_id") if isinstance(data, dict) else None
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 _UNREAD = object()
 
 
@@ -253,13 +246,13 @@ def settle_pair(
             pair_id = read_pair_id(pt)
         except Exception:  # noqa: BLE001 - an unreadable archive has no trustworthy metadata
             return None
-    meta = _read_json(meta_path)
+    meta = read_json(meta_path)
     if meta is not None and meta.get("pair_id") == pair_id:
         return meta
     if pair_id is None:
         return None
-    for pending in sorted(directory.glob(f".{meta_name}.*tmp")):
-        candidate = _read_json(pending)
+    for pending in tmp_files_of(directory, meta_name):
+        candidate = read_json(pending)
         if tmp_owner(pending) is not None and candidate is not None and candidate.get("pair_id") == pair_id:
             if not repair:
                 return candidate

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from rich.table import Table
-
 from .layout import file_stamp
+from .progress import PlainTable
 from .shard import Shard, assign_balanced
 
 T = TypeVar("T")
@@ -85,8 +84,11 @@ class RunResult(list):
 Column = tuple[str, Callable[[SplitResult], str], str]  # header, cell, justify
 
 
-def summary_table(title: str, results: Sequence[SplitResult], columns: Sequence[Column]) -> Table:
-    table = Table(title=title)
+def summary_table(title: str, results: Sequence[SplitResult], columns: Sequence[Column], *, tree=None) -> PlainTable:
+    """One row per split; under it, what discovery did not take in ``tree`` (if given)."""
+    from .layout import ignored_summary
+
+    table = PlainTable(title=title, caption=ignored_summary(tree.ignored) if tree is not None else None)
     for header, _, justify in columns:
         table.add_column(header, justify=justify)
     for r in results:

@@ -31,6 +31,7 @@ from .features import (
 )
 from .layout import Group, RawTree, discover_raw, prepare_output_dir
 from .lock import output_lock
+from .progress import console as progress_console
 from .report import file_error
 from .settings import ClipSettings, DecodeSettings
 from .stage import RunResult, SplitResult
@@ -62,7 +63,7 @@ def extract_from_videos(
     model=None,
     console: Console | None = None,
 ) -> RunResult:
-    console = console or Console(stderr=True)
+    console = console or progress_console(stderr=True)
     clip.check()
     tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
     clip.check(tree)
@@ -71,7 +72,7 @@ def extract_from_videos(
     # the loader (and its probe processes) before the lock and any output is opened
     with _VideoSource(tree, encoder, clip, decode) as source, output_lock(features, config.shard):
         results = RunResult(_extract_split(split, source, features, config, encoder, console) for split in tree.splits)
-    console.print(summary_table(results))
+    console.print(summary_table(results, tree=tree))
     return results
 
 

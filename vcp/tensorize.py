@@ -9,7 +9,7 @@ Bad files are reported (stderr and ``metadata.json``) and skipped; the rest is w
 from __future__ import annotations
 
 import contextlib
-import json
+import os
 import shutil
 import sys
 import time
@@ -21,13 +21,15 @@ from rich.console import Console
 from dali_pipes import DECODE_RULES, ClipLoader, SamplingSpec
 
 from . import stage
-from .atomic import remove_stale_tmp
+from .atomic import remove_stale_tmp, tmp_owner
 from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, storage_dtype, tensor_part_names
 from .layout import Group, RawTree, discover_raw, file_stamp, prepare_output_dir
 from .lock import output_lock
 from .metadata import group_metadata, run_record, video_record
-from .progress import human_bytes, make_progress
-from .pt_writer import PtWriter, settle_pair
+from .progress import console as progress_console
+from .progress import human_bytes, make_progress, plain
+from .pt_writer import PtWriter, read_pair_id, settle_pair
+from .readers import read_json
 from .report import file_error, one_line
 from .settings import TensorizeConfig
 from .stage import RunResult, SplitResult
@@ -89,7 +91,7 @@ def tensorize(
     tree: RawTree | None = None,
 ) -> RunResult:
     """Run the stage; returns per-split results (``.failures``: every file it could not use)."""
-    console = console or Console(stderr=True)
+    console = console or progress_console(stderr=True)
     config.check()
     tree = tree or discover_raw(raw)
     config.clip.check(tree)
@@ -99,7 +101,7 @@ def tensorize(
         if config.write.shard.index == 0:  # one process reconciles; other ranks only add parts
             remove_stale_groups(out, tree, console)
         results = _Run(tree, out, config, console, loader).all_splits()
-    console.print(stage.summary_table("vcp tensorize", results, COLUMNS))
+    console.print(stage.summary_table("vcp tensorize", results, COLUMNS, tree=tree))
     return results
 
 
@@ -117,9 +119,11 @@ COLUMNS: list[stage.Column] = [
 def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path]:
     """Delete the outputs of groups that are no longer in RAW (RAW is the truth).
 
-    Only vcp's own files are removed (``processed_data.pt``, ``metadata.json``, the
-    ``.parts`` folder, vcp's temp files); a folder left empty is removed too. Each
-    removal is reported.
+    Only what vcp itself wrote inside OUT is removed: a ``processed_data.pt`` that carries a
+    vcp ``pair_id``, a ``metadata.json`` that does, the ``.parts`` folder, vcp's temp files;
+    a folder left empty is removed too. Nothing is removed through a symbolic link (a group
+    folder, or a folder above it, that is a link may lead outside OUT), and a file vcp did
+    not write is never removed: both are reported and left alone. Each removal is reported.
     """
     current = {g.rel_dir for g in tree.groups}
     removed = []
@@ -128,18 +132,47 @@ def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path
         rel = group_dir.relative_to(out)
         if rel in current:
             continue
+        links = [out / Path(*rel.parts[: k + 1]) for k in range(len(rel.parts)) if (out / Path(*rel.parts[: k + 1])).is_symlink()]
+        if links:
+            console.print(plain(f"left alone {out / rel} (no longer in {tree.root}): {links[0]} is a symbolic link, "
+                                "and vcp removes only what it wrote inside OUT"), soft_wrap=True)
+            continue
+        foreign = [name for name in (PT_NAME, META_NAME) if not _written_by_vcp(group_dir / name)]
         for name in (PT_NAME, META_NAME):
-            (group_dir / name).unlink(missing_ok=True)
-        if (group_dir / PARTS_DIR).is_dir():
+            if name not in foreign:
+                (group_dir / name).unlink()
+        if (group_dir / PARTS_DIR).is_dir() and not (group_dir / PARTS_DIR).is_symlink():
             shutil.rmtree(group_dir / PARTS_DIR)
         for tmp in group_dir.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+            if tmp_owner(tmp) is not None and tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
         for d in (group_dir, group_dir.parent, group_dir.parent.parent):
             with contextlib.suppress(OSError):
                 d.rmdir()  # only when empty
-        removed.append(rel)
-        console.print(f"removed stale output {out / rel} (no longer in {tree.root})")
+        present = [name for name in foreign if os.path.lexists(group_dir / name)]
+        if present:
+            console.print(plain(f"left alone {', '.join(present)} in {out / rel} (no longer in {tree.root}): "
+                                "not written by vcp"), soft_wrap=True)
+        else:
+            removed.append(rel)
+            console.print(plain(f"removed stale output {out / rel} (no longer in {tree.root})"), soft_wrap=True)
     return removed
+
+
+def _written_by_vcp(path: Path) -> bool:
+    """Whether ``path`` (absent counts as yes: nothing to keep) is a regular file that vcp
+    wrote: a ``.pt`` or ``metadata.json`` carrying a vcp ``pair_id``."""
+    if not os.path.lexists(path):
+        return True
+    if path.is_symlink() or not path.is_file():
+        return False
+    if path.suffix == ".json":
+        meta = read_json(path)
+        return meta is not None and "pair_id" in meta
+    try:
+        return read_pair_id(path) is not None
+    except Exception:  # noqa: BLE001 - not an archive vcp can read: not its own
+        return False
 
 
 class _Run:
@@ -229,10 +262,7 @@ def _warn_cut_short(group: Group, items: list, records: list) -> None:
 
 
 def _previous_failures(meta_path: Path, group: Group) -> list[tuple[str, str]]:
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        return []
+    meta = read_json(meta_path) or {}
     return [(f"{group.rel_dir.as_posix()}/{f['file']}", f["reason"]) for f in meta.get("failed", [])]
 
 

@@ -1,0 +1,73 @@
+"""Names that become paths: nothing vcp builds from a stored or found name leads outside
+the folder it is joined to.
+
+Stored names (HDF5 ``filenames``, ``.pt`` ``filenames``, ``metadata.json`` records) and
+names taken from file or folder names (a split from ``<split>_features.h5``, categories
+from folders) are data: a features file is downloaded and shared, so its names may have
+been crafted. :func:`relpath_problem` says why a name cannot be a relative path of plain
+components (``..``, absolute, backslashes, control characters, empty components);
+:func:`confined` joins a checked name to a folder and refuses a result that resolves
+outside it (a symbolic link inside the folder that points elsewhere).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class OutsideError(ValueError):
+    """A name that would lead outside the folder it is joined to."""
+
+
+def component_problem(name) -> str | None:
+    """Why ``name`` cannot be one path component (a split, category, subcategory or file
+    name), or None."""
+    if not isinstance(name, str):
+        return f"not a string ({type(name).__name__})"
+    if not name:
+        return "empty name"
+    if name in (".", ".."):
+        return f"{name!r} is not a name"
+    if "/" in name or "\\" in name:
+        return "holds a path separator"
+    if any(not c.isprintable() for c in name):
+        return "holds a control character" if "\x00" not in name else "holds a NUL byte"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid UTF-8"
+    return None
+
+
+def relpath_problem(name) -> str | None:
+    """Why ``name`` cannot be a relative path of plain components joined by ``/``, or None."""
+    if not isinstance(name, str):
+        return f"not a string ({type(name).__name__})"
+    if not name:
+        return "empty name"
+    if name.startswith("/"):
+        return "an absolute path"
+    if "\\" in name:
+        return "holds a backslash"
+    for part in name.split("/"):
+        if part == "":
+            return "has an empty path component"
+        if part in (".", ".."):
+            return f"has a {part!r} component"
+        problem = component_problem(part)
+        if problem:
+            return problem
+    return None
+
+
+def confined(root: Path, name: str) -> Path:
+    """``root / name`` when ``name`` is a plain relative path and the result, symbolic
+    links resolved, stays inside ``root``; else :class:`OutsideError` saying why."""
+    problem = relpath_problem(name)
+    if problem:
+        raise OutsideError(problem)
+    target = root / name
+    base = root.resolve()
+    if base not in target.resolve().parents:
+        raise OutsideError(f"leads outside {root} (a symbolic link inside it points elsewhere)")
+    return target
