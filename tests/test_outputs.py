@@ -277,3 +277,32 @@ def test_export_does_not_trust_files_it_has_no_record_of(made, tmp_path):
     assert runner.invoke(app, ["export", str(made["features"]), str(out)]).exit_code == 0
     np.testing.assert_array_equal(np.load(out / "train" / f"{name}.npy"), rows)
 
+
+
+# -- config values go through the command line's validation -------------------------------------
+@pytest.mark.parametrize("toml, needle", [
+    ('strategy_for = ["a=center", "bad"]', "--strategy-for expects SUBCATEGORY=STRATEGY, got 'bad'"),
+    ('strategy_for = {"a" = "sideways"}', "Invalid sampling strategy ('sideways')"),
+    ("frames = true", "'frames' in"),
+    ('frames = "8"', "expected a whole number"),
+    ("augment = 1", "expected true or false"),
+    ("max-batch = 2\nmax_batch = 3", "are the same setting"),
+])
+def test_a_bad_config_value_is_one_line_exit_2_even_with_print_config(made, tmp_path, toml, needle):
+    conf = tmp_path / "c.toml"
+    conf.write_text(toml + "\n")
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "o"), "--config", str(conf), "--print-config"])
+    assert r.exit_code == 2, r.output
+    assert needle in " ".join(r.stderr.split()) and "Traceback" not in r.output
+
+
+def test_a_subcategory_holding_an_equals_sign_survives_the_config_round_trip(made, tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('strategy_for = {"long=clips" = "center"}\n')
+    args = ["tensorize", str(made["raw"]), str(tmp_path / "o")]
+    r = runner.invoke(app, [*args, "--config", str(conf), "--print-config"])
+    assert r.exit_code == 0, r.output
+    assert tomllib.loads(r.output)["strategy_for"] == {"long=clips": "center"}
+    (tmp_path / "back.toml").write_text(r.output)
+    again = runner.invoke(app, [*args, "--config", str(tmp_path / "back.toml"), "--print-config"])
+    assert again.output == r.output

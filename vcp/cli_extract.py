@@ -73,11 +73,11 @@ def extract_command(
     """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
     from backbones import BackboneError, WeightsError
 
-    opt.print_config_if_asked(ctx, locals())
     with user_errors(run["debug"]):
         try:
             parsed_scales, parsed_splits = _parse_scales(scales), _parse_splits(splits)
-            opt.check_finite("--clip-duration", clip["clip_duration"])
+            opt.clip_settings(clip).check()
+            opt.print_config_if_asked(ctx, locals())
             this_shard = start_run(run)
             settings = _extract_config(
                 backbone=backbone, weights=weights, device=opt.value(device), multi_scale=multi_scale, scales=parsed_scales,

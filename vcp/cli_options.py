@@ -69,7 +69,7 @@ def parse_strategy_for(values: list[str]) -> dict[str, str]:
 
     out = {}
     for value in values:
-        sub, sep, name = value.partition("=")
+        sub, sep, name = value.rpartition("=")  # a subcategory may hold "=", a strategy name never does
         if not sep or not sub or not name:
             raise UsageError(f"--strategy-for expects SUBCATEGORY=STRATEGY, got {value!r}")
         out[sub] = name
@@ -189,7 +189,8 @@ def decode_settings(decode: dict, *, mode: str, device_id: int):
 
 
 def print_config_if_asked(ctx: typer.Context, values: dict) -> None:
-    """``--print-config``: the resolved settings as TOML, then exit (bundles flattened)."""
+    """``--print-config``: the resolved settings as TOML, then exit (bundles flattened).
+    Call it after the values are validated: it prints only settings a run would accept."""
     flat = dict(values)
     for bundle in ("clip", "decode", "run"):
         flat.update(flat.pop(bundle, None) or {})

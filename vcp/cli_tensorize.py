@@ -34,8 +34,9 @@ def tensorize_command(
     run: opt.Bundle = None,
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
-    opt.print_config_if_asked(ctx, locals())
     with user_errors(run["debug"]):
+        opt.clip_settings(clip).check()
+        opt.print_config_if_asked(ctx, locals())
         this_shard = start_run(run)
         settings = _settings(raw, mode, clip, interactive, decode, storage, overwrite, this_shard)
         if run["dry_run"]:

@@ -45,18 +45,42 @@ def load_config(ctx, param, value) -> Path | None:
     except ValueError as exc:  # tomllib.TOMLDecodeError
         raise typer.BadParameter(f"{path} is not valid TOML: {exc}", ctx=ctx, param=param) from None
     params = {p.name: p for p in ctx.command.params}
-    defaults = {}
+    defaults, spelled = {}, {}
     for key, item in data.items():
         name = key.replace("-", "_")
         if name not in params or name in NOT_SETTINGS:
             raise typer.BadParameter(f"unknown key {key!r} in {path}", ctx=ctx, param=param)
         if _is_argument(params[name]):
             raise typer.BadParameter(f"{key!r} in {path}: give it on the command line", ctx=ctx, param=param)
+        if name in spelled:
+            raise typer.BadParameter(f"{spelled[name]!r} and {key!r} in {path} are the same setting: keep one", ctx=ctx, param=param)
+        spelled[name] = key
         if name == "strategy_for" and isinstance(item, dict):
             item = [f"{sub}={strategy}" for sub, strategy in item.items()]
+        problem = _type_problem(params[name], item)
+        if problem:
+            raise typer.BadParameter(f"{key!r} in {path}: {problem}", ctx=ctx, param=param)
         defaults[name] = item
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return path
+
+
+def _type_problem(param, value) -> str | None:
+    """Why a TOML value cannot be the option's (TOML's true is no number, 3 is no flag),
+    or None; ranges and choices are then checked by the option itself."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if getattr(param, "multiple", False):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else f"expected a list of strings, got {value!r}"
+    if getattr(param, "is_flag", False) or annotation is bool:
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if annotation is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"expected a whole number, got {value!r}"
+    if annotation is float:
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else f"expected a number, got {value!r}"
+    if isinstance(annotation, type) and issubclass(annotation, Enum | str | Path):
+        return None if isinstance(value, str) else f"expected a string, got {value!r}"
+    return None
 
 
 def _toml_value(value) -> str:
@@ -82,6 +106,6 @@ def settings_toml(ctx, values: dict) -> str:
             continue
         value = values[name]
         if name == "strategy_for":
-            value = dict(item.split("=", 1) for item in value)
+            value = dict(item.rsplit("=", 1) for item in value)  # strategy names hold no "="
         lines.append(f"{name} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
