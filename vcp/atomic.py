@@ -66,3 +66,22 @@ def remove_stale_tmp(directory: Path, names) -> None:
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
+
+
+def remove_dead_tmp_under(root: Path) -> int:
+    """Remove every vcp temp file under ``root`` (links not followed) whose owner process is
+    dead; the number removed. Only for a caller holding ``root``'s exclusive lock (export,
+    merge): no other vcp process can be writing there."""
+    from .lock import pid_alive
+
+    removed = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(dirpath, name)
+            owner = tmp_owner(path) if name.startswith(".") else None
+            if owner is None or owner == os.getpid() or pid_alive(owner) or path.is_symlink():
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed

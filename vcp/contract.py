@@ -108,11 +108,14 @@ def pt_problem(data) -> str | None:
         return f"videos dtype {v.dtype} is not one of {', '.join(STORAGES)}"
     if "storage" in data and data["storage"] != storage_name(v.dtype):
         return f"videos dtype {v.dtype} contradicts the archive's storage {data['storage']!r}"
-    if not isinstance(labels, torch.Tensor) or labels.shape != (v.shape[0],):
-        return f"labels must be a [N={v.shape[0]}] tensor"
-    if not isinstance(names, list) or len(names) != v.shape[0]:
-        return f"filenames must be a list of {v.shape[0]} names"
-    if not isinstance(mapping, dict) or not all(isinstance(i, int) for i in mapping.values()):
+    needed = (v.storage_offset() + (v.numel() and sum((s - 1) * st for s, st in zip(v.shape, v.stride(), strict=True)) + 1)) * v.element_size()
+    if v.untyped_storage().nbytes() < needed:
+        return f"videos declares {tuple(v.shape)} but the archive holds {v.untyped_storage().nbytes()} bytes of it (truncated or crafted)"
+    if not isinstance(labels, torch.Tensor) or labels.shape != (v.shape[0],) or labels.dtype != torch.int64:
+        return f"labels must be an int64 [N={v.shape[0]}] tensor"
+    if not isinstance(names, list) or len(names) != v.shape[0] or not all(isinstance(n, str) for n in names):
+        return f"filenames must be a list of {v.shape[0]} names (strings)"
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) and type(i) is int for k, i in mapping.items()):
         return "category_mapping must be a dict of category -> int"
     outside = sorted(set(labels.tolist()) - set(mapping.values()))
     if outside:

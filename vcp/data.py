@@ -33,18 +33,19 @@ class FeatureDataset(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike, *, in_memory: bool = False, transform: Callable | None = None):
-        import h5py
+        from .readers import InputFileError, open_features, stored_names
 
         self.path = Path(path)
         self.transform = transform
-        with h5py.File(self.path, "r") as h5:
-            for name in ("features", "labels", "num_frames"):
-                if name not in h5:
-                    raise ValueError(f"{self.path}: not a vcp features file (no {name!r} dataset)")
+        with open_features(self.path) as h5:  # InputFileError (one line) for anything but a features file
             self.category_mapping: dict[str, int] = json.loads(h5.attrs["category_mapping"])
             self.labels = h5["labels"][:]
             self.num_frames = h5["num_frames"][:]
-            self.filenames = [n.decode() if isinstance(n, bytes) else str(n) for n in h5["filenames"][:]] if "filenames" in h5 else [""] * len(self.labels)
+            names = stored_names(h5)
+            bad = next((i for i, n in enumerate(names) if isinstance(n, bytes)), None)
+            if bad is not None:
+                raise InputFileError(self.path, f"filenames row {bad} is not valid UTF-8")
+            self.filenames = [n or "" for n in names]
             self.max_frames, self.feature_dim = h5["features"].shape[1:]
             self._features = h5["features"][:] if in_memory else None
         self._h5 = None
@@ -81,19 +82,33 @@ class ClipDataset(Dataset):
     Archives are memory-mapped (``weights_only=True``). uint8 and float16 storages are
     converted as vcp extract does: to float32, then normalized with the archive's own
     record into ImageNet's normalization (the contract's float32 values).
+
+    The checks are extract's: a group that breaks the schema, groups whose clips differ in
+    shape from the split's, or groups that disagree on the category mapping raise
+    :class:`vcp.readers.InputFileError` naming the file; a clip holding NaN or Inf raises
+    it when that clip is read.
     """
 
     def __init__(self, processed_root: str | os.PathLike, split: str, *, transform: Callable | None = None):
         from backbones.spec import IMAGENET
 
         from .contract import PT_NAME, group_files
-        from .pt_reader import open_tensor_file
+        from .devices import UsageError
+        from .pt_reader import _group_name, check_mappings, open_split
+        from .readers import InputFileError
 
         root = Path(processed_root)
         self.transform = transform
-        self.groups = [open_tensor_file(p) for p in group_files(root, split=split)]
-        if not self.groups:
+        files = group_files(root, split=split)
+        if not files:
             raise FileNotFoundError(f"no {PT_NAME} under {root / split}/<category>/<subcategory>/")
+        self.groups, rejected = open_split(files)
+        if rejected:
+            raise InputFileError(*rejected[0])
+        try:
+            check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tf in self.groups})
+        except UsageError as exc:
+            raise InputFileError(root / split, str(exc)) from None
         self.category_mapping = dict(self.groups[0].data["category_mapping"])
         self._index = [(g, i) for g, tf in enumerate(self.groups) for i in range(tf.data["videos"].shape[0])]
         target = IMAGENET
@@ -110,6 +125,10 @@ class ClipDataset(Dataset):
         g, i = self._index[index]
         tf = self.groups[g]
         clip = tf.data["videos"][i].float()
+        if not torch.isfinite(clip).all():
+            from .readers import InputFileError
+
+            raise InputFileError(tf.path, f"clip {i} ({tf.data['filenames'][i]}) holds NaN or Inf values (vcp extract rejects this group)")
         scale, shift = self._affine[g]
         if not (torch.all(scale == 1) and torch.all(shift == 0)):
             clip = clip * scale + shift

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import replace_into, tmp_path_for
+from .atomic import remove_dead_tmp_under, replace_into, tmp_path_for
 from .contract import split_key
 from .layout import LayoutError, file_stamp, prepare_output_dir
 from .lock import output_lock
@@ -124,6 +124,7 @@ def export(features: Path, out: Path, fmt: str = "npy") -> ExportResult:
     by_split = _by_split(files, result)
     out = prepare_output_dir(out, inputs=None, what="OUT")
     with output_lock(out):
+        remove_dead_tmp_under(out)  # a killed export's temp files
         before = _read_manifest(out, fmt)
         after = dict(before)
         for split, h5_path in by_split.items():

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import torch
 
+from .atomic import remove_dead_tmp_under
 from .contract import (
     GROUP_SETTINGS,
     H5_LAYOUT_ATTRS,
@@ -30,9 +31,17 @@ from .contract import (
     feature_final_name,
     group_files,
     part_of,
+    pt_problem,
 )
 from .h5_writer import H5Writer
 from .pt_writer import PtWriter
+from .readers import (
+    InputFileError,
+    failed_files_attr,
+    open_features,
+    read_json,
+    regular_file_problem,
+)
 
 
 class MergeError(Exception):
@@ -68,7 +77,10 @@ def _check_same(what: str, values: dict[Path, object], field: str) -> None:
 def merge_tensor_group(group_dir: Path, *, check_only: bool = False) -> Path:
     parts_dir = group_dir / PARTS_DIR
     metas = _complete_set(sorted(parts_dir.glob("part-*.json")), str(group_dir))
-    meta = {m: json.loads(m.read_text()) for m in metas}
+    meta = {m: read_json(m) for m in metas}
+    unreadable = [m.name for m, v in meta.items() if v is None or not isinstance(v.get("videos"), list)]
+    if unreadable:
+        raise MergeError(f"{group_dir}: {', '.join(unreadable)} is not a readable part metadata file (rerun that rank)")
     what = str(group_dir)
     for key in GROUP_SETTINGS:
         _check_same(what, {m: v.get(key) for m, v in meta.items()}, key)
@@ -84,7 +96,7 @@ def merge_tensor_group(group_dir: Path, *, check_only: bool = False) -> Path:
         key=lambda r: r[0],
     )
     first = meta[metas[0]]
-    data = {m: torch.load(m.with_suffix(".pt"), weights_only=True, mmap=True) for m in metas}
+    data = {m: _load_part(m.with_suffix(".pt")) for m in metas}
     videos = data[metas[0]]["videos"]
     merged = {k: v for k, v in first.items() if k not in RUN_SPECIFIC}
     merged["videos"] = [meta[m]["videos"][i] for _, m, i in rows]
@@ -108,6 +120,21 @@ def merge_tensor_group(group_dir: Path, *, check_only: bool = False) -> Path:
     return group_dir / PT_NAME
 
 
+def _load_part(path: Path) -> dict:
+    """A part archive, checked against the ``.pt`` schema like any other."""
+    problem = regular_file_problem(path)
+    if problem is None:
+        try:
+            data = torch.load(path, weights_only=True, mmap=True, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001
+            problem = f"not a loadable weights_only torch file ({type(exc).__name__})"
+        else:
+            problem = pt_problem(data)
+    if problem:
+        raise MergeError(f"{path}: {problem} (rerun that rank)")
+    return data
+
+
 def _sum_counts(dicts) -> dict[str, int]:
     total: dict[str, int] = defaultdict(int)
     for d in dicts:
@@ -123,8 +150,14 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
     parts = _complete_set(parts, str(final))
     attrs = {}
     for p in parts:
-        with h5py.File(p, "r") as h5:
-            attrs[p] = dict(h5.attrs)
+        try:
+            with open_features(p) as h5:
+                if "order" not in h5:
+                    raise InputFileError(p, "no 'order' dataset: not a shard's part file")
+                failed_files_attr(h5)
+                attrs[p] = dict(h5.attrs)
+        except InputFileError as exc:
+            raise MergeError(f"{exc} (rerun that rank)") from None
     for key in H5_SAME_ACROSS_PARTS:
         _check_same(str(final), {p: _plain(a.get(key)) for p, a in attrs.items()}, key)
     if check_only:
@@ -137,7 +170,7 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
     rows.sort(key=lambda r: r[0])
     keep = {k: _plain(v) for k, v in first.items() if k not in H5_LAYOUT_ATTRS + H5_SHARD_ATTRS}
     # every rank validates every .pt, so a bad file can be reported by several parts
-    failed = {tuple(f) for a in attrs.values() for f in json.loads(a["failed_files"])}
+    failed = {tuple(f) for a in attrs.values() for f in json.loads(a.get("failed_files", "[]"))}
     keep["failed_files"] = json.dumps([list(f) for f in sorted(failed)])
     keep["merged_from_shards"] = len(parts)
     files = {p: h5py.File(p, "r") for p in parts}
@@ -192,6 +225,7 @@ def merge_all(root: str | Path) -> list[Path]:
     if not root.is_dir():
         raise MergeError(f"folder not found: {root}")
     with output_lock(root):
+        remove_dead_tmp_under(root)  # a killed merge's temp files
         return _merge_all_locked(root)
 
 

@@ -65,18 +65,16 @@ def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
 def extract_plan(processed: Path, features: Path, config) -> PlainTable:
     """One row per split, as ``vcp extract`` would decide it."""
     from .features import fingerprint, output_target
-    from .pt_reader import discover_processed
+    from .pt_reader import PtSchemaError, discover_processed, open_tensor_file
 
     table = _table(f"vcp extract --dry-run: {processed} -> {features} (nothing written)", "split")
     for split, files in discover_processed(processed, config.splits).items():
         current = output_target(Path(features), split, config, fingerprint(files, config))[1] is not None
         videos = 0
         for pt in files:
-            import torch
-
             try:
-                videos += torch.load(pt, weights_only=True, mmap=True, map_location="cpu")["videos"].shape[0]
-            except Exception:  # noqa: BLE001 - reported by the real run
+                videos += open_tensor_file(pt).data["videos"].shape[0]
+            except PtSchemaError:  # reported by the real run
                 pass
         table.add_row(split, str(videos), str(videos) if current else "0", "0" if current else str(videos),
                       f"{len(files)} {PT_NAME} group(s)")

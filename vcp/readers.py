@@ -120,14 +120,16 @@ def _backed_by_file(d) -> bool:
 
 def features_problem(h5) -> str | None:
     """Why an open HDF5 breaks the features schema, or None. Reads only small columns."""
+    import h5py
+
     try:
         feats = _dataset(h5, "features", 3, "f", None)
         n = feats.shape[0]
         labels = _dataset(h5, "labels", 1, "iu", n)
         counts = _dataset(h5, "num_frames", 1, "iu", n)
         if "filenames" in h5:
-            names = _dataset(h5, "filenames", 1, "OSU", n)
-            if names.dtype.kind != "O" and names.dtype.kind != "S":
+            names = _dataset(h5, "filenames", 1, "OS", n)
+            if names.dtype.kind == "O" and h5py.check_string_dtype(names.dtype) is None:
                 raise ValueError("'filenames' must hold strings")
         for name in ("fps",):
             if name in h5:
@@ -135,6 +137,9 @@ def features_problem(h5) -> str | None:
         for name, kinds in (("frame_indices", "iu"), ("frame_times", "f")):
             if name in h5:
                 _dataset(h5, name, 2, kinds, n)
+        for d in (feats, labels, counts):  # before reading anything of the declared size
+            if not _backed_by_file(d):
+                raise ValueError(f"declares {d.shape} {d.name.lstrip('/')} but the file does not hold them (truncated or crafted)")
         mapping = _json_attr(h5, "category_mapping", None)
         if not isinstance(mapping, dict) or not all(isinstance(k, str) and type(v) is int for k, v in mapping.items()):
             raise ValueError("attr category_mapping must be a JSON object of name -> int")
@@ -146,8 +151,6 @@ def features_problem(h5) -> str | None:
         outside = sorted(set(labels.tolist()) - set(mapping.values()))
         if outside:
             raise ValueError(f"labels {outside[:5]} are not indices of category_mapping")
-        if not _backed_by_file(feats):
-            raise ValueError(f"declares {feats.shape} features but the file does not hold them (truncated or crafted)")
     except ValueError as exc:
         return str(exc)
     return None

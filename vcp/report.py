@@ -7,7 +7,6 @@ once, from the merged outputs (:func:`merged_failures`).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -38,16 +37,15 @@ def file_error(where, reason: str) -> None:
 def merged_failures(paths: list[Path]) -> list[tuple[str, str]]:
     """``(file, reason)`` recorded in merged outputs: metadata.json ``failed`` of each
     group, ``failed_files`` of each HDF5."""
-    import h5py
-
     from .contract import META_NAME
+    from .readers import failed_files_attr, open_features, read_json
 
     out = []
     for path in paths:
         if path.suffix == ".h5":
-            with h5py.File(path, "r") as h5:
-                out += [tuple(x) for x in json.loads(h5.attrs.get("failed_files", "[]"))]
+            with open_features(path) as h5:
+                out += failed_files_attr(h5)
         else:
-            meta = json.loads((path.parent / META_NAME).read_text())
+            meta = read_json(path.parent / META_NAME) or {}
             out += [(str(path.parent / f["file"]), f["reason"]) for f in meta.get("failed", [])]
     return sorted(set(out))

@@ -1,0 +1,233 @@
+"""Readers meet crafted, damaged and special files: one line naming the file, the other
+inputs still served, never a hang, an internal error or an allocation the file does not back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.test_hostile_names import craft_features
+from vcp.cli import app
+from vcp.contract import PT_NAME
+from vcp.data import ClipDataset, FeatureDataset
+from vcp.readers import InputFileError
+
+runner = CliRunner()
+TZ = ["--frames", "4", "--size", "32", "--mode", "cpu"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu"]
+
+
+def errors_of(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("vcp: error:")]
+
+
+def _edit(path: Path, change) -> Path:
+    with h5py.File(path, "a") as h5:
+        change(h5)
+    return path
+
+
+def _replace(name, data, **kw):
+    def change(h5):
+        del h5[name]
+        h5.create_dataset(name, data=data, **kw)
+    return change
+
+
+def _huge(h5):  # a small file declaring 2e9 rows it never wrote
+    n = 2_000_000_000
+    for name in ("features", "labels", "num_frames"):
+        del h5[name]
+    h5.create_dataset("features", shape=(n, 3, 4), dtype="f4", chunks=(1, 3, 4), compression="gzip")
+    h5.create_dataset("labels", shape=(n,), dtype="i8", chunks=(1024,))
+    h5.create_dataset("num_frames", shape=(n,), dtype="i4", chunks=(1024,))
+    del h5["filenames"]
+
+
+MALFORMED = {
+    "features of strings": _replace("features", np.array([b"a", b"b"])),
+    "fps of bytes": lambda h5: h5.create_dataset("fps", data=np.array([b"x", b"y"])),
+    "failed_files not JSON": lambda h5: h5.attrs.__setitem__("failed_files", "[oops"),
+    "failed_files of 3-tuples": lambda h5: h5.attrs.__setitem__("failed_files", json.dumps([["a", "b", "c"]])),
+    "float labels": _replace("labels", np.array([0.5, 0.0])),
+    "labels outside the mapping": _replace("labels", np.array([0, 7])),
+    "integer filenames": _replace("filenames", np.array([1, 2])),
+    "negative num_frames": _replace("num_frames", np.array([-1, 3], np.int32)),
+    "short num_frames": _replace("num_frames", np.array([3], np.int32)),
+    "category_mapping not JSON": lambda h5: h5.attrs.__setitem__("category_mapping", "{cat: 0"),
+    "declares 2e9 rows": _huge,
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_features_file_is_one_line_for_every_reader(tmp_path, case):
+    features = tmp_path / "features"
+    good = craft_features(features / "train_features.h5", ["cat/sub/a.mp4", "cat/sub/b.mp4"])
+    bad = _edit(craft_features(features / "val_features.h5", ["cat/sub/c.mp4", "cat/sub/d.mp4"]), MALFORMED[case])
+    assert bad.stat().st_size < 200_000
+    r = runner.invoke(app, ["inspect", str(bad)])  # the only input: exit 2
+    assert r.exit_code == 2 and len(errors_of(r)) == 1 and str(bad) in r.stderr, r.output
+    r = runner.invoke(app, ["inspect", str(features)])  # among others: a row, exit 3
+    assert r.exit_code == 3 and len(errors_of(r)) == 1 and "train_features.h5" in r.output, r.output
+    r = runner.invoke(app, ["export", str(features), str(tmp_path / "out")])
+    assert r.exit_code == 3 and len(errors_of(r)) == 1 and str(bad) in errors_of(r)[0], r.output
+    assert (tmp_path / "out/train/cat/sub/a.mp4.npy").is_file() and not (tmp_path / "out/val").exists()
+    r = runner.invoke(app, ["export", str(bad), str(tmp_path / "out2")])
+    assert r.exit_code == 2, r.output
+    with pytest.raises(InputFileError, match=str(bad)):
+        FeatureDataset(bad)
+    assert len(FeatureDataset(good)) == 2
+
+
+def test_a_folder_named_like_a_features_file(tmp_path):
+    features = tmp_path / "features"
+    craft_features(features / "train_features.h5", ["cat/sub/a.mp4"])
+    (features / "val_features.h5").mkdir()
+    r = runner.invoke(app, ["export", str(features), str(tmp_path / "out")])
+    assert r.exit_code == 3 and "a folder, not a file" in errors_of(r)[0], r.output
+    r = runner.invoke(app, ["inspect", str(features)])
+    assert r.exit_code == 3 and "a folder, not a file" in r.stderr
+
+
+def _pt(videos, labels=None, names=None, mapping=None):
+    n = videos.shape[0]
+    return {
+        "videos": videos, "labels": torch.zeros(n, dtype=torch.int64) if labels is None else labels,
+        "filenames": [f"v{i}.mp4" for i in range(n)] if names is None else names,
+        "category_mapping": mapping or {"cat": 0},
+    }
+
+
+def _norm(n=1):
+    return torch.zeros(n, 4, 3, 32, 32)
+
+
+BAD_PT = {
+    "float64 videos": _pt(_norm().double()),
+    "int32 videos": _pt(_norm().int()),
+    "bool videos": _pt(_norm().bool()),
+    "4-D videos": _pt(torch.zeros(1, 4, 3, 32)),
+    "labels outside the mapping": _pt(_norm(), labels=torch.tensor([5])),
+    "float labels": _pt(_norm(), labels=torch.tensor([0.0])),
+    "integer filenames": _pt(_norm(), names=[7]),
+}
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory, videos):
+    root = tmp_path_factory.mktemp("hostile_pt")
+    raw = root / "raw"
+    videos.copy_to(raw / "train/cat/good/v.mp4", codec="h264", num_frames=12)
+    videos.copy_to(raw / "train/cat/bad/v.mp4", codec="h264", num_frames=12)
+    assert runner.invoke(app, ["tensorize", str(raw), str(root / "p"), *TZ]).exit_code == 0
+    return root / "p"
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PT))
+def test_a_malformed_pt_is_its_groups_error_for_every_reader(processed, tmp_path, case):
+    import shutil
+
+    tree = tmp_path / "p"
+    shutil.copytree(processed, tree)
+    bad = tree / "train/cat/bad" / PT_NAME
+    torch.save(BAD_PT[case], bad)
+    r = runner.invoke(app, ["extract", str(tree), str(tmp_path / "f"), *BB])
+    assert r.exit_code == 3 and len(errors_of(r)) == 1 and str(bad) in r.stderr, r.output
+    with h5py.File(tmp_path / "f/train_features_multiscale.h5") as h5:
+        assert [n.decode() for n in h5["filenames"][:]] == ["cat/good/v.mp4"]
+    r = runner.invoke(app, ["inspect", str(tree), "--preview", str(tmp_path / "p.png")])
+    assert r.exit_code == 3 and (tmp_path / "p.png").is_file(), r.output
+    with pytest.raises(InputFileError, match="train/cat/bad"):
+        ClipDataset(tree, "train")
+
+
+def test_the_loaders_refuse_what_extract_refuses(processed, tmp_path):
+    import shutil
+
+    tree = tmp_path / "p"
+    shutil.copytree(processed, tree)
+    data = torch.load(tree / "train/cat/bad" / PT_NAME, weights_only=True)
+    data["videos"][0, 1, 0, 0, 0] = float("nan")
+    torch.save(data, tree / "train/cat/bad" / PT_NAME)
+    (tree / "train/cat/bad/metadata.json").unlink()
+    dataset = ClipDataset(tree, "train")
+    with pytest.raises(InputFileError, match="NaN"):
+        [dataset[i] for i in range(len(dataset))]
+    data["category_mapping"] = {"cat": 0, "dog": 1}
+    torch.save(data, tree / "train/cat/bad" / PT_NAME)
+    with pytest.raises(InputFileError, match="category_mapping"):
+        ClipDataset(tree, "train")
+
+
+def test_fifos_in_place_of_inputs_never_hang(processed, tmp_path):
+    """Every reader meets a FIFO where a file should be: one line, no hang (a subprocess
+    with a time limit, so a hang fails the test instead of stopping the suite)."""
+    import shutil
+
+    tree = tmp_path / "p"
+    shutil.copytree(processed, tree)
+    os.unlink(tree / "train/cat/bad" / PT_NAME)
+    os.mkfifo(tree / "train/cat/bad" / PT_NAME)
+    os.unlink(tree / "train/cat/good/metadata.json")
+    os.mkfifo(tree / "train/cat/good/metadata.json")
+    features = tmp_path / "features"
+    craft_features(features / "train_features.h5", ["cat/sub/a.mp4"])
+    os.mkfifo(features / "val_features.h5")
+    raw = tmp_path / "raw"
+    (raw / "train/cat").mkdir(parents=True)
+    shutil.copy(next(processed.parent.glob("raw/train/cat/good/*.mp4")), raw / "train/cat/v.mp4")
+    out = tmp_path / "out"
+    (out / "train/cat/cat").mkdir(parents=True)
+    os.mkfifo(out / "train/cat/cat/metadata.json")
+    script = textwrap.dedent(f"""
+        import sys
+        from typer.testing import CliRunner
+        from vcp.cli import app
+        from vcp.data import ClipDataset, FeatureDataset
+        from vcp.readers import InputFileError
+        r = CliRunner()
+        codes = [r.invoke(app, a).exit_code for a in (
+            ["inspect", "{features}"], ["export", "{features}", "{tmp_path}/e"], ["inspect", "{tree}"],
+            ["extract", "{tree}", "{tmp_path}/f", *{BB!r}], ["extract", "{tree}", "{tmp_path}/f2", *{BB!r}, "--dry-run"],
+            ["tensorize", "{raw}", "{out}", *{TZ!r}], ["inspect", "{features}/val_features.h5"])]
+        try:
+            FeatureDataset("{features}/val_features.h5")
+        except InputFileError as exc:
+            codes.append("FIFO" in str(exc))
+        try:
+            ClipDataset("{tree}", "train")
+        except InputFileError as exc:
+            codes.append("FIFO" in str(exc))
+        print(codes)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[3, 3, 3, 3, 0, 0, 2, True, True]", done.stderr[-3000:]
+
+
+def test_export_and_merge_clean_the_temp_files_of_dead_processes(tmp_path):
+    features = craft_features(tmp_path / "f" / "train_features.h5", ["cat/sub/a.mp4"])
+    out = tmp_path / "out"
+    dead = out / "train/cat/sub/.a.mp4.npy.999999999.tmp"
+    dead.parent.mkdir(parents=True)
+    dead.write_bytes(b"x")
+    alive = out / f".index.csv.{os.getppid()}.tmp"
+    alive.write_bytes(b"x")
+    assert runner.invoke(app, ["export", str(features), str(out)]).exit_code == 0
+    assert not dead.exists() and alive.exists()
+    merged = tmp_path / "m"
+    (merged / "train/cat/cat").mkdir(parents=True)
+    for name in (".metadata.json.999999999.tmp", ".processed_data.pt.buffer.999999999.tmp"):
+        (merged / "train/cat/cat" / name).write_bytes(b"x")
+    r = runner.invoke(app, ["merge", str(merged)])
+    assert r.exit_code == 0 and not list(merged.rglob("*.tmp")), r.output
