@@ -65,12 +65,19 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 @contextlib.contextmanager
-def user_errors(debug: bool = False):
-    """Turn known errors into one stderr line + exit code; never a traceback for users."""
+def user_errors(debug: bool = False, *, stoppable: bool = False):
+    """Turn known errors into one stderr line + exit code; never a traceback for users.
+    ``stoppable`` (the stages): SIGTERM/SIGINT commit the progress made and exit 143/130."""
+    from .interrupt import Stopped, graceful_stop
+
     try:
-        yield
+        with graceful_stop() if stoppable else contextlib.nullcontext():
+            yield
     except typer.Exit:
         raise
+    except Stopped as exc:
+        print(f"vcp: {exc}: the work done is committed; run the same command again to resume", file=sys.stderr, flush=True)
+        raise typer.Exit(code=exc.exit_code) from None
     except (UsageError, LayoutError) as exc:  # vcp's own: a bug's ValueError is exit 1, not 2
         raise fail(str(exc), EXIT_USAGE) from None
     except Exception as exc:  # noqa: BLE001

@@ -73,7 +73,7 @@ def extract_command(
     """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
     from backbones import BackboneError, WeightsError
 
-    with user_errors(run["debug"]):
+    with user_errors(run["debug"], stoppable=True):
         try:
             parsed_scales, parsed_splits = _parse_scales(scales), _parse_splits(splits)
             opt.clip_settings(clip).check()

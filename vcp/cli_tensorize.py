@@ -34,7 +34,7 @@ def tensorize_command(
     run: opt.Bundle = None,
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
-    with user_errors(run["debug"]):
+    with user_errors(run["debug"], stoppable=True):
         opt.clip_settings(clip).check()
         opt.print_config_if_asked(ctx, locals())
         this_shard = start_run(run)

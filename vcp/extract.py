@@ -99,10 +99,10 @@ def extract_split(
     n = end - start
     attrs = {"source_files": json.dumps([tf.path.as_posix() for tf in tensor_files])}
 
-    def clips():
+    def clips(resume_at: int):
         with ClipReader(encoder.cuda) as reader:
             window = collections.deque()
-            for order in range(start, end):
+            for order in range(max(start, resume_at), end):
                 tf, i = rows[order]
                 window.append((order, tf, i, reader.submit(tf, i)))
                 if len(window) > READ_AHEAD:
@@ -111,7 +111,7 @@ def extract_split(
                 yield _clip_of(*window.popleft())
 
     return write_features(
-        split, out_path, clips(), result=result, total=n, frame_counts=frame_counts,
+        split, out_path, clips, result=result, total=n, frame_counts=frame_counts,
         mapping=mapping, config=config, encoder=encoder, fp=fp, attrs=attrs, console=console,
     )
 

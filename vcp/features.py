@@ -8,8 +8,10 @@ three-scale rule, one HDF5 row per video.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +26,13 @@ from . import stage
 from .atomic import remove_stale_tmp
 from .contract import PARTS_DIR, feature_part_name, features_filename
 from .encoder import FrameEncoder
-from .h5_writer import H5Writer
+from .h5_writer import H5Writer, remove_segments
+from .interrupt import check_stop, checkpoint_seconds, stop_requested
 from .layout import file_stamp
 from .multiscale import combine_scales, output_rows
 from .packing import PackedEncoder
 from .progress import human_bytes, make_progress
-from .report import file_error
+from .report import file_error, one_line
 from .settings import ExtractConfig
 from .stage import SplitResult
 from .versions import versions
@@ -102,6 +105,15 @@ def load_backbone(config: ExtractConfig) -> torch.nn.Module:
 
 
 @dataclass
+class Failed:
+    """An input that gives no row (a video that did not decode), in its place in the order."""
+
+    order: int
+    where: str
+    reason: str
+
+
+@dataclass
 class Clip:
     """One video on its way into the HDF5: ``group`` names what is rejected with it."""
 
@@ -121,24 +133,37 @@ def max_rows(frame_counts, config: ExtractConfig) -> int:
     return max(rows, default=0)
 
 
+RESUME_DIR = ".resume"  # beside the features file: the committed segments of a run in progress
+
+
 def write_features(
     split, out_path: Path, clips, *, result: SplitResult, total: int, frame_counts, mapping,
     config: ExtractConfig, encoder: FrameEncoder, fp: str, attrs: dict, console,
 ) -> SplitResult:
-    """Backbone + scales over ``clips`` (:class:`Clip`) -> HDF5.
+    """Backbone + scales over ``clips(resume_at)`` (:class:`Clip` and :class:`Failed`, in
+    input order from position ``resume_at``) -> HDF5.
 
-    ``result.failures`` may grow while ``clips`` is consumed (the streaming path finds bad
-    videos as it goes); they are recorded in the ``failed_files`` attr at commit, with
-    ``result.upstream_failures`` (videos tensorize could not use). A clip holding NaN/Inf
-    rejects its whole group: the group's rows already written are taken back.
+    ``result.failures`` holds what the source rejected up front; inputs that fail on the
+    way come as :class:`Failed`. Both are recorded in the ``failed_files`` attr at commit,
+    with ``result.upstream_failures`` (videos tensorize could not use). A clip holding
+    NaN/Inf rejects its whole group: the group's rows already written are taken back.
+
+    Progress is committed as segments every :func:`~vcp.interrupt.checkpoint_seconds`
+    and when a stop is asked (SIGTERM/SIGINT: the clips in flight are finished first,
+    then :class:`~vcp.interrupt.Stopped` is raised); a run with the same fingerprint
+    resumes from them, and its file equals an uninterrupted run's.
     """
     started = time.perf_counter()
     remove_stale_tmp(out_path.parent, [out_path.name])
+    resume_dir = out_path.parent / RESUME_DIR
+    prefix = resume_dir / f"{out_path.name}.{fp[:16]}"
+    remove_segments(resume_dir, out_path.name, keep=prefix.name)  # other settings' segments are stale
+    upfront = list(result.failures)
     with (
         H5Writer(
             out_path, max_frames=max_rows(frame_counts, config), feature_dim=encoder.model.feature_dim,
             category_mapping=mapping, multi_scale=config.multi_scale, attrs=_run_attrs(config, encoder, fp, attrs),
-            with_order=config.shard.active, compress_threads=compress_threads(encoder.device.type),
+            with_order=config.shard.active, compress_threads=compress_threads(encoder.device.type), segments=prefix,
         ) as writer,
         make_progress(console, "frames") as progress,
     ):
@@ -149,23 +174,42 @@ def write_features(
             progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
 
         sink = _RowSink(writer, result, advanced)
+        state = writer.load_segments()
+        if state is not None:
+            sink.restore(state)
+            result.failures = upfront + sink.failed
+            progress.update(task, completed=result.videos + len(sink.failed))
+            print(one_line(f"vcp: resuming {split}{stage.shard_label(config.shard)}: {result.videos} of {total} videos "
+                           "already written"), file=sys.stderr, flush=True)
 
-        def per_video(feats: torch.Tensor) -> torch.Tensor:
-            return combine_scales(feats, config.scales) if config.multi_scale else feats
-
-        packer = PackedEncoder(encoder, config.forward_batch, per_video)
-        for clip in clips:
-            if clip.group not in sink.rejected:
-                sink.take(packer.put(clip, clip.frames, clip.stored))
+        packer = PackedEncoder(encoder, config.forward_batch, functools.partial(_per_video, config=config))
+        interval, last_save = checkpoint_seconds(), time.monotonic()
+        for item in clips(sink.next_order):
+            if isinstance(item, Failed):
+                sink.take(packer.mark(item))
+            elif item.group not in sink.rejected:
+                sink.take(packer.put(item, item.frames, item.stored))
+            if stop_requested() is not None:  # finish what is in flight, commit it, stop
+                sink.take(packer.finish())
+                writer.save_segment(sink.state())
+                check_stop()
+            elif time.monotonic() - last_save >= interval:
+                writer.save_segment(sink.state())
+                last_save = time.monotonic()
         sink.take(packer.finish())
         progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
         writer.attrs["failed_files"] = json.dumps(sorted(result.failures + result.upstream_failures))
         writer.attrs["tensorize_failed_files"] = json.dumps(result.upstream_failures)
         writer.attrs["cuda_graph"] = bool(encoder.graph_used)
         writer.commit()
+    remove_segments(resume_dir, out_path.name)
     result.output = out_path
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _per_video(feats: torch.Tensor, *, config: ExtractConfig) -> torch.Tensor:
+    return combine_scales(feats, config.scales) if config.multi_scale else feats
 
 
 def _run_attrs(config: ExtractConfig, encoder: FrameEncoder, fp: str, extra: dict) -> dict:
@@ -191,16 +235,42 @@ def _run_attrs(config: ExtractConfig, encoder: FrameEncoder, fp: str, extra: dic
 
 
 class _RowSink:
-    """Rows arriving in video order -> the writer; a NaN/Inf clip takes its group's rows back."""
+    """Rows arriving in input order -> the writer; a NaN/Inf clip takes its group's rows
+    back; a :class:`Failed` input is recorded. :meth:`state` is what a resumed run needs to
+    go on from here (:meth:`restore`)."""
 
     def __init__(self, writer: H5Writer, result: SplitResult, advanced):
         self.writer, self.result, self.advanced = writer, result, advanced
         self.rejected: set[str] = set()
+        self.failed: list[tuple[str, str]] = []  # found while the clips came (not up front)
+        self.next_order = 0  # every input before this position is done
         self._group, self._start = None, (0, 0, 0)  # the group being written; rows, videos, frames when it began
+
+    def state(self) -> dict:
+        return {
+            "next_order": self.next_order, "videos": self.result.videos, "frames": self.result.frames,
+            "failed": self.failed, "rejected": sorted(self.rejected), "group": self._group, "group_start": list(self._start),
+        }
+
+    def restore(self, state: dict) -> None:
+        self.next_order = int(state["next_order"])
+        self.result.videos, self.result.frames = int(state["videos"]), int(state["frames"])
+        self.failed = [tuple(x) for x in state["failed"]]
+        self.rejected = set(state["rejected"])
+        self._group, self._start = state["group"], tuple(state["group_start"])
+
+    def _fail(self, where: str, reason: str) -> None:
+        self.failed.append((where, reason))
+        self.result.failures.append((where, reason))
+        file_error(where, reason)
 
     def take(self, ready) -> None:
         writer, result = self.writer, self.result
         for clip, rows in ready:
+            self.next_order = max(self.next_order, clip.order + 1)
+            if isinstance(clip, Failed):
+                self._fail(clip.where, clip.reason)
+                continue
             if clip.group in self.rejected:
                 continue
             if clip.group != self._group:
@@ -209,9 +279,7 @@ class _RowSink:
                 self.rejected.add(clip.group)
                 writer.truncate(self._start[0])
                 result.videos, result.frames = self._start[1], self._start[2]
-                reason = f"{clip.filename} holds NaN or Inf values: the whole group is rejected"
-                result.failures.append((clip.group, reason))
-                file_error(clip.group, reason)
+                self._fail(clip.group, f"{clip.filename} holds NaN or Inf values: the whole group is rejected")
                 continue
             writer.append(
                 rows, label=clip.label, filename=clip.filename, order=clip.order,

@@ -4,7 +4,14 @@
 video by video (memory independent of N); ``labels`` int64 ``[N]``; ``num_frames`` int32
 ``[N]``; ``filenames`` str ``[N]``; attrs ``num_videos``, ``max_frames``, ``feature_dim``,
 ``category_mapping`` (JSON), ``multi_scale`` plus provenance. Written under a temp name
-and renamed on :meth:`H5Writer.commit`; an interrupted run leaves nothing.
+and renamed on :meth:`H5Writer.commit`; an interrupted run leaves no features file.
+
+With ``segments`` (a path prefix), :meth:`H5Writer.save_segment` commits the rows written
+since the last segment as a small file of their own (``<prefix>.seg-000003.h5``: the
+compressed chunks as they are, the columns and the caller's state, written under a temp
+name and renamed), and :meth:`H5Writer.load_segments` puts the rows of every committed
+segment back into a new writer: a run stopped at any point restarts from its last
+segment, not from zero. The caller removes the segments once the file is committed.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import collections
 import concurrent.futures
 import contextlib
 import json
+import re
 import zlib
+from glob import escape as glob_escape
 from pathlib import Path
 
 import h5py
@@ -46,6 +55,7 @@ class H5Writer:
         attrs: dict | None = None,
         with_order: bool = False,
         compress_threads: int = 0,
+        segments: Path | None = None,
     ):
         self.final = Path(final)
         self.tmp = tmp_path_for(self.final)
@@ -62,6 +72,10 @@ class H5Writer:
             "labels": [], "num_frames": [], "filenames": [], "order": [], "fps": [], "frame_indices": [], "frame_times": [],
         }
         self._written = 0
+        self.segments = segments  # path prefix of this file's committed segments, or None
+        self._saved = 0  # rows held by committed segments
+        self._unsaved: list[tuple[int, bytes]] = []  # (row, compressed chunk) written since
+        self._next_segment = 0
 
     def __enter__(self) -> H5Writer:
         self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +110,8 @@ class H5Writer:
             dset.resize(i + _GROW, axis=0)
         if self._pool is None:
             dset[i] = padded
+            if self.segments is not None:
+                self._unsaved.append((i, zlib.compress(padded.tobytes(), GZIP_LEVEL)))
         else:
             self._pending.append((i, self._pool.submit(zlib.compress, padded.tobytes(), GZIP_LEVEL)))
             self._drain(block=False)
@@ -110,7 +126,10 @@ class H5Writer:
         dset = self._h5["features"]
         while self._pending and (block or self._pending[0][1].done()):
             i, future = self._pending.popleft()
-            dset.id.write_direct_chunk((i, 0, 0), future.result())
+            data = future.result()
+            dset.id.write_direct_chunk((i, 0, 0), data)
+            if self.segments is not None:
+                self._unsaved.append((i, data))
 
     def truncate(self, rows: int) -> None:
         """Take back every row from ``rows`` on (a rejected group's rows)."""
@@ -119,6 +138,81 @@ class H5Writer:
         for values in self._columns.values():
             del values[rows:]
         self._written = rows
+        if rows < self._saved:  # rows a segment holds are taken back: the next segment starts here
+            self._saved = rows
+        self._unsaved = [(i, data) for i, data in self._unsaved if i < rows]
+
+    # -- segments: committed progress of a run that may be stopped --------------------------------
+    def _segment_paths(self) -> list[tuple[int, Path]]:
+        pattern = re.compile(re.escape(self.segments.name) + r"\.seg-(\d{6})\.h5")
+        found = [(int(m.group(1)), p) for p in self.segments.parent.glob(f"{glob_escape(self.segments.name)}.seg-*.h5")
+                 if (m := pattern.fullmatch(p.name))]
+        return sorted(found)
+
+    def save_segment(self, state: dict) -> Path:
+        """Commit the rows written since the last segment, with ``state`` (JSON-able)."""
+        self._drain(block=True)
+        start, end = self._saved, self._written
+        rows, dim = self.row_shape
+        path = self.segments.parent / f"{self.segments.name}.seg-{self._next_segment:06d}.h5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_path_for(path)
+        try:
+            with h5py.File(tmp, "w") as seg:
+                dset = seg.create_dataset(
+                    "features", shape=(end - start, rows, dim), dtype="float32", chunks=(1, max(rows, 1), max(dim, 1)),
+                    compression="gzip", compression_opts=GZIP_LEVEL, fillvalue=0.0,
+                )
+                for i, data in self._unsaved:
+                    dset.id.write_direct_chunk((i - start, 0, 0), data)
+                seg.attrs["start"], seg.attrs["end"] = start, end
+                seg.attrs["row_shape"] = json.dumps(list(self.row_shape))
+                seg.attrs["columns"] = json.dumps({k: v[start:end] for k, v in self._columns.items()}, default=_plain)
+                seg.attrs["state"] = json.dumps(state, default=_plain)
+            replace_into(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._next_segment += 1
+        self._saved, self._unsaved = end, []
+        return path
+
+    def load_segments(self) -> dict | None:
+        """Put the rows of every committed segment back, in order; the state saved with the
+        last one (None: no segment). A segment that cannot be read ends the chain there
+        (it and those after it are removed: their rows are made again)."""
+        state = None
+        chain = self._segment_paths()
+        for k, (number, path) in enumerate(chain):
+            try:
+                state = self._apply_segment(path)
+            except (OSError, ValueError, KeyError):
+                for _, later in chain[k:]:
+                    later.unlink(missing_ok=True)
+                break
+            self._next_segment = number + 1
+        return state
+
+    def _apply_segment(self, path: Path) -> dict:
+        with h5py.File(path, "r") as seg:
+            start, end = int(seg.attrs["start"]), int(seg.attrs["end"])
+            if json.loads(seg.attrs["row_shape"]) != list(self.row_shape) or start > self._written:
+                raise ValueError(f"{path}: does not continue this file")
+            columns = json.loads(seg.attrs["columns"])
+            state = json.loads(seg.attrs["state"])
+            if any(len(columns[k]) != end - start for k in self._columns):
+                raise ValueError(f"{path}: columns do not match its rows")
+            self.truncate(start)
+            dset = self._h5["features"]
+            if dset.shape[0] < end:
+                dset.resize(end, axis=0)
+            for j in range(end - start):
+                mask, data = seg["features"].id.read_direct_chunk((j, 0, 0))
+                dset.id.write_direct_chunk((start + j, 0, 0), data, filter_mask=mask)
+        for name, values in self._columns.items():
+            values += columns[name]
+        self._written = self._saved = end
+        return state
 
     def commit(self) -> Path:
         self._drain(block=True)
@@ -176,3 +270,22 @@ class H5Writer:
             self._h5 = None
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
+
+
+def _plain(value):
+    """numpy scalars and arrays in a segment's JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def remove_segments(segments_dir: Path, final_name: str, *, keep: str | None = None) -> None:
+    """Remove the committed segments of ``final_name`` (all, or all but the prefix ``keep``:
+    segments of other settings are stale)."""
+    for path in segments_dir.glob(f"{glob_escape(final_name)}.*.seg-*.h5"):
+        if keep is None or not path.name.startswith(f"{keep}.seg-"):
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        segments_dir.rmdir()  # only when empty

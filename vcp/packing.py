@@ -41,11 +41,14 @@ class _Job:
     rows: torch.Tensor | None = None  # the video's result (host, pinned on CUDA)
     finite_host: torch.Tensor | None = None
     done: object | None = None  # CUDA event: the copy to the host has finished
+    after: list = field(default_factory=list)  # keys of mark() calls made after this put, before the next
+    collected: bool = False
 
 
 class PackedEncoder:
     """``put(key, frames, stored)`` -> ``[(key, rows ndarray | None)]`` ready so far
-    (None: the clip held NaN/Inf); ``finish()`` -> the rest. Order is ``put`` order.
+    (None: the clip held NaN/Inf); ``mark(key)`` -> a key with no frames, handed back in
+    the same order; ``finish()`` -> the rest. Order is ``put`` (and ``mark``) order.
 
     Each clip's frames are copied straight into the batch being filled, already in the
     network's memory format (channels-last by default): one pass over the frames on the
@@ -69,6 +72,7 @@ class PackedEncoder:
         self._pieces: list[tuple[_Job, int]] = []  # (job, frames of it) in _filling, in order
         self._filled = 0
         self._copying: deque[_Job] = deque()  # all frames through, results on their way to the host
+        self._last: _Job | None = None  # the job of the latest put
 
     @torch.inference_mode()
     def put(self, key, frames: torch.Tensor, stored) -> list[tuple[object, np.ndarray | None]]:
@@ -76,6 +80,7 @@ class PackedEncoder:
         if prepared.shape[0] == 0:
             raise ValueError("a clip with no frames")
         job = _Job(key, finite, prepared.shape[0])
+        self._last = job
         if self._filling is not None and self._filling.shape[1:] != prepared.shape[1:]:
             self._launch()  # frames of another size never share a forward
         start = 0
@@ -94,6 +99,14 @@ class PackedEncoder:
                 if self._filled == self.batch:
                     self._launch()
             start += take
+        return self._collect(block=False)
+
+    def mark(self, key) -> list[tuple[object, np.ndarray | None]]:
+        """Hand ``key`` back in put order with no rows (an input that never reaches the
+        network, e.g. a video that failed to decode), after every clip put before it."""
+        if self._last is None or self._last.collected:
+            return [(key, None)]
+        self._last.after.append(key)
         return self._collect(block=False)
 
     @torch.inference_mode()
@@ -159,4 +172,6 @@ class PackedEncoder:
                 job.done.synchronize()
             finite = job.finite_host is None or bool(job.finite_host)
             out.append((job.key, job.rows.numpy() if finite else None))
+            out += [(key, None) for key in job.after]
+            job.collected = True
         return out

@@ -11,6 +11,7 @@ The HDF5 equals tensorize + extract on the same inputs.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .encoder import FrameEncoder
 from .features import (
     Clip,
     ExtractConfig,
+    Failed,
     fingerprint,
     load_backbone,
     output_target,
@@ -32,7 +34,6 @@ from .features import (
 from .layout import Group, RawTree, discover_raw, prepare_output_dir
 from .lock import output_lock
 from .progress import console as progress_console
-from .report import file_error
 from .settings import ClipSettings, DecodeSettings
 from .stage import RunResult, SplitResult
 
@@ -86,7 +87,7 @@ def _extract_split(split: str, source: _VideoSource, features: Path, config: Ext
     everything = [f for g in groups for f in g.files]
     mine = stage.owned_files(everything, config.shard)  # balanced by file size
     write_features(
-        split, out_path, source.clips(groups, everything, mine, result), result=result, total=len(mine),
+        split, out_path, functools.partial(source.clips, groups, everything, mine), result=result, total=len(mine),
         frame_counts=[source.clip.frames], mapping=source.mapping, config=config, encoder=encoder,
         fp=fp, attrs={"source": "videos", "raw_root": str(source.tree.root)}, console=console,
     )
@@ -109,10 +110,13 @@ class _VideoSource:
     def __exit__(self, *exc) -> None:
         self.loader.close()
 
-    def clips(self, groups: list[Group], everything: list[Path], mine: set[Path], result: SplitResult):
+    def clips(self, groups: list[Group], everything: list[Path], mine: set[Path], resume_at: int = 0):
+        """This rank's clips (and :class:`Failed` videos) in row order, from ``resume_at``."""
         order = {f: i for i, f in enumerate(everything)}  # single-process row order
         for group in groups:
-            items = [(str(p), self.tree.relpath(p)) for p in group.files if p in mine]
+            items = [(str(p), self.tree.relpath(p)) for p in group.files if p in mine and order[p] >= resume_at]
+            if not items:
+                continue
             for batch in self.loader.load(items, self.clip.sampling(group), ahead=self.depth):
                 for r in batch:
                     if r.ok:
@@ -122,5 +126,4 @@ class _VideoSource:
                             fps=r.info.fps, frame_indices=r.indices.tolist(), frame_times=r.info.times_of(r.indices),
                         )
                     else:
-                        result.failures.append((r.relpath, r.error.reason))
-                        file_error(r.relpath, r.error.reason)
+                        yield Failed(order[Path(r.path)], r.relpath, r.error.reason)

@@ -1,0 +1,146 @@
+"""A long job stopped part way (SIGTERM at Slurm's time limit, Ctrl-C, kill -9) resumes
+where it stopped, and its outputs equal an uninterrupted run's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vcp import features as features_module
+from vcp import interrupt
+from vcp.cli import app
+from vcp.contract import PT_NAME
+
+runner = CliRunner()
+TZ = ["--frames", "8", "--size", "32", "--mode", "cpu"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu"]
+DATASETS = ("features", "labels", "num_frames", "filenames", "fps", "frame_indices", "frame_times")
+
+
+def same_features(a: Path, b: Path, datasets=DATASETS) -> None:
+    with h5py.File(a) as x, h5py.File(b) as y:
+        for name in datasets:
+            assert name in x and name in y, name
+            assert np.array_equal(x[name][:], y[name][:], equal_nan=x[name].dtype.kind == "f"), name
+        assert x.attrs["failed_files"] == y.attrs["failed_files"]
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory, videos):
+    raw = tmp_path_factory.mktemp("resume") / "raw"
+    for k in range(5):
+        videos.copy_to(raw / f"train/apple/a{k}.mp4", codec="h264", num_frames=12 + k)
+        videos.copy_to(raw / f"train/zebra/z{k}.webm", codec="vp9", num_frames=12 + k)
+    (raw / "train/apple/a2_broken.mp4").write_bytes(b"not a video at all" * 100)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def processed(raw):
+    out = raw.parent / "processed"
+    assert runner.invoke(app, ["tensorize", str(raw), str(out), *TZ]).exit_code == 3  # one broken video
+    return out
+
+
+def stop_at(monkeypatch, call: int) -> None:
+    """Ask the run to stop (as SIGTERM would) when the sink looks for the ``call``-th time."""
+    count = {"n": 0}
+    real = interrupt.stop_requested
+
+    def looking():
+        count["n"] += 1
+        if count["n"] == call:
+            interrupt.request_stop(signal.SIGTERM)
+        return real()
+
+    monkeypatch.setattr(features_module, "stop_requested", looking)
+
+
+@pytest.mark.parametrize("source", ["pt", "videos"])
+def test_a_stopped_extract_resumes_and_equals_an_uninterrupted_run(raw, processed, tmp_path, monkeypatch, source):
+    args = ["--from-videos", str(raw)] if source == "videos" else [str(processed)]
+    reference, resumed = tmp_path / "ref", tmp_path / "res"
+    expected = 3 if source == "videos" else 0  # the broken video fails here (pt: it failed in tensorize)
+    assert runner.invoke(app, ["extract", *args, str(reference), *BB, *TZ[:4]]).exit_code == expected
+    stop_at(monkeypatch, 4)
+    r = runner.invoke(app, ["extract", *args, str(resumed), *BB, *TZ[:4]])
+    assert r.exit_code == 143, r.output
+    assert "stopped by SIGTERM" in r.stderr and not (resumed / "train_features_multiscale.h5").exists()
+    assert list((resumed / ".resume").glob("*.seg-*.h5"))
+    monkeypatch.undo()
+    r = runner.invoke(app, ["extract", *args, str(resumed), *BB, *TZ[:4]])
+    assert r.exit_code == expected, r.output
+    # the videos' order holds the broken file (its 3rd input): a failure, no row
+    done, total = (4, 10) if source == "pt" else (3, 11)
+    assert f"resuming train: {done} of {total} videos already written" in r.stderr, r.stderr
+    same_features(reference / "train_features_multiscale.h5", resumed / "train_features_multiscale.h5")
+    assert not (resumed / ".resume").exists()
+
+
+def test_a_rejected_group_and_a_sharded_rank_resume_too(processed, tmp_path, monkeypatch):
+    tree = tmp_path / "p"
+    shutil.copytree(processed, tree)
+    data = torch.load(tree / "train/apple/apple" / PT_NAME, weights_only=True)
+    data["videos"][3, 0, 0, 0, 0] = float("nan")  # the 4th clip of the first group: the group is taken back
+    torch.save(data, tree / "train/apple/apple" / PT_NAME)
+    (tree / "train/apple/apple/metadata.json").unlink()
+    reference, resumed = tmp_path / "ref", tmp_path / "res"
+    assert runner.invoke(app, ["extract", str(tree), str(reference), *BB]).exit_code == 3
+    stop_at(monkeypatch, 6)  # after the group was rejected
+    assert runner.invoke(app, ["extract", str(tree), str(resumed), *BB]).exit_code == 143
+    monkeypatch.undo()
+    r = runner.invoke(app, ["extract", str(tree), str(resumed), *BB])
+    assert r.exit_code == 3 and "resuming train: 1 of 10 videos" in r.stderr, r.output
+    same_features(reference / "train_features_multiscale.h5", resumed / "train_features_multiscale.h5")
+    # each rank of a sharded run resumes its own part
+    sharded = tmp_path / "sharded"
+    stop_at(monkeypatch, 2)
+    assert runner.invoke(app, ["extract", str(tree), str(sharded), *BB, "--shard", "0/2"]).exit_code == 143
+    monkeypatch.undo()
+    r = runner.invoke(app, ["extract", str(tree), str(sharded), *BB, "--shard", "0/2"])
+    assert r.exit_code == 3 and "resuming train [shard 0/2]: 2 of 5" in r.stderr, r.output  # its group holds the NaN clip
+    assert runner.invoke(app, ["extract", str(tree), str(sharded), *BB, "--shard", "1/2"]).exit_code == 0
+    assert runner.invoke(app, ["merge", str(sharded)]).exit_code == 0
+    same_features(reference / "train_features_multiscale.h5", sharded / "train_features_multiscale.h5")
+
+
+def _vcp(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "vcp", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **(env or {})})
+
+
+def _wait_for(pattern_dir: Path, proc, timeout=120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(pattern_dir.glob(".resume/*.seg-*.h5")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint was committed"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_real_signal_then_a_rerun(raw, processed, tmp_path, how):
+    reference, resumed = tmp_path / "ref", tmp_path / "res"
+    assert runner.invoke(app, ["extract", str(processed), str(reference), *BB, "--batch-size", "1"]).exit_code == 0
+    proc = _vcp("extract", str(processed), str(resumed), *BB, "--batch-size", "1", env={"VCP_CHECKPOINT_SECONDS": "0"})
+    _wait_for(resumed, proc)
+    proc.send_signal(how)
+    out, err = proc.communicate(timeout=60)
+    if how == signal.SIGTERM:
+        assert proc.returncode == 143 and "stopped by SIGTERM" in err, err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert not (resumed / "train_features_multiscale.h5").exists()
+    r = runner.invoke(app, ["extract", str(processed), str(resumed), *BB, "--batch-size", "1"])
+    assert r.exit_code == 0 and "resuming train:" in r.stderr, r.output
+    same_features(reference / "train_features_multiscale.h5", resumed / "train_features_multiscale.h5")
