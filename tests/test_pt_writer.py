@@ -103,7 +103,7 @@ def _pair(directory, fill, *, dtype=torch.float32, normalization=None):
 def test_kill_between_the_two_renames_is_rolled_forward(tmp_path, monkeypatch):
     """The archive is renamed first; a kill before the metadata's rename leaves the pending
     metadata, which settle_pair puts in place: the new pair, whole."""
-    from vcp.pt_writer import settle_pair
+    from vcp.pair import settle_pair
 
     _pair(tmp_path, 1)
     real_replace = os.replace
@@ -131,7 +131,7 @@ def test_kill_between_the_two_renames_is_rolled_forward(tmp_path, monkeypatch):
 
 
 def test_kill_before_the_archive_rename_keeps_the_old_pair(tmp_path, monkeypatch):
-    from vcp.pt_writer import settle_pair
+    from vcp.pair import settle_pair
 
     old_id = _pair(tmp_path, 1)
     monkeypatch.setattr(vcp.pt_writer, "replace_into", lambda tmp, final: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -144,7 +144,7 @@ def test_kill_before_the_archive_rename_keeps_the_old_pair(tmp_path, monkeypatch
 
 
 def test_metadata_of_another_archive_is_not_trusted(tmp_path):
-    from vcp.pt_writer import settle_pair
+    from vcp.pair import settle_pair
 
     _pair(tmp_path / "a", 1)
     _pair(tmp_path / "b", 2)

@@ -3,6 +3,7 @@ where it stopped, and its outputs equal an uninterrupted run's."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -144,3 +145,51 @@ def test_a_real_signal_then_a_rerun(raw, processed, tmp_path, how):
     r = runner.invoke(app, ["extract", str(processed), str(resumed), *BB, "--batch-size", "1"])
     assert r.exit_code == 0 and "resuming train:" in r.stderr, r.output
     same_features(reference / "train_features_multiscale.h5", resumed / "train_features_multiscale.h5")
+
+
+def test_a_stopped_tensorize_resumes_its_group_and_writes_the_same_archive(raw, tmp_path, monkeypatch):
+    from vcp import tensorize as tensorize_module
+
+    reference, resumed = tmp_path / "ref", tmp_path / "res"
+    args = [*TZ, "--max-batch", "2"]
+    assert runner.invoke(app, ["tensorize", str(raw), str(reference), *args]).exit_code == 3
+    count = {"n": 0}
+    real = interrupt.stop_requested
+
+    def looking():  # the 2nd batch of the first group: 4 of its 6 inputs handled
+        count["n"] += 1
+        if count["n"] == 2:
+            interrupt.request_stop(signal.SIGTERM)
+        return real()
+
+    monkeypatch.setattr(tensorize_module, "stop_requested", looking)
+    r = runner.invoke(app, ["tensorize", str(raw), str(resumed), *args])
+    assert r.exit_code == 143 and "stopped by SIGTERM" in r.stderr, r.output
+    group = resumed / "train/apple/apple"
+    assert not (group / PT_NAME).exists() and (group / f".{PT_NAME}.resume.json").is_file()
+    monkeypatch.undo()
+    r = runner.invoke(app, ["tensorize", str(raw), str(resumed), *args])
+    assert r.exit_code == 3, r.output
+    assert "resuming train/apple/apple: 4 of 6 videos already written" in r.stderr, r.stderr
+    for name in ("train/apple/apple", "train/zebra/zebra"):
+        a = torch.load(reference / name / PT_NAME, weights_only=True)
+        b = torch.load(resumed / name / PT_NAME, weights_only=True)
+        assert torch.equal(a["videos"], b["videos"]) and torch.equal(a["labels"], b["labels"])
+        assert a["filenames"] == b["filenames"]
+        # identical inputs, identical bytes: the archive of a resumed group included
+        assert (reference / name / PT_NAME).read_bytes() == (resumed / name / PT_NAME).read_bytes()
+    meta = [json.loads((d / "train/apple/apple/metadata.json").read_text()) for d in (reference, resumed)]
+    assert meta[0]["videos"] == meta[1]["videos"] and meta[0]["failed"] == meta[1]["failed"]
+    assert not list(resumed.rglob(f".{PT_NAME}.resume*")) and not list(resumed.rglob("*.tmp"))
+
+
+def test_identical_inputs_give_identical_archive_bytes_across_processes(tmp_path, videos):
+    raw = tmp_path / "raw"
+    videos.copy_to(raw / "train/cat/v.mp4", codec="h264", num_frames=12)
+    videos.copy_to(raw / "train/cat/w.webm", codec="vp9", num_frames=12)
+    assert runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "a"), *TZ]).exit_code == 0
+    proc = _vcp("tensorize", str(raw), str(tmp_path / "b"), *TZ)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    pt = Path("train/cat/cat") / PT_NAME
+    assert (tmp_path / "a" / pt).read_bytes() == (tmp_path / "b" / pt).read_bytes()

@@ -32,7 +32,8 @@ from .layout import file_stamp
 from .multiscale import combine_scales, output_rows
 from .packing import PackedEncoder
 from .progress import human_bytes, make_progress
-from .report import file_error, one_line
+from .report import one_line
+from .row_sink import Failed, RowSink
 from .settings import ExtractConfig
 from .stage import SplitResult
 from .versions import versions
@@ -105,15 +106,6 @@ def load_backbone(config: ExtractConfig) -> torch.nn.Module:
 
 
 @dataclass
-class Failed:
-    """An input that gives no row (a video that did not decode), in its place in the order."""
-
-    order: int
-    where: str
-    reason: str
-
-
-@dataclass
 class Clip:
     """One video on its way into the HDF5: ``group`` names what is rejected with it."""
 
@@ -173,7 +165,7 @@ def write_features(
             elapsed = time.perf_counter() - started
             progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
 
-        sink = _RowSink(writer, result, advanced)
+        sink = RowSink(writer, result, advanced)
         state = writer.load_segments()
         if state is not None:
             sink.restore(state)
@@ -182,21 +174,8 @@ def write_features(
             print(one_line(f"vcp: resuming {split}{stage.shard_label(config.shard)}: {result.videos} of {total} videos "
                            "already written"), file=sys.stderr, flush=True)
 
-        packer = PackedEncoder(encoder, config.forward_batch, functools.partial(_per_video, config=config))
-        interval, last_save = checkpoint_seconds(), time.monotonic()
-        for item in clips(sink.next_order):
-            if isinstance(item, Failed):
-                sink.take(packer.mark(item))
-            elif item.group not in sink.rejected:
-                sink.take(packer.put(item, item.frames, item.stored))
-            if stop_requested() is not None:  # finish what is in flight, commit it, stop
-                sink.take(packer.finish())
-                writer.save_segment(sink.state())
-                check_stop()
-            elif time.monotonic() - last_save >= interval:
-                writer.save_segment(sink.state())
-                last_save = time.monotonic()
-        sink.take(packer.finish())
+        _feed(clips(sink.next_order), PackedEncoder(encoder, config.forward_batch, functools.partial(_per_video, config=config)),
+              sink, writer)
         progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
         writer.attrs["failed_files"] = json.dumps(sorted(result.failures + result.upstream_failures))
         writer.attrs["tensorize_failed_files"] = json.dumps(result.upstream_failures)
@@ -206,6 +185,25 @@ def write_features(
     result.output = out_path
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _feed(items, packer: PackedEncoder, sink: RowSink, writer: H5Writer) -> None:
+    """Every input through the packer into the sink, committing a segment every
+    checkpoint interval, and at once (the clips in flight finished) when a stop is asked."""
+    interval, last_save = checkpoint_seconds(), time.monotonic()
+    for item in items:
+        if isinstance(item, Failed):
+            sink.take(packer.mark(item))
+        elif item.group not in sink.rejected:
+            sink.take(packer.put(item, item.frames, item.stored))
+        if stop_requested() is not None:
+            sink.take(packer.finish())
+            writer.save_segment(sink.state())
+            check_stop()
+        elif time.monotonic() - last_save >= interval:
+            writer.save_segment(sink.state())
+            last_save = time.monotonic()
+    sink.take(packer.finish())
 
 
 def _per_video(feats: torch.Tensor, *, config: ExtractConfig) -> torch.Tensor:
@@ -232,62 +230,6 @@ def _run_attrs(config: ExtractConfig, encoder: FrameEncoder, fp: str, extra: dic
         "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if encoder.cuda and config.precision == "fp32" else None,
         **extra,
     }
-
-
-class _RowSink:
-    """Rows arriving in input order -> the writer; a NaN/Inf clip takes its group's rows
-    back; a :class:`Failed` input is recorded. :meth:`state` is what a resumed run needs to
-    go on from here (:meth:`restore`)."""
-
-    def __init__(self, writer: H5Writer, result: SplitResult, advanced):
-        self.writer, self.result, self.advanced = writer, result, advanced
-        self.rejected: set[str] = set()
-        self.failed: list[tuple[str, str]] = []  # found while the clips came (not up front)
-        self.next_order = 0  # every input before this position is done
-        self._group, self._start = None, (0, 0, 0)  # the group being written; rows, videos, frames when it began
-
-    def state(self) -> dict:
-        return {
-            "next_order": self.next_order, "videos": self.result.videos, "frames": self.result.frames,
-            "failed": self.failed, "rejected": sorted(self.rejected), "group": self._group, "group_start": list(self._start),
-        }
-
-    def restore(self, state: dict) -> None:
-        self.next_order = int(state["next_order"])
-        self.result.videos, self.result.frames = int(state["videos"]), int(state["frames"])
-        self.failed = [tuple(x) for x in state["failed"]]
-        self.rejected = set(state["rejected"])
-        self._group, self._start = state["group"], tuple(state["group_start"])
-
-    def _fail(self, where: str, reason: str) -> None:
-        self.failed.append((where, reason))
-        self.result.failures.append((where, reason))
-        file_error(where, reason)
-
-    def take(self, ready) -> None:
-        writer, result = self.writer, self.result
-        for clip, rows in ready:
-            self.next_order = max(self.next_order, clip.order + 1)
-            if isinstance(clip, Failed):
-                self._fail(clip.where, clip.reason)
-                continue
-            if clip.group in self.rejected:
-                continue
-            if clip.group != self._group:
-                self._group, self._start = clip.group, (writer.rows, result.videos, result.frames)
-            if rows is None:  # NaN/Inf in the clip: the whole group goes, rows written included
-                self.rejected.add(clip.group)
-                writer.truncate(self._start[0])
-                result.videos, result.frames = self._start[1], self._start[2]
-                self._fail(clip.group, f"{clip.filename} holds NaN or Inf values: the whole group is rejected")
-                continue
-            writer.append(
-                rows, label=clip.label, filename=clip.filename, order=clip.order,
-                fps=clip.fps, frame_indices=clip.frame_indices, frame_times=clip.frame_times,
-            )
-            result.videos += 1
-            result.frames += clip.frames.shape[0]
-            self.advanced()
 
 
 def compress_threads(device_type: str) -> int:

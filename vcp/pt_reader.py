@@ -22,7 +22,7 @@ from .atomic import tmp_files_of
 from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, pt_problem, split_key
 from .devices import UsageError
 from .layout import LayoutError
-from .pt_writer import settle_pair
+from .pair import settle_pair
 from .readers import InputFileError, regular_file_problem
 
 

@@ -43,9 +43,10 @@ import torch
 
 from ._archive import BytesSource, FileSource, InPlace, fill_storages, patch_pickle, read_layout
 from .appender import ClipAppender
-from .atomic import replace_into, tmp_files_of, tmp_owner, tmp_path_for
+from .atomic import replace_into, tmp_path_for
 from .contract import META_NAME, PT_NAME, pt_archive, storage_name
-from .readers import read_json
+from .pair import fsync_dir, write_durable_json
+from .readers import read_json, regular_file_problem
 
 
 class PtWriter:
@@ -68,11 +69,15 @@ class PtWriter:
         expected: list[tuple[str, int]] | None = None,
         writeback: bool = True,
         staged: bool | None = None,
+        resume: str | None = None,
     ):
         """``normalization`` is ``(mean, std)`` of the stored values (ImageNet's if None);
         ``writeback``: start the disk writing each clip as it is written (:mod:`vcp.writeback`);
         ``staged``: copy each clip into a host staging buffer and write it from a thread
-        (None: for clips that arrive on the GPU, whose copy to the host is needed anyway)."""
+        (None: for clips that arrive on the GPU, whose copy to the host is needed anyway);
+        ``resume``: the fingerprint of what is being written: :meth:`checkpoint` commits the
+        clips added so far, and a writer opened later with the same fingerprint and
+        ``expected`` list goes on from there (:attr:`resumed` is the state it checkpointed)."""
         from backbones.spec import IMAGENET
 
         self.directory = Path(directory)
@@ -93,21 +98,71 @@ class PtWriter:
         self._staged = staged
         self._writeback = writeback
         self._appender: ClipAppender | None = None  # the clips' bytes, CRC and write-back
+        self._resume_fp = resume
+        self._resume_link = self.directory / f".{name}.resume"  # the buffer as last checkpointed (a hard link)
+        self._resume_meta = self.directory / f".{name}.resume.json"
+        self.resumed: dict | None = None
 
     def __enter__(self) -> PtWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
+        checkpoint = self._claim_checkpoint() if self._resume_fp is not None else None
         if self._expected:
-            names, labels = zip(*self._expected, strict=True)
-            with torch.serialization.skip_data():
-                torch.save(self._skeleton(list(names), list(labels)), self._buffer_path)
+            if checkpoint is None:
+                names, labels = zip(*self._expected, strict=True)
+                _save_skeleton(self._skeleton(list(names), list(labels)), self._buffer_path)
             layout, _central_dir = read_layout(self._buffer_path)
             self._data_offset = layout["videos"][0]
             self._buffer = open(self._buffer_path, "rb+")
-            self._buffer.seek(self._data_offset)
         else:
-            self._buffer = open(self._buffer_path, "wb")
+            self._buffer = open(self._buffer_path, "rb+" if checkpoint else "wb")
+            if checkpoint:
+                self._buffer.truncate(checkpoint["written"])
         self._appender = ClipAppender(self._buffer, self._data_offset, self.dtype, writeback=self._writeback)
+        if checkpoint is not None:
+            self._appender.crc, self._appender.written = checkpoint["crc"], checkpoint["written"]
+            self.filenames, self.labels = list(checkpoint["filenames"]), list(checkpoint["labels"])
+            self.resumed = checkpoint["state"]
+        self._buffer.seek(self._data_offset + self._appender.written)
         return self
+
+    # -- checkpoints: a group in progress survives a stopped run -----------------------------------
+    def _checkpoint_key(self) -> dict:
+        return {"fingerprint": self._resume_fp, "expected": [list(e) for e in self._expected or []],
+                "storage": storage_name(self.dtype), "shape": list(self.shape)}
+
+    def _claim_checkpoint(self) -> dict | None:
+        """The checkpoint of this very write (same fingerprint, clips, storage and shape),
+        its buffer moved to this writer's own; anything else there is dropped as stale."""
+        meta = read_json(self._resume_meta)
+        usable = (
+            meta is not None and all(meta.get(k) == v for k, v in self._checkpoint_key().items())
+            and regular_file_problem(self._resume_link) is None and isinstance(meta.get("written"), int)
+        )
+        if not usable:
+            self._drop_checkpoint()
+            return None
+        os.replace(self._resume_link, self._buffer_path)
+        return meta
+
+    def checkpoint(self, state: dict) -> None:
+        """Commit the clips added so far with ``state`` (JSON-able): the buffer made durable
+        and hard-linked under a name no cleanup of dead processes' temp files removes, then
+        a record of how far it is valid, renamed into place."""
+        self._appender.settle()
+        self._buffer.flush()
+        os.fsync(self._buffer.fileno())
+        if not os.path.lexists(self._resume_link):
+            os.link(self._buffer_path, self._resume_link)
+        record = {**self._checkpoint_key(), "written": self._appender.written, "crc": self._appender.crc,
+                  "filenames": self.filenames, "labels": self.labels, "state": state}
+        tmp = tmp_path_for(self._resume_meta)
+        write_durable_json(tmp, record)
+        os.replace(tmp, self._resume_meta)
+
+    def _drop_checkpoint(self) -> None:
+        for path in (self._resume_meta, self._resume_link):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def _skeleton(self, filenames: list[str], labels: list[int]) -> dict:
         return pt_archive(
@@ -157,7 +212,7 @@ class PtWriter:
         meta_tmp = tmp_path_for(self.directory / self.meta_name)
         self.pair_id = self._content_id(metadata)
         try:
-            _write_pending_json(meta_tmp, {**metadata, "pair_id": self.pair_id})
+            write_durable_json(meta_tmp, {**metadata, "pair_id": self.pair_id})
         except BaseException:
             self._close_buffer()
             with contextlib.suppress(FileNotFoundError):
@@ -176,8 +231,7 @@ class PtWriter:
                 fill_storages(tmp, {"videos": InPlace(crc, written), "labels": labels})
                 patch_pickle(tmp, _PAIR_PLACEHOLDER, self.pair_id)
             else:
-                with torch.serialization.skip_data():
-                    torch.save(skeleton, tmp)
+                _save_skeleton(skeleton, tmp)
                 videos = FileSource(self._buffer_path, crc, offset=self._data_offset, size=written)
                 fill_storages(tmp, {"videos": videos, "labels": labels})
             replace_into(tmp, self.final)
@@ -189,7 +243,8 @@ class PtWriter:
         finally:
             self._close_buffer()
         os.replace(meta_tmp, self.directory / self.meta_name)
-        _fsync_dir(self.directory)
+        self._drop_checkpoint()
+        fsync_dir(self.directory)
         return self.final
 
     def _stop_appending(self) -> None:
@@ -203,61 +258,11 @@ class PtWriter:
 _PAIR_PLACEHOLDER = "vcp-pair-id-not-yet-known-000000"
 
 
-def _write_pending_json(path: Path, data: dict) -> None:
-    with open(path, "w") as fh:
-        fh.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+def _save_skeleton(archive: dict, path: Path) -> None:
+    """The archive's layout without the storage bytes. Saved through a file object, so the
+    records are named ``archive/...`` whatever the (temp) file is called: identical inputs
+    give identical bytes."""
+    with open(path, "wb") as fh, torch.serialization.skip_data():
+        torch.save(archive, fh)
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def read_pair_id(pt: Path) -> str | None:
-    """The archive's ``pair_id`` (None for archives written before it existed)."""
-    data = torch.load(pt, weights_only=True, mmap=True, map_location="cpu")
-    return data.get("pair_id") if isinstance(data, dict) else None
-
-
-_UNREAD = object()
-
-
-def settle_pair(
-    directory: Path, name: str = PT_NAME, meta_name: str = META_NAME, *, repair: bool = True, pair_id=_UNREAD,
-) -> dict | None:
-    """The metadata that belongs to ``directory/name``, finishing an interrupted commit.
-
-    Returns the metadata dict when it matches the archive's ``pair_id`` (after rolling a
-    pending metadata file of a killed commit forward), None when there is no archive, no
-    metadata, or only metadata that belongs to another archive. ``pair_id``: the archive's,
-    when the caller has loaded it already (saves reading it again).
-    """
-    pt, meta_path = directory / name, directory / meta_name
-    if not pt.is_file():
-        return None
-    if pair_id is _UNREAD:
-        try:
-            pair_id = read_pair_id(pt)
-        except Exception:  # noqa: BLE001 - an unreadable archive has no trustworthy metadata
-            return None
-    meta = read_json(meta_path)
-    if meta is not None and meta.get("pair_id") == pair_id:
-        return meta
-    if pair_id is None:
-        return None
-    for pending in tmp_files_of(directory, meta_name):
-        candidate = read_json(pending)
-        if tmp_owner(pending) is not None and candidate is not None and candidate.get("pair_id") == pair_id:
-            if not repair:
-                return candidate
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(pending, meta_path)
-                _fsync_dir(directory)
-            return candidate
-    return None

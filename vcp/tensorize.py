@@ -23,12 +23,14 @@ from dali_pipes import DECODE_RULES, ClipLoader, SamplingSpec
 from . import stage
 from .atomic import remove_stale_tmp, tmp_owner
 from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, storage_dtype, tensor_part_names
+from .interrupt import check_stop, checkpoint_seconds, stop_requested
 from .layout import Group, RawTree, discover_raw, file_stamp, prepare_output_dir
 from .lock import output_lock
 from .metadata import group_metadata, run_record, video_record
+from .pair import read_pair_id, settle_pair
 from .progress import console as progress_console
 from .progress import human_bytes, make_progress, plain
-from .pt_writer import PtWriter, read_pair_id, settle_pair
+from .pt_writer import PtWriter
 from .readers import read_json
 from .report import file_error, one_line
 from .settings import TensorizeConfig
@@ -143,8 +145,8 @@ def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path
                 (group_dir / name).unlink()
         if (group_dir / PARTS_DIR).is_dir() and not (group_dir / PARTS_DIR).is_symlink():
             shutil.rmtree(group_dir / PARTS_DIR)
-        for tmp in group_dir.glob(".*.tmp"):
-            if tmp_owner(tmp) is not None and tmp.is_file() and not tmp.is_symlink():
+        for tmp in [*group_dir.glob(".*.tmp"), *group_dir.glob(f".{PT_NAME}.resume*")]:  # vcp's temp files, a checkpoint
+            if (tmp_owner(tmp) is not None or ".resume" in tmp.name) and tmp.is_file() and not tmp.is_symlink():
                 tmp.unlink(missing_ok=True)
         for d in (group_dir, group_dir.parent, group_dir.parent.parent):
             with contextlib.suppress(OSError):
@@ -230,10 +232,19 @@ class _Run:
             dtype=storage_dtype(config.write.storage), name=slot.name, meta_name=slot.meta_name,
             normalization=(config.stored_normalization.mean, config.stored_normalization.std),
             expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
+            resume=fp,
         ) as writer:
+            done = 0  # items handled (written or failed), in order
+            if writer.resumed is not None:  # a stopped run's checkpoint of this very group
+                records, done = list(writer.resumed["records"]), int(writer.resumed["done"])
+                failed = [tuple(f) for f in writer.resumed["failed"]]
+                on_video(done)
+                print(one_line(f"vcp: resuming {group.rel_dir.as_posix()}{stage.shard_label(config.write.shard)}: "
+                               f"{len(records)} of {len(files)} videos already written"), file=sys.stderr, flush=True)
+            interval, last_save = checkpoint_seconds(), time.monotonic()
             # Each batch is written inside its ``with``: one batch being written plus the ones
             # decoded ahead is all the clip memory tensorize ever holds.
-            for batch in loader.load(items, spec, ahead=config.decode.prefetch_depth(default=1)):
+            for batch in loader.load(items[done:], spec, ahead=config.decode.prefetch_depth(default=1)):
                 with batch:
                     for r in batch:
                         if r.ok:
@@ -243,6 +254,13 @@ class _Run:
                             failed.append((r.relpath, r.error.reason))
                             file_error(r.relpath, r.error.reason)
                         on_video()
+                        done += 1
+                stop = stop_requested() is not None
+                if stop or time.monotonic() - last_save >= interval:
+                    writer.checkpoint({"records": records, "failed": failed, "done": done})
+                    last_save = time.monotonic()
+                if stop:
+                    check_stop()
             metadata = group_metadata(group, label, spec, config, self.mapping, records, failed)
             metadata.update(run_record(loader, stats_before, started, fp, config))
             writer.commit(metadata)
