@@ -306,3 +306,19 @@ def test_a_subcategory_holding_an_equals_sign_survives_the_config_round_trip(mad
     (tmp_path / "back.toml").write_text(r.output)
     again = runner.invoke(app, [*args, "--config", str(tmp_path / "back.toml"), "--print-config"])
     assert again.output == r.output
+
+
+# -- progress where no one watches a bar ------------------------------------------------------------
+def test_progress_in_a_log_file_is_plain_lines(made, tmp_path, monkeypatch):
+    import re
+
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "p"), *TZ])  # default interval: one line at the end
+    lines = [line for line in r.stderr.splitlines() if line.startswith("tensorize ")]
+    assert lines == ["tensorize train: 3/3 videos, " + lines[0].split(", ")[1], "tensorize val: 1/1 videos, " + lines[1].split(", ")[1]]
+    monkeypatch.setenv("VCP_PROGRESS_SECONDS", "0")
+    r = runner.invoke(app, ["extract", str(tmp_path / "p"), str(tmp_path / "f"), *BB])
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.stderr.splitlines() if line.startswith("extract train")]
+    assert [line.split(":")[1].split(",")[0].strip() for line in lines] == ["1/3 videos", "2/3 videos", "3/3 videos"]
+    assert all(re.fullmatch(r"extract train: \d/3 videos, \d+\.\d videos/s(, ETA \d:\d\d:\d\d)?", line) for line in lines), lines
+    assert "\x1b" not in r.stderr and "\r" not in r.stderr  # (the summary table below is text)
