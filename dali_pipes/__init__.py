@@ -10,7 +10,7 @@ from ._ffmpeg_log import set_ffmpeg_logging
 from ._graph import build_pipeline
 from ._loader import ClipLoader, default_pipelines
 from ._nvdec import CapsTable, route
-from ._plan import ClipResult
+from ._plan import MAX_PIXELS, ClipResult
 from ._prefetch import prefetch
 from ._probe import VideoError, VideoInfo, probe
 from ._samplers import STRATEGIES, SamplingSpec
@@ -19,10 +19,12 @@ from ._vram import batch_size_for
 # What "the frames players show" decodes to. Raised when some inputs decode differently, so
 # outputs made under the old rules are redone (it is part of vcp's fingerprints). 2: the
 # stream players show, edit lists, a lead-in before the first keyframe, the colour tags.
-DECODE_RULES = 2
+# 3: on the CPU, clips whose full-size frames need more than 1 GiB are scaled as they decode.
+DECODE_RULES = 3
 
 __all__ = [
     "DECODE_RULES",
+    "MAX_PIXELS",
     "STRATEGIES",
     "Batch",
     "CapsTable",

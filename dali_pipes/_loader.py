@@ -20,7 +20,7 @@ from ._buffers import Batch, OutputPool
 from ._ffmpeg_log import ensure_ffmpeg_logging
 from ._graph import Device
 from ._nvdec import CapsTable
-from ._plan import LoaderStats, Planner, Router
+from ._plan import MAX_PIXELS, LoaderStats, Planner, Router
 from ._prefetch import prefetch
 from ._probe import Prober
 from ._runner import BatchRunner
@@ -66,6 +66,7 @@ class ClipLoader:
         pipelines: int | None = 1,
         caps: CapsTable | None = None,
         probe_workers: int | None = None,
+        max_pixels: int = MAX_PIXELS,
     ):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"Invalid device ({device!r}). Supported values are: cpu, gpu.")
@@ -75,13 +76,14 @@ class ClipLoader:
             raise ValueError(f"pipelines must be >= 1, got {pipelines}")
         self._args = dict(
             size=size, mean=tuple(mean), std=tuple(std), device=device, device_id=device_id, max_batch=max_batch,
-            num_threads=num_threads, cpu_decoder=cpu_decoder, vram_fraction=vram_fraction,
+            num_threads=num_threads, cpu_decoder=cpu_decoder, vram_fraction=vram_fraction, max_pixels=max_pixels,
         )
         self.device, self.max_batch = device, max_batch
         self.stats = LoaderStats()
         caps = caps if caps is not None else (CapsTable(device_id) if device == "gpu" else None)
         self.router = Router(device, cpu_decoder, caps, self.stats)
-        self.planner = Planner(self.router, max_batch=max_batch, size=size, device_id=device_id, vram_fraction=vram_fraction)
+        self.planner = Planner(self.router, max_batch=max_batch, size=size, device_id=device_id, vram_fraction=vram_fraction,
+                               max_pixels=max_pixels)
         self.pool = OutputPool()
         self.runner = BatchRunner(
             router=self.router, stats=self.stats, pool=self.pool, device=device, device_id=device_id,

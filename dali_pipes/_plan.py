@@ -31,6 +31,7 @@ class ClipResult:
     flip: bool = False
     front: str = ""
     note: str = ""  # why it did not go to NVDEC in GPU mode (one line), if it did not
+    scale_to: tuple[int, int] | None = None  # PyAV: frames scaled to (width, height) as they decode
     clip: object | None = None  # torch.Tensor [T, 3, S, S] float32
     error: VideoError | None = None
 
@@ -89,38 +90,75 @@ def _key(info: VideoInfo) -> tuple:
     return stream_key(info.codec, info.pix_fmt, info.width, info.height)
 
 
-class Planner:
-    """Items -> batches of planned results (probed, sampled, routed; bad files with their error)."""
+MAX_PIXELS = 7680 * 4320  # the largest frame decoded by default (8K UHD); ClipLoader(max_pixels=) raises it
+CLIP_BYTES = 1 << 30  # a CPU clip whose frames at full size need more is decoded by PyAV, scaled as it decodes
+CPU_BATCH_BYTES = 2 << 30  # decoded frames of one CPU batch, at most (one clip always goes)
 
-    def __init__(self, router: Router, *, max_batch: int, size: int, device_id: int, vram_fraction: float):
+
+def decoded_bytes(frames: int, width: int, height: int) -> int:
+    """RGB bytes of ``frames`` decoded frames (what the decode front holds before the resize)."""
+    return frames * width * height * 3
+
+
+class Planner:
+    """Items -> batches of planned results (probed, sampled, routed; bad files with their error).
+
+    Memory follows the output, not the source: a stream whose frames are larger than
+    ``max_pixels`` is refused before decoding; on the CPU, a clip whose frames at full size
+    would need more than :data:`CLIP_BYTES` decodes on PyAV with each frame scaled (area)
+    to at most twice the output size as it decodes, and a batch holds at most
+    :data:`CPU_BATCH_BYTES` of decoded frames.
+    """
+
+    def __init__(self, router: Router, *, max_batch: int, size: int, device_id: int, vram_fraction: float,
+                 max_pixels: int = MAX_PIXELS):
         self.router, self.max_batch, self.size = router, max_batch, size
-        self.device_id, self.vram_fraction = device_id, vram_fraction
+        self.device_id, self.vram_fraction, self.max_pixels = device_id, vram_fraction, max_pixels
 
     def plan(self, item: tuple, spec: SamplingSpec) -> ClipResult:
         """``item``: ``(path, relpath)``, or with a third element, a probe started ahead."""
         path, relpath = item[0], item[1]
         result = ClipResult(path=str(path), relpath=relpath)
         try:
-            result.info = outcome_of(item[2]) if len(item) > 2 else probe(path)
-            result.indices, result.flip = spec.plan(result.info.num_frames, result.info.fps, relpath)
-            chosen = self.router.route(result.info)
+            result.info = info = outcome_of(item[2]) if len(item) > 2 else probe(path)
+            if info.width * info.height > self.max_pixels:
+                raise VideoError(path, f"frames of {info.width}x{info.height} are larger than the limit of "
+                                       f"{self.max_pixels} pixels (8K is 7680x4320); --max-pixels raises it")
+            result.indices, result.flip = spec.plan(info.num_frames, info.fps, relpath)
+            chosen = self.router.route(info)
             result.front, result.note = chosen.front, chosen.reason
+            if self.router.device != "gpu" and decoded_bytes(spec.frames, info.width, info.height) > CLIP_BYTES:
+                side = 2 * self.size
+                result.front, result.scale_to = "pyav", (min(info.width, side), min(info.height, side))
+                result.note = (f"{info.codec} {info.width}x{info.height}: frames scaled to {result.scale_to[0]}x"
+                               f"{result.scale_to[1]} as they decode (the full-size clip would need "
+                               f"{decoded_bytes(spec.frames, info.width, info.height) / 2**30:.1f} GiB)")
         except VideoError as exc:
             result.error = exc
         return result
 
+    def _cpu_bytes(self, result: ClipResult, frames: int) -> int:
+        width, height = result.scale_to or (result.info.width, result.info.height)
+        return decoded_bytes(frames, width, height)
+
     def batches(self, items: Iterable[tuple], spec: SamplingSpec) -> Iterator[list[ClipResult]]:
         """At most ``max_batch`` good files a batch (fewer on a GPU when free VRAM says so)."""
         batch: list[ClipResult] = []
-        cap = self.max_batch
+        cap, held = self.max_batch, 0
         for item in items:
             result = self.plan(item, spec)
+            if result.ok and self.router.device != "gpu":
+                size = self._cpu_bytes(result, spec.frames)
+                if held and held + size > CPU_BATCH_BYTES:  # this clip starts the next batch
+                    yield batch
+                    batch, cap, held = [], self.max_batch, 0
+                held += size
             if result.ok and self.router.device == "gpu":
                 cap = min(cap, self._vram_cap(result.info, spec.frames))
             batch.append(result)
             if sum(r.ok for r in batch) >= cap:
                 yield batch
-                batch, cap = [], self.max_batch
+                batch, cap, held = [], self.max_batch, 0
         if batch:
             yield batch
 

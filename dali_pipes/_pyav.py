@@ -24,6 +24,7 @@ class FrameCountMismatch(Exception):
 def decode_frames(
     path: str, indices: np.ndarray, *, threads: int = 0, alloc: Callable[[tuple], np.ndarray] | None = None,
     stream_index: int | None = None, skip_packets: int = 0, notes: list[str] | None = None,
+    scale_to: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """RGB uint8 ``[len(indices), H, W, 3]`` holding frame ``indices[i]`` at row ``i``.
 
@@ -37,6 +38,8 @@ def decode_frames(
     its first keyframe, which the probe does not count as frames). A stream whose frame size
     changes (a capture across a broadcast's switch, a WebRTC recording) keeps every frame:
     those of another size are scaled to the first sampled frame's, said in ``notes``.
+    ``scale_to``: ``(width, height)`` every kept frame is scaled to (area) as it decodes, so
+    a clip of 8K frames never holds them at full size.
     """
     import av
 
@@ -56,7 +59,8 @@ def decode_frames(
             for frame in _frames(container, stream, skip_packets):
                 rows = wanted.get(decoded)
                 if rows is not None:
-                    rgb = frame.to_ndarray(format="rgb24")
+                    rgb = (frame.to_ndarray(format="rgb24") if scale_to is None else
+                           frame.reformat(width=scale_to[0], height=scale_to[1], format="rgb24", interpolation="AREA").to_ndarray())
                     if out is None:
                         shape = (len(indices), *rgb.shape)
                         out = alloc(shape) if alloc else np.empty(shape, np.uint8)

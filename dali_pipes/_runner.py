@@ -205,7 +205,7 @@ class BatchRunner:
     def _decode_cpu(self, item: ClipResult, spec: SamplingSpec, slot: int) -> np.ndarray:
         alloc, notes = functools.partial(self._frame_pool.take, slot), []
         decode = functools.partial(decode_frames, item.path, alloc=alloc, stream_index=item.info.stream_index,
-                                   skip_packets=item.info.lead_packets, notes=notes)
+                                   skip_packets=item.info.lead_packets, notes=notes, scale_to=item.scale_to)
         try:
             frames = decode(item.indices)
         except FrameCountMismatch as short:

@@ -231,3 +231,58 @@ def test_export_and_merge_clean_the_temp_files_of_dead_processes(tmp_path):
         (merged / "train/cat/cat" / name).write_bytes(b"x")
     r = runner.invoke(app, ["merge", str(merged)])
     assert r.exit_code == 0 and not list(merged.rglob("*.tmp")), r.output
+
+
+# -- memory follows the output, not the source ----------------------------------------------------
+def test_an_8k_clip_decodes_in_bounded_memory_and_keeps_its_frames(tmp_path):
+    from tests.conftest import read_indices
+    from vcp.synth import write_video
+
+    raw = tmp_path / "raw"
+    write_video(raw / "train/cat/v8k.mp4", num_frames=2, codec="h264", width=7680, height=4320)
+    script = textwrap.dedent(f"""
+        import resource, subprocess, sys
+        r = subprocess.run([sys.executable, "-m", "vcp", "tensorize", "{raw}", "{tmp_path}/out", "--frames", "64",
+                            "--size", "32", "--mode", "cpu"], capture_output=True, text=True)
+        print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+    """)  # 64 frames of 7680x4320 RGB at full size: 5.9 GiB
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    code, peak = map(int, done.stdout.split())
+    assert code == 0, done.stderr
+    assert peak < 2 << 30, f"peak RSS {peak / 2**30:.2f} GiB"
+    data = torch.load(tmp_path / "out/train/cat/cat" / PT_NAME, weights_only=True)
+    assert read_indices(data["videos"][0]) == [0] * 63 + [1]
+    meta = json.loads((tmp_path / "out/train/cat/cat/metadata.json").read_text())
+    assert meta["videos"][0]["decoder"] == "pyav" and "scaled to 64x64 as they decode" in meta["videos"][0]["decoder_note"]
+
+
+def test_frames_larger_than_max_pixels_are_refused_in_one_line(tmp_path, videos):
+    raw = tmp_path / "raw"
+    videos.copy_to(raw / "train/cat/big.mp4", codec="h264", num_frames=12, width=96, height=64)  # 6144 pixels
+    videos.copy_to(raw / "train/cat/small.mp4", codec="h264", num_frames=12, width=64, height=48)  # 3072 pixels
+    r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ, "--max-pixels", "5000"])
+    assert r.exit_code == 3, r.output
+    (error,) = errors_of(r)
+    assert error == ("vcp: error: train/cat/big.mp4: frames of 96x64 are larger than the limit of 5000 pixels "
+                     "(8K is 7680x4320); --max-pixels raises it")
+    assert torch.load(tmp_path / "o/train/cat/cat" / PT_NAME, weights_only=True)["filenames"] == ["small.mp4"]
+    r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])  # raised back: the group is redone
+    assert r.exit_code == 0, r.output
+    assert torch.load(tmp_path / "o/train/cat/cat" / PT_NAME, weights_only=True)["filenames"] == ["big.mp4", "small.mp4"]
+
+
+def test_cpu_clips_too_big_at_full_size_go_to_pyav_scaled_and_batches_hold_bounded_bytes(videos, monkeypatch):
+    from dali_pipes import _plan
+    from dali_pipes._plan import LoaderStats, Planner, Router
+    from dali_pipes._samplers import SamplingSpec
+
+    vp9 = str(videos("vp9", 20, width=96, height=64))
+    spec = SamplingSpec(strategy="uniform", frames=8)
+    planner = Planner(Router("cpu", "auto", None, LoaderStats()), max_batch=4, size=16, device_id=0, vram_fraction=0.4)
+    assert planner.plan((vp9, "a.webm"), spec).front == "dali"  # 8 x 96x64 frames: small
+    monkeypatch.setattr(_plan, "CLIP_BYTES", 8 * 96 * 64 * 3 - 1)
+    monkeypatch.setattr(_plan, "CPU_BATCH_BYTES", 2 * 8 * 32 * 32 * 3)
+    planned = planner.plan((vp9, "a.webm"), spec)
+    assert (planned.front, planned.scale_to) == ("pyav", (32, 32))
+    batches = list(planner.batches([(vp9, f"{k}.webm") for k in range(5)], spec))
+    assert [len(b) for b in batches] == [2, 2, 1]  # two scaled clips' bytes a batch, max_batch 4

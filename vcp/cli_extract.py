@@ -136,7 +136,7 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
         if dry_run:
             from .plan import stream_plan
 
-            console().print(stream_plan(source, features, settings, videos.clip))
+            console().print(stream_plan(source, features, settings, videos.clip, videos.decode["max_pixels"]))
             raise typer.Exit(0)
         decode = opt.decode_settings(videos.decode, mode="cpu", device_id=settings.shard.local_rank)
         return extract_from_videos(source, features, settings, videos.clip, decode, console=console(stderr=True))

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from dali_pipes import STRATEGIES
+from dali_pipes import MAX_PIXELS, STRATEGIES
 
 
 def choices(name: str, values) -> type[Enum]:
@@ -40,6 +40,7 @@ StrategyFor = Annotated[list[str], typer.Option(help="SUBCATEGORY=STRATEGY overr
 Augment = Annotated[bool, typer.Option(help="Random segment jitter + horizontal flip (p=0.5, seeded).")]
 Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed for random sampling/augmentation (and random init with --weights none).")]
 MaxBatch = Annotated[int, typer.Option(min=1, max=1024, help="Most videos per DALI batch.")]
+MaxPixels = Annotated[int, typer.Option(min=1, help="Refuse streams whose frames have more pixels (default: 8K, 7680x4320).")]
 CpuDecoder = Annotated[CpuDecoderName, typer.Option(help="CPU decode front: auto (DALI for VP8/VP9/MJPEG) | pyav.", hidden=True)]
 Pipelines = Annotated[
     int | None,
@@ -129,6 +130,7 @@ def decode_options(
     cpu_decoder: CpuDecoder = CpuDecoderName.auto,
     pipelines: Pipelines = None,
     prefetch: Prefetch = None,
+    max_pixels: MaxPixels = MAX_PIXELS,
 ):
     """How to decode (see :class:`vcp.settings.DecodeSettings`)."""
 

@@ -81,7 +81,7 @@ def extract_plan(processed: Path, features: Path, config) -> PlainTable:
     return table
 
 
-def stream_plan(raw: Path, features: Path, config, clip) -> PlainTable:
+def stream_plan(raw: Path, features: Path, config, clip, max_pixels: int) -> PlainTable:
     """One row per split for ``vcp extract --from-videos``."""
     from .features import output_target
     from .stream import split_fingerprint, split_groups
@@ -93,7 +93,7 @@ def stream_plan(raw: Path, features: Path, config, clip) -> PlainTable:
     for split in tree.splits:
         groups = split_groups(tree, split)
         everything = [f for g in groups for f in g.files]
-        fp = split_fingerprint(groups, config, clip)
+        fp = split_fingerprint(groups, config, clip, max_pixels)
         current = output_target(Path(features), split, config, fp)[1] is not None
         rejected = _rejections(everything)
         n = len(everything)

@@ -21,7 +21,7 @@ import torch
 
 from backbones.spec import IMAGENET, InputSpec
 from backbones.weights import NoWeights, Weights, parse_weights
-from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec
+from dali_pipes import MAX_PIXELS, STRATEGIES, ClipLoader, SamplingSpec
 
 from .contract import STORAGES
 from .devices import UsageError
@@ -77,6 +77,7 @@ class DecodeSettings:
     pipelines: int | None = None  # None: one per NVDEC engine on a GPU, 1 on the CPU
     prefetch: int | None = None  # batches decoded ahead; None: see prefetch_depth()
     cpu_decoder: str = "auto"
+    max_pixels: int = MAX_PIXELS  # streams with larger frames are refused before decoding
 
     def prefetch_depth(self, default: int) -> int:
         """Decoded batches kept ahead of the consumer: ``--prefetch``, else ``default``.
@@ -92,7 +93,7 @@ class DecodeSettings:
         """A loader giving ``size`` x ``size`` clips normalized as ``spec`` says."""
         return ClipLoader(
             size=size, mean=spec.mean, std=spec.std, device=self.mode, device_id=self.device_id,
-            max_batch=self.max_batch, cpu_decoder=self.cpu_decoder, pipelines=self.pipelines,
+            max_batch=self.max_batch, cpu_decoder=self.cpu_decoder, pipelines=self.pipelines, max_pixels=self.max_pixels,
         )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dali_pipes import DECODE_RULES
+from dali_pipes import DECODE_RULES, MAX_PIXELS
 
 from . import stage
 from .encoder import FrameEncoder
@@ -38,13 +38,14 @@ from .settings import ClipSettings, DecodeSettings
 from .stage import RunResult, SplitResult
 
 
-def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings) -> str:
+def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pixels: int = MAX_PIXELS) -> str:
     """What a split's features from videos depend on: its files, the sampling of each group,
-    the frame size, and the extract settings."""
+    the frame size, the largest frame decoded, and the extract settings."""
     settings = {
         "sampling": {f"{g.category}/{g.subcategory}": asdict(clip.sampling(g)) for g in groups},
         "size": clip.size,
         "decode": DECODE_RULES,
+        "max_pixels": max_pixels,
     }
     return fingerprint([f for g in groups for f in g.files], config, stream=settings)
 
@@ -79,7 +80,7 @@ def extract_from_videos(
 
 def _extract_split(split: str, source: _VideoSource, features: Path, config: ExtractConfig, encoder, console) -> SplitResult:
     groups = split_groups(source.tree, split)
-    fp = split_fingerprint(groups, config, source.clip)
+    fp = split_fingerprint(groups, config, source.clip, source.max_pixels)
     out_path, previous = output_target(features, split, config, fp)
     if previous is not None:
         return previous
@@ -103,6 +104,7 @@ class _VideoSource:
         on_cuda = encoder.device.type == "cuda"
         self.loader = replace(decode, mode="gpu" if on_cuda else "cpu").loader(clip.size, self.stored)
         self.depth = decode.prefetch_depth(default=2 if on_cuda else 0)
+        self.max_pixels = decode.max_pixels
 
     def __enter__(self) -> _VideoSource:
         return self

@@ -44,6 +44,7 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mappi
     return stage.fingerprint({
         "format": FORMAT_VERSION,
         "decode": DECODE_RULES,
+        "max_pixels": config.decode.max_pixels,
         "files": [[path.name, *file_stamp(path)] for path in group.files],
         "sampling": asdict(spec),
         "size": config.clip.size,
