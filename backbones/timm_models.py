@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .spec import IMAGENET, Backbone, InputSpec
 from .weights import NoWeights, WeightsError, WeightsFile, load_into, parse_weights, read_state_dict
 
@@ -24,18 +26,7 @@ def build(model_name: str, weights=None) -> Backbone:
         load_into(model, read_state_dict(weights.path), head_prefixes=heads, source=str(weights), arch=f"timm/{model_name}")
         source = str(weights)
     else:
-        tag = "" if weights.name.upper() == "DEFAULT" else f".{weights.name}"
-        try:
-            model = timm.create_model(model_name + tag, pretrained=True, num_classes=0)
-        except Exception as exc:  # noqa: BLE001
-            repo = f"models--timm--{model_name}"
-            raise WeightsError(
-                f"pretrained weights for timm/{model_name}{tag} are not in the local Hugging Face/timm "
-                f"cache (expected ~/.cache/huggingface/hub/{repo}) and could not be downloaded "
-                f"({type(exc).__name__}: {str(exc)[:200]}). Pass --weights PATH to a state_dict file "
-                "(--weights none gives random init, for testing only)."
-            ) from None
-        source = f"timm {model_name}{tag}"
+        model, source = _pretrained(model_name, weights.name)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     spec = InputSpec(tuple(cfg["mean"]), tuple(cfg["std"])) if "mean" in cfg and "std" in cfg else IMAGENET
     return Backbone(model, feature_dim=feature_dim(model_name), input_spec=spec, weights_source=source)
@@ -61,3 +52,76 @@ def feature_dim(model_name: str) -> int:
     except Exception:  # noqa: BLE001 - an op without a meta kernel: timm's declared width
         pass
     return int(getattr(net, "head_hidden_size", None) or net.num_features)
+
+
+def _pretrained(model_name: str, release: str):
+    """timm's published weights: read from the local cache when they are there (no network
+    call at all), downloaded only when the hub answers; otherwise a :class:`WeightsError`
+    at once, naming the cache folder timm uses for this very release."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    tag = "" if release.upper() == "DEFAULT" else f".{release}"
+    cfg = get_pretrained_cfg(model_name + tag)
+    if cfg is None:
+        raise WeightsError(f"timm has no pretrained release {release!r} for {model_name} (--weights none or a file PATH)")
+    full = f"{model_name}.{cfg.tag}" if cfg.tag else model_name
+    where, cached = _cached_file(cfg)
+    if cached is not None:
+        model = timm.create_model(full, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(cached)})
+        return model, f"timm {full} ({cached})"
+    if not _hub_reachable():
+        raise WeightsError(
+            f"pretrained weights for timm/{full} are not in the local cache (expected {where}) and the hub "
+            "cannot be reached. Copy them there, or pass --weights PATH to a state_dict file "
+            "(--weights none gives random init, for testing only)."
+        )
+    try:
+        return timm.create_model(full, pretrained=True, num_classes=0), f"timm {full} (downloaded to {where})"
+    except Exception as exc:  # noqa: BLE001 - HTTP errors, a proxy...
+        raise WeightsError(
+            f"pretrained weights for timm/{full} could not be downloaded to {where} "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). Pass --weights PATH to a state_dict file "
+            "(--weights none gives random init, for testing only)."
+        ) from None
+
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors")
+
+
+def _cached_file(cfg):
+    """(the cache folder timm uses for ``cfg``'s weights, the weights file in it or None)."""
+    import torch
+
+    if cfg.hf_hub_id:
+        from huggingface_hub import constants
+
+        folder = Path(constants.HF_HUB_CACHE) / f"models--{cfg.hf_hub_id.split('@')[0].replace('/', '--')}"
+        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else list(WEIGHT_FILES)
+        for snapshot in sorted((folder / "snapshots").glob("*")) if folder.is_dir() else []:
+            for name in names:
+                if (snapshot / name).is_file():
+                    return folder, snapshot / name
+        return folder, None
+    if cfg.url:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
+        return path, path if path.is_file() else None
+    return Path("(no published file)"), None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers within ``timeout`` (never when told to stay offline)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

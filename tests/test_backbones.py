@@ -124,6 +124,35 @@ def test_default_weights_offline_and_absent_say_what_to_do(tmp_path, monkeypatch
     assert result.exit_code == 2  # processed dir has no .pt: usage error before weights
 
 
+def test_timm_default_weights_come_from_the_cache_and_offline_fail_at_once_naming_its_folder(tmp_path, monkeypatch):
+    import socket
+
+    import timm
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+
+    def unreachable(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    created = []
+    real_create = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: created.append(k.get("pretrained")) or real_create(*a, **k))
+    with pytest.raises(WeightsError) as info:
+        get_backbone("timm/convnext_tiny", "DEFAULT")
+    assert str(tmp_path / "models--timm--convnext_tiny.in12k_ft_in1k") in str(info.value)
+    assert True not in created  # no download was tried
+    reference = real_create("convnext_atto", pretrained=False)
+    snapshot = tmp_path / "models--timm--convnext_atto.d2_in1k" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    save_file(reference.state_dict(), str(snapshot / "model.safetensors"))
+    model = get_backbone("timm/convnext_atto", "DEFAULT")
+    assert torch.equal(model.stem[0].weight, reference.stem[0].weight)
+    assert model.weights_source == f"timm convnext_atto.d2_in1k ({snapshot / 'model.safetensors'})"
+
+
 def test_unknown_backbone_and_release_list_the_options():
     with pytest.raises(BackboneError, match=re.escape("Invalid backbone ('nope'). Available: ")) as info:
         get_backbone("nope")
