@@ -322,3 +322,25 @@ def test_progress_in_a_log_file_is_plain_lines(made, tmp_path, monkeypatch):
     assert [line.split(":")[1].split(",")[0].strip() for line in lines] == ["1/3 videos", "2/3 videos", "3/3 videos"]
     assert all(re.fullmatch(r"extract train: \d/3 videos, \d+\.\d videos/s(, ETA \d:\d\d:\d\d)?", line) for line in lines), lines
     assert "\x1b" not in r.stderr and "\r" not in r.stderr  # (the summary table below is text)
+
+
+# -- disk space ------------------------------------------------------------------------------------
+def test_dry_run_estimates_the_output_and_a_run_that_cannot_fit_stops_before_any_work(made, tmp_path, monkeypatch):
+    from vcp import space
+    from vcp.contract import PT_NAME
+
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "p"), *TZ, "--dry-run"])
+    # T=6, 32x32, float32: 6*3*32*32*4 = 72 KiB a video, plus 64 KiB per group (train: 3 videos in 2 groups)
+    assert "this run writes about 480.0 KiB (train 344.0 KiB, val 136.0 KiB)" in " ".join(r.output.split())
+    monkeypatch.setattr(space, "free_bytes", lambda path: 100_000)
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "p"), *TZ])
+    assert r.exit_code == 2 and not list((tmp_path / "p").rglob(PT_NAME))
+    assert f"vcp: error: {tmp_path / 'p'} has 97.7 KiB free but this run will write about 480.0 KiB" in r.stderr
+    monkeypatch.setattr(space, "free_bytes", lambda path: 1000)  # features: 4 videos x 6 rows x 512 x 4 B = 48 KiB
+    r = runner.invoke(app, ["extract", str(made["processed"]), str(tmp_path / "f"), *BB])
+    assert r.exit_code == 2 and "has 1000 B free but this run will write about 48.0 KiB" in r.stderr, r.output
+    assert not list((tmp_path / "f").glob("*.h5"))
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "p"), *TZ, "--no-space-check"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "p"), *TZ])  # up to date: nothing to write
+    assert r.exit_code == 0, r.output

@@ -83,6 +83,7 @@ def extract_command(
                 backbone=backbone, weights=weights, device=opt.value(device), multi_scale=multi_scale, scales=parsed_scales,
                 batch_size=batch_size, splits=parsed_splits, precision=opt.value(precision), overwrite=overwrite,
                 shard=this_shard, seed=clip["seed"], compile=compile_net, cuda_graph=cuda_graph,
+                space_check=not run["no_space_check"],
             )
             source = _VideoSource(opt.clip_settings(clip), decode) if from_videos else None
             results = _run(processed, features, settings, source, dry_run=run["dry_run"])

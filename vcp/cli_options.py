@@ -99,6 +99,7 @@ Config = Annotated[
                  help="TOML file of settings (keys = option names); command-line flags override it."),
 ]
 PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as TOML and exit.")]
+NoSpaceCheck = Annotated[bool, typer.Option("--no-space-check", help="Run even when the output's estimated size exceeds the free space.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="List what would be done (found, up to date, to do, rejected) and write nothing.")]
 
 
@@ -141,6 +142,7 @@ def run_options(
     config: Config = None,
     print_config: PrintConfig = False,
     dry_run: DryRun = False,
+    no_space_check: NoSpaceCheck = False,
     debug: Debug = False,
 ):
     """How the command runs: sharding, exit codes, settings files, dry run, debugging."""

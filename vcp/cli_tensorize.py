@@ -38,7 +38,7 @@ def tensorize_command(
         opt.clip_settings(clip).check()
         opt.print_config_if_asked(ctx, locals())
         this_shard = start_run(run)
-        settings = _settings(raw, mode, clip, interactive, decode, storage, overwrite, this_shard)
+        settings = _settings(raw, mode, clip, interactive, decode, storage, overwrite, this_shard, not run["no_space_check"])
         if run["dry_run"]:
             from .plan import tensorize_plan
 
@@ -57,7 +57,7 @@ class _Resolved:
     config: TensorizeConfig
 
 
-def _settings(raw, mode, clip: dict, interactive: bool, decode: dict, storage, overwrite: bool, shard) -> _Resolved:
+def _settings(raw, mode, clip: dict, interactive: bool, decode: dict, storage, overwrite: bool, shard, space_check: bool) -> _Resolved:
     """The options -> the tree and a :class:`TensorizeConfig` (after the prompts, if asked)."""
     from .layout import discover_raw
     from .settings import TensorizeConfig, WriteSettings
@@ -71,7 +71,7 @@ def _settings(raw, mode, clip: dict, interactive: bool, decode: dict, storage, o
     return _Resolved(tree, TensorizeConfig(
         clip=clip_settings,
         decode=opt.decode_settings(decode, mode=resolve_mode(mode), device_id=shard.local_rank),
-        write=WriteSettings(storage=opt.value(storage), overwrite=overwrite, shard=shard),
+        write=WriteSettings(storage=opt.value(storage), overwrite=overwrite, shard=shard, space_check=space_check),
     ))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 
 # Parameters that are not settings of the run (or are given on the command line only).
-NOT_SETTINGS = {"config", "print_config", "dry_run", "debug", "interactive"}
+NOT_SETTINGS = {"config", "print_config", "dry_run", "debug", "interactive", "no_space_check"}
 
 
 def _is_argument(param) -> bool:

@@ -21,6 +21,7 @@ from .features import (  # the sink; re-exported for callers of the stage
     Clip,
     fingerprint,
     load_backbone,
+    max_rows,
     output_target,
     summary_table,
     video_features,
@@ -42,6 +43,7 @@ from .pt_reader import (
 from .report import file_error
 from .settings import AUTO_BATCH, ExtractConfig
 from .shard import contiguous_ranges
+from .space import check_space, features_bytes
 from .stage import RunResult, SplitResult
 
 
@@ -61,6 +63,8 @@ def extract(
     opened = {split: open_split(files) for split, files in by_split.items()}
     check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tfs, _ in opened.values() for tf in tfs})
     encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
+    needed = bytes_to_write(opened, by_split, features, config, encoder.model.feature_dim)
+    check_space(features, sum(needed.values()), skip=not config.space_check)
     with output_lock(features, config.shard):
         results = RunResult(
             extract_split(split, files, features, config, encoder, console=console, opened=opened[split])
@@ -68,6 +72,18 @@ def extract(
         )
     console.print(summary_table(results))
     return results
+
+
+def bytes_to_write(opened: dict, by_split: dict, features: Path, config: ExtractConfig, dim: int) -> dict[str, int]:
+    """Estimated bytes per split this process will write (uncompressed: :mod:`vcp.space`)."""
+    out = {}
+    for split, files in by_split.items():
+        if output_target(features, split, config, fingerprint(files, config))[1] is not None:
+            continue
+        shapes = [tf.data["videos"].shape for tf in opened[split][0]]
+        videos = sum(s[0] for s in shapes) // max(1, config.shard.count)
+        out[split] = features_bytes(videos, max_rows([s[1] for s in shapes if s[0]], config), dim)
+    return out
 
 
 def extract_split(

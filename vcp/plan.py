@@ -12,10 +12,10 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from .contract import PT_NAME
 from .layout import RawTree, discover_raw, ignored_summary, utf8_name
-from .progress import PlainTable
+from .progress import PlainTable, human_bytes
 from .report import one_line
+from .space import free_caption
 
 
 def rejected_on_sight(path: Path) -> str | None:
@@ -34,10 +34,20 @@ def rejected_on_sight(path: Path) -> str | None:
     return None
 
 
-def _table(title: str, first: str, tree: RawTree | None = None) -> PlainTable:
-    table = PlainTable(title=title, caption=ignored_summary(tree.ignored) if tree is not None else None)
-    for col in (first, "videos", "up to date", "to do", "rejected on sight"):
-        table.add_column(col, justify="left" if col in (first, "rejected on sight") else "right")
+def _table(title: str, first: str, tree: RawTree | None, out: Path, needed: dict) -> PlainTable:
+    """The plan's table; under it what discovery ignored, and each split's estimated output
+    size (``needed``: split or group -> bytes) against the free space at ``out``."""
+    per_split: dict[str, int] = {}
+    for key, size in needed.items():
+        per_split[key.split("/")[0]] = per_split.get(key.split("/")[0], 0) + size
+    writes = ", ".join(f"{split} {human_bytes(n)}" for split, n in per_split.items())
+    lines = [ignored_summary(tree.ignored) if tree is not None else None,
+             free_caption(out, sum(needed.values())) + (f" ({writes})" if writes else "")]
+    table = PlainTable(title=title, caption="\n".join(x for x in lines if x))
+    table.add_column(first, no_wrap=True, overflow="fold")  # a name is never cut short
+    for col in ("videos", "up to date", "to do"):
+        table.add_column(col, justify="right")
+    table.add_column("rejected on sight", overflow="fold")
     return table
 
 
@@ -45,57 +55,64 @@ def _rejections(files) -> list[str]:
     return [one_line(f"{p.name}: {why}") for p in files if (why := rejected_on_sight(p))]
 
 
+def _dim(config) -> int:
+    """The backbone's output width, without building it."""
+    from backbones import default_registry
+
+    return default_registry().spec(config.backbone).feature_dim or 0
+
+
 def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
     """One row per split/category/subcategory, as ``vcp tensorize`` would decide it."""
-    from .tensorize import fingerprint, group_target
+    from .tensorize import bytes_to_write, fingerprint, group_target
 
     config.check(tree)
-    table = _table(f"vcp tensorize --dry-run: {tree.root} -> {out} (nothing written)", "group", tree)
+    needed = bytes_to_write(tree, Path(out), config)
+    table = _table(f"vcp tensorize --dry-run: {tree.root} -> {out} (nothing written)", "group", tree, out, needed)
     mapping = tree.category_mapping
     for group in tree.groups:
         fp = fingerprint(group, config.clip.sampling(group), config, mapping)
         current = group_target(Path(out) / group.rel_dir, fp, config, repair=False)[1]
         rejected = _rejections(group.files)
-        n = len(group.files)
-        table.add_row(group.rel_dir.as_posix(), str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
+        n, key = len(group.files), group.rel_dir.as_posix()
+        table.add_row(key, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
                       "; ".join(rejected) or "-")
     return table
 
 
 def extract_plan(processed: Path, features: Path, config) -> PlainTable:
-    """One row per split, as ``vcp extract`` would decide it."""
-    from .features import fingerprint, output_target
-    from .pt_reader import PtSchemaError, discover_processed, open_tensor_file
+    """One row per split, as ``vcp extract`` would decide it; the groups the run would
+    reject (an unreadable ``.pt``) are named."""
+    from .extract import bytes_to_write
+    from .pt_reader import discover_processed, open_split
 
-    table = _table(f"vcp extract --dry-run: {processed} -> {features} (nothing written)", "split")
-    for split, files in discover_processed(processed, config.splits).items():
-        current = output_target(Path(features), split, config, fingerprint(files, config))[1] is not None
-        videos = 0
-        for pt in files:
-            try:
-                videos += open_tensor_file(pt).data["videos"].shape[0]
-            except PtSchemaError:  # reported by the real run
-                pass
+    by_split = discover_processed(processed, config.splits)
+    opened = {split: open_split(files) for split, files in by_split.items()}
+    needed = bytes_to_write(opened, by_split, Path(features), config, _dim(config))
+    table = _table(f"vcp extract --dry-run: {processed} -> {features} (nothing written)", "split", None, features, needed)
+    for split in by_split:
+        tfs, rejected = opened[split]
+        videos = sum(tf.data["videos"].shape[0] for tf in tfs)
+        current = split not in needed
         table.add_row(split, str(videos), str(videos) if current else "0", "0" if current else str(videos),
-                      f"{len(files)} {PT_NAME} group(s)")
+                      "; ".join(one_line(f"{path}: {why}") for path, why in rejected) or "-")
     return table
 
 
 def stream_plan(raw: Path, features: Path, config, clip, max_pixels: int) -> PlainTable:
     """One row per split for ``vcp extract --from-videos``."""
-    from .features import output_target
-    from .stream import split_fingerprint, split_groups
+    from .stream import bytes_to_write, split_groups
 
     clip.check()
     tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
     clip.check(tree)
-    table = _table(f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)", "split", tree)
+    needed = bytes_to_write(tree, Path(features), config, clip, max_pixels, _dim(config))
+    table = _table(f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)", "split", tree, features, needed)
     for split in tree.splits:
-        groups = split_groups(tree, split)
-        everything = [f for g in groups for f in g.files]
-        fp = split_fingerprint(groups, config, clip, max_pixels)
-        current = output_target(Path(features), split, config, fp)[1] is not None
+        everything = [f for g in split_groups(tree, split) for f in g.files]
+        current = split not in needed
         rejected = _rejections(everything)
         n = len(everything)
-        table.add_row(split, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)), "; ".join(rejected) or "-")
+        table.add_row(split, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
+                      "; ".join(rejected) or "-")
     return table

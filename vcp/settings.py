@@ -102,6 +102,7 @@ class WriteSettings:
     storage: str = "float32"  # the contract; float16 / uint8 are opt-in
     overwrite: bool = False
     shard: Shard = Shard()
+    space_check: bool = True  # refuse a run whose estimated output exceeds the free space
 
     def check(self) -> None:
         if self.storage not in STORAGES:
@@ -164,6 +165,7 @@ class ExtractConfig:
     cuda_graph: bool = False  # CUDA: the network captured once as a CUDA graph and replayed per batch
     shard: Shard = Shard()
     seed: int = 0  # seeds random init (weights=None)
+    space_check: bool = True  # refuse a run whose estimated output exceeds the free space
 
     @property
     def random_init(self) -> bool:

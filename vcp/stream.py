@@ -27,6 +27,7 @@ from .features import (
     Failed,
     fingerprint,
     load_backbone,
+    max_rows,
     output_target,
     summary_table,
     write_features,
@@ -35,6 +36,7 @@ from .layout import Group, RawTree, discover_raw, prepare_output_dir
 from .lock import output_lock
 from .progress import console as progress_console
 from .settings import ClipSettings, DecodeSettings
+from .space import check_space, features_bytes
 from .stage import RunResult, SplitResult
 
 
@@ -48,6 +50,17 @@ def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pix
         "max_pixels": max_pixels,
     }
     return fingerprint([f for g in groups for f in g.files], config, stream=settings)
+
+
+def bytes_to_write(tree: RawTree, features: Path, config: ExtractConfig, clip: ClipSettings, max_pixels: int, dim: int) -> dict[str, int]:
+    """Estimated bytes per split this process will write (uncompressed: :mod:`vcp.space`)."""
+    out = {}
+    for split in tree.splits:
+        groups = split_groups(tree, split)
+        if output_target(features, split, config, split_fingerprint(groups, config, clip, max_pixels))[1] is None:
+            videos = sum(len(g.files) for g in groups) // max(1, config.shard.count)
+            out[split] = features_bytes(videos, max_rows([clip.frames], config), dim)
+    return out
 
 
 def split_groups(tree: RawTree, split: str) -> list[Group]:
@@ -71,6 +84,8 @@ def extract_from_videos(
     clip.check(tree)
     features = prepare_output_dir(features, inputs=tree.root, what="FEATURES")
     encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
+    needed = bytes_to_write(tree, features, config, clip, decode.max_pixels, encoder.model.feature_dim)
+    check_space(features, sum(needed.values()), skip=not config.space_check)
     # the loader (and its probe processes) before the lock and any output is opened
     with _VideoSource(tree, encoder, clip, decode) as source, output_lock(features, config.shard):
         results = RunResult(_extract_split(split, source, features, config, encoder, console) for split in tree.splits)

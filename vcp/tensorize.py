@@ -8,9 +8,6 @@ Bad files are reported (stderr and ``metadata.json``) and skipped; the rest is w
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -21,20 +18,22 @@ from rich.console import Console
 from dali_pipes import DECODE_RULES, ClipLoader, SamplingSpec
 
 from . import stage
-from .atomic import remove_stale_tmp, tmp_owner
-from .contract import META_NAME, PARTS_DIR, PT_NAME, group_files, storage_dtype, tensor_part_names
+from .atomic import remove_stale_tmp
+from .contract import META_NAME, PARTS_DIR, PT_NAME, storage_dtype, tensor_part_names
 from .interrupt import check_stop, checkpoint_seconds, stop_requested
 from .layout import Group, RawTree, discover_raw, file_stamp, prepare_output_dir
 from .lock import output_lock
 from .metadata import group_metadata, run_record, video_record
-from .pair import read_pair_id, settle_pair
+from .pair import settle_pair
 from .progress import console as progress_console
-from .progress import human_bytes, make_progress, plain
+from .progress import human_bytes, make_progress
 from .pt_writer import PtWriter
 from .readers import read_json
 from .report import file_error, one_line
 from .settings import TensorizeConfig
+from .space import PT_OVERHEAD, check_space, tensorize_bytes
 from .stage import RunResult, SplitResult
+from .stale import remove_stale_groups
 
 FORMAT_VERSION = 1
 
@@ -99,6 +98,7 @@ def tensorize(
     tree = tree or discover_raw(raw)
     config.clip.check(tree)
     out = prepare_output_dir(out, inputs=tree.root, what="OUT")
+    check_space(out, sum(bytes_to_write(tree, out, config).values()), skip=not config.write.space_check)
     # the loader (and its probe processes) before the lock and any output is opened
     with config.decode.loader(config.clip.size, config.stored_normalization) as loader, output_lock(out, config.write.shard):
         if config.write.shard.index == 0:  # one process reconciles; other ranks only add parts
@@ -106,6 +106,19 @@ def tensorize(
         results = _Run(tree, out, config, console, loader).all_splits()
     console.print(stage.summary_table("vcp tensorize", results, COLUMNS, tree=tree))
     return results
+
+
+def bytes_to_write(tree: RawTree, out: Path, config: TensorizeConfig) -> dict[str, int]:
+    """Estimated bytes per group (``split/category/sub``) this process will write: its videos
+    of every group that is not up to date (:mod:`vcp.space`)."""
+    mine = stage.owned_files([p for g in tree.groups for p in g.files], config.write.shard)
+    out_bytes = {}
+    for group in tree.groups:
+        fp = fingerprint(group, config.clip.sampling(group), config, tree.category_mapping)
+        if not group_target(Path(out) / group.rel_dir, fp, config, repair=False)[1]:
+            videos = sum(p in mine for p in group.files)
+            out_bytes[group.rel_dir.as_posix()] = tensorize_bytes(videos, config.clip.frames, config.clip.size, config.write.storage) + PT_OVERHEAD
+    return out_bytes
 
 
 COLUMNS: list[stage.Column] = [
@@ -117,65 +130,6 @@ COLUMNS: list[stage.Column] = [
     ("seconds", lambda r: f"{r.seconds:.1f}", "right"),
     ("output", lambda r: human_bytes(r.output_bytes), "right"),
 ]
-
-
-def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path]:
-    """Delete the outputs of groups that are no longer in RAW (RAW is the truth).
-
-    Only what vcp itself wrote inside OUT is removed: a ``processed_data.pt`` that carries a
-    vcp ``pair_id``, a ``metadata.json`` that does, the ``.parts`` folder, vcp's temp files;
-    a folder left empty is removed too. Nothing is removed through a symbolic link (a group
-    folder, or a folder above it, that is a link may lead outside OUT), and a file vcp did
-    not write is never removed: both are reported and left alone. Each removal is reported.
-    """
-    current = {g.rel_dir for g in tree.groups}
-    removed = []
-    candidates = {p.parent for name in (PT_NAME, META_NAME, PARTS_DIR) for p in group_files(out, name)}
-    for group_dir in sorted(candidates):
-        rel = group_dir.relative_to(out)
-        if rel in current:
-            continue
-        links = [out / Path(*rel.parts[: k + 1]) for k in range(len(rel.parts)) if (out / Path(*rel.parts[: k + 1])).is_symlink()]
-        if links:
-            console.print(plain(f"left alone {out / rel} (no longer in {tree.root}): {links[0]} is a symbolic link, "
-                                "and vcp removes only what it wrote inside OUT"), soft_wrap=True)
-            continue
-        foreign = [name for name in (PT_NAME, META_NAME) if not _written_by_vcp(group_dir / name)]
-        for name in (PT_NAME, META_NAME):
-            if name not in foreign:
-                (group_dir / name).unlink()
-        if (group_dir / PARTS_DIR).is_dir() and not (group_dir / PARTS_DIR).is_symlink():
-            shutil.rmtree(group_dir / PARTS_DIR)
-        for tmp in [*group_dir.glob(".*.tmp"), *group_dir.glob(f".{PT_NAME}.resume*")]:  # vcp's temp files, a checkpoint
-            if (tmp_owner(tmp) is not None or ".resume" in tmp.name) and tmp.is_file() and not tmp.is_symlink():
-                tmp.unlink(missing_ok=True)
-        for d in (group_dir, group_dir.parent, group_dir.parent.parent):
-            with contextlib.suppress(OSError):
-                d.rmdir()  # only when empty
-        present = [name for name in foreign if os.path.lexists(group_dir / name)]
-        if present:
-            console.print(plain(f"left alone {', '.join(present)} in {out / rel} (no longer in {tree.root}): "
-                                "not written by vcp"), soft_wrap=True)
-        else:
-            removed.append(rel)
-            console.print(plain(f"removed stale output {out / rel} (no longer in {tree.root})"), soft_wrap=True)
-    return removed
-
-
-def _written_by_vcp(path: Path) -> bool:
-    """Whether ``path`` (absent counts as yes: nothing to keep) is a regular file that vcp
-    wrote: a ``.pt`` or ``metadata.json`` carrying a vcp ``pair_id``."""
-    if not os.path.lexists(path):
-        return True
-    if path.is_symlink() or not path.is_file():
-        return False
-    if path.suffix == ".json":
-        meta = read_json(path)
-        return meta is not None and "pair_id" in meta
-    try:
-        return read_pair_id(path) is not None
-    except Exception:  # noqa: BLE001 - not an archive vcp can read: not its own
-        return False
 
 
 class _Run:
