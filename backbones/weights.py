@@ -91,8 +91,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     refused, never retried with arbitrary unpickling.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise WeightsError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise WeightsError(f"{path}: not a regular file (a folder, device or FIFO), not a weights file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -286,3 +286,25 @@ def test_cpu_clips_too_big_at_full_size_go_to_pyav_scaled_and_batches_hold_bound
     assert (planned.front, planned.scale_to) == ("pyav", (32, 32))
     batches = list(planner.batches([(vp9, f"{k}.webm") for k in range(5)], spec))
     assert [len(b) for b in batches] == [2, 2, 1]  # two scaled clips' bytes a batch, max_batch 4
+
+
+def test_messages_name_the_file_and_the_reason(tmp_path, processed, monkeypatch):
+    import shutil
+
+    tree = tmp_path / "p"
+    shutil.copytree(processed, tree)
+    (tree / "train/cat/bad" / PT_NAME).write_bytes(b"")
+    r = runner.invoke(app, ["extract", str(tree), str(tmp_path / "f"), *BB])
+    assert r.exit_code == 3 and f"{tree / 'train/cat/bad' / PT_NAME}: empty file (0 bytes)" in r.stderr, r.output
+    r = runner.invoke(app, ["extract", str(processed), str(tmp_path / "g"), "--backbone", "resnet50", "--weights", "/dev/zero"])
+    assert r.exit_code == 2 and "/dev/zero: not a regular file" in r.stderr, r.output
+    r = runner.invoke(app, ["tensorize", str(tmp_path), str(tmp_path / "o"), "--config", "/dev/zero"])
+    assert r.exit_code == 2 and "cannot read /dev/zero: not a regular file" in r.stderr, r.output
+    import vcp.h5_writer
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vcp.h5_writer.H5Writer, "append", full)
+    r = runner.invoke(app, ["extract", str(processed), str(tmp_path / "h"), *BB])
+    assert r.exit_code == 1 and f"OSError: {tmp_path / 'h' / 'train_features_multiscale.h5'}: [Errno 28] No space" in r.stderr, r.output

@@ -280,3 +280,20 @@ def test_readers_never_write_into_their_input(tmp_path, videos):
     assert snapshot(processed, tmp_path / "nothing") == before  # nothing renamed in the input
     with h5py.File(tmp_path / "f/train_features_multiscale.h5") as h5:
         assert h5["frame_indices"][0].tolist() != [-1] * 4  # the pending metadata was read
+
+
+@pytest.mark.parametrize("source", ["pt", "videos"])
+def test_the_same_tree_spelled_another_way_is_up_to_date(tmp_path, videos, monkeypatch, source):
+    raw = tmp_path / "raw"
+    videos.copy_to(raw / "train/cat/v.mp4", codec="h264", num_frames=12)
+    monkeypatch.chdir(tmp_path)
+    if source == "pt":
+        assert runner.invoke(app, ["tensorize", "raw", "p", *TZ]).exit_code == 0
+        relative, absolute = ["p"], [str(tmp_path / "p")]
+    else:
+        relative, absolute = ["--from-videos", "raw", *TZ[:4]], ["--from-videos", str(raw), *TZ[:4]]
+    assert runner.invoke(app, ["extract", *relative, "f", *BB]).exit_code == 0
+    before = (tmp_path / "f/train_features_multiscale.h5").stat().st_mtime_ns
+    r = runner.invoke(app, ["extract", *absolute, str(tmp_path / "f"), *BB])
+    assert r.exit_code == 0 and "up to date" in r.output, r.output
+    assert (tmp_path / "f/train_features_multiscale.h5").stat().st_mtime_ns == before

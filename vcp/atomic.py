@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import os
@@ -85,3 +86,14 @@ def remove_dead_tmp_under(root: Path) -> int:
                 path.unlink()
                 removed += 1
     return removed
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def name_write_error(exc: BaseException | None, path: Path) -> None:
+    """Tag a failed write (a full disk, a quota, HDF5's "write failed") with the output it
+    was writing, so its one error line names the file (``exc.vcp_file``)."""
+    if isinstance(exc, OSError) and getattr(exc, "vcp_file", None) is None:
+        if exc.errno in _WRITE_ERRNOS or "write" in str(exc).lower():
+            exc.vcp_file = path

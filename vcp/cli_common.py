@@ -84,4 +84,7 @@ def user_errors(debug: bool = False, *, stoppable: bool = False):
         if debug:
             traceback.print_exc()
         text = " ".join(str(exc).split())  # one line: HDF5's messages carry newlines
+        where = getattr(exc, "vcp_file", None)  # the output being written (a write error names no file)
+        if where is not None and str(where) not in text:
+            text = f"{where}: {text}"
         raise fail(f"{type(exc).__name__}: {text} (rerun with --debug for the traceback)", EXIT_ERROR) from None

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import typer
 
+from .readers import regular_file_problem
+
 # Parameters that are not settings of the run (or are given on the command line only).
 NOT_SETTINGS = {"config", "print_config", "dry_run", "debug", "interactive", "no_space_check"}
 
@@ -38,6 +40,9 @@ def load_config(ctx, param, value) -> Path | None:
     if value is None:
         return None
     path = Path(value)
+    problem = regular_file_problem(path)
+    if problem:  # a FIFO or /dev/zero would be read for ever
+        raise typer.BadParameter(f"cannot read {path}: {problem}", ctx=ctx, param=param)
     try:
         data = _tomllib().loads(path.read_text())
     except OSError as exc:

@@ -45,10 +45,14 @@ def video_features(encoder: FrameEncoder, video: torch.Tensor, config: ExtractCo
     return combine_scales(feats, config.scales) if config.multi_scale else feats
 
 
-def fingerprint(files: list[Path], config: ExtractConfig, **extra) -> str:
+def fingerprint(files: list[Path], config: ExtractConfig, *, names: list[str] | None = None, **extra) -> str:
+    """What a split's features depend on. Inputs count by their name inside the input tree
+    (``names``; by default a ``.pt`` group's ``<split>/<category>/<subcategory>/<file>``),
+    so the same tree spelled another way (relative, absolute, through a link) is the same input."""
+    names = names if names is not None else [Path(*p.parts[-4:]).as_posix() for p in files]
     payload = {
         **extra,
-        "inputs": [[p.as_posix(), *file_stamp(p)] for p in files],
+        "inputs": [[name, *file_stamp(p)] for name, p in zip(names, files, strict=True)],
         "backbone": config.backbone, "weights": _weights_identity(config.weights), "multi_scale": config.multi_scale,
         "scales": list(config.scales), "precision": config.precision,
     }

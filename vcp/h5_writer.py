@@ -28,7 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .atomic import replace_into, tmp_path_for
+from .atomic import name_write_error, replace_into, tmp_path_for
 
 GZIP_LEVEL = 4
 _GROW = 256  # rows the features dataset grows by
@@ -261,7 +261,8 @@ class H5Writer:
         self._h5.create_dataset("frame_indices", data=idx)
         self._h5.create_dataset("frame_times", data=sec)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        name_write_error(exc, self.final)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

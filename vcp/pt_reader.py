@@ -87,7 +87,7 @@ def open_tensor_file(path: Path) -> TensorFile:
     one is harmless. Archives written before vcp recorded this in the ``.pt`` fall back to
     their metadata, and uint8 pixels with no record at all are refused.
     """
-    problem = regular_file_problem(path)
+    problem = regular_file_problem(path) or ("empty file (0 bytes)" if path.stat().st_size == 0 else None)
     if problem:
         raise PtSchemaError(path, problem)
     try:

@@ -43,7 +43,7 @@ import torch
 
 from ._archive import BytesSource, FileSource, InPlace, fill_storages, patch_pickle, read_layout
 from .appender import ClipAppender
-from .atomic import replace_into, tmp_path_for
+from .atomic import name_write_error, replace_into, tmp_path_for
 from .contract import META_NAME, PT_NAME, pt_archive, storage_name
 from .pair import fsync_dir, write_durable_json
 from .readers import read_json, regular_file_problem
@@ -175,7 +175,8 @@ class PtWriter:
             pair_id=self.pair_id,
         )
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        name_write_error(exc, self.final)
         self._close_buffer()
 
     def _close_buffer(self) -> None:

@@ -49,7 +49,8 @@ def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pix
         "decode": DECODE_RULES,
         "max_pixels": max_pixels,
     }
-    return fingerprint([f for g in groups for f in g.files], config, stream=settings)
+    return fingerprint([f for g in groups for f in g.files], config, names=[
+        f"{g.rel_dir.as_posix()}/{f.name}" for g in groups for f in g.files], stream=settings)
 
 
 def bytes_to_write(tree: RawTree, features: Path, config: ExtractConfig, clip: ClipSettings, max_pixels: int, dim: int) -> dict[str, int]:
