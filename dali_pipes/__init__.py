@@ -19,7 +19,8 @@ from ._vram import batch_size_for
 # What "the frames players show" decodes to. Raised when some inputs decode differently, so
 # outputs made under the old rules are redone (it is part of vcp's fingerprints). 2: the
 # stream players show, edit lists, a lead-in before the first keyframe, the colour tags.
-# 3: on the CPU, clips whose full-size frames need more than 1 GiB are scaled as they decode.
+# 3: on the CPU, clips whose full-size frames need more than 1 GiB are scaled as they decode,
+# and streams tagged with another matrix than BT.601 decode on PyAV (exact colours).
 DECODE_RULES = 3
 
 __all__ = [

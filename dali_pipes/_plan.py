@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._colour import correction
 from ._nvdec import CapsTable, Route, route, stream_key
 from ._probe import DALI_CPU_CODECS, VideoError, VideoInfo, outcome_of, probe
 from ._samplers import SamplingSpec
@@ -127,6 +128,11 @@ class Planner:
             result.indices, result.flip = spec.plan(info.num_frames, info.fps, relpath)
             chosen = self.router.route(info)
             result.front, result.note = chosen.front, chosen.reason
+            if self.router.device != "gpu" and result.front == "dali" and correction("dali-cpu", info.colorspace, info.color_range, info.pix_fmt) is not None:
+                # DALI's CPU decoder converts with BT.601 and clips before any correction:
+                # saturated colours of a BT.709 stream come out wrong; PyAV converts as tagged
+                result.front = "pyav"
+                result.note = f"{info.codec} {info.colorspace}: decoded by PyAV, which converts its colours as tagged"
             if self.router.device != "gpu" and decoded_bytes(spec.frames, info.width, info.height) > CLIP_BYTES:
                 side = 2 * self.size
                 result.front, result.scale_to = "pyav", (min(info.width, side), min(info.height, side))

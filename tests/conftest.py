@@ -44,13 +44,13 @@ _RANGES = {"tv": 1, "pc": 2}
 
 
 def write_colour_quadrants(path: Path, codec: str, colorspace: str = "", color_range: str = "",
-                           width: int = 160, height: int = 128, frames: int = 6) -> Path:
+                           width: int = 160, height: int = 128, frames: int = 6, colours=QUADRANT_COLOURS) -> Path:
     """A short video of :data:`QUADRANT_COLOURS`, converted to YCbCr with ``colorspace``'s
     matrix and ``color_range`` and tagged with them ("": untagged, BT.601 limited)."""
     import av
 
     img = np.zeros((height, width, 3), np.uint8)
-    for k, colour in enumerate(QUADRANT_COLOURS):
+    for k, colour in enumerate(colours):
         r, c = divmod(k, 2)
         img[r * height // 2:(r + 1) * height // 2, c * width // 2:(c + 1) * width // 2] = colour
     space, rng = _COLORSPACES.get(colorspace), _RANGES.get(color_range)

@@ -130,17 +130,28 @@ def test_colour_correction_on_a_normalized_clip_is_the_rgb_map():
 
 
 @pytest.mark.parametrize(("colorspace", "color_range"), [("bt709", "tv"), ("bt709", "pc"), ("", "pc"), ("", "")])
-def test_dali_cpu_decoder_gives_the_colours_the_stream_is_tagged_with(tmp_path, colorspace, color_range):
+def test_the_cpu_decode_gives_the_colours_the_stream_is_tagged_with(tmp_path, colorspace, color_range):
     """DALI's CPU decoder reads every stream as BT.601: a BT.709 WebM (YouTube's) came out up
-    to 22/255 off what players and the PyAV front show."""
+    to 22/255 off what players and the PyAV front show; such streams now decode on PyAV."""
     path = write_colour_quadrants(tmp_path / "c.webm", "vp9", colorspace, color_range)
     spec = SamplingSpec(strategy="uniform", frames=2)
-    (dali,) = run(loader(cpu_decoder="auto"), [path], spec)
+    (auto,) = run(loader(cpu_decoder="auto"), [path], spec)
     (pyav,) = run(loader(cpu_decoder="pyav"), [path], spec)
-    assert (dali.front, pyav.front) == ("dali", "pyav")
+    assert (auto.front, pyav.front) == ("pyav" if colorspace == "bt709" else "dali", "pyav")
     truth = torch.tensor(QUADRANT_COLOURS, dtype=torch.float32)
     assert (quadrant_colours(pyav.clip) - truth).abs().max() < 4
-    assert (quadrant_colours(dali.clip) - quadrant_colours(pyav.clip)).abs().max() < 3
+    assert (quadrant_colours(auto.clip) - quadrant_colours(pyav.clip)).abs().max() < 3
+
+
+@pytest.mark.parametrize("color_range", ["tv", "pc"])
+def test_saturated_bt709_colours_are_exact_on_the_cpu(tmp_path, color_range):
+    """DALI's CPU decoder clips its BT.601 reading of a BT.709 stream before any correction
+    can undo it (saturated green came out at 0.855 of full): such streams decode on PyAV."""
+    saturated = [(0, 255, 0), (255, 0, 0), (0, 0, 255), (255, 255, 0)]
+    path = write_colour_quadrants(tmp_path / "s.webm", "vp9", "bt709", color_range, colours=saturated)
+    (result,) = run(loader(cpu_decoder="auto"), [path], SamplingSpec(strategy="uniform", frames=2))
+    assert result.front == "pyav" and "converts its colours as tagged" in result.note
+    assert (quadrant_colours(result.clip) - torch.tensor(saturated, dtype=torch.float32)).abs().max() < 6
 
 
 def test_flip_mirrors_width(videos):
