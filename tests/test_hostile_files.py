@@ -120,6 +120,7 @@ BAD_PT = {
     "labels outside the mapping": _pt(_norm(), labels=torch.tensor([5])),
     "float labels": _pt(_norm(), labels=torch.tensor([0.0])),
     "integer filenames": _pt(_norm(), names=[7]),
+    "a filename leading elsewhere": _pt(_norm(), names=["../../escaped.mp4"]),
 }
 
 

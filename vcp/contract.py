@@ -115,6 +115,11 @@ def pt_problem(data) -> str | None:
         return f"labels must be an int64 [N={v.shape[0]}] tensor"
     if not isinstance(names, list) or len(names) != v.shape[0] or not all(isinstance(n, str) for n in names):
         return f"filenames must be a list of {v.shape[0]} names (strings)"
+    from .names import component_problem
+
+    bad = next(((n, why) for n in names if (why := component_problem(n))), None)
+    if bad:  # a file name becomes part of a path (the features' filenames, export's files)
+        return f"filename {bad[0]!r} is not a file name ({bad[1]})"
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and type(i) is int for k, i in mapping.items()):
         return "category_mapping must be a dict of category -> int"
     outside = sorted(set(labels.tolist()) - set(mapping.values()))
