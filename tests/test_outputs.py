@@ -344,3 +344,60 @@ def test_dry_run_estimates_the_output_and_a_run_that_cannot_fit_stops_before_any
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "p"), *TZ])  # up to date: nothing to write
     assert r.exit_code == 0, r.output
+
+
+# -- the command line a person reads -------------------------------------------------------------
+def test_help_fits_80_columns_and_version_says_what_a_bug_report_needs():
+    for command in ([], ["tensorize"], ["extract"], ["inspect"], ["export"], ["merge"], ["backbones"]):
+        r = runner.invoke(app, [*command, "-h"], terminal_width=80)
+        assert r.exit_code == 0, r.output
+        body = "\n".join(line for line in r.output.splitlines() if not line.startswith("Usage:"))
+        assert max(map(len, r.output.splitlines())) <= 80 and "…" not in body and "..." not in body, r.output  # nothing cut short
+    r = runner.invoke(app, ["--version"])
+    lines = r.output.splitlines()
+    assert r.exit_code == 0 and lines[0].startswith("vcp ") and any(line.startswith("torch ") for line in lines)
+    assert any(line.startswith("nvidia-dali ") for line in lines) and any(line.startswith("cuda: ") for line in lines)
+
+
+def test_one_config_file_serves_both_stages_with_the_option_names(made, tmp_path):
+    conf = tmp_path / "both.toml"
+    conf.write_text('frames = 6\nsize = 32\n[tensorize]\nmode = "cpu"\n[extract]\ncompile = false\nbackbone = "timm/resnet18"\n'
+                    'weights = "none"\ndevice = "cpu"\nscales = "1.0,0.5"\n')
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "p"), "--config", str(conf), "--print-config"])
+    assert r.exit_code == 0, r.output
+    printed = tomllib.loads(r.output)
+    assert (printed["frames"], printed["mode"]) == (6, "cpu") and "backbone" not in printed and "cpu_decoder" not in printed
+    r = runner.invoke(app, ["extract", str(made["processed"]), str(tmp_path / "f"), "--config", str(conf), "--print-config"])
+    printed = tomllib.loads(r.output)
+    assert r.exit_code == 0 and printed["compile"] is False and printed["scales"] == "1.0,0.5" and "compile_net" not in printed
+    (tmp_path / "back.toml").write_text(r.output)
+    assert runner.invoke(app, ["extract", str(made["processed"]), str(tmp_path / "f"), "--config", str(tmp_path / "back.toml"),
+                               "--print-config"]).output == r.output
+
+
+def test_a_cuda_device_index_is_understood(made, tmp_path):
+    import torch
+
+    r = runner.invoke(app, ["extract", str(made["processed"]), str(tmp_path / "f"), *BB[:4], "--device", "cuda:7"])
+    assert r.exit_code == 2
+    if torch.cuda.is_available():
+        assert f"sees {torch.cuda.device_count()} CUDA device(s)" in r.stderr
+    else:
+        assert "--device cuda:7 requested but no CUDA device is visible" in r.stderr
+    r = runner.invoke(app, ["extract", str(made["processed"]), str(tmp_path / "f"), *BB[:4], "--device", "cuda:x"])
+    assert r.exit_code == 2 and "Supported values are: auto, cpu, cuda, cuda:N." in r.stderr
+
+
+def test_tensorize_splits_does_only_those_and_leaves_the_others(made, tmp_path):
+    import shutil
+
+    out = tmp_path / "p"
+    shutil.copytree(made["processed"], out)
+    train = out / "train/apple/a/processed_data.pt"
+    before = train.stat().st_mtime_ns
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(out), *TZ, "--splits", "val", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert train.stat().st_mtime_ns == before and "removed stale" not in r.output
+    assert [line.split("│")[1].strip() for line in r.output.splitlines() if line.count("│") >= 5] == ["val"]
+    r = runner.invoke(app, ["tensorize", str(made["raw"]), str(out), *TZ, "--splits", "nope"])
+    assert r.exit_code == 2 and "no videos for split(s) nope" in r.stderr

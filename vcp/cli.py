@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from .cli_common import EXIT_ERROR, EXIT_OK
 from .cli_extract import backbones_command, extract_command
@@ -51,20 +51,54 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
-@app.callback()
-def _root() -> None:
+class _Command(TyperCommand):
+    """A command whose help groups its options in sections (each option's ``rich_help_panel``:
+    Sampling, Decoding, Output, Run...), in plain text that wraps at the terminal's width."""
+
+    def format_options(self, ctx, formatter) -> None:
+        args, sections = [], {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append(record)
+            else:
+                sections.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(record)
+        for title, rows in ([("Arguments", args)] if args else []) + list(sections.items()):
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .versions import environment_report
+
+        print(environment_report())
+        raise typer.Exit(0)
+
+
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]})
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print vcp's version, its main packages' and what CUDA/NVDEC it sees, then exit."),
+) -> None:
     """vcp: videos -> tensors (tensorize) -> CNN features (extract)."""
 
 
-app.command("tensorize")(tensorize_command)
-app.command("merge")(merge_command)
-app.command("extract")(extract_command)
-app.command("backbones")(backbones_command)
-app.command("inspect")(inspect_command)
-app.command("export")(export_command)
+for _name, _function, _short in (
+    ("tensorize", tensorize_command, "Videos -> processed_data.pt per split/category/subcategory."),
+    ("extract", extract_command, "Tensors (or videos) -> a features HDF5 per split."),
+    ("merge", merge_command, "Join the part files of a sharded run."),
+    ("inspect", inspect_command, "Tables of what was written; --preview draws the frames."),
+    ("export", export_command, "One .npy per video, and index.csv."),
+    ("backbones", backbones_command, "The backbones: built-in, timm, plugins."),
+):
+    app.command(_name, cls=_Command, short_help=_short, context_settings={"help_option_names": ["-h", "--help"]})(_function)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from .progress import PlainTable, console
 if TYPE_CHECKING:
     from .settings import ClipSettings
 
+BACKBONE = "Backbone"  # a help section
 MAX_SCALE = 4.0  # a scale s reads int(T*s) frames: 4x T is already far past any use
 
 
@@ -36,36 +37,36 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     return scales
 
 
-def _parse_splits(text: str | None) -> tuple[str, ...] | None:
-    from .devices import UsageError
-
-    if text is None:
-        return None
-    splits = tuple(s.strip() for s in text.split(","))
-    if not text.strip() or any(not s for s in splits):
-        raise UsageError(f"--splits expects comma-separated split names like train,val, got {text!r}")
-    return splits
-
-
 @opt.bundled(clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
 def extract_command(
     ctx: typer.Context,
-    processed: Annotated[Path, typer.Argument(help="Output of vcp tensorize (or RAW videos with --from-videos).")],
-    features: Annotated[Path, typer.Argument(help="Folder for <split>_features[_multiscale].h5.")],
-    backbone: Annotated[str, typer.Option(help="Backbone name (see `vcp backbones`), or timm/<model>.")] = "efficientnet_v2_s",
-    weights: Annotated[str, typer.Option(help="DEFAULT, a release name, a state_dict PATH, or none (random).")] = "DEFAULT",
-    device: Annotated[opt.Device, typer.Option(help="Where the backbone runs.")] = opt.Device.auto,
-    multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", help="Three-scale temporal pass.")] = True,
-    scales: Annotated[str, typer.Option(help="Temporal scales for the multi-scale pass.")] = "1.0,0.85,1.15",
+    processed: Annotated[Path, typer.Argument(metavar="PROCESSED", help="vcp tensorize's OUT (RAW with --from-videos).")],
+    features: Annotated[Path, typer.Argument(metavar="FEATURES", help="Folder for <split>_features[_multiscale].h5.")],
+    backbone: Annotated[str, typer.Option(metavar="NAME", rich_help_panel=BACKBONE,
+                                          help="See `vcp backbones`; or timm/<model>.")] = "efficientnet_v2_s",
+    weights: Annotated[str, typer.Option(metavar="W", rich_help_panel=BACKBONE,
+                                         help="DEFAULT, a release name, a state_dict PATH, or none (random).")] = "DEFAULT",
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda[:N]", rich_help_panel=BACKBONE,
+                                        help="Where the backbone runs.")] = "auto",
+    precision: Annotated[opt.Precision, typer.Option(metavar="fp32|bf16|fp16", rich_help_panel=BACKBONE,
+                                                     help="fp32 is the compatible default.")] = opt.Precision.fp32,
     batch_size: Annotated[
-        int | None, typer.Option(min=1, max=65536, help="Frames per forward pass, packed across videos (default: 8 on CPU, cache-sized; 256 on CUDA).")
+        int | None, typer.Option(min=1, max=65536, metavar="N", rich_help_panel=BACKBONE, show_default=False,
+                                 help="Frames per forward, across videos (default: 8 on the CPU, 256 on CUDA).")
     ] = None,
-    splits: Annotated[str | None, typer.Option(help="Comma-separated splits (default: all found).")] = None,
-    precision: Annotated[opt.Precision, typer.Option(help="fp32 is the compatible default.")] = opt.Precision.fp32,
-    compile_net: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (pays off on long CUDA runs; recorded in the HDF5).")] = False,
-    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="CUDA: capture the backbone once as a CUDA graph and replay it per batch (recorded in the HDF5).")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Recompute splits whose HDF5 is up to date.")] = False,
-    from_videos: Annotated[bool, typer.Option("--from-videos", help="Read RAW videos and stream DALI -> backbone (no .pt files).")] = False,
+    compile_net: Annotated[bool, typer.Option("--compile", rich_help_panel=BACKBONE, show_default=False,
+                                              help="torch.compile the backbone (long CUDA runs).")] = False,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", rich_help_panel=BACKBONE, show_default=False,
+                                             help="CUDA: replay the backbone as one CUDA graph per batch.")] = False,
+    multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", rich_help_panel=opt.OUTPUT,
+                                              help="The three-scale temporal pass.")] = True,
+    scales: Annotated[str, typer.Option(metavar="A,B,C", rich_help_panel=opt.OUTPUT, help="Temporal scales.")] = "1.0,0.85,1.15",
+    splits: Annotated[str | None, typer.Option(metavar="A,B", rich_help_panel=opt.OUTPUT, show_default=False,
+                                               help="Only these splits (default: all found).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=opt.OUTPUT, show_default=False,
+                                            help="Redo splits whose HDF5 is up to date.")] = False,
+    from_videos: Annotated[bool, typer.Option("--from-videos", rich_help_panel=opt.OUTPUT, show_default=False,
+                                              help="Read RAW videos straight into the backbone (no .pt files).")] = False,
     clip: opt.Bundle = None,
     decode: opt.Bundle = None,
     run: opt.Bundle = None,
@@ -75,12 +76,12 @@ def extract_command(
 
     with user_errors(run["debug"], stoppable=True):
         try:
-            parsed_scales, parsed_splits = _parse_scales(scales), _parse_splits(splits)
+            parsed_scales, parsed_splits = _parse_scales(scales), opt.parse_splits(splits)
             opt.clip_settings(clip).check()
             opt.print_config_if_asked(ctx, locals())
             this_shard = start_run(run)
             settings = _extract_config(
-                backbone=backbone, weights=weights, device=opt.value(device), multi_scale=multi_scale, scales=parsed_scales,
+                backbone=backbone, weights=weights, device=device, multi_scale=multi_scale, scales=parsed_scales,
                 batch_size=batch_size, splits=parsed_splits, precision=opt.value(precision), overwrite=overwrite,
                 shard=this_shard, seed=clip["seed"], compile=compile_net, cuda_graph=cuda_graph,
                 space_check=not run["no_space_check"],
@@ -139,7 +140,10 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
 
             console().print(stream_plan(source, features, settings, videos.clip, videos.decode["max_pixels"]))
             raise typer.Exit(0)
-        decode = opt.decode_settings(videos.decode, mode="cpu", device_id=settings.shard.local_rank)
+        import torch
+
+        index = torch.device(settings.device).index
+        decode = opt.decode_settings(videos.decode, mode="cpu", device_id=settings.shard.local_rank if index is None else index)
         return extract_from_videos(source, features, settings, videos.clip, decode, console=console(stderr=True))
     from .extract import extract
 

@@ -20,7 +20,6 @@ def choices(name: str, values) -> type[Enum]:
 
 
 Mode = choices("Mode", ("auto", "gpu", "cpu"))
-Device = choices("Device", ("auto", "cuda", "cpu"))
 Precision = choices("Precision", ("fp32", "bf16", "fp16"))
 Storage = choices("Storage", ("float32", "float16", "uint8"))
 CpuDecoderName = choices("CpuDecoderName", ("auto", "pyav"))
@@ -32,36 +31,46 @@ def value(choice) -> str:
     return choice.value if isinstance(choice, Enum) else choice
 
 
-Frames = Annotated[int, typer.Option("--frames", "-T", min=1, max=4096, help="Frames per video (T).")]
-Size = Annotated[int, typer.Option(min=8, max=4096, help="Output frame size S (S x S).")]
-ClipDuration = Annotated[float, typer.Option(min=0.001, max=86400.0, help="Window in seconds (center/random).")]
-Strategy = Annotated[StrategyName, typer.Option(help="Sampling for all subcategories.")]
-StrategyFor = Annotated[list[str], typer.Option(help="SUBCATEGORY=STRATEGY override (repeatable).")]
-Augment = Annotated[bool, typer.Option(help="Random segment jitter + horizontal flip (p=0.5, seeded).")]
-Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed for random sampling/augmentation (and random init with --weights none).")]
-MaxBatch = Annotated[int, typer.Option(min=1, max=1024, help="Most videos per DALI batch.")]
-MaxPixels = Annotated[int, typer.Option(min=1, help="Refuse streams whose frames have more pixels (default: 8K, 7680x4320).")]
+SAMPLING, DECODING, OUTPUT, RUN = "Sampling", "Decoding", "Output", "Run"  # help sections
+
+Frames = Annotated[int, typer.Option("--frames", "-T", min=1, max=4096, metavar="T", rich_help_panel=SAMPLING,
+                                     help="Frames per video.")]
+Size = Annotated[int, typer.Option(min=8, max=4096, metavar="S", rich_help_panel=SAMPLING, help="Output frames are S x S.")]
+ClipDuration = Annotated[float, typer.Option(min=0.001, max=86400.0, metavar="SECONDS", rich_help_panel=SAMPLING,
+                                             help="Window for center/random.")]
+Strategy = Annotated[StrategyName, typer.Option(metavar="NAME", rich_help_panel=SAMPLING,
+                                                help=f"Sampling: {', '.join(STRATEGIES)}.")]
+StrategyFor = Annotated[list[str], typer.Option(metavar="SUB=NAME", rich_help_panel=SAMPLING,
+                                                help="Another strategy for one subcategory (or CATEGORY/SUB); repeatable.")]
+Augment = Annotated[bool, typer.Option("--augment", rich_help_panel=SAMPLING, show_default=False,
+                                       help="Random jitter and horizontal flip (p=0.5, seeded).")]
+Seed = Annotated[int, typer.Option(min=0, metavar="N", rich_help_panel=SAMPLING,
+                                   help="Seed of random sampling, augmentation and --weights none.")]
+MaxBatch = Annotated[int, typer.Option(min=1, max=1024, metavar="N", rich_help_panel=DECODING, help="Most videos per DALI batch.")]
+MaxPixels = Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=DECODING,
+                                        help="Refuse streams with larger frames (default 8K: 7680x4320).")]
 CpuDecoder = Annotated[CpuDecoderName, typer.Option(help="CPU decode front: auto (DALI for VP8/VP9/MJPEG) | pyav.", hidden=True)]
 Pipelines = Annotated[
     int | None,
-    typer.Option(min=1, max=64, help="Parallel DALI pipelines, each on its own slice (default: one per NVDEC engine on a GPU, at most 4; 1 on the CPU)."),
+    typer.Option(min=1, max=64, metavar="N", rich_help_panel=DECODING, show_default=False,
+                 help="Parallel DALI pipelines (default: one per NVDEC engine, at most 4; 1 on the CPU)."),
 ]
 Prefetch = Annotated[
     int | None,
-    typer.Option(
-        min=0,
-        max=64,
-        help="Decoded batches kept ahead (default: tensorize 1; --from-videos 2 on CUDA, 0 = in line on CPU).",
-    ),
+    typer.Option(min=0, max=64, metavar="N", rich_help_panel=DECODING, show_default=False,
+                 help="Decoded batches kept ahead (default: 1; --from-videos: 2 on CUDA, 0 on the CPU)."),
 ]
 ShardOpt = Annotated[
     str | None,
-    typer.Option("--shard", help="INDEX/COUNT: this process's slice (default: from torchrun RANK/WORLD_SIZE or srun SLURM_PROCID/SLURM_NTASKS)."),
+    typer.Option("--shard", metavar="I/N", rich_help_panel=RUN, show_default=False,
+                 help="This process's slice (default: from torchrun or srun)."),
 ]
-Debug = Annotated[bool, typer.Option(help="Show tracebacks for unexpected errors and FFmpeg's own log lines.")]
+Debug = Annotated[bool, typer.Option("--debug", rich_help_panel=RUN, show_default=False,
+                                     help="Tracebacks for unexpected errors, and FFmpeg's log lines.")]
 Strict = Annotated[
     bool,
-    typer.Option(help="Under torchrun/srun, exit 3 when input files failed (default there: 0, the failures are in the outputs)."),
+    typer.Option("--strict", rich_help_panel=RUN, show_default=False,
+                 help="Under torchrun/srun, exit 3 when input files failed (default there: 0)."),
 ]
 
 
@@ -75,6 +84,18 @@ def parse_strategy_for(values: list[str]) -> dict[str, str]:
             raise UsageError(f"--strategy-for expects SUBCATEGORY=STRATEGY, got {value!r}")
         out[sub] = name
     return out
+
+
+def parse_splits(text: str | None) -> tuple[str, ...] | None:
+    """``--splits train,val`` -> ``("train", "val")`` (None: all)."""
+    from .devices import UsageError
+
+    if text is None:
+        return None
+    splits = tuple(s.strip() for s in text.split(","))
+    if not text.strip() or any(not s for s in splits):
+        raise UsageError(f"--splits expects comma-separated split names like train,val, got {text!r}")
+    return splits
 
 
 def check_finite(option: str, value: float) -> float:
@@ -95,12 +116,14 @@ def _load_config(ctx: typer.Context, param: typer.CallbackParam, value):
 
 Config = Annotated[
     Path | None,
-    typer.Option("--config", is_eager=True, callback=_load_config,
-                 help="TOML file of settings (keys = option names); command-line flags override it."),
+    typer.Option("--config", is_eager=True, callback=_load_config, metavar="FILE", rich_help_panel=RUN, show_default=False,
+                 help="TOML settings (keys: option names; [tensorize]/[extract] tables); flags override it."),
 ]
-PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as TOML and exit.")]
-NoSpaceCheck = Annotated[bool, typer.Option("--no-space-check", help="Run even when the output's estimated size exceeds the free space.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="List what would be done (found, up to date, to do, rejected) and write nothing.")]
+PrintConfig = Annotated[bool, typer.Option("--print-config", rich_help_panel=RUN, help="Print the resolved settings as TOML and exit.")]
+NoSpaceCheck = Annotated[bool, typer.Option("--no-space-check", rich_help_panel=RUN,
+                                            help="Run even when the estimated output exceeds the free space.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", rich_help_panel=RUN,
+                                      help="Say what would be done (found, up to date, to do, rejected); write nothing.")]
 
 
 def print_config_and_exit(ctx: typer.Context, values: dict) -> None:

@@ -23,14 +23,20 @@ if TYPE_CHECKING:
 @opt.bundled(clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
 def tensorize_command(
     ctx: typer.Context,
-    raw: Annotated[Path, typer.Argument(help="RAW/<split>/<category>/[<subcategory>/]<video>")],
-    out: Annotated[Path, typer.Argument(help="Output folder for processed_data.pt files.")],
-    mode: Annotated[opt.Mode, typer.Option(help="Where to decode/normalize.")] = opt.Mode.auto,
+    raw: Annotated[Path, typer.Argument(metavar="RAW", help="RAW/<split>/<category>/[<subcategory>/]<video>")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder for the processed_data.pt files.")],
+    mode: Annotated[opt.Mode, typer.Option(metavar="auto|gpu|cpu", rich_help_panel=opt.DECODING,
+                                           help="Where to decode, resize and normalize.")] = opt.Mode.auto,
     clip: opt.Bundle = None,
-    interactive: Annotated[bool, typer.Option(help="Prompt for the mode and each subcategory's strategy.")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", rich_help_panel=opt.SAMPLING, show_default=False,
+                                              help="Ask for the mode and each subcategory's strategy.")] = False,
     decode: opt.Bundle = None,
-    storage: Annotated[opt.Storage, typer.Option(help="float32 (the contract), float16, or uint8 (raw pixels, 4x smaller; extract normalizes on load).")] = opt.Storage.float32,
-    overwrite: Annotated[bool, typer.Option(help="Redo subcategories whose outputs are up to date.")] = False,
+    storage: Annotated[opt.Storage, typer.Option(metavar="float32|float16|uint8", rich_help_panel=opt.OUTPUT,
+                                                 help="float32 is the contract; uint8 keeps pixels, 4x smaller.")] = opt.Storage.float32,
+    splits: Annotated[str | None, typer.Option(metavar="A,B", rich_help_panel=opt.OUTPUT, show_default=False,
+                                               help="Only these splits (default: all found).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=opt.OUTPUT, show_default=False,
+                                            help="Redo groups whose outputs are up to date.")] = False,
     run: opt.Bundle = None,
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
@@ -38,7 +44,8 @@ def tensorize_command(
         opt.clip_settings(clip).check()
         opt.print_config_if_asked(ctx, locals())
         this_shard = start_run(run)
-        settings = _settings(raw, mode, clip, interactive, decode, storage, overwrite, this_shard, not run["no_space_check"])
+        settings = _settings(raw, mode, clip, interactive, decode, storage, overwrite, this_shard, not run["no_space_check"],
+                             opt.parse_splits(splits))
         if run["dry_run"]:
             from .plan import tensorize_plan
 
@@ -57,13 +64,14 @@ class _Resolved:
     config: TensorizeConfig
 
 
-def _settings(raw, mode, clip: dict, interactive: bool, decode: dict, storage, overwrite: bool, shard, space_check: bool) -> _Resolved:
+def _settings(raw, mode, clip: dict, interactive: bool, decode: dict, storage, overwrite: bool, shard, space_check: bool,
+              splits) -> _Resolved:
     """The options -> the tree and a :class:`TensorizeConfig` (after the prompts, if asked)."""
     from .layout import discover_raw
     from .settings import TensorizeConfig, WriteSettings
 
     clip_settings = opt.clip_settings(clip)
-    tree = discover_raw(raw)
+    tree = discover_raw(raw, splits=list(splits) if splits else None)
     mode = opt.value(mode)
     if interactive:
         mode, overrides = _prompt(tree, mode, clip_settings.strategy, clip_settings.strategy_for)

@@ -1,7 +1,9 @@
 """``--config run.toml`` and ``--print-config`` for vcp's stage commands.
 
-Keys are the commands' option names (``frames = 64``, ``strategy_for = {"long" = "center"}``,
-``max-batch`` or ``max_batch``); flags on the command line override the file. The file is
+Keys are the commands' option names (``frames = 64``, ``compile = true``,
+``strategy_for = {"long" = "center"}``, ``max-batch`` or ``max_batch``); one file can serve
+both stages, with what only one of them takes in a ``[tensorize]`` or ``[extract]`` table
+(a table's key wins over the same flat key). Flags on the command line override the file. The file is
 read with the standard library's ``tomllib`` (``tomli`` on Python 3.10) and handed to click
 as the command's ``default_map``, so every option keeps its own parsing and validation.
 ``--print-config`` prints the fully resolved settings as TOML, which ``--config`` reads back.
@@ -35,6 +37,27 @@ def _tomllib():
     return tomllib
 
 
+def _key(param) -> str:
+    """A parameter's key in a settings file: its option name (``--compile`` -> ``compile``)."""
+    long = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+    return long[0][2:].replace("-", "_") if long else param.name
+
+
+def _settings_of(data: dict, command: str, path: Path, ctx, param) -> dict:
+    """The file's keys for ``command``: flat keys, then its own table (``[tensorize]`` or
+    ``[extract]``) over them; the other commands' tables are theirs."""
+    commands = {"tensorize", "extract"}
+    flat = {k: v for k, v in data.items() if k not in commands}
+    own = data.get(command, {})
+    if not isinstance(own, dict):
+        raise typer.BadParameter(f"[{command}] in {path} must be a table", ctx=ctx, param=param)
+    spelled = {k.replace("-", "_"): k for k in flat}
+    for key in own:
+        if key.replace("-", "_") in spelled:  # the table wins over a flat key for its command
+            flat.pop(spelled[key.replace("-", "_")])
+    return {**flat, **own}
+
+
 def load_config(ctx, param, value) -> Path | None:
     """Eager callback of ``--config``: the file's keys become the command's defaults."""
     if value is None:
@@ -49,23 +72,24 @@ def load_config(ctx, param, value) -> Path | None:
         raise typer.BadParameter(f"cannot read {path}: {exc.strerror or exc}", ctx=ctx, param=param) from None
     except ValueError as exc:  # tomllib.TOMLDecodeError
         raise typer.BadParameter(f"{path} is not valid TOML: {exc}", ctx=ctx, param=param) from None
-    params = {p.name: p for p in ctx.command.params}
+    params = {_key(p): p for p in ctx.command.params if not getattr(p, "hidden", False)}
     defaults, spelled = {}, {}
-    for key, item in data.items():
+    for key, item in _settings_of(data, ctx.info_name, path, ctx, param).items():
         name = key.replace("-", "_")
-        if name not in params or name in NOT_SETTINGS:
+        if name not in params or params[name].name in NOT_SETTINGS:
             raise typer.BadParameter(f"unknown key {key!r} in {path}", ctx=ctx, param=param)
-        if _is_argument(params[name]):
+        target = params[name]
+        if _is_argument(target):
             raise typer.BadParameter(f"{key!r} in {path}: give it on the command line", ctx=ctx, param=param)
         if name in spelled:
             raise typer.BadParameter(f"{spelled[name]!r} and {key!r} in {path} are the same setting: keep one", ctx=ctx, param=param)
         spelled[name] = key
         if name == "strategy_for" and isinstance(item, dict):
             item = [f"{sub}={strategy}" for sub, strategy in item.items()]
-        problem = _type_problem(params[name], item)
+        problem = _type_problem(target, item)
         if problem:
             raise typer.BadParameter(f"{key!r} in {path}: {problem}", ctx=ctx, param=param)
-        defaults[name] = item
+        defaults[target.name] = item
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return path
 
@@ -107,10 +131,10 @@ def settings_toml(ctx, values: dict) -> str:
     lines = [f"# vcp {ctx.info_name}: resolved settings (read back with --config)"]
     for param in ctx.command.params:
         name = param.name
-        if _is_argument(param) or name in NOT_SETTINGS or values.get(name) is None:
+        if _is_argument(param) or name in NOT_SETTINGS or values.get(name) is None or getattr(param, "hidden", False):
             continue
         value = values[name]
         if name == "strategy_for":
             value = dict(item.rsplit("=", 1) for item in value)  # strategy names hold no "="
-        lines.append(f"{name} = {_toml_value(value)}")
+        lines.append(f"{_key(param)} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"

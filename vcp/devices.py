@@ -26,14 +26,32 @@ def resolve_mode(mode: str, *, gpu_name: str = "gpu") -> str:
     """
     if mode == "auto":
         return gpu_name if cuda_available() else "cpu"
+    if gpu_name == "cuda" and mode.startswith("cuda:"):
+        return _cuda_index(mode)
     if mode == gpu_name and not cuda_available():
         raise UsageError(
             f"--mode/--device {gpu_name} requested but no CUDA device is visible "
             "(torch.cuda.is_available() is False); use 'cpu' or 'auto'"
         )
     if mode not in (gpu_name, "cpu"):
-        raise UsageError(f"Invalid device ({mode!r}). Supported values are: auto, {gpu_name}, cpu.")
+        extra = ", cuda:N" if gpu_name == "cuda" else ""
+        raise UsageError(f"Invalid device ({mode!r}). Supported values are: auto, {gpu_name}{extra}, cpu.")
     return mode
+
+
+def _cuda_index(mode: str) -> str:
+    """``cuda:N``, checked against the devices this process sees."""
+    index = mode.removeprefix("cuda:")
+    if not index.isdigit():
+        raise UsageError(f"Invalid device ({mode!r}). Supported values are: auto, cpu, cuda, cuda:N.")
+    if not cuda_available():
+        raise UsageError(f"--device {mode} requested but no CUDA device is visible (torch.cuda.is_available() is False)")
+    import torch
+
+    count = torch.cuda.device_count()
+    if int(index) >= count:
+        raise UsageError(f"--device {mode}: this process sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return f"cuda:{int(index)}"
 
 
 # Instructions that make a reduced precision fast on the CPU (x86 /proc/cpuinfo flags);

@@ -88,6 +88,7 @@ class RawTree:
     groups: tuple[Group, ...]
     categories: tuple[str, ...]
     ignored: tuple[Ignored, ...] = ()
+    selected: tuple[str, ...] | None = None  # the splits asked for (None: all); the mapping spans all
 
     @property
     def category_mapping(self) -> dict[str, int]:
@@ -247,10 +248,15 @@ def _discover_raw(root: Path, splits: list[str] | None) -> RawTree:
                     scan._note("nested", nested)
                 if files:
                     groups.append(Group(split_dir.name, cat_dir.name, sub_dir.name, files))
+    if splits is not None:
+        missing = sorted(set(splits) - {g.split for g in groups})
+        if missing:
+            raise LayoutError(f"no videos for split(s) {', '.join(missing)} under {root}")
     if not groups:
         found = ignored_summary(ignored)
         raise LayoutError(
             f"no videos found under {root}: expected RAW/<split>/<category>/[<subcategory>/]<video>"
             + (f" ({found})" if found else "")
         )
-    return RawTree(root=root, groups=tuple(groups), categories=tuple(sorted(categories)), ignored=tuple(ignored))
+    return RawTree(root=root, groups=tuple(groups), categories=tuple(sorted(categories)), ignored=tuple(ignored),
+                   selected=tuple(splits) if splits is not None else None)

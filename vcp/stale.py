@@ -33,8 +33,8 @@ def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path
     candidates = {p.parent for name in (PT_NAME, META_NAME, PARTS_DIR) for p in group_files(out, name)}
     for group_dir in sorted(candidates):
         rel = group_dir.relative_to(out)
-        if rel in current:
-            continue
+        if rel in current or (tree.selected is not None and rel.parts[0] not in tree.selected):
+            continue  # still in RAW, or a split this run was not asked to do
         links = [out / Path(*rel.parts[: k + 1]) for k in range(len(rel.parts)) if (out / Path(*rel.parts[: k + 1])).is_symlink()]
         if links:
             console.print(plain(f"left alone {out / rel} (no longer in {tree.root}): {links[0]} is a symbolic link, "
