@@ -39,8 +39,8 @@ def finish_run(shard, root, own_failures: int, strict: bool) -> int:
     ``--strict``, rank 0 of torchrun (or each srun task, for its own files) exits 3 when
     files failed. Rank 0 of torchrun prints the job's failed files once, from the merge.
     """
-    from .merge import finish_sharded_run
-    from .report import file_error, merged_failures, quiet_file_errors
+    from .merge import finish_sharded_run, merged_failures
+    from .report import file_error, quiet_file_errors
 
     merged = finish_sharded_run(shard, root)
     if shard.launcher not in ("torchrun", "slurm"):

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-
-class UsageError(ValueError):
-    """A user error that should end the CLI with exit code 2 and a one-line message.
-
-    A ValueError, so API callers that catch ValueError for bad settings still do; the CLI
-    maps only this (and LayoutError) to exit 2 — any other ValueError is a bug (exit 1)."""
+from .errors import UsageError  # noqa: F401 - where callers have long found it
 
 
 def cuda_available() -> bool:

@@ -25,6 +25,7 @@ from .contract import (
     H5_LAYOUT_ATTRS,
     H5_SAME_ACROSS_PARTS,
     H5_SHARD_ATTRS,
+    META_NAME,
     PARTS_DIR,
     PT_NAME,
     RUN_SPECIFIC,
@@ -270,3 +271,17 @@ def finish_sharded_run(shard, root: Path) -> list[Path]:
             file=sys.stderr,
         )
     return merged
+
+def merged_failures(paths: list[Path]) -> list[tuple[str, str]]:
+    """``(file, reason)`` recorded in merged outputs: metadata.json ``failed`` of each
+    group, ``failed_files`` of each HDF5."""
+
+    out = []
+    for path in paths:
+        if path.suffix == ".h5":
+            with open_features(path) as h5:
+                out += failed_files_attr(h5)
+        else:
+            meta = read_json(path.parent / META_NAME) or {}
+            out += [(str(path.parent / f["file"]), f["reason"]) for f in meta.get("failed", [])]
+    return sorted(set(out))

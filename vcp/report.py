@@ -1,14 +1,13 @@
-"""Per-file error lines (``vcp: error: <file>: <reason>``) and the job summary under a launcher.
+"""Per-file error lines (``vcp: error: <file>: <reason>``), one line each.
 
 Bad input files are data, not crashes: each gets one stderr line as it is found. Under
 torchrun every rank stays quiet while it works and rank 0 prints the whole job's list
-once, from the merged outputs (:func:`merged_failures`).
+once, from the merged outputs (``vcp.merge.merged_failures``).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 _quiet = {"on": False}
 
@@ -32,20 +31,3 @@ def _escaped(c: str) -> str:
 def file_error(where, reason: str) -> None:
     if not _quiet["on"]:
         print(f"vcp: error: {one_line(where)}: {one_line(reason)}", file=sys.stderr, flush=True)
-
-
-def merged_failures(paths: list[Path]) -> list[tuple[str, str]]:
-    """``(file, reason)`` recorded in merged outputs: metadata.json ``failed`` of each
-    group, ``failed_files`` of each HDF5."""
-    from .contract import META_NAME
-    from .readers import failed_files_attr, open_features, read_json
-
-    out = []
-    for path in paths:
-        if path.suffix == ".h5":
-            with open_features(path) as h5:
-                out += failed_files_attr(h5)
-        else:
-            meta = read_json(path.parent / META_NAME) or {}
-            out += [(str(path.parent / f["file"]), f["reason"]) for f in meta.get("failed", [])]
-    return sorted(set(out))
