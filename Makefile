@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install vcp with its dev tools
 
 demo: $(STAMP) ## sample tree (3 splits, 4 codecs) -> tensors -> features (DEMO_WEIGHTS=none: offline)
-	$(BIN)/python -c "from vcp.synth import make_sample_tree; make_sample_tree('$(DEMO)/raw')"
+	$(BIN)/python -c "from vcp.inputs.synth import make_sample_tree; make_sample_tree('$(DEMO)/raw')"
 	$(BIN)/vcp tensorize $(DEMO)/raw $(DEMO)/processed --size 128
 	$(BIN)/vcp extract $(DEMO)/processed $(DEMO)/features --backbone $(BACKBONE) --weights $(DEMO_WEIGHTS)
 	$(BIN)/vcp inspect $(DEMO)/processed --preview $(DEMO)/preview.png

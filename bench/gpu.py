@@ -42,7 +42,7 @@ T, S, FRAMES_PER_VIDEO, BATCH = 64, 256, 300, 256
 
 
 def _write(args):
-    from vcp.synth import write_video
+    from vcp.inputs.synth import write_video
 
     path, width, height = args
     write_video(path, num_frames=FRAMES_PER_VIDEO, codec="h264", width=width, height=height)
@@ -105,7 +105,7 @@ def repeat_split(processed: Path, dst: Path, repeat: int) -> Path:
 def failed(rows: list, log, what: str, exc: BaseException) -> None:
     """A section that raised: its traceback on stderr and one row, and the bench goes on
     (new GPU code paths meet a card for the first time here)."""
-    from vcp.encoder import _one_line
+    from vcp.stages.encoder import _one_line
 
     traceback.print_exc()
     rows.append((what, "-", f"failed: {_one_line(exc)}", "-", "-"))
@@ -143,8 +143,8 @@ def as_vcp_runs_it(precision: str):
     """efficientnet_v2_s (random init) on the card as vcp's encoder holds it: conv+BN
     folded and, under autocast, its convolutions' weights cast once."""
     from backbones import get_backbone
-    from vcp.encoder import _cast_weights_once, _fused
-    from vcp.settings import PRECISIONS
+    from vcp.stages.encoder import _cast_weights_once, _fused
+    from vcp.stages.settings import PRECISIONS
 
     net = _fused(get_backbone("efficientnet_v2_s", weights=None).eval()).cuda()
     if PRECISIONS[precision] is not None:
@@ -190,7 +190,7 @@ def dali_alone(paths: list[Path], pipelines: int, batch: int = 4) -> float:
 def disk_write(directory: Path, nbytes: int, *, writeback: bool = False) -> float:
     """bytes/s writing ``nbytes`` in 50 MB blocks, fsync'd, as tensorize writes its archives
     (``writeback``: the disk's write-back started after each block, as vcp's writer does)."""
-    from vcp.writeback import start_writeback
+    from vcp.store.writeback import start_writeback
 
     directory.mkdir(parents=True, exist_ok=True)
     block = np.random.default_rng(0).integers(0, 255, 50 << 20, dtype=np.uint8).tobytes()
@@ -251,9 +251,9 @@ def main(argv=None) -> int:
     from backbones import get_backbone
     from bench.reference import original_multiscale_features
     from dali_pipes import CapsTable, default_pipelines
-    from vcp.extract import ExtractConfig, extract
-    from vcp.stream import extract_from_videos
-    from vcp.tensorize import TensorizeConfig, tensorize
+    from vcp.stages.extract import ExtractConfig, extract
+    from vcp.stages.stream import extract_from_videos
+    from vcp.stages.tensorize import TensorizeConfig, tensorize
 
     torch.backends.cudnn.benchmark = True
     card = torch.cuda.get_device_name(0)

@@ -43,7 +43,7 @@ def _prepare(work: Path) -> None:
 
     from backbones import get_backbone
     from bench.gpu import QUIET, S, T, link_copies, make_videos, repeat_split
-    from vcp.tensorize import TensorizeConfig, tensorize
+    from vcp.stages.tensorize import TensorizeConfig, tensorize
 
     make_videos(work / "raw", 32)
     link_copies(work / "raw", work / "raw3", 3)
@@ -60,9 +60,9 @@ def _timeline(name: str, work: Path, out: Path) -> str:
     from backbones import get_backbone
     from bench.gpu import BATCH, QUIET, S, T, backbone_alone, dali_alone
     from tools.cuda_timeline import load, record, summarize
-    from vcp.extract import ExtractConfig, extract
-    from vcp.stream import extract_from_videos
-    from vcp.tensorize import TensorizeConfig
+    from vcp.stages.extract import ExtractConfig, extract
+    from vcp.stages.stream import extract_from_videos
+    from vcp.stages.tensorize import TensorizeConfig
 
     torch.backends.cudnn.benchmark = True
     (out / "traces").mkdir(parents=True, exist_ok=True)
@@ -116,9 +116,9 @@ def _case(name: str, work: Path, out: Path) -> str:
 
     from backbones import get_backbone
     from bench.gpu import BATCH, QUIET, S, T, backbone_ceiling, best, marginal
-    from vcp.extract import ExtractConfig, extract
-    from vcp.stream import extract_from_videos
-    from vcp.tensorize import TensorizeConfig, tensorize
+    from vcp.stages.extract import ExtractConfig, extract
+    from vcp.stages.stream import extract_from_videos
+    from vcp.stages.tensorize import TensorizeConfig, tensorize
 
     torch.backends.cudnn.benchmark = True
     weights = str(work / "effnet.pth")

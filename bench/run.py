@@ -27,10 +27,10 @@ from rich.console import Console
 
 from backbones import IMAGENET, get_backbone
 from bench.reference import original_multiscale_features
-from vcp.extract import ExtractConfig, FrameEncoder, extract, video_features
-from vcp.stream import extract_from_videos
-from vcp.synth import write_video
-from vcp.tensorize import TensorizeConfig, tensorize
+from vcp.inputs.synth import write_video
+from vcp.stages.extract import ExtractConfig, FrameEncoder, extract, video_features
+from vcp.stages.stream import extract_from_videos
+from vcp.stages.tensorize import TensorizeConfig, tensorize
 
 QUIET = Console(quiet=True)
 T, S = 64, 256
@@ -212,7 +212,7 @@ def bench_streaming(raw: Path, work: Path, rows: list):
 RSS = textwrap.dedent("""
     import sys
     from rich.console import Console
-    from vcp.tensorize import TensorizeConfig, tensorize
+    from vcp.stages.tensorize import TensorizeConfig, tensorize
     tensorize(sys.argv[1], sys.argv[2], TensorizeConfig.from_options(frames=64, size=256, mode="cpu"), console=Console(quiet=True))
     # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across exec
     print(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024)
@@ -246,7 +246,7 @@ def bench_writer(work: Path, rows: list, clips: int = 24, pace: float = 0.15, ru
     """tensorize's ``.pt`` writer fed one 50 MB clip every ``pace`` s (a decoder at
     1/pace videos/s), commit (fsync) included, with and without starting the disk's
     write-back as clips are written. Same bytes both ways."""
-    from vcp.pt_writer import PtWriter
+    from vcp.store.pt_writer import PtWriter
 
     clip = torch.randn(T, 3, S, S)
     expected = [(f"v{i}.mp4", 0) for i in range(clips)]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from backbones.spec import IMAGENET
-from vcp.synth import CODECS, read_index, write_video
+from vcp.inputs.synth import CODECS, read_index, write_video
 
 MEAN = torch.tensor(IMAGENET.mean).view(3, 1, 1)
 STD = torch.tensor(IMAGENET.std).view(3, 1, 1)

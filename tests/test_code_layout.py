@@ -14,22 +14,40 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("vcp", "dali_pipes", "backbones")
-STAGES = {"vcp.tensorize", "vcp.extract", "vcp.stream", "vcp.merge"}
-# What stands on the stages: the CLI, the Python API, --dry-run, the package itself.
-ABOVE = {"vcp", "vcp.__main__", "vcp.api", "vcp.plan"} | {f"vcp.{p.stem}" for p in (ROOT / "vcp").glob("cli*.py")}
+STAGES = {"vcp.stages.tensorize", "vcp.stages.extract", "vcp.stages.stream", "vcp.stages.merge"}
+# What each folder of vcp may import from vcp (dali_pipes and backbones are below them all):
+# cli -> stages -> inputs -> store -> common; outputs -> store -> common. The package's own
+# modules (vcp/__init__, __main__, api, data) stand on top, beside cli.
+MAY_IMPORT = {
+    "vcp.common": {"vcp.common"},
+    "vcp.store": {"vcp.common", "vcp.store"},
+    "vcp.inputs": {"vcp.common", "vcp.store", "vcp.inputs"},
+    "vcp.stages": {"vcp.common", "vcp.store", "vcp.inputs", "vcp.stages"},
+    "vcp.outputs": {"vcp.common", "vcp.store", "vcp.outputs"},
+}
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 300, 60
 
 
 def _module_name(path: Path) -> str:
-    pkg = path.parent.name
-    return pkg if path.stem == "__init__" else f"{pkg}.{path.stem}"
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _is_type_checking(node: ast.If) -> bool:
     return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
 
 
-def _imports(tree: ast.AST, pkg: str) -> set[str]:
+def _sources() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+MODULES = {_module_name(p) for p in _sources()}
+SUBPACKAGES = {_module_name(p) for p in _sources() if p.name == "__init__.py"}
+
+
+def _imports(tree: ast.AST, package: str) -> set[str]:
+    """The modules of vcp, dali_pipes and backbones that ``tree`` imports; ``package`` is the
+    package relative imports are resolved against."""
     found: set[str] = set()
     stack = [tree]
     while stack:
@@ -38,10 +56,13 @@ def _imports(tree: ast.AST, pkg: str) -> set[str]:
             stack.extend(node.orelse)
             continue
         if isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: inside the same package
-                found |= {f"{pkg}.{a.name}" for a in node.names} if node.module is None else {f"{pkg}.{node.module}"}
+            if node.level:  # relative
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                found |= {f"{base}.{a.name}" for a in node.names} if node.module is None else {f"{base}.{node.module}"}
             elif node.module and node.module.split(".")[0] in PACKAGES:
-                found.add(node.module)
+                submodules = {f"{node.module}.{a.name}" for a in node.names} & MODULES
+                # `from vcp.stages import stage` imports vcp.stages.stage (as `from vcp.stages.stage import x` does)
+                found |= submodules or {node.module}
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] in PACKAGES}
         stack.extend(ast.iter_child_nodes(node))
@@ -50,14 +71,20 @@ def _imports(tree: ast.AST, pkg: str) -> set[str]:
 
 def _graph() -> dict[str, set[str]]:
     graph = {}
-    for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).glob("*.py")):
-            name = _module_name(path)
-            graph[name] = {d for d in _imports(ast.parse(path.read_text()), pkg) if d != name}
+    for path in _sources():
+        name = _module_name(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = {d for d in _imports(ast.parse(path.read_text()), package) if d != name}
     return graph
 
 
 GRAPH = _graph()
+
+
+def _folder(name: str) -> str | None:
+    """``vcp.stages.tensorize`` -> ``vcp.stages``; None for the package's own modules."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 and ".".join(parts[:2]) in SUBPACKAGES else None
 
 
 def test_lower_packages_never_import_higher_ones():
@@ -75,14 +102,26 @@ def test_vcp_uses_dali_pipes_through_its_public_names_only():
             assert not private, f"{name} imports {private}: use the names in dali_pipes/__init__.py"
 
 
+def test_each_folder_of_vcp_imports_only_the_folders_below_it():
+    for name, deps in GRAPH.items():
+        folder = _folder(name)
+        if folder is None or folder == "vcp.cli" or not name.startswith("vcp"):
+            continue
+        outside = {d for d in deps if d.startswith("vcp") and (_folder(d) or d) not in MAY_IMPORT[folder]}
+        assert not outside, f"{name} ({folder}) imports {outside}: it may import from {sorted(MAY_IMPORT[folder])}"
+
+
 def test_stages_are_siblings_and_nothing_below_them_imports_them():
     for name, deps in GRAPH.items():
-        if name in ABOVE:
+        if not name.startswith("vcp") or _folder(name) in (None, "vcp.cli"):
             continue
-        if name in STAGES:
-            assert not deps & (STAGES | ABOVE), f"stage {name} imports {deps & (STAGES | ABOVE)}"
-        elif name.startswith("vcp"):
-            assert not deps & (STAGES | ABOVE), f"{name} (below the stages) imports {deps & (STAGES | ABOVE)}"
+        assert not deps & STAGES, f"{name} imports {deps & STAGES}: stages never import each other, nor does what they stand on"
+
+
+def test_the_folder_rules_can_fail():
+    assert _folder("vcp.store.pt_writer") == "vcp.store" and _folder("vcp.api") is None
+    assert "vcp.stages.stage" in _imports(ast.parse("def f():\n    from vcp.stages import stage\n"), "vcp.store")
+    assert _imports(ast.parse("from .pair import x\n"), "vcp.store") == {"vcp.store.pair"}
 
 
 def test_no_import_cycles():
@@ -106,16 +145,16 @@ def test_no_import_cycles():
 
 def test_the_import_reader_counts_lazy_imports_and_skips_type_checking_ones():
     """The rules above must be able to fail: a lazy import inside a function counts."""
-    code = "def f():\n    from .extract import extract\n"
-    assert _imports(ast.parse(code), "vcp") == {"vcp.extract"}
+    code = "def f():\n    from vcp.stages.extract import extract\n"
+    assert _imports(ast.parse(code), "vcp.stages") == {"vcp.stages.extract"}
     hidden = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .stream import x\n"
-    assert _imports(ast.parse(hidden), "vcp") == set()
+    assert _imports(ast.parse(hidden), "vcp.stages") == set()
 
 
 def test_files_and_functions_stay_small():
     long_files, long_functions = [], []
     for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).glob("*.py")):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
             text = path.read_text()
             doc = ast.get_docstring(ast.parse(text)) or ""
             if text.count("\n") > MAX_FILE_LINES and "longer than" not in doc:

@@ -18,10 +18,10 @@ from backbones.spec import InputSpec
 from bench.reference import original_multiscale_features
 from vcp import EnhancedFeatureExtractor
 from vcp.cli import app
-from vcp.contract import PT_NAME
-from vcp.extract import ExtractConfig, FrameEncoder, extract, video_features
-from vcp.multiscale import combine_scales, output_rows, scale_indices
-from vcp.tensorize import TensorizeConfig, tensorize
+from vcp.stages.extract import ExtractConfig, FrameEncoder, extract, video_features
+from vcp.stages.multiscale import combine_scales, output_rows, scale_indices
+from vcp.stages.tensorize import TensorizeConfig, tensorize
+from vcp.store.contract import PT_NAME
 
 runner = CliRunner()
 FAST = ["--backbone", "efficientnet_v2_s", "--weights", "none", "--device", "cpu", "--batch-size", "16"]
@@ -127,8 +127,8 @@ def test_default_forward_batch_is_8_on_cpu_256_on_cuda_and_does_not_change_featu
 def test_frames_of_several_videos_are_packed_into_each_forward_and_rows_match_per_video():
     """--batch-size frames per forward across video boundaries; every video's rows equal a
     per-video pass, in input order; a NaN clip comes back as None without stopping the rest."""
-    from vcp.multiscale import combine_scales
-    from vcp.packing import PackedEncoder
+    from vcp.stages.multiscale import combine_scales
+    from vcp.stages.packing import PackedEncoder
 
     torch.manual_seed(0)
     counting = Counting()
@@ -175,7 +175,7 @@ def test_packed_batches_hold_each_videos_frames_in_order_in_the_networks_layout(
     """Frames are copied into the batch being filled (in the network's memory format) and a
     whole batch of one video in that format is handed over as it is, without a copy; a
     padded batch (as on CUDA) has zeros past its frames, which no video gets back."""
-    from vcp.packing import PackedEncoder
+    from vcp.stages.packing import PackedEncoder
 
     torch.manual_seed(0)
     videos = [torch.randn(t, 3, 4, 4) for t in (40, 5, 11)]  # 56 frames, batches of 16
@@ -200,7 +200,7 @@ def test_packed_batches_hold_each_videos_frames_in_order_in_the_networks_layout(
 
 
 def test_frames_of_another_size_start_a_batch_of_their_own():
-    from vcp.packing import PackedEncoder
+    from vcp.stages.packing import PackedEncoder
 
     counting = Counting()
     packer = PackedEncoder(FrameEncoder(counting, ExtractConfig(fuse_conv_bn=False, batch_size=16)), 16, lambda f: f)
@@ -218,7 +218,7 @@ def test_weights_autocast_would_cast_at_every_forward_are_cast_once_with_the_sam
     """bf16: the folded network's convolutions hold bf16 weights (autocast casts nothing
     per forward for them) and the features are bit-for-bit those of casting each forward;
     the caller's model is untouched; fp32 casts nothing."""
-    import vcp.encoder as encoder_module
+    import vcp.stages.encoder as encoder_module
 
     torch.manual_seed(0)
     model = get_backbone("efficientnet_v2_s", weights=None)
@@ -507,7 +507,7 @@ def test_bf16_features_record_the_layers_cast_once(processed, tmp_path):
 
 
 def test_reduced_precision_warns_only_without_native_cpu_support(tmp_path):
-    from vcp.devices import cpu_flags, slow_precision_warning
+    from vcp.common.devices import cpu_flags, slow_precision_warning
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
@@ -526,7 +526,7 @@ def test_reduced_precision_warns_only_without_native_cpu_support(tmp_path):
 def test_clip_reader_reads_each_clip_from_its_place_in_the_archive(tmp_path, videos, storage):
     """The CUDA read path (pread into pinned memory; plain memory without CUDA) gives the
     exact bytes of the memory-mapped clips, in any order."""
-    from vcp.extract import ClipReader, open_tensor_file
+    from vcp.stages.extract import ClipReader, open_tensor_file
 
     raw = tmp_path / "raw"
     for i, n in enumerate((12, 30, 7)):
@@ -546,7 +546,7 @@ def test_host_stays_a_bounded_number_of_forwards_ahead_of_the_card():
     """On CUDA each forward's end is marked and the host waits for the forward
     ``queued_forwards`` back before going on, so clips in flight are bounded whatever the
     network. Watched on the CPU with stand-in events that log what is waited for."""
-    from vcp.packing import PackedEncoder
+    from vcp.stages.packing import PackedEncoder
 
     log = []
 

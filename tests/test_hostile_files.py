@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from tests.test_hostile_names import craft_features
 from vcp.cli import app
-from vcp.contract import PT_NAME
 from vcp.data import ClipDataset, FeatureDataset
-from vcp.readers import InputFileError
+from vcp.store.contract import PT_NAME
+from vcp.store.readers import InputFileError
 
 runner = CliRunner()
 TZ = ["--frames", "4", "--size", "32", "--mode", "cpu"]
@@ -195,7 +195,7 @@ def test_fifos_in_place_of_inputs_never_hang(processed, tmp_path):
         from typer.testing import CliRunner
         from vcp.cli import app
         from vcp.data import ClipDataset, FeatureDataset
-        from vcp.readers import InputFileError
+        from vcp.store.readers import InputFileError
         r = CliRunner()
         codes = [r.invoke(app, a).exit_code for a in (
             ["inspect", "{features}"], ["export", "{features}", "{tmp_path}/e"], ["inspect", "{tree}"],
@@ -237,7 +237,7 @@ def test_export_and_merge_clean_the_temp_files_of_dead_processes(tmp_path):
 # -- memory follows the output, not the source ----------------------------------------------------
 def test_an_8k_clip_decodes_in_bounded_memory_and_keeps_its_frames(tmp_path):
     from tests.conftest import read_indices
-    from vcp.synth import write_video
+    from vcp.inputs.synth import write_video
 
     raw = tmp_path / "raw"
     write_video(raw / "train/cat/v8k.mp4", num_frames=2, codec="h264", width=7680, height=4320)
@@ -301,11 +301,11 @@ def test_messages_name_the_file_and_the_reason(tmp_path, processed, monkeypatch)
     assert r.exit_code == 2 and "/dev/zero: not a regular file" in r.stderr, r.output
     r = runner.invoke(app, ["tensorize", str(tmp_path), str(tmp_path / "o"), "--config", "/dev/zero"])
     assert r.exit_code == 2 and "cannot read /dev/zero: not a regular file" in r.stderr, r.output
-    import vcp.h5_writer
+    import vcp.store.h5_writer
 
     def full(self, *args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vcp.h5_writer.H5Writer, "append", full)
+    monkeypatch.setattr(vcp.store.h5_writer.H5Writer, "append", full)
     r = runner.invoke(app, ["extract", str(processed), str(tmp_path / "h"), *BB])
     assert r.exit_code == 1 and f"OSError: {tmp_path / 'h' / 'train_features_multiscale.h5'}: [Errno 28] No space" in r.stderr, r.output

@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from vcp.cli import app
-from vcp.contract import META_NAME, PT_NAME
-from vcp.layout import Group, RawTree, discover_raw
-from vcp.lock import output_lock
-from vcp.progress import console
-from vcp.tensorize import remove_stale_groups
+from vcp.common.progress import console
+from vcp.inputs.layout import Group, RawTree, discover_raw
+from vcp.stages.tensorize import remove_stale_groups
+from vcp.store.contract import META_NAME, PT_NAME
+from vcp.store.lock import output_lock
 
 runner = CliRunner()
 TZ = ["--frames", "4", "--size", "32", "--mode", "cpu"]

@@ -17,10 +17,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from vcp.cli import app
-from vcp.contract import META_NAME
-from vcp.multiscale import output_rows
-from vcp.synth import make_frame
-from vcp.tensorize import TensorizeConfig, tensorize
+from vcp.inputs.synth import make_frame
+from vcp.stages.multiscale import output_rows
+from vcp.stages.tensorize import TensorizeConfig, tensorize
+from vcp.store.contract import META_NAME
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -326,8 +326,8 @@ def test_progress_in_a_log_file_is_plain_lines(made, tmp_path, monkeypatch):
 
 # -- disk space ------------------------------------------------------------------------------------
 def test_dry_run_estimates_the_output_and_a_run_that_cannot_fit_stops_before_any_work(made, tmp_path, monkeypatch):
-    from vcp import space
-    from vcp.contract import PT_NAME
+    from vcp.stages import space
+    from vcp.store.contract import PT_NAME
 
     r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "p"), *TZ, "--dry-run"])
     # T=6, 32x32, float32: 6*3*32*32*4 = 72 KiB a video, plus 64 KiB per group (train: 3 videos in 2 groups)

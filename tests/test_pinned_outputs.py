@@ -24,8 +24,8 @@ import torch
 from typer.testing import CliRunner
 
 from vcp.cli import app
-from vcp.contract import PT_NAME, group_files
-from vcp.synth import write_video
+from vcp.inputs.synth import write_video
+from vcp.store.contract import PT_NAME, group_files
 
 GOLDEN = Path(__file__).parent / "golden" / "outputs.json"
 runner = CliRunner()

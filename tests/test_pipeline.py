@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from backbones.spec import IMAGENET
 from dali_pipes import STRATEGIES, ClipLoader, SamplingSpec, build_pipeline
-from vcp.synth import CODECS
+from vcp.inputs.synth import CODECS
 
 from .conftest import (
     MEAN,

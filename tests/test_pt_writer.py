@@ -5,10 +5,10 @@ import zipfile
 import pytest
 import torch
 
-import vcp.appender
-import vcp.pt_writer
-from vcp.appender import ClipAppender
-from vcp.pt_writer import META_NAME, PT_NAME, PtWriter
+import vcp.store.appender
+import vcp.store.pt_writer
+from vcp.store.appender import ClipAppender
+from vcp.store.pt_writer import META_NAME, PT_NAME, PtWriter
 
 EXPECTED = [(f"v{i}.mp4", i % 2) for i in range(4)]
 
@@ -57,7 +57,7 @@ def test_laid_out_archive_is_not_copied_when_everything_arrives(tmp_path, monkey
     def no_copy(*args, **kwargs):
         raise AssertionError("the clips were copied")
 
-    monkeypatch.setattr(vcp.pt_writer.FileSource, "copy_to", no_copy)
+    monkeypatch.setattr(vcp.store.pt_writer.FileSource, "copy_to", no_copy)
     clips = [torch.randn(5, 3, 8, 8) for _ in range(4)]
     with PtWriter(tmp_path, frames=5, size=8, category_mapping={"a": 0, "b": 1}, expected=EXPECTED) as w:
         seen = {p.name for p in tmp_path.iterdir()}
@@ -103,7 +103,7 @@ def _pair(directory, fill, *, dtype=torch.float32, normalization=None):
 def test_kill_between_the_two_renames_is_rolled_forward(tmp_path, monkeypatch):
     """The archive is renamed first; a kill before the metadata's rename leaves the pending
     metadata, which settle_pair puts in place: the new pair, whole."""
-    from vcp.pair import settle_pair
+    from vcp.store.pair import settle_pair
 
     _pair(tmp_path, 1)
     real_replace = os.replace
@@ -113,10 +113,10 @@ def test_kill_between_the_two_renames_is_rolled_forward(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the process dies here
         real_replace(src, dst)
 
-    monkeypatch.setattr(vcp.pt_writer.os, "replace", die_on_metadata)
+    monkeypatch.setattr(vcp.store.pt_writer.os, "replace", die_on_metadata)
     with pytest.raises(KeyboardInterrupt):
         _pair(tmp_path, 2)
-    monkeypatch.setattr(vcp.pt_writer.os, "replace", real_replace)
+    monkeypatch.setattr(vcp.store.pt_writer.os, "replace", real_replace)
     new_id = torch.load(tmp_path / PT_NAME, weights_only=True)["pair_id"]
     assert json.loads((tmp_path / META_NAME).read_text())["fill"] == 1  # old metadata, new archive
     pending = [p for p in tmp_path.iterdir() if p.name.startswith(f".{META_NAME}.")]
@@ -131,10 +131,10 @@ def test_kill_between_the_two_renames_is_rolled_forward(tmp_path, monkeypatch):
 
 
 def test_kill_before_the_archive_rename_keeps_the_old_pair(tmp_path, monkeypatch):
-    from vcp.pair import settle_pair
+    from vcp.store.pair import settle_pair
 
     old_id = _pair(tmp_path, 1)
-    monkeypatch.setattr(vcp.pt_writer, "replace_into", lambda tmp, final: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(vcp.store.pt_writer, "replace_into", lambda tmp, final: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         _pair(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [META_NAME, PT_NAME]  # temps removed
@@ -144,7 +144,7 @@ def test_kill_before_the_archive_rename_keeps_the_old_pair(tmp_path, monkeypatch
 
 
 def test_metadata_of_another_archive_is_not_trusted(tmp_path):
-    from vcp.pair import settle_pair
+    from vcp.store.pair import settle_pair
 
     _pair(tmp_path / "a", 1)
     _pair(tmp_path / "b", 2)
@@ -166,7 +166,7 @@ class _Recorder:
 
 
 def test_writeback_merges_ranges_and_hands_them_over_in_order():
-    from vcp.writeback import WriteBack
+    from vcp.store.writeback import WriteBack
 
     rec = _Recorder()
     wb = WriteBack(7, min_bytes=100, start=rec)
@@ -181,7 +181,7 @@ def test_writeback_merges_ranges_and_hands_them_over_in_order():
 
 
 def test_writeback_stops_asking_after_a_failed_call():
-    from vcp.writeback import WriteBack
+    from vcp.store.writeback import WriteBack
 
     rec = _Recorder(ok=False)
     wb = WriteBack(3, min_bytes=10, start=rec)
@@ -195,7 +195,7 @@ def test_writeback_stops_asking_after_a_failed_call():
 
 @pytest.mark.skipif(not os.uname().sysname == "Linux", reason="sync_file_range is Linux's")
 def test_writeback_call_works_on_a_real_file(tmp_path):
-    from vcp.writeback import start_writeback
+    from vcp.store.writeback import start_writeback
 
     path = tmp_path / "f.bin"
     with open(path, "wb") as fh:
@@ -211,8 +211,8 @@ def test_writer_starts_writeback_of_exactly_the_clips_bytes(tmp_path, monkeypatc
     """Each clip's bytes are handed to the kernel's write-back as written: the ranges cover
     the clips' storage in the file and nothing else, and the archive is byte for byte the
     one written without it."""
-    import vcp.writeback
-    from vcp._archive import read_layout
+    import vcp.store.writeback
+    from vcp.store._archive import read_layout
 
     clips = [torch.randn(5, 3, 8, 8) for _ in range(4)]
     per_clip = clips[0].numel() * 4
@@ -225,7 +225,7 @@ def test_writer_starts_writeback_of_exactly_the_clips_bytes(tmp_path, monkeypatc
             w.commit({"hello": 1})
 
     rec = _Recorder()
-    monkeypatch.setattr(vcp.appender, "WriteBack", lambda fd: vcp.writeback.WriteBack(fd, min_bytes=per_clip, start=rec))
+    monkeypatch.setattr(vcp.store.appender, "WriteBack", lambda fd: vcp.store.writeback.WriteBack(fd, min_bytes=per_clip, start=rec))
     write(tmp_path / "with", True)
     assert len(rec.calls) == 4
     write(tmp_path / "without", False)
@@ -239,16 +239,16 @@ def test_writer_starts_writeback_of_exactly_the_clips_bytes(tmp_path, monkeypatc
 def test_writer_with_the_real_writeback_call_writes_a_good_archive(tmp_path, monkeypatch):
     """The kernel's write-back really started for every clip (no stand-in), and the
     archive is the same as ever."""
-    import vcp.writeback
+    import vcp.store.writeback
 
     calls = []
 
     def start(fd, offset, nbytes):
-        ok = vcp.writeback.start_writeback(fd, offset, nbytes)
+        ok = vcp.store.writeback.start_writeback(fd, offset, nbytes)
         calls.append(ok)
         return ok
 
-    monkeypatch.setattr(vcp.appender, "WriteBack", lambda fd: vcp.writeback.WriteBack(fd, min_bytes=1, start=start))
+    monkeypatch.setattr(vcp.store.appender, "WriteBack", lambda fd: vcp.store.writeback.WriteBack(fd, min_bytes=1, start=start))
     clips = [torch.randn(5, 3, 8, 8) for _ in range(4)]
     with PtWriter(tmp_path, frames=5, size=8, category_mapping={"a": 0, "b": 1}, expected=EXPECTED) as w:
         for (name, label), c in zip(EXPECTED, clips, strict=True):

@@ -18,12 +18,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tests.conftest import denormalize, read_indices, write_size_change
-from vcp.atomic import remove_stale_tmp
 from vcp.cli import app
-from vcp.contract import META_NAME, PT_NAME
-from vcp.lock import output_lock
-from vcp.synth import write_video
-from vcp.tensorize import TensorizeConfig, tensorize
+from vcp.inputs.synth import write_video
+from vcp.stages.tensorize import TensorizeConfig, tensorize
+from vcp.store.atomic import remove_stale_tmp
+from vcp.store.contract import META_NAME, PT_NAME
+from vcp.store.lock import output_lock
 
 runner = CliRunner()
 TZ = ["--frames", "8", "--size", "32", "--mode", "cpu"]
@@ -127,11 +127,11 @@ def test_second_run_on_a_locked_folder_exits_2_naming_the_pid(raw, tmp_path):
     assert errors_of(r) == [f"vcp: error: {out} is in use by pid {os.getpid()} (another vcp run); wait for it to finish, or write to another folder"]
     assert not list(out.rglob(PT_NAME))
     assert runner.invoke(app, ["tensorize", str(raw), str(out), *TZ]).exit_code == 0  # released with the block
-    assert not (out / ".vcp.lock").exists()
+    assert not (out / ".vcp.store.lock").exists()
 
 
 def test_lock_is_released_by_the_kernel_when_its_process_is_killed(tmp_path):
-    code = f"from vcp.lock import output_lock\nimport time\nwith output_lock({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)\n"
+    code = f"from vcp.store.lock import output_lock\nimport time\nwith output_lock({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)\n"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
@@ -410,7 +410,7 @@ def _write_streams(path: Path, plan: list[tuple], audio_s: float = 0.0) -> Path:
     frames, first index, attached picture)``, and ``audio_s`` seconds of silence after them."""
     import av
 
-    from vcp.synth import make_frame
+    from vcp.inputs.synth import make_frame
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
@@ -634,24 +634,24 @@ def test_weights_none_is_seeded_and_recorded(raw, tmp_path):
 
 def test_an_internal_value_error_is_exit_1_not_a_usage_error(raw, tmp_path, monkeypatch):
     """Only vcp's own usage errors are exit 2; a bug that raises ValueError is exit 1."""
-    import vcp.tensorize
+    import vcp.stages.tensorize
 
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr(vcp.tensorize, "remove_stale_groups", broken)
+    monkeypatch.setattr(vcp.stages.tensorize, "remove_stale_groups", broken)
     r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])
     assert r.exit_code == 1 and "ValueError: an internal bug" in r.stderr
 
 
 def test_an_error_whose_message_has_newlines_is_still_one_line(raw, tmp_path, monkeypatch):
     """HDF5's write errors (a full disk) carry a newline inside their message."""
-    import vcp.tensorize
+    import vcp.stages.tensorize
 
     def full(*args, **kwargs):
         raise OSError(28, "Can't write data (time = Thu Nov 26 11:48:49 2026\n, errno = 28, No space left on device)")
 
-    monkeypatch.setattr(vcp.tensorize, "remove_stale_groups", full)
+    monkeypatch.setattr(vcp.stages.tensorize, "remove_stale_groups", full)
     r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ])
     assert r.exit_code == 1
     assert r.stderr.splitlines() == ["vcp: error: OSError: [Errno 28] Can't write data (time = Thu Nov 26 11:48:49 2026 , "

@@ -18,10 +18,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from vcp import features as features_module
-from vcp import interrupt
 from vcp.cli import app
-from vcp.contract import PT_NAME
+from vcp.stages import features as features_module
+from vcp.stages import interrupt
+from vcp.store.contract import PT_NAME
 
 runner = CliRunner()
 TZ = ["--frames", "8", "--size", "32", "--mode", "cpu"]
@@ -148,7 +148,7 @@ def test_a_real_signal_then_a_rerun(raw, processed, tmp_path, how):
 
 
 def test_a_stopped_tensorize_resumes_its_group_and_writes_the_same_archive(raw, tmp_path, monkeypatch):
-    from vcp import tensorize as tensorize_module
+    from vcp.stages import tensorize as tensorize_module
 
     reference, resumed = tmp_path / "ref", tmp_path / "res"
     args = [*TZ, "--max-batch", "2"]

@@ -16,8 +16,8 @@ import torch
 from typer.testing import CliRunner
 
 from vcp.cli import app
-from vcp.contract import META_NAME, PT_NAME
-from vcp.synth import CODECS
+from vcp.inputs.synth import CODECS
+from vcp.store.contract import META_NAME, PT_NAME
 
 runner = CliRunner()
 TZ = ["--frames", "8", "--size", "32", "--mode", "cpu", "--strategy", "segment"]
@@ -121,7 +121,7 @@ def test_shard_by_hand_then_merge(tree, tmp_path):
 
 
 def test_killed_rank_then_rerun_redoes_only_missing_parts(tree, tmp_path, monkeypatch):
-    from vcp import pt_writer
+    from vcp.store import pt_writer
 
     out = tmp_path / "o"
     assert runner.invoke(app, ["tensorize", str(tree["raw"]), str(out), *TZ, "--shard", "0/2"]).exit_code in (0, 3)

@@ -1,7 +1,7 @@
 import pytest
 
-from vcp.devices import UsageError
-from vcp.shard import (
+from vcp.common.devices import UsageError
+from vcp.stages.shard import (
     Shard,
     assign_balanced,
     contiguous_ranges,

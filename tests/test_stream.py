@@ -9,8 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from vcp.cli import app
-from vcp.contract import PT_NAME
-from vcp.tensorize import TensorizeConfig
+from vcp.stages.tensorize import TensorizeConfig
+from vcp.store.contract import PT_NAME
 
 runner = CliRunner()
 SAMPLING = ["--frames", "8", "--size", "32", "--strategy", "segment", "--strategy-for", "a=center", "--clip-duration", "1"]
@@ -116,9 +116,9 @@ def test_probe_processes_hold_no_output_once_a_run_returns(raw, tmp_path, monkey
     from rich.console import Console
 
     from dali_pipes import ClipLoader
-    from vcp.extract import ExtractConfig
-    from vcp.stream import extract_from_videos
-    from vcp.tensorize import tensorize
+    from vcp.stages.extract import ExtractConfig
+    from vcp.stages.stream import extract_from_videos
+    from vcp.stages.tensorize import tensorize
 
     real_init = ClipLoader.__init__
 

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from vcp.cli import app
-from vcp.contract import GROUP_SETTINGS, META_NAME, PT_NAME, RUN_SPECIFIC
+from vcp.store.contract import GROUP_SETTINGS, META_NAME, PT_NAME, RUN_SPECIFIC
 
 from .conftest import read_indices
 
@@ -153,7 +153,7 @@ def test_new_input_file_redoes_only_its_group(raw, tmp_path, videos):
 
 
 def test_resume_after_kill(raw, tmp_path, monkeypatch):
-    from vcp import pt_writer
+    from vcp.store import pt_writer
 
     out = tmp_path / "out"
     real_fill = pt_writer.fill_storages
@@ -209,7 +209,7 @@ def test_interactive_prompts_mode_and_each_subcategory(raw, tmp_path):
 RSS_SCRIPT = textwrap.dedent(
     """
     import sys
-    from vcp.tensorize import TensorizeConfig, tensorize
+    from vcp.stages.tensorize import TensorizeConfig, tensorize
     from rich.console import Console
     tensorize(sys.argv[1], sys.argv[2], TensorizeConfig.from_options(frames=64, size=128, mode="cpu"),
               console=Console(stderr=True, quiet=True))
@@ -259,7 +259,7 @@ def test_write_error_mid_group_fails_fast_without_leftovers(tmp_path, videos, mo
     import threading
     import time
 
-    from vcp import pt_writer
+    from vcp.store import pt_writer
 
     raw = tmp_path / "raw"
     for i in range(5):

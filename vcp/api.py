@@ -12,14 +12,14 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from .devices import cuda_available, slow_precision_warning
-from .encoder import FrameEncoder
-from .extract import extract_split
-from .features import load_backbone
-from .multiscale import DEFAULT_SCALES
-from .progress import console
-from .pt_reader import discover_processed
-from .settings import ExtractConfig
+from vcp.common.devices import cuda_available, slow_precision_warning
+from vcp.common.progress import console
+from vcp.stages.encoder import FrameEncoder
+from vcp.stages.extract import extract_split
+from vcp.stages.features import load_backbone
+from vcp.stages.multiscale import DEFAULT_SCALES
+from vcp.stages.settings import ExtractConfig
+from vcp.store.pt_reader import discover_processed
 
 
 class EnhancedFeatureExtractor:

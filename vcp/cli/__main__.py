@@ -1,0 +1,5 @@
+"""``python -m vcp.cli`` (as torchrun launches it): the ``vcp`` command."""
+
+from vcp.cli import main
+
+main()

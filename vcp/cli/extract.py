@@ -1,0 +1,170 @@
+"""``vcp extract PROCESSED FEATURES`` and ``vcp backbones``."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from vcp.cli import options as opt
+from vcp.cli.common import EXIT_USAGE, fail, finish_run, start_run, user_errors
+from vcp.common.progress import PlainTable, console
+
+if TYPE_CHECKING:
+    from vcp.stages.settings import ClipSettings
+
+BACKBONE = "Backbone"  # a help section
+MAX_SCALE = 4.0  # a scale s reads int(T*s) frames: 4x T is already far past any use
+
+
+def _parse_scales(text: str) -> tuple[float, ...]:
+    from vcp.common.errors import UsageError
+
+    example = "comma-separated numbers like 1.0,0.85,1.15"
+    entries = [x.strip() for x in text.split(",")]
+    if not text.strip() or any(not x for x in entries):
+        raise UsageError(f"--scales expects {example}, got {text!r} (an empty entry)")
+    try:
+        scales = tuple(float(x) for x in entries)
+    except ValueError:
+        raise UsageError(f"--scales expects {example}, got {text!r}") from None
+    bad = [x for x in scales if not (0 < x <= MAX_SCALE)]  # also catches nan and inf
+    if bad:
+        raise UsageError(f"--scales must each be in (0, {MAX_SCALE:g}], got {', '.join(map(str, bad))}")
+    return scales
+
+
+@opt.bundled(clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
+def extract_command(
+    ctx: typer.Context,
+    processed: Annotated[Path, typer.Argument(metavar="PROCESSED", help="vcp tensorize's OUT (RAW with --from-videos).")],
+    features: Annotated[Path, typer.Argument(metavar="FEATURES", help="Folder for <split>_features[_multiscale].h5.")],
+    backbone: Annotated[str, typer.Option(metavar="NAME", rich_help_panel=BACKBONE,
+                                          help="See `vcp backbones`; or timm/<model>.")] = "efficientnet_v2_s",
+    weights: Annotated[str, typer.Option(metavar="W", rich_help_panel=BACKBONE,
+                                         help="DEFAULT, a release name, a state_dict PATH, or none (random).")] = "DEFAULT",
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda[:N]", rich_help_panel=BACKBONE,
+                                        help="Where the backbone runs.")] = "auto",
+    precision: Annotated[opt.Precision, typer.Option(metavar="fp32|bf16|fp16", rich_help_panel=BACKBONE,
+                                                     help="fp32 is the compatible default.")] = opt.Precision.fp32,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, max=65536, metavar="N", rich_help_panel=BACKBONE, show_default=False,
+                                 help="Frames per forward, across videos (default: 8 on the CPU, 256 on CUDA).")
+    ] = None,
+    compile_net: Annotated[bool, typer.Option("--compile", rich_help_panel=BACKBONE, show_default=False,
+                                              help="torch.compile the backbone (long CUDA runs).")] = False,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", rich_help_panel=BACKBONE, show_default=False,
+                                             help="CUDA: replay the backbone as one CUDA graph per batch.")] = False,
+    multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", rich_help_panel=opt.OUTPUT,
+                                              help="The three-scale temporal pass.")] = True,
+    scales: Annotated[str, typer.Option(metavar="A,B,C", rich_help_panel=opt.OUTPUT, help="Temporal scales.")] = "1.0,0.85,1.15",
+    splits: Annotated[str | None, typer.Option(metavar="A,B", rich_help_panel=opt.OUTPUT, show_default=False,
+                                               help="Only these splits (default: all found).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=opt.OUTPUT, show_default=False,
+                                            help="Redo splits whose HDF5 is up to date.")] = False,
+    from_videos: Annotated[bool, typer.Option("--from-videos", rich_help_panel=opt.OUTPUT, show_default=False,
+                                              help="Read RAW videos straight into the backbone (no .pt files).")] = False,
+    clip: opt.Bundle = None,
+    decode: opt.Bundle = None,
+    run: opt.Bundle = None,
+) -> None:
+    """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
+    from backbones import BackboneError, WeightsError
+
+    with user_errors(run["debug"], stoppable=True):
+        try:
+            parsed_scales, parsed_splits = _parse_scales(scales), opt.parse_splits(splits)
+            opt.clip_settings(clip).check()
+            opt.print_config_if_asked(ctx, locals())
+            this_shard = start_run(run)
+            settings = _extract_config(
+                backbone=backbone, weights=weights, device=device, multi_scale=multi_scale, scales=parsed_scales,
+                batch_size=batch_size, splits=parsed_splits, precision=opt.value(precision), overwrite=overwrite,
+                shard=this_shard, seed=clip["seed"], compile=compile_net, cuda_graph=cuda_graph,
+                space_check=not run["no_space_check"],
+            )
+            source = _VideoSource(opt.clip_settings(clip), decode) if from_videos else None
+            results = _run(processed, features, settings, source, dry_run=run["dry_run"])
+            code = finish_run(this_shard, features, sum(len(r.failures) for r in results), run["strict"])
+        except (BackboneError, WeightsError) as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+    raise typer.Exit(code)
+
+
+def _extract_config(*, device: str, weights: str, shard, seed: int, **settings):
+    """The resolved :class:`ExtractConfig`: the device for this rank, the weights parsed once."""
+    from vcp.common.devices import resolve_mode, slow_precision_warning
+    from vcp.stages.settings import ExtractConfig
+
+    resolved = resolve_mode(device, gpu_name="cuda")
+    if resolved == "cuda":
+        resolved = f"cuda:{shard.local_rank}"
+    config = ExtractConfig(device=resolved, weights=_chosen_weights(weights, seed), shard=shard, seed=seed, **settings)
+    slow = slow_precision_warning(config.precision, resolved)
+    if slow:
+        print(f"vcp: WARNING: {slow}", file=sys.stderr, flush=True)
+    return config
+
+
+@dataclass
+class _VideoSource:
+    """``--from-videos``: what a clip is, and the decode options (the mode follows --device)."""
+
+    clip: ClipSettings
+    decode: dict
+
+
+def _chosen_weights(weights: str, seed: int):
+    """``--weights`` parsed once; random init is announced loudly."""
+    from backbones import NoWeights, parse_weights
+
+    chosen = parse_weights(weights)
+    if isinstance(chosen, NoWeights):
+        print(
+            "vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are "
+            f"meaningless for training (use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True,
+        )
+    return chosen
+
+
+def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *, dry_run: bool):
+    """From ``.pt`` groups, or from videos (``videos``); ``--dry-run`` prints the plan."""
+    if videos is not None:
+        from vcp.stages.stream import extract_from_videos
+
+        if dry_run:
+            from vcp.cli.plan import stream_plan
+
+            console().print(stream_plan(source, features, settings, videos.clip, videos.decode["max_pixels"]))
+            raise typer.Exit(0)
+        import torch
+
+        index = torch.device(settings.device).index
+        decode = opt.decode_settings(videos.decode, mode="cpu", device_id=settings.shard.local_rank if index is None else index)
+        return extract_from_videos(source, features, settings, videos.clip, decode, console=console(stderr=True))
+    from vcp.stages.extract import extract
+
+    if dry_run:
+        from vcp.cli.plan import extract_plan
+
+        console().print(extract_plan(source, features, settings))
+        raise typer.Exit(0)
+    return extract(source, features, settings, console=console(stderr=True))
+
+
+def backbones_command() -> None:
+    """List backbones: built-ins, timm, plugins (broken ones with their error)."""
+    from backbones import default_registry
+
+    table = PlainTable(title="vcp backbones (entry-point group vcp.backbones)")
+    for col in ("name", "feature_dim", "default weights", "source", "status"):
+        table.add_column(col)
+    registry = default_registry()
+    for name, spec in registry.specs().items():
+        status = "ok" if spec.ok else f"broken: {spec.error}"
+        table.add_row(name, str(spec.feature_dim or "-"), str(spec.default_weights or "-"), spec.distribution, status)
+    table.add_row("timm/<model_name>", "model's num_features", "DEFAULT", "timm", "ok")
+    console(width=200).print(table)

@@ -1,0 +1,118 @@
+"""``--dry-run``: what a stage would do, computed exactly as the stage decides it, writing nothing.
+
+Per group (tensorize, ``--from-videos``) or split (extract): the videos found, whether the
+outputs are up to date with the inputs and settings (skipped) or would be made, and the
+files that will be rejected on sight — empty, not a regular file, a broken link, a name
+that is not UTF-8 (a file that passes may still fail when it is probed); under the table,
+what discovery did not take (hidden, non-video, outside the layout), as the real run says it.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from vcp.common.progress import PlainTable, human_bytes
+from vcp.common.report import one_line
+from vcp.inputs.layout import RawTree, discover_raw, ignored_summary, utf8_name
+from vcp.stages.space import free_caption
+
+
+def rejected_on_sight(path: Path) -> str | None:
+    """Why ``path`` will be rejected without decoding it, or None. (The real run probes
+    every file discovery takes, whatever its extension: so does this.)"""
+    try:
+        st = path.stat()
+    except OSError:
+        return "broken symbolic link" if path.is_symlink() else "cannot be read"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    if not utf8_name(path):
+        return "file name is not valid UTF-8"
+    return None
+
+
+def _table(title: str, first: str, tree: RawTree | None, out: Path, needed: dict) -> PlainTable:
+    """The plan's table; under it what discovery ignored, and each split's estimated output
+    size (``needed``: split or group -> bytes) against the free space at ``out``."""
+    per_split: dict[str, int] = {}
+    for key, size in needed.items():
+        per_split[key.split("/")[0]] = per_split.get(key.split("/")[0], 0) + size
+    writes = ", ".join(f"{split} {human_bytes(n)}" for split, n in per_split.items())
+    lines = [ignored_summary(tree.ignored) if tree is not None else None,
+             free_caption(out, sum(needed.values())) + (f" ({writes})" if writes else "")]
+    table = PlainTable(title=title, caption="\n".join(x for x in lines if x))
+    table.add_column(first, no_wrap=True, overflow="fold")  # a name is never cut short
+    for col in ("videos", "up to date", "to do"):
+        table.add_column(col, justify="right")
+    table.add_column("rejected on sight", overflow="fold")
+    return table
+
+
+def _rejections(files) -> list[str]:
+    return [one_line(f"{p.name}: {why}") for p in files if (why := rejected_on_sight(p))]
+
+
+def _dim(config) -> int:
+    """The backbone's output width, without building it."""
+    from backbones import default_registry
+
+    return default_registry().spec(config.backbone).feature_dim or 0
+
+
+def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
+    """One row per split/category/subcategory, as ``vcp tensorize`` would decide it."""
+    from vcp.stages.tensorize import bytes_to_write, fingerprint, group_target
+
+    config.check(tree)
+    needed = bytes_to_write(tree, Path(out), config)
+    table = _table(f"vcp tensorize --dry-run: {tree.root} -> {out} (nothing written)", "group", tree, out, needed)
+    mapping = tree.category_mapping
+    for group in tree.groups:
+        fp = fingerprint(group, config.clip.sampling(group), config, mapping)
+        current = group_target(Path(out) / group.rel_dir, fp, config, repair=False)[1]
+        rejected = _rejections(group.files)
+        n, key = len(group.files), group.rel_dir.as_posix()
+        table.add_row(key, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
+                      "; ".join(rejected) or "-")
+    return table
+
+
+def extract_plan(processed: Path, features: Path, config) -> PlainTable:
+    """One row per split, as ``vcp extract`` would decide it; the groups the run would
+    reject (an unreadable ``.pt``) are named."""
+    from vcp.stages.extract import bytes_to_write
+    from vcp.store.pt_reader import discover_processed, open_split
+
+    by_split = discover_processed(processed, config.splits)
+    opened = {split: open_split(files) for split, files in by_split.items()}
+    needed = bytes_to_write(opened, by_split, Path(features), config, _dim(config))
+    table = _table(f"vcp extract --dry-run: {processed} -> {features} (nothing written)", "split", None, features, needed)
+    for split in by_split:
+        tfs, rejected = opened[split]
+        videos = sum(tf.data["videos"].shape[0] for tf in tfs)
+        current = split not in needed
+        table.add_row(split, str(videos), str(videos) if current else "0", "0" if current else str(videos),
+                      "; ".join(one_line(f"{path}: {why}") for path, why in rejected) or "-")
+    return table
+
+
+def stream_plan(raw: Path, features: Path, config, clip, max_pixels: int) -> PlainTable:
+    """One row per split for ``vcp extract --from-videos``."""
+    from vcp.stages.stream import bytes_to_write, split_groups
+
+    clip.check()
+    tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
+    clip.check(tree)
+    needed = bytes_to_write(tree, Path(features), config, clip, max_pixels, _dim(config))
+    table = _table(f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)", "split", tree, features, needed)
+    for split in tree.splits:
+        everything = [f for g in split_groups(tree, split) for f in g.files]
+        current = split not in needed
+        rejected = _rejections(everything)
+        n = len(everything)
+        table.add_row(split, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
+                      "; ".join(rejected) or "-")
+    return table

@@ -1,0 +1,1 @@
+"""What every layer uses: errors, one-line reports, consoles and tables, versions, devices."""

@@ -1,0 +1,151 @@
+"""Rich progress bars, tables and consoles shared by every command.
+
+Names shown to people are data (``Putting [something] on a surface`` is a class name):
+nothing vcp shows is ever read as Rich markup. vcp's consoles have markup off
+(:func:`console`), and its tables and progress lines wrap every string in a plain
+:class:`~rich.text.Text`, so a console handed in by an API caller cannot read them as
+markup either.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from vcp.common.report import one_line
+
+
+def console(*, stderr: bool = False, width: int | None = None, quiet: bool = False) -> Console:
+    """A console that never reads markup in what it prints."""
+    return Console(stderr=stderr, width=width, quiet=quiet, markup=False)
+
+
+def plain(value) -> Text:
+    """``value`` as text that no console reads as markup."""
+    return value if isinstance(value, Text) else Text(str(value))
+
+
+class PlainTable(Table):
+    """A Rich table whose title, headers and cells are plain text, never markup."""
+
+    def __init__(self, *headers, title=None, caption=None, **kwargs):
+        super().__init__(*headers, title=None if title is None else plain(title),
+                         caption=None if caption is None else plain(caption), **kwargs)
+
+    def add_column(self, header="", *args, **kwargs):
+        return super().add_column(plain(header), *args, **kwargs)
+
+    def add_row(self, *cells, **kwargs):
+        return super().add_row(*(None if c is None else plain(c) for c in cells), **kwargs)
+
+
+class RateColumn(ProgressColumn):
+    """``12.3 videos/s`` (or any unit) from the task's measured speed."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.fields.get("rate") or task.speed
+        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
+
+
+class LogProgress:
+    """Progress where no one watches a bar (stderr is a file: Slurm, nohup, CI): one plain
+    line per task at least every ``VCP_PROGRESS_SECONDS`` (30 s) and when it ends, e.g.
+    ``extract train: 8123/60000 videos, 41.2 videos/s, ETA 0:20:57``. The rate counts
+    what this run did (a resumed run's earlier videos are not in it)."""
+
+    def __init__(self, console: Console, interval: float):
+        self.console, self.interval = console, interval
+        self.tasks: list[dict] = []
+
+    def __enter__(self) -> LogProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for task in self.tasks:
+            if task.get("shown") != (task["completed"], task["total"]):
+                self._line(task)
+
+    def add_task(self, description: str, total: int | None = None, **fields) -> int:
+        now = time.monotonic()
+        self.tasks.append({"description": description, "total": total, "completed": 0, "base": 0,
+                           "started": now, "printed": now})
+        return len(self.tasks) - 1
+
+    def advance(self, task_id: int, advance: float = 1) -> None:
+        self.update(task_id, advance=advance)
+
+    def update(self, task_id: int, *, total=None, completed=None, advance=None, **fields) -> None:
+        task = self.tasks[task_id]
+        if total is not None:
+            task["total"] = total
+        if completed is not None:
+            if task["completed"] == 0:  # set before any work: done by an earlier run
+                task["base"] = completed
+            task["completed"] = completed
+        if advance:
+            task["completed"] += advance
+        if time.monotonic() - task["printed"] >= self.interval and task.get("shown") != (task["completed"], task["total"]):
+            self._line(task)
+
+    def _line(self, task: dict) -> None:
+        task["printed"] = now = time.monotonic()
+        task["shown"] = (task["completed"], task["total"])
+        if self.console.quiet:
+            return
+        done, total = task["completed"], task["total"]
+        rate = (done - task["base"]) / (now - task["started"]) if now > task["started"] else 0.0
+        eta = f", ETA {datetime.timedelta(seconds=round((total - done) / rate))}" if rate > 0 and total and total > done else ""
+        line = f"{task['description']}: {done:g}/{total if total is not None else '?'} videos, {rate:.1f} videos/s{eta}"
+        self.console.file.write(one_line(line) + "\n")
+        self.console.file.flush()
+
+
+def progress_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get("VCP_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
+def make_progress(console: Console, unit: str) -> Progress | LogProgress:
+    """A live bar on a terminal; plain progress lines anywhere else (see :class:`LogProgress`)."""
+    if not console.is_terminal:
+        return LogProgress(console, progress_seconds())
+    return Progress(
+        TextColumn("{task.description}", style="bold", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -1,0 +1,1 @@
+"""What goes in: the RAW tree's discovery, sample videos for tests and the demo."""

@@ -1,0 +1,1 @@
+"""What comes out, in use: the loaders, vcp inspect, vcp export."""

@@ -1,0 +1,136 @@
+"""PyTorch datasets over what vcp wrote: features (HDF5) and clips (``processed_data.pt``).
+
+    from torch.utils.data import DataLoader
+    from vcp.data import FeatureDataset
+
+    train = FeatureDataset("features/train_features_multiscale.h5")
+    loader = DataLoader(train, batch_size=32, shuffle=True, num_workers=4)
+    for features, mask, label, filename in loader:   # [B, max_frames, D], [B, max_frames] bool
+        logits = model(features, mask)
+
+Both work with ``num_workers > 0``: the HDF5 file is opened lazily in each worker (an open
+h5py handle must never cross a fork), and ``.pt`` archives are memory-mapped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class FeatureDataset(Dataset):
+    """Items ``(features [max_frames, D] float32, mask [max_frames] bool, label int, filename str)``.
+
+    ``mask`` is True on the ``num_frames`` real rows (the rest is zero padding).
+    ``in_memory=True`` reads the whole split once (fast epochs for splits that fit in RAM).
+    ``transform`` is applied to ``features`` (with its mask) as ``transform(features, mask)``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, in_memory: bool = False, transform: Callable | None = None):
+        from vcp.store.readers import InputFileError, open_features, stored_names
+
+        self.path = Path(path)
+        self.transform = transform
+        with open_features(self.path) as h5:  # InputFileError (one line) for anything but a features file
+            self.category_mapping: dict[str, int] = json.loads(h5.attrs["category_mapping"])
+            self.labels = h5["labels"][:]
+            self.num_frames = h5["num_frames"][:]
+            names = stored_names(h5)
+            bad = next((i for i, n in enumerate(names) if isinstance(n, bytes)), None)
+            if bad is not None:
+                raise InputFileError(self.path, f"filenames row {bad} is not valid UTF-8")
+            self.filenames = [n or "" for n in names]
+            self.max_frames, self.feature_dim = h5["features"].shape[1:]
+            self._features = h5["features"][:] if in_memory else None
+        self._h5 = None
+        self._pid = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _dataset(self):
+        import h5py
+
+        if self._h5 is None or self._pid != os.getpid():  # one handle per process, opened on first use
+            self._h5, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return self._h5["features"]
+
+    def __getitem__(self, index: int):
+        rows = self._features[index] if self._features is not None else self._dataset()[index]
+        features = torch.from_numpy(np.asarray(rows, dtype=np.float32))
+        mask = torch.arange(self.max_frames) < int(self.num_frames[index])
+        if self.transform is not None:
+            features = self.transform(features, mask)
+        return features, mask, int(self.labels[index]), self.filenames[index]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_h5"], state["_pid"] = None, None  # never pickle an open handle into a worker
+        return state
+
+
+class ClipDataset(Dataset):
+    """Items ``(clip [T, 3, S, S] float32 normalized, label int, filename str)`` over every
+    group of ``processed_root/<split>``.
+
+    Archives are memory-mapped (``weights_only=True``). uint8 and float16 storages are
+    converted as vcp extract does: to float32, then normalized with the archive's own
+    record into ImageNet's normalization (the contract's float32 values).
+
+    The checks are extract's: a group that breaks the schema, groups whose clips differ in
+    shape from the split's, or groups that disagree on the category mapping raise
+    :class:`vcp.readers.InputFileError` naming the file; a clip holding NaN or Inf raises
+    it when that clip is read.
+    """
+
+    def __init__(self, processed_root: str | os.PathLike, split: str, *, transform: Callable | None = None):
+        from backbones.spec import IMAGENET
+        from vcp.common.errors import UsageError
+        from vcp.store.contract import PT_NAME, group_files
+        from vcp.store.pt_reader import _group_name, check_mappings, open_split
+        from vcp.store.readers import InputFileError
+
+        root = Path(processed_root)
+        self.transform = transform
+        files = group_files(root, split=split)
+        if not files:
+            raise FileNotFoundError(f"no {PT_NAME} under {root / split}/<category>/<subcategory>/")
+        self.groups, rejected = open_split(files)
+        if rejected:
+            raise InputFileError(*rejected[0])
+        try:
+            check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tf in self.groups})
+        except UsageError as exc:
+            raise InputFileError(root / split, str(exc)) from None
+        self.category_mapping = dict(self.groups[0].data["category_mapping"])
+        self._index = [(g, i) for g, tf in enumerate(self.groups) for i in range(tf.data["videos"].shape[0])]
+        target = IMAGENET
+        self._affine = []
+        for tf in self.groups:  # stored -> ImageNet: x * scale + shift, per channel
+            ss, sm = torch.tensor(tf.input_spec.std), torch.tensor(tf.input_spec.mean)
+            ts, tm = torch.tensor(target.std), torch.tensor(target.mean)
+            self._affine.append(((ss / ts).view(3, 1, 1), ((sm - tm) / ts).view(3, 1, 1)))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int):
+        g, i = self._index[index]
+        tf = self.groups[g]
+        clip = tf.data["videos"][i].float()
+        if not torch.isfinite(clip).all():
+            from vcp.store.readers import InputFileError
+
+            raise InputFileError(tf.path, f"clip {i} ({tf.data['filenames'][i]}) holds NaN or Inf values (vcp extract rejects this group)")
+        scale, shift = self._affine[g]
+        if not (torch.all(scale == 1) and torch.all(shift == 0)):
+            clip = clip * scale + shift
+        if self.transform is not None:
+            clip = self.transform(clip)
+        return clip, int(tf.data["labels"][i]), f"{tf.rel}/{tf.data['filenames'][i]}"

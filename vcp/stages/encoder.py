@@ -1,0 +1,232 @@
+"""The frozen backbone over frames: upload, normalize, forward (docs/gpu.md for the CUDA path)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import torch
+
+from backbones.spec import IMAGENET, Backbone, InputSpec
+from vcp.stages.settings import PRECISIONS, ExtractConfig
+
+UPLOAD_SLOTS = 3  # pinned staging buffers for host->device copies: one filling, two in flight
+
+
+class NonFiniteClip(Exception):
+    """A stored clip holds NaN or Inf: its whole group is rejected."""
+
+
+class FrameEncoder:
+    """Runs the frozen backbone over frames: inference_mode, channels_last, autocast.
+
+    :meth:`prepare` puts a clip on the device, checks it is finite (without waiting) and
+    normalizes it as the backbone expects; :meth:`forward` runs the network on a batch of
+    prepared frames. On CUDA, host clips go up through a ring of pinned buffers on a copy
+    stream, so the next clip's upload overlaps this batch's compute; cuDNN picks its
+    algorithms for the fixed batch shape (``cudnn.benchmark``).
+    """
+
+    def __init__(self, model: torch.nn.Module, config: ExtractConfig):
+        self.device = torch.device(config.device)
+        self.config = config
+        # any module with an int feature_dim is taken; its weights are the configured ones
+        self.model = Backbone.of(model, weights_source=str(config.weights)).to(self.device)
+        self.net = _fused(self.model) if config.fuse_conv_bn else self.model
+        if config.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.dtype = PRECISIONS[config.precision]
+        # layers whose weights are cast once to the autocast dtype, not at every forward
+        self.weights_cast = _cast_weights_once(self.net, self.dtype) if self.dtype and self.net is not self.model else 0
+        self.target: InputSpec = self.model.input_spec
+        self._affine_cache: dict = {}
+        self.cuda = self.device.type == "cuda"
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            self._copy_stream = torch.cuda.Stream(self.device)
+            self._slots: list[list] = [[None, None] for _ in range(UPLOAD_SLOTS)]  # [pinned buffer, copy done event]
+            self._next_slot = 0
+        self.compiled = False
+        if config.compile:
+            self.net = torch.compile(self.net, dynamic=False)
+            self.compiled = True
+        # CUDA graphs: one capture per batch shape; False where a capture failed (eager then)
+        self.graphs_wanted = self.cuda and config.cuda_graph and not self.compiled
+        self._graphs: dict[tuple, tuple | bool] = {}
+        self.graph_used = False
+
+    def _upload(self, frames: torch.Tensor) -> torch.Tensor:
+        """Host clip -> device through the next pinned slot, on the copy stream.
+
+        A slot is refilled only after its previous copy has finished (its event), so the
+        copy of clip k+3 into it can never race the transfer of clip k. The compute stream
+        waits for the copy before it reads the clip.
+        """
+        slot = self._slots[self._next_slot]
+        self._next_slot = (self._next_slot + 1) % len(self._slots)
+        if slot[1] is not None:
+            slot[1].synchronize()
+        if slot[0] is None or slot[0].numel() < frames.numel() or slot[0].dtype != frames.dtype:
+            slot[0] = torch.empty(frames.numel(), dtype=frames.dtype).pin_memory()
+        staging = slot[0][: frames.numel()].view(frames.shape)
+        staging.copy_(frames)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            on_device = staging.to(self.device, non_blocking=True)
+            slot[1] = torch.cuda.Event()
+            slot[1].record(self._copy_stream)
+        compute.wait_event(slot[1])
+        on_device.record_stream(compute)
+        return on_device
+
+    def _upload_pinned(self, frames: torch.Tensor) -> torch.Tensor:
+        """Pinned host clip -> device on the copy stream, directly (torch's pinned-memory
+        cache keeps the host block until the copy has finished)."""
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            on_device = frames.to(self.device, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self._copy_stream)
+        compute.wait_event(done)
+        on_device.record_stream(compute)
+        return on_device
+
+    def _renormalize(self, x: torch.Tensor, stored: InputSpec) -> torch.Tensor:
+        """Clips are stored with ``stored`` mean/std; the backbone may expect others."""
+        if (stored.mean, stored.std) == (self.target.mean, self.target.std):
+            return x
+        key = (stored, self.target)
+        if key not in self._affine_cache:
+            sm, ss = torch.tensor(stored.mean), torch.tensor(stored.std)
+            tm, ts = torch.tensor(self.target.mean), torch.tensor(self.target.std)
+            scale, shift = ss / ts, (sm - tm) / ts
+            self._affine_cache[key] = (scale.view(1, 3, 1, 1).to(self.device), shift.view(1, 3, 1, 1).to(self.device))
+        scale, shift = self._affine_cache[key]
+        return x * scale + shift
+
+    @torch.inference_mode()
+    def prepare(
+        self, frames: torch.Tensor, stored: InputSpec = IMAGENET, *, layout: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``[T, 3, H, W]`` (any device, any stored dtype) -> (frames ready for the network on
+        the device, a device bool "all finite" — None when the storage cannot hold NaN).
+        ``layout=False``: left in their memory format (the caller copies them into the
+        network's, as :class:`~vcp.packing.PackedEncoder` does into its batch)."""
+        if self.cuda and not frames.is_cuda:
+            frames = self._upload_pinned(frames) if frames.is_pinned() else self._upload(frames)
+        frames = frames.to(self.device)
+        finite = torch.isfinite(frames).all() if frames.is_floating_point() else None
+        frames = self._renormalize(frames.float(), stored)
+        if layout and self.config.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        return frames, finite
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Prepared ``[B, 3, H, W]`` -> ``[B, D]`` float32 on the device."""
+        if self.graphs_wanted and batch.shape[0] == self.config.forward_batch:
+            out = self._replay(batch)
+            if out is not None:
+                return out
+        return self._eager(batch)
+
+    def _eager(self, batch: torch.Tensor, *, cache: bool = True) -> torch.Tensor:
+        if self.dtype is None:
+            return self.net(batch).float()
+        with torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=cache):
+            return self.net(batch).float()
+
+    def _replay(self, batch: torch.Tensor) -> torch.Tensor | None:
+        """The network as one CUDA graph: one launch per batch instead of hundreds, so the
+        host thread (and the GIL) is free while the card works. The graph reads a fixed
+        input buffer and writes a fixed output buffer; the output is cloned before the next
+        replay can overwrite it. None: this shape could not be captured (run eagerly)."""
+        key = (tuple(batch.shape), batch.dtype, tuple(batch.stride()))
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._graphs[key] = self._capture(batch)
+        if entry is False:
+            return None
+        static_in, graph, static_out = entry
+        static_in.copy_(batch)
+        graph.replay()
+        self.graph_used = True
+        return static_out.clone()
+
+    def _capture(self, batch: torch.Tensor):
+        try:
+            static_in = batch.clone(memory_format=torch.preserve_format)
+            compute = torch.cuda.current_stream(self.device)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(compute)
+            with torch.cuda.stream(side):  # warm-up: cuDNN picks its algorithms outside the capture
+                for _ in range(2):
+                    self._eager(static_in, cache=False)
+            compute.wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: the decode threads' CUDA calls neither fail nor break the capture
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                static_out = self._eager(static_in, cache=False)
+            return static_in, graph, static_out
+        except Exception as exc:  # noqa: BLE001 - any model a graph cannot hold runs eagerly
+            print(f"vcp: the backbone could not be captured as a CUDA graph ({_one_line(exc)}); running it eagerly",
+                  file=sys.stderr, flush=True)
+            return False
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> torch.Tensor:
+        """``[T, 3, H, W]`` (any device) -> ``[T, D]`` float32 on the device (one video)."""
+        frames, finite = self.prepare(frames, stored)
+        if finite is not None and not bool(finite):
+            raise NonFiniteClip("holds NaN or Inf values")
+        step = self.config.forward_batch
+        return torch.cat([self.forward(frames[i : i + step]) for i in range(0, frames.shape[0], step)])
+
+
+def _one_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:200]
+
+
+def _cast_weights_once(net: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Cast, once, the weights of the plain convolutions and linear layers that autocast
+    casts at every forward; the number of layers cast.
+
+    Under autocast these layers run in ``dtype`` whatever their weights' dtype, and the
+    cast is the same rounding, so casting ahead gives the same bits and saves two small
+    kernels per layer per forward (340 for efficientnet_v2_s, conv+BN folded). Only in
+    vcp's own folded copy of the network (an fx graph): its code reads no weight's dtype
+    at run time (tracing froze such reads into constants), and a layer whose parameters
+    the graph also reads directly (``get_attr``), shares with another layer (tied
+    weights) or makes at run time (a hook, as ``weight_norm`` has) is left as it is.
+    """
+    if not isinstance(net, torch.fx.GraphModule):
+        return 0
+    read = {n.target for n in net.graph.nodes if n.op == "get_attr"}
+    modules = dict(net.named_modules())
+    owners = Counter(id(p) for m in net.modules() for p in m.parameters(recurse=False))
+    cast: set[str] = set()
+    for node in net.graph.nodes:
+        module = modules.get(node.target) if node.op == "call_module" else None
+        if type(module) not in (torch.nn.Conv2d, torch.nn.Linear) or node.target in cast:
+            continue
+        if any(r == node.target or r.startswith(f"{node.target}.") for r in read):
+            continue
+        if any(owners[id(p)] > 1 for p in module.parameters(recurse=False)):  # tied to another layer
+            continue
+        own = {name for name, _ in module.named_parameters(recurse=False)}
+        if not {"weight"} <= own <= {"weight", "bias"} or module._forward_pre_hooks or module._forward_hooks:
+            continue  # its weight is made at run time (e.g. weight_norm's hook from weight_g, weight_v)
+        module.to(dtype)
+        cast.add(node.target)
+    return len(cast)
+
+
+def _fused(model: torch.nn.Module) -> torch.nn.Module:
+    """Conv+BatchNorm folded (torch.fx) when the model traces; the model itself otherwise."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model)
+    except Exception:  # noqa: BLE001 - untraceable plugin models simply run unfused
+        return model

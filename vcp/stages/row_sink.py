@@ -1,0 +1,79 @@
+"""Rows arriving in input order on their way into the features file: a NaN/Inf clip takes
+its group's rows back, a :class:`Failed` input is recorded, and :meth:`RowSink.state` is
+what a stopped run needs to resume from its last committed segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vcp.common.report import file_error
+from vcp.stages.stage import SplitResult
+from vcp.store.h5_writer import H5Writer
+
+
+@dataclass
+class Failed:
+    """An input that gives no row (a video that did not decode), in its place in the order."""
+
+    order: int
+    where: str
+    reason: str
+
+
+class RowSink:
+    """Rows arriving in input order -> the writer; a NaN/Inf clip takes its group's rows
+    back; a :class:`Failed` input is recorded. :meth:`state` is what a resumed run needs to
+    go on from here (:meth:`restore`)."""
+
+    def __init__(self, writer: H5Writer, result: SplitResult, advanced):
+        self.writer, self.result, self.advanced = writer, result, advanced
+        self.rejected: set[str] = set()
+        self.failed: list[tuple[str, str]] = []  # found while the clips came (not up front)
+        self.next_order = 0  # every input before this position is done
+        self._group, self._start = None, (0, 0, 0)  # the group being written; rows, videos, frames when it began
+
+    def state(self) -> dict:
+        return {
+            "next_order": self.next_order, "videos": self.result.videos, "frames": self.result.frames,
+            "failed": self.failed, "rejected": sorted(self.rejected), "group": self._group, "group_start": list(self._start),
+        }
+
+    def restore(self, state: dict) -> None:
+        self.next_order = int(state["next_order"])
+        self.result.videos, self.result.frames = int(state["videos"]), int(state["frames"])
+        self.failed = [tuple(x) for x in state["failed"]]
+        self.rejected = set(state["rejected"])
+        self._group, self._start = state["group"], tuple(state["group_start"])
+
+    def _fail(self, where: str, reason: str) -> None:
+        self.failed.append((where, reason))
+        self.result.failures.append((where, reason))
+        file_error(where, reason)
+
+    def take(self, ready) -> None:
+        writer, result = self.writer, self.result
+        for clip, rows in ready:
+            self.next_order = max(self.next_order, clip.order + 1)
+            if isinstance(clip, Failed):
+                self._fail(clip.where, clip.reason)
+                continue
+            if clip.group in self.rejected:
+                continue
+            if clip.group != self._group:
+                self._group, self._start = clip.group, (writer.rows, result.videos, result.frames)
+            if rows is None:  # NaN/Inf in the clip: the whole group goes, rows written included
+                self.rejected.add(clip.group)
+                writer.truncate(self._start[0])
+                result.videos, result.frames = self._start[1], self._start[2]
+                self._fail(clip.group, f"{clip.filename} holds NaN or Inf values: the whole group is rejected")
+                continue
+            writer.append(
+                rows, label=clip.label, filename=clip.filename, order=clip.order,
+                fps=clip.fps, frame_indices=clip.frame_indices, frame_times=clip.frame_times,
+            )
+            result.videos += 1
+            result.frames += clip.frames.shape[0]
+            self.advanced()
+
+

@@ -1,0 +1,186 @@
+"""What a run is asked to do, split by concern.
+
+* :class:`ClipSettings` — what a clip is: frames, size, sampling strategy, clip duration,
+  augmentation, seed, normalization. Both stages that decode videos share it.
+* :class:`DecodeSettings` — how to decode: mode, device, max batch, pipelines, decode-ahead
+  depth, CPU decoder. Both share it too; it never changes what is computed.
+* :class:`WriteSettings` — how tensorize writes and runs: storage, overwrite, shard.
+* :class:`ExtractConfig` — what ``vcp extract`` is asked: backbone, weights, device,
+  precision, scales, frames per forward, which splits, overwrite, shard.
+
+:class:`TensorizeConfig` is the three together; :meth:`TensorizeConfig.from_options`
+takes them flat, by the CLI's names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from backbones.spec import IMAGENET, InputSpec
+from backbones.weights import NoWeights, Weights, parse_weights
+from dali_pipes import MAX_PIXELS, STRATEGIES, ClipLoader, SamplingSpec
+from vcp.common.errors import UsageError
+from vcp.inputs.layout import Group, RawTree
+from vcp.stages.multiscale import DEFAULT_SCALES
+from vcp.stages.shard import Shard
+from vcp.store.contract import STORAGES
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    frames: int = 64
+    size: int = 256
+    clip_duration: float = 10.0
+    strategy: str = "uniform"
+    strategy_for: dict[str, str] = field(default_factory=dict)  # "sub" or "category/sub"
+    augment: bool = False
+    seed: int = 0
+    normalization: InputSpec = IMAGENET
+
+    def strategy_of(self, group: Group) -> str:
+        key = f"{group.category}/{group.subcategory}"
+        return self.strategy_for.get(key, self.strategy_for.get(group.subcategory, self.strategy))
+
+    def sampling(self, group: Group) -> SamplingSpec:
+        return SamplingSpec(
+            strategy=self.strategy_of(group), frames=self.frames, clip_duration=self.clip_duration,
+            seed=self.seed, augment=self.augment,
+        )
+
+    def check(self, tree: RawTree | None = None) -> None:
+        """Every strategy must exist, and every ``--strategy-for`` rule must name a
+        subcategory of ``tree`` (a typo would silently change the sampling)."""
+        for name in [self.strategy, *self.strategy_for.values()]:
+            if name not in STRATEGIES:
+                raise UsageError(f"Invalid sampling strategy ({name!r}). Supported values are: {', '.join(STRATEGIES)}.")
+        if tree is None:
+            return
+        keys = {g.subcategory for g in tree.groups} | {f"{g.category}/{g.subcategory}" for g in tree.groups}
+        unknown = [k for k in self.strategy_for if k not in keys]
+        if unknown:
+            existing = sorted({f"{g.category}/{g.subcategory}" for g in tree.groups})
+            raise UsageError(
+                f"--strategy-for {', '.join(unknown)}: no such subcategory in {tree.root}; "
+                f"the subcategories are: {', '.join(existing)}"
+            )
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    mode: str = "cpu"  # resolved: "gpu" or "cpu"
+    device_id: int = 0
+    max_batch: int = 4
+    pipelines: int | None = None  # None: one per NVDEC engine on a GPU, 1 on the CPU
+    prefetch: int | None = None  # batches decoded ahead; None: see prefetch_depth()
+    cpu_decoder: str = "auto"
+    max_pixels: int = MAX_PIXELS  # streams with larger frames are refused before decoding
+
+    def prefetch_depth(self, default: int) -> int:
+        """Decoded batches kept ahead of the consumer: ``--prefetch``, else ``default``.
+
+        The defaults: 1 in tensorize (the consumer is the writer, mostly I/O); in the
+        streaming path 2 when the backbone runs on CUDA and 0 (in line) when it runs on
+        the CPU, where a decode thread and the backbone's OpenMP threads would fight for
+        the same cores (measured slower there: docs/benchmarks.md).
+        """
+        return default if self.prefetch is None else self.prefetch
+
+    def loader(self, size: int, spec: InputSpec) -> ClipLoader:
+        """A loader giving ``size`` x ``size`` clips normalized as ``spec`` says."""
+        return ClipLoader(
+            size=size, mean=spec.mean, std=spec.std, device=self.mode, device_id=self.device_id,
+            max_batch=self.max_batch, cpu_decoder=self.cpu_decoder, pipelines=self.pipelines, max_pixels=self.max_pixels,
+        )
+
+
+@dataclass(frozen=True)
+class WriteSettings:
+    storage: str = "float32"  # the contract; float16 / uint8 are opt-in
+    overwrite: bool = False
+    shard: Shard = Shard()
+    space_check: bool = True  # refuse a run whose estimated output exceeds the free space
+
+    def check(self) -> None:
+        if self.storage not in STORAGES:
+            raise UsageError(f"Invalid storage ({self.storage!r}). Supported values are: {', '.join(STORAGES)}.")
+
+
+@dataclass(frozen=True)
+class TensorizeConfig:
+    clip: ClipSettings = ClipSettings()
+    decode: DecodeSettings = DecodeSettings()
+    write: WriteSettings = WriteSettings()
+
+    @classmethod
+    def from_options(cls, **options) -> TensorizeConfig:
+        """The three settings from flat options named as the CLI names them (``frames=``,
+        ``mode=``, ``storage=`` ...); an unknown name is a TypeError."""
+        parts = {}
+        for name, kind in (("clip", ClipSettings), ("decode", DecodeSettings), ("write", WriteSettings)):
+            names = {f.name for f in dataclasses.fields(kind)}
+            parts[name] = kind(**{k: options.pop(k) for k in list(options) if k in names})
+        if options:
+            raise TypeError(f"unknown tensorize option(s): {', '.join(sorted(options))}")
+        return cls(**parts)
+
+    @property
+    def stored_normalization(self) -> InputSpec:
+        """What the stored values mean: uint8 keeps raw 0..255 pixels (mean 0, std 1/255)."""
+        if self.write.storage == "uint8":
+            return InputSpec(mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255))
+        return self.clip.normalization
+
+    def check(self, tree: RawTree | None = None) -> None:
+        self.write.check()
+        self.clip.check(tree)
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype (None: plain fp32)
+
+# Frames per forward when --batch-size is not given: on the CPU small batches stay in the
+# caches; on CUDA a few hundred frames fill the card (measurements: docs/benchmarks.md,
+# "Numbers behind the defaults").
+AUTO_BATCH = {"cpu": 8, "cuda": 256}
+
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    backbone: str = "efficientnet_v2_s"
+    weights: Weights | str | None = "DEFAULT"  # parsed into a Weights value on construction
+    device: str = "cpu"  # resolved: "cpu", "cuda" or "cuda:<local rank>"
+    multi_scale: bool = True
+    scales: tuple[float, ...] = DEFAULT_SCALES
+    batch_size: int | None = None  # frames per forward; None: AUTO_BATCH for the device
+    splits: tuple[str, ...] | None = None
+    precision: str = "fp32"
+    overwrite: bool = False
+    channels_last: bool = True
+    fuse_conv_bn: bool = True  # fold eval-mode BatchNorm into convs (same numbers, ~15% faster)
+    compile: bool = False  # torch.compile the network (fixed shapes: the last batch is padded on CUDA)
+    cuda_graph: bool = False  # CUDA: the network captured once as a CUDA graph and replayed per batch
+    shard: Shard = Shard()
+    seed: int = 0  # seeds random init (weights=None)
+    space_check: bool = True  # refuse a run whose estimated output exceeds the free space
+
+    @property
+    def random_init(self) -> bool:
+        """No weights: a randomly initialized network (seeded by ``seed``)."""
+        return isinstance(self.weights, NoWeights)
+
+    @property
+    def forward_batch(self) -> int:
+        """Frames per forward pass: ``batch_size`` or the device's default."""
+        return self.batch_size or AUTO_BATCH["cuda" if self.device.startswith("cuda") else "cpu"]
+
+    def __post_init__(self):
+        object.__setattr__(self, "weights", parse_weights(self.weights))  # decided once, here
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"Invalid precision ({self.precision!r}). Supported values are: {', '.join(PRECISIONS)}.")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise UsageError(f"scales must be positive numbers, got {self.scales}")

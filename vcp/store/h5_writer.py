@@ -1,0 +1,292 @@
+"""The features HDF5 writer (docs/design.md, "HDF5 features" - contract).
+
+``features`` float32 ``[N, max_frames, D]`` gzip level 4, one chunk per video, written
+video by video (memory independent of N); ``labels`` int64 ``[N]``; ``num_frames`` int32
+``[N]``; ``filenames`` str ``[N]``; attrs ``num_videos``, ``max_frames``, ``feature_dim``,
+``category_mapping`` (JSON), ``multi_scale`` plus provenance. Written under a temp name
+and renamed on :meth:`H5Writer.commit`; an interrupted run leaves no features file.
+
+With ``segments`` (a path prefix), :meth:`H5Writer.save_segment` commits the rows written
+since the last segment as a small file of their own (``<prefix>.seg-000003.h5``: the
+compressed chunks as they are, the columns and the caller's state, written under a temp
+name and renamed), and :meth:`H5Writer.load_segments` puts the rows of every committed
+segment back into a new writer: a run stopped at any point restarts from its last
+segment, not from zero. The caller removes the segments once the file is committed.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import json
+import re
+import zlib
+from glob import escape as glob_escape
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vcp.store.atomic import name_write_error, replace_into, tmp_path_for
+
+GZIP_LEVEL = 4
+_GROW = 256  # rows the features dataset grows by
+
+
+class H5Writer:
+    """``with H5Writer(path, ...) as w: w.append(rows, ...); w.commit()``.
+
+    Each video's row is one chunk. With ``compress_threads``, chunks are gzip-compressed
+    in a thread pool (zlib releases the GIL) and written in order with HDF5's direct chunk
+    write: the same deflate stream HDF5's own filter writes, so readers see an ordinary
+    gzip level 4 dataset. The small per-video columns are kept in memory and written at
+    commit.
+    """
+
+    def __init__(
+        self,
+        final: str | Path,
+        *,
+        max_frames: int,
+        feature_dim: int,
+        category_mapping: dict[str, int],
+        multi_scale: bool,
+        attrs: dict | None = None,
+        with_order: bool = False,
+        compress_threads: int = 0,
+        segments: Path | None = None,
+    ):
+        self.final = Path(final)
+        self.tmp = tmp_path_for(self.final)
+        self.row_shape = (max_frames, feature_dim)
+        self.category_mapping = category_mapping
+        self.multi_scale = multi_scale
+        self.attrs = attrs or {}
+        self.with_order = with_order  # part files of a sharded run: each row's global position
+        self.compress_threads = compress_threads
+        self._h5: h5py.File | None = None
+        self._pool = None
+        self._pending: collections.deque = collections.deque()  # (row, future of compressed bytes)
+        self._columns: dict[str, list] = {
+            "labels": [], "num_frames": [], "filenames": [], "order": [], "fps": [], "frame_indices": [], "frame_times": [],
+        }
+        self._written = 0
+        self.segments = segments  # path prefix of this file's committed segments, or None
+        self._saved = 0  # rows held by committed segments
+        self._unsaved: list[tuple[int, bytes]] = []  # (row, compressed chunk) written since
+        self._next_segment = 0
+
+    def __enter__(self) -> H5Writer:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        rows, dim = self.row_shape
+        self._h5 = h5py.File(self.tmp, "w")
+        self._h5.create_dataset(
+            "features", shape=(0, rows, dim), maxshape=(None, rows, dim), dtype="float32",
+            chunks=(1, max(rows, 1), max(dim, 1)), compression="gzip", compression_opts=GZIP_LEVEL,
+            fillvalue=0.0,
+        )
+        if self.compress_threads:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.compress_threads, thread_name_prefix="vcp-gzip")
+        return self
+
+    @property
+    def rows(self) -> int:
+        """Rows appended so far."""
+        return self._written
+
+    def append(
+        self, features: np.ndarray, *, label: int, filename: str, order: int | None = None,
+        fps: float | None = None, frame_indices=None, frame_times=None,
+    ) -> None:
+        """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded; with the
+        video's rate and the frames it was sampled at when known."""
+        rows = features.shape[0]
+        padded = np.zeros(self.row_shape, np.float32)
+        padded[:rows] = features
+        i = self._written
+        dset = self._h5["features"]
+        if dset.shape[0] <= i:
+            dset.resize(i + _GROW, axis=0)
+        if self._pool is None:
+            dset[i] = padded
+            if self.segments is not None:
+                self._unsaved.append((i, zlib.compress(padded.tobytes(), GZIP_LEVEL)))
+        else:
+            self._pending.append((i, self._pool.submit(zlib.compress, padded.tobytes(), GZIP_LEVEL)))
+            self._drain(block=False)
+        for name, value in (
+            ("labels", label), ("num_frames", rows), ("filenames", filename), ("order", order),
+            ("fps", fps), ("frame_indices", frame_indices), ("frame_times", frame_times),
+        ):
+            self._columns[name].append(value)
+        self._written += 1
+
+    def _drain(self, block: bool) -> None:
+        dset = self._h5["features"]
+        while self._pending and (block or self._pending[0][1].done()):
+            i, future = self._pending.popleft()
+            data = future.result()
+            dset.id.write_direct_chunk((i, 0, 0), data)
+            if self.segments is not None:
+                self._unsaved.append((i, data))
+
+    def truncate(self, rows: int) -> None:
+        """Take back every row from ``rows`` on (a rejected group's rows)."""
+        self._drain(block=True)
+        self._h5["features"].resize(rows, axis=0)
+        for values in self._columns.values():
+            del values[rows:]
+        self._written = rows
+        if rows < self._saved:  # rows a segment holds are taken back: the next segment starts here
+            self._saved = rows
+        self._unsaved = [(i, data) for i, data in self._unsaved if i < rows]
+
+    # -- segments: committed progress of a run that may be stopped --------------------------------
+    def _segment_paths(self) -> list[tuple[int, Path]]:
+        pattern = re.compile(re.escape(self.segments.name) + r"\.seg-(\d{6})\.h5")
+        found = [(int(m.group(1)), p) for p in self.segments.parent.glob(f"{glob_escape(self.segments.name)}.seg-*.h5")
+                 if (m := pattern.fullmatch(p.name))]
+        return sorted(found)
+
+    def save_segment(self, state: dict) -> Path:
+        """Commit the rows written since the last segment, with ``state`` (JSON-able)."""
+        self._drain(block=True)
+        start, end = self._saved, self._written
+        rows, dim = self.row_shape
+        path = self.segments.parent / f"{self.segments.name}.seg-{self._next_segment:06d}.h5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_path_for(path)
+        try:
+            with h5py.File(tmp, "w") as seg:
+                dset = seg.create_dataset(
+                    "features", shape=(end - start, rows, dim), dtype="float32", chunks=(1, max(rows, 1), max(dim, 1)),
+                    compression="gzip", compression_opts=GZIP_LEVEL, fillvalue=0.0,
+                )
+                for i, data in self._unsaved:
+                    dset.id.write_direct_chunk((i - start, 0, 0), data)
+                seg.attrs["start"], seg.attrs["end"] = start, end
+                seg.attrs["row_shape"] = json.dumps(list(self.row_shape))
+                seg.attrs["columns"] = json.dumps({k: v[start:end] for k, v in self._columns.items()}, default=_plain)
+                seg.attrs["state"] = json.dumps(state, default=_plain)
+            replace_into(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._next_segment += 1
+        self._saved, self._unsaved = end, []
+        return path
+
+    def load_segments(self) -> dict | None:
+        """Put the rows of every committed segment back, in order; the state saved with the
+        last one (None: no segment). A segment that cannot be read ends the chain there
+        (it and those after it are removed: their rows are made again)."""
+        state = None
+        chain = self._segment_paths()
+        for k, (number, path) in enumerate(chain):
+            try:
+                state = self._apply_segment(path)
+            except (OSError, ValueError, KeyError):
+                for _, later in chain[k:]:
+                    later.unlink(missing_ok=True)
+                break
+            self._next_segment = number + 1
+        return state
+
+    def _apply_segment(self, path: Path) -> dict:
+        with h5py.File(path, "r") as seg:
+            start, end = int(seg.attrs["start"]), int(seg.attrs["end"])
+            if json.loads(seg.attrs["row_shape"]) != list(self.row_shape) or start > self._written:
+                raise ValueError(f"{path}: does not continue this file")
+            columns = json.loads(seg.attrs["columns"])
+            state = json.loads(seg.attrs["state"])
+            if any(len(columns[k]) != end - start for k in self._columns):
+                raise ValueError(f"{path}: columns do not match its rows")
+            self.truncate(start)
+            dset = self._h5["features"]
+            if dset.shape[0] < end:
+                dset.resize(end, axis=0)
+            for j in range(end - start):
+                mask, data = seg["features"].id.read_direct_chunk((j, 0, 0))
+                dset.id.write_direct_chunk((start + j, 0, 0), data, filter_mask=mask)
+        for name, values in self._columns.items():
+            values += columns[name]
+        self._written = self._saved = end
+        return state
+
+    def commit(self) -> Path:
+        self._drain(block=True)
+        n, (rows, dim) = self._written, self.row_shape
+        self._h5["features"].resize(n, axis=0)
+        columns = [("labels", "int64"), ("num_frames", "int32"), ("filenames", h5py.string_dtype())]
+        if self.with_order:
+            columns.append(("order", "int64"))
+        for name, dtype in columns:
+            self._h5.create_dataset(name, data=np.array(self._columns[name], dtype=object if name == "filenames" else dtype), dtype=dtype)
+        self._write_sampling()
+        attrs = {
+            "num_videos": n,
+            "max_frames": rows,
+            "feature_dim": dim,
+            "category_mapping": json.dumps(self.category_mapping, sort_keys=True),
+            "multi_scale": bool(self.multi_scale),
+            **{k: v for k, v in self.attrs.items() if v is not None},
+        }
+        for key, value in attrs.items():
+            self._h5.attrs[key] = value
+        self._h5.close()
+        self._h5 = None
+        replace_into(self.tmp, self.final)
+        return self.final
+
+    def _write_sampling(self) -> None:
+        """``fps`` [N], ``frame_indices`` [N, T], ``frame_times`` [N, T] (seconds): where each
+        row's frames came from. Rows whose sampling is unknown (an archive without its
+        metadata) get NaN / -1. Written when every row has T frames (one T per split)."""
+        indices, times = self._columns["frame_indices"], self._columns["frame_times"]
+        lengths = {len(x) for x in indices if x is not None}
+        if len(lengths) != 1:
+            return
+        (t,) = lengths
+        n = self._written
+        fps = np.array([np.nan if v is None else v for v in self._columns["fps"]], np.float64)
+        idx = np.full((n, t), -1, np.int64)
+        sec = np.full((n, t), np.nan, np.float64)
+        for row, (i, s) in enumerate(zip(indices, times, strict=True)):
+            if i is not None:
+                idx[row] = i
+            if s is not None:
+                sec[row] = s
+        self._h5.create_dataset("fps", data=fps)
+        self._h5.create_dataset("frame_indices", data=idx)
+        self._h5.create_dataset("frame_times", data=sec)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        name_write_error(exc, self.final)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+
+def _plain(value):
+    """numpy scalars and arrays in a segment's JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def remove_segments(segments_dir: Path, final_name: str, *, keep: str | None = None) -> None:
+    """Remove the committed segments of ``final_name`` (all, or all but the prefix ``keep``:
+    segments of other settings are stale)."""
+    for path in segments_dir.glob(f"{glob_escape(final_name)}.*.seg-*.h5"):
+        if keep is None or not path.name.startswith(f"{keep}.seg-"):
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        segments_dir.rmdir()  # only when empty

@@ -1,0 +1,276 @@
+"""The ``processed_data.pt`` writer: bounded memory, atomic commit.
+
+Clips are appended to a raw disk buffer as they arrive, so memory does not grow with
+the number of videos. At commit, the contract dict is written with
+``torch.serialization.skip_data`` (the archive's layout without the storage bytes) and
+the storages are then filled in place from the buffer in fixed-size chunks, CRCs
+patched, and the file renamed into place. The result is an ordinary ``torch.save``
+archive: ``torch.load(path, weights_only=True)`` (and ``mmap=True``) read it.
+
+When the caller says up front which clips it expects (``expected``), the buffer *is* the
+archive: its layout for those clips is written first (sparse, no bytes yet) and the clips
+go straight into the ``videos`` storage, so the common case (every video decodes) never
+copies the data. If what arrived differs (a video failed), commit falls back to a fresh
+archive filled from the clips already written. The bytes go through
+:class:`vcp.appender.ClipAppender`: the disk starts writing each clip as soon as it is
+written, so the commit's ``fsync`` does not wait for the whole group at the end, and a clip
+that arrives on the GPU is staged and written by a thread while the caller goes on (a
+failed write comes out of a later ``add`` or of ``commit``, and then nothing is committed).
+
+Contract (docs/design.md): ``videos`` float32 ``[N, T, 3, H, W]``, ``labels`` int64 ``[N]``,
+``filenames`` list[str], ``category_mapping`` {name: index}. Extra keys make the archive
+self-describing: ``storage`` (float32 | float16 | uint8), ``normalization`` (the mean/std
+the stored values were normalized with) and ``pair_id``, an id of the archive's content
+(the metadata's input fingerprint, names, labels and the clips' CRC: the same inputs
+give the same id, and the same bytes) that the ``metadata.json`` written with it repeats.
+
+The pair is committed in an order that a kill at any instant cannot corrupt: the
+metadata is written to a temp file first, then the archive is renamed into place (the
+commit point), then the metadata. If the process dies between the two renames, the
+pending metadata (same ``pair_id``) is still there and :func:`settle_pair` rolls it
+forward; a metadata file whose ``pair_id`` differs from its archive's is never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from vcp.store._archive import (
+    BytesSource,
+    FileSource,
+    InPlace,
+    fill_storages,
+    patch_pickle,
+    read_layout,
+)
+from vcp.store.appender import ClipAppender
+from vcp.store.atomic import name_write_error, replace_into, tmp_path_for
+from vcp.store.contract import META_NAME, PT_NAME, pt_archive, storage_name
+from vcp.store.pair import fsync_dir, write_durable_json
+from vcp.store.readers import read_json, regular_file_problem
+
+
+class PtWriter:
+    """``with PtWriter(dir, ...) as w: w.add(clip, name, label); w.commit(metadata)``.
+
+    Leaving the block without :meth:`commit` (an exception, a kill) leaves no output.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        frames: int,
+        size: int,
+        category_mapping: dict[str, int],
+        dtype: torch.dtype = torch.float32,
+        normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+        name: str = PT_NAME,
+        meta_name: str = META_NAME,
+        expected: list[tuple[str, int]] | None = None,
+        writeback: bool = True,
+        staged: bool | None = None,
+        resume: str | None = None,
+    ):
+        """``normalization`` is ``(mean, std)`` of the stored values (ImageNet's if None);
+        ``writeback``: start the disk writing each clip as it is written (:mod:`vcp.writeback`);
+        ``staged``: copy each clip into a host staging buffer and write it from a thread
+        (None: for clips that arrive on the GPU, whose copy to the host is needed anyway);
+        ``resume``: the fingerprint of what is being written: :meth:`checkpoint` commits the
+        clips added so far, and a writer opened later with the same fingerprint and
+        ``expected`` list goes on from there (:attr:`resumed` is the state it checkpointed)."""
+        from backbones.spec import IMAGENET
+
+        self.directory = Path(directory)
+        mean, std = normalization or (IMAGENET.mean, IMAGENET.std)
+        self.normalization = {"mean": [float(x) for x in mean], "std": [float(x) for x in std]}
+        self.pair_id = _PAIR_PLACEHOLDER  # the real id is known at commit
+        self.meta_name = meta_name
+        self.shape = (frames, 3, size, size)
+        self.category_mapping = dict(category_mapping)
+        self.dtype = dtype
+        self.filenames: list[str] = []
+        self.labels: list[int] = []
+        self.final = self.directory / name
+        self._buffer_path = tmp_path_for(self.directory / (name + ".buffer"))
+        self._buffer = None
+        self._expected = list(expected) if expected else None
+        self._data_offset = 0  # where the clips start in the buffer file
+        self._staged = staged
+        self._writeback = writeback
+        self._appender: ClipAppender | None = None  # the clips' bytes, CRC and write-back
+        self._resume_fp = resume
+        self._resume_link = self.directory / f".{name}.resume"  # the buffer as last checkpointed (a hard link)
+        self._resume_meta = self.directory / f".{name}.resume.json"
+        self.resumed: dict | None = None
+
+    def __enter__(self) -> PtWriter:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        checkpoint = self._claim_checkpoint() if self._resume_fp is not None else None
+        if self._expected:
+            if checkpoint is None:
+                names, labels = zip(*self._expected, strict=True)
+                _save_skeleton(self._skeleton(list(names), list(labels)), self._buffer_path)
+            layout, _central_dir = read_layout(self._buffer_path)
+            self._data_offset = layout["videos"][0]
+            self._buffer = open(self._buffer_path, "rb+")
+        else:
+            self._buffer = open(self._buffer_path, "rb+" if checkpoint else "wb")
+            if checkpoint:
+                self._buffer.truncate(checkpoint["written"])
+        self._appender = ClipAppender(self._buffer, self._data_offset, self.dtype, writeback=self._writeback)
+        if checkpoint is not None:
+            self._appender.crc, self._appender.written = checkpoint["crc"], checkpoint["written"]
+            self.filenames, self.labels = list(checkpoint["filenames"]), list(checkpoint["labels"])
+            self.resumed = checkpoint["state"]
+        self._buffer.seek(self._data_offset + self._appender.written)
+        return self
+
+    # -- checkpoints: a group in progress survives a stopped run -----------------------------------
+    def _checkpoint_key(self) -> dict:
+        return {"fingerprint": self._resume_fp, "expected": [list(e) for e in self._expected or []],
+                "storage": storage_name(self.dtype), "shape": list(self.shape)}
+
+    def _claim_checkpoint(self) -> dict | None:
+        """The checkpoint of this very write (same fingerprint, clips, storage and shape),
+        its buffer moved to this writer's own; anything else there is dropped as stale."""
+        meta = read_json(self._resume_meta)
+        usable = (
+            meta is not None and all(meta.get(k) == v for k, v in self._checkpoint_key().items())
+            and regular_file_problem(self._resume_link) is None and isinstance(meta.get("written"), int)
+        )
+        if not usable:
+            self._drop_checkpoint()
+            return None
+        os.replace(self._resume_link, self._buffer_path)
+        return meta
+
+    def checkpoint(self, state: dict) -> None:
+        """Commit the clips added so far with ``state`` (JSON-able): the buffer made durable
+        and hard-linked under a name no cleanup of dead processes' temp files removes, then
+        a record of how far it is valid, renamed into place."""
+        self._appender.settle()
+        self._buffer.flush()
+        os.fsync(self._buffer.fileno())
+        if not os.path.lexists(self._resume_link):
+            os.link(self._buffer_path, self._resume_link)
+        record = {**self._checkpoint_key(), "written": self._appender.written, "crc": self._appender.crc,
+                  "filenames": self.filenames, "labels": self.labels, "state": state}
+        tmp = tmp_path_for(self._resume_meta)
+        write_durable_json(tmp, record)
+        os.replace(tmp, self._resume_meta)
+
+    def _drop_checkpoint(self) -> None:
+        for path in (self._resume_meta, self._resume_link):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def _skeleton(self, filenames: list[str], labels: list[int]) -> dict:
+        return pt_archive(
+            # Never touched: only its shape/dtype are serialized under skip_data.
+            videos=torch.empty((len(filenames), *self.shape), dtype=self.dtype),
+            labels=torch.tensor(labels, dtype=torch.int64),
+            filenames=filenames,
+            category_mapping=self.category_mapping,
+            normalization=self.normalization,
+            pair_id=self.pair_id,
+        )
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        name_write_error(exc, self.final)
+        self._close_buffer()
+
+    def _close_buffer(self) -> None:
+        self._stop_appending()
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
+        with contextlib.suppress(FileNotFoundError):
+            self._buffer_path.unlink()
+
+    def add(self, clip: torch.Tensor, filename: str, label: int) -> None:
+        if tuple(clip.shape) != self.shape:
+            raise ValueError(f"clip shape {tuple(clip.shape)} != expected {self.shape}")
+        clip = clip.detach()
+        if self.dtype == torch.uint8:
+            clip = clip.round().clamp_(0, 255)
+        staged = self._staged if self._staged is not None else clip.is_cuda
+        self._appender.append(clip.to(self.dtype), staged=staged)
+        self.filenames.append(filename)
+        self.labels.append(int(label))
+
+    def _content_id(self, metadata: dict) -> str:
+        payload = json.dumps(
+            [metadata.get("fingerprint"), self.filenames, self.labels, self._appender.crc, self._appender.written,
+             storage_name(self.dtype), self.normalization, self.category_mapping],
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+    def commit(self, metadata: dict) -> Path:
+        """Write the pair: pending metadata, then the archive (the commit point), then the
+        metadata renamed into place. ``metadata`` gets this archive's ``pair_id``."""
+        self._appender.settle()  # every clip written (a failed write raises here: no commit)
+        meta_tmp = tmp_path_for(self.directory / self.meta_name)
+        self.pair_id = self._content_id(metadata)
+        try:
+            write_durable_json(meta_tmp, {**metadata, "pair_id": self.pair_id})
+        except BaseException:
+            self._close_buffer()
+            with contextlib.suppress(FileNotFoundError):
+                meta_tmp.unlink()
+            raise
+        crc, written = self._appender.crc, self._appender.written
+        self._stop_appending()
+        self._buffer.close()
+        self._buffer = None
+        skeleton = self._skeleton(self.filenames, self.labels)
+        labels = BytesSource(skeleton["labels"].numpy().tobytes())
+        laid_out = self._expected == list(zip(self.filenames, self.labels, strict=True))
+        tmp = self._buffer_path if laid_out else tmp_path_for(self.final)
+        try:
+            if laid_out:  # the clips are already in place: labels, the id and CRCs only
+                fill_storages(tmp, {"videos": InPlace(crc, written), "labels": labels})
+                patch_pickle(tmp, _PAIR_PLACEHOLDER, self.pair_id)
+            else:
+                _save_skeleton(skeleton, tmp)
+                videos = FileSource(self._buffer_path, crc, offset=self._data_offset, size=written)
+                fill_storages(tmp, {"videos": videos, "labels": labels})
+            replace_into(tmp, self.final)
+        except BaseException:
+            for path in (tmp, meta_tmp):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            raise
+        finally:
+            self._close_buffer()
+        os.replace(meta_tmp, self.directory / self.meta_name)
+        self._drop_checkpoint()
+        fsync_dir(self.directory)
+        return self.final
+
+    def _stop_appending(self) -> None:
+        """Before the buffer is closed: the writer thread and write-back calls are done."""
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
+
+
+# Same length as a real id: replacing it in the pickle keeps every offset of the archive.
+_PAIR_PLACEHOLDER = "vcp-pair-id-not-yet-known-000000"
+
+
+def _save_skeleton(archive: dict, path: Path) -> None:
+    """The archive's layout without the storage bytes. Saved through a file object, so the
+    records are named ``archive/...`` whatever the (temp) file is called: identical inputs
+    give identical bytes."""
+    with open(path, "wb") as fh, torch.serialization.skip_data():
+        torch.save(archive, fh)
+
+
