@@ -15,10 +15,11 @@ from pathlib import Path
 from vcp.common.devices import cuda_available, slow_precision_warning
 from vcp.common.progress import console
 from vcp.stages.encoder import FrameEncoder
-from vcp.stages.extract import extract_split
+from vcp.stages.extract import PtSource
 from vcp.stages.features import load_backbone
 from vcp.stages.multiscale import DEFAULT_SCALES
 from vcp.stages.settings import ExtractConfig
+from vcp.stages.sources import extract_split_of
 from vcp.store.pt_reader import discover_processed
 
 
@@ -57,10 +58,10 @@ class EnhancedFeatureExtractor:
 
     def extract_features_from_split(self, split: str, batch_size: int | None = None) -> Path:
         """Write ``<output_dir>/<split>_features[_multiscale].h5``; returns its path."""
-        files = discover_processed(self.data_dir, [split])[split]
         config = replace(self.config, batch_size=batch_size)
         self._encoder.config = config
-        result = extract_split(split, files, self.output_dir, config, self._encoder, console=self.console)
+        result = extract_split_of(PtSource(self.data_dir, config, [split]), split, self.output_dir, config, self._encoder,
+                                  console=self.console)
         return result.output
 
     def extract_all_splits(self, batch_size: int | None = None) -> dict[str, Path]:

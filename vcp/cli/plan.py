@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vcp.common.progress import PlainTable, human_bytes
 from vcp.common.report import one_line
-from vcp.inputs.layout import RawTree, discover_raw, ignored_summary, utf8_name
+from vcp.inputs.layout import RawTree, ignored_summary, utf8_name
 from vcp.stages.space import free_caption
 
 
@@ -83,36 +83,37 @@ def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
 def extract_plan(processed: Path, features: Path, config) -> PlainTable:
     """One row per split, as ``vcp extract`` would decide it; the groups the run would
     reject (an unreadable ``.pt``) are named."""
-    from vcp.stages.extract import bytes_to_write
-    from vcp.store.pt_reader import discover_processed, open_split
+    from vcp.stages.extract import PtSource
 
-    by_split = discover_processed(processed, config.splits)
-    opened = {split: open_split(files) for split, files in by_split.items()}
-    needed = bytes_to_write(opened, by_split, Path(features), config, _dim(config))
-    table = _table(f"vcp extract --dry-run: {processed} -> {features} (nothing written)", "split", None, features, needed)
-    for split in by_split:
-        tfs, rejected = opened[split]
-        videos = sum(tf.data["videos"].shape[0] for tf in tfs)
-        current = split not in needed
-        table.add_row(split, str(videos), str(videos) if current else "0", "0" if current else str(videos),
-                      "; ".join(one_line(f"{path}: {why}") for path, why in rejected) or "-")
-    return table
+    return _source_plan(PtSource(processed, config), f"vcp extract --dry-run: {processed} -> {features} (nothing written)",
+                        Path(features), config)
 
 
 def stream_plan(raw: Path, features: Path, config, clip, max_pixels: int) -> PlainTable:
     """One row per split for ``vcp extract --from-videos``."""
-    from vcp.stages.stream import bytes_to_write, split_groups
+    from vcp.stages.settings import DecodeSettings
+    from vcp.stages.stream import VideoSource
 
-    clip.check()
-    tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
-    clip.check(tree)
-    needed = bytes_to_write(tree, Path(features), config, clip, max_pixels, _dim(config))
-    table = _table(f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)", "split", tree, features, needed)
-    for split in tree.splits:
-        everything = [f for g in split_groups(tree, split) for f in g.files]
+    source = VideoSource(raw, config, clip, DecodeSettings(max_pixels=max_pixels))
+    return _source_plan(source, f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)",
+                        Path(features), config)
+
+
+def _source_plan(source, title: str, features: Path, config) -> PlainTable:
+    """The rows of an extract source's splits: videos, up to date or to do, rejected."""
+    from vcp.stages.sources import bytes_to_write
+
+    needed = bytes_to_write(source, features, config, _dim(config))
+    table = _table(title, "split", source.tree, features, needed)
+    for split in source.splits:
+        if source.tree is not None:  # videos: every file found, those refused on sight named
+            everything = [f for g in source.tree.groups_of(split) for f in g.files]
+            rejected = _rejections(everything)
+            n, todo = len(everything), len(everything) - len(rejected)
+        else:  # processed groups: the clips of the readable ones, the unreadable named
+            tfs, refused = source.opened[split]
+            n = todo = sum(tf.data["videos"].shape[0] for tf in tfs)
+            rejected = [one_line(f"{path}: {why}") for path, why in refused]
         current = split not in needed
-        rejected = _rejections(everything)
-        n = len(everything)
-        table.add_row(split, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
-                      "; ".join(rejected) or "-")
+        table.add_row(split, str(n), str(n) if current else "0", "0" if current else str(todo), "; ".join(rejected) or "-")
     return table

@@ -1,9 +1,9 @@
 """The sink both extract sources feed: settings, the backbone, fingerprints, the HDF5 write.
 
-``vcp extract`` (clips from ``processed_data.pt``, :mod:`vcp.extract`) and ``vcp extract
---from-videos`` (clips from the DALI loader, :mod:`vcp.stream`) each turn their input into
-:class:`Clip` objects and hand them to :func:`write_features`: packed forwards, the
-three-scale rule, one HDF5 row per video.
+Clips come as :class:`Clip` (and :class:`~vcp.stages.row_sink.Failed`) objects, in input
+order, from a source (:mod:`vcp.stages.sources`); :func:`write_features` runs packed
+forwards, the three-scale rule, and writes one HDF5 row per video, committing its progress
+as it goes.
 """
 
 from __future__ import annotations

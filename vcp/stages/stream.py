@@ -29,15 +29,11 @@ from vcp.stages.features import (
     fingerprint,
     load_backbone,
     max_rows,
-    output_target,
-    summary_table,
-    write_features,
 )
 from vcp.stages.settings import ClipSettings, DecodeSettings
-from vcp.stages.space import check_space, features_bytes
+from vcp.stages.sources import SplitJob, run_extract
+from vcp.stages.space import features_bytes
 from vcp.stages.stage import RunResult, SplitResult
-from vcp.store.folders import prepare_output_dir
-from vcp.store.lock import output_lock
 
 
 def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pixels: int = MAX_PIXELS) -> str:
@@ -51,17 +47,6 @@ def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pix
     }
     return fingerprint([f for g in groups for f in g.files], config, names=[
         f"{g.rel_dir.as_posix()}/{f.name}" for g in groups for f in g.files], stream=settings)
-
-
-def bytes_to_write(tree: RawTree, features: Path, config: ExtractConfig, clip: ClipSettings, max_pixels: int, dim: int) -> dict[str, int]:
-    """Estimated bytes per split this process will write (uncompressed: :mod:`vcp.space`)."""
-    out = {}
-    for split in tree.splits:
-        groups = split_groups(tree, split)
-        if output_target(features, split, config, split_fingerprint(groups, config, clip, max_pixels))[1] is None:
-            videos = sum(len(g.files) for g in groups) // max(1, config.shard.count)
-            out[split] = features_bytes(videos, max_rows([clip.frames], config), dim)
-    return out
 
 
 def split_groups(tree: RawTree, split: str) -> list[Group]:
@@ -79,54 +64,51 @@ def extract_from_videos(
     model=None,
     console: Console | None = None,
 ) -> RunResult:
-    console = console or progress_console(stderr=True)
-    clip.check()
-    tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
-    clip.check(tree)
-    features = prepare_output_dir(features, inputs=tree.root, what="FEATURES")
+    source = VideoSource(raw, config, clip, decode)
     encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
-    needed = bytes_to_write(tree, features, config, clip, decode.max_pixels, encoder.model.feature_dim)
-    check_space(features, sum(needed.values()), skip=not config.space_check)
-    # the loader (and its probe processes) before the lock and any output is opened
-    with _VideoSource(tree, encoder, clip, decode) as source, output_lock(features, config.shard):
-        results = RunResult(_extract_split(split, source, features, config, encoder, console) for split in tree.splits)
-    console.print(summary_table(results, tree=tree))
-    return results
+    source.stored = encoder.target  # clips are normalized for this backbone directly
+    return run_extract(source, Path(features), config, encoder, inputs_root=source.tree.root,
+                       console=console or progress_console(stderr=True))
 
 
-def _extract_split(split: str, source: _VideoSource, features: Path, config: ExtractConfig, encoder, console) -> SplitResult:
-    groups = split_groups(source.tree, split)
-    fp = split_fingerprint(groups, config, source.clip, source.max_pixels)
-    out_path, previous = output_target(features, split, config, fp)
-    if previous is not None:
-        return previous
-    result = SplitResult(split)
-    everything = [f for g in groups for f in g.files]
-    mine = stage.owned_files(everything, config.shard)  # balanced by file size
-    write_features(
-        split, out_path, functools.partial(source.clips, groups, everything, mine), result=result, total=len(mine),
-        frame_counts=[source.clip.frames], mapping=source.mapping, config=config, encoder=encoder,
-        fp=fp, attrs={"source": "videos", "raw_root": str(source.tree.root)}, console=console,
-    )
-    return result
+class VideoSource:
+    """Clips of each split's videos, straight from the loader (made on entering: a dry run
+    asks only for the splits, fingerprints and sizes)."""
 
+    def __init__(self, raw: str | Path, config: ExtractConfig, clip: ClipSettings, decode: DecodeSettings):
+        clip.check()
+        self.tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
+        clip.check(self.tree)
+        self.config, self.clip, self.decode, self.mapping = config, clip, decode, self.tree.category_mapping
+        self.splits = self.tree.splits
+        self.stored = None  # the backbone's normalization, set before entering
+        self.loader = None
 
-class _VideoSource:
-    """Clips of a split's videos, straight from the loader, normalized for the backbone."""
-
-    def __init__(self, tree: RawTree, encoder: FrameEncoder, clip: ClipSettings, decode: DecodeSettings):
-        self.tree, self.clip, self.mapping = tree, clip, tree.category_mapping
-        self.stored = encoder.target  # clips are normalized for this backbone directly
-        on_cuda = encoder.device.type == "cuda"
-        self.loader = replace(decode, mode="gpu" if on_cuda else "cpu").loader(clip.size, self.stored)
-        self.depth = decode.prefetch_depth(default=2 if on_cuda else 0)
-        self.max_pixels = decode.max_pixels
-
-    def __enter__(self) -> _VideoSource:
+    def __enter__(self) -> VideoSource:
+        on_cuda = self.config.device.startswith("cuda")
+        self.loader = replace(self.decode, mode="gpu" if on_cuda else "cpu").loader(self.clip.size, self.stored)
+        self.depth = self.decode.prefetch_depth(default=2 if on_cuda else 0)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.loader.close()
+        if self.loader is not None:
+            self.loader.close()
+            self.loader = None
+
+    def fingerprint(self, split: str) -> str:
+        return split_fingerprint(split_groups(self.tree, split), self.config, self.clip, self.decode.max_pixels)
+
+    def output_bytes(self, split: str, dim: int) -> int:
+        videos = sum(len(g.files) for g in self.tree.groups_of(split)) // max(1, self.config.shard.count)
+        return features_bytes(videos, max_rows([self.clip.frames], self.config), dim)
+
+    def job(self, split: str, result: SplitResult) -> SplitJob:
+        groups = split_groups(self.tree, split)
+        everything = [f for g in groups for f in g.files]
+        mine = stage.owned_files(everything, self.config.shard)  # balanced by file size
+        return SplitJob(clips=functools.partial(self.clips, groups, everything, mine), total=len(mine),
+                        frame_counts=[self.clip.frames], mapping=self.mapping,
+                        attrs={"source": "videos", "raw_root": str(self.tree.root)})
 
     def clips(self, groups: list[Group], everything: list[Path], mine: set[Path], resume_at: int = 0):
         """This rank's clips (and :class:`Failed` videos) in row order, from ``resume_at``."""
