@@ -18,7 +18,7 @@ EXTRACT_ARGS ?=
 
 DEMO := demo_data
 
-.PHONY: help install demo test test-all tensorize extract rebuild clean-outputs lint bench bench-extract bench-gpu bench-gpu-profile
+.PHONY: help install demo test test-all tensorize extract rebuild clean-outputs lint bench bench-extract bench-gpu bench-gpu-profile bench-report
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -61,10 +61,10 @@ rebuild: $(STAMP) clean-outputs ## clean outputs, then run both stages from $(RA
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check dali_pipes backbones vcp tests bench tools
 
-bench: $(STAMP) ## side-by-side speed ratios vs plain baselines -> docs/benchmarks.md
+bench: $(STAMP) ## side-by-side speed ratios vs plain baselines -> bench/results.jsonl, docs/benchmarks.md
 	$(BIN)/python -m bench.run --out docs/benchmarks.md
 
-bench-gpu: $(STAMP) ## on a CUDA card: vcp vs backbone alone, DALI alone, disk write -> docs/benchmarks.md (exit 2 without CUDA)
+bench-gpu: $(STAMP) ## on a CUDA card: vcp vs backbone alone, DALI alone, disk write -> bench/results.jsonl, docs/benchmarks.md (exit 2 without CUDA)
 	$(BIN)/python -m bench.gpu --out docs/benchmarks.md
 
 bench-gpu-profile: $(STAMP) ## on a CUDA card: py-spy profiles of the GPU paths short of their goals -> bench_data/gpu-profile (exit 2 without CUDA)
@@ -72,3 +72,6 @@ bench-gpu-profile: $(STAMP) ## on a CUDA card: py-spy profiles of the GPU paths 
 
 bench-extract: $(STAMP) ## the original extract loop vs vcp extract, same data and weights
 	$(BIN)/python -m bench.run --only extract --out docs/benchmarks.md
+
+bench-report: $(STAMP) ## regenerate docs/benchmarks.md from bench/results.jsonl
+	$(BIN)/python -m bench.results

@@ -393,21 +393,17 @@ def main(argv=None) -> int:
         peak = max(peak_seen, torch.cuda.max_memory_allocated()) / 2**30
         shutil.rmtree(work, ignore_errors=True)
 
-    versions = f"driver {driver}, torch {torch.__version__}, DALI {nvidia.dali.__version__}, Python {sys.version.split()[0]}"
+    versions = (f"Driver {driver}, torch {torch.__version__}, DALI {nvidia.dali.__version__}, Python {sys.version.split()[0]}, "
+                f"{os.cpu_count()} CPU cores")
     header = "| measure | baseline (same run, same card) | vcp | vcp / baseline | goal |\n|---|---|---|---|---|\n"
-    table = header + "".join("| " + " | ".join(map(str, r)) + " |\n" for r in rows)
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    report = (
-        f"\n## `make bench-gpu` run of {stamp} on {card}\n\n{card} ({engines} NVDEC engines reported by the card), {versions}, "
-        f"{os.cpu_count()} CPU cores. Synthetic 720p H.264, {FRAMES_PER_VIDEO} frames per video; random-init "
-        f"efficientnet_v2_s (speed does not depend on weight values). Best of 2-3 runs after a warm-up. "
-        f"Peak CUDA memory (torch): {peak:.1f} GiB. Whole bench: {time.perf_counter() - started:.0f} s.\n\n{table}"
-    )
-    print(report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    previous = out.read_text() if out.exists() else "# Benchmarks\n"
-    out.write_text(previous.rstrip("\n") + "\n" + report)
+    print(header + "".join("| " + " | ".join(map(str, r)) + " |\n" for r in rows))
+    method = (f"Synthetic 720p H.264, {FRAMES_PER_VIDEO} frames per video; random-init efficientnet_v2_s; best of 2-3 runs "
+              f"after a warm-up. Peak CUDA memory (torch): {peak:.1f} GiB; whole bench {time.perf_counter() - started:.0f} s.")
+    from bench import results
+
+    results.append(results.records(rows, suite="gpu", machine=f"GPU: {card} ({engines} NVDEC engines)", versions=versions,
+                                   method=method))
+    print(f"appended {len(rows)} record(s) to {results.RESULTS}; wrote {results.write_report(out=Path(args.out))}")
     return 0
 
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from backbones import IMAGENET, get_backbone
+from bench import results
 from bench.reference import original_multiscale_features
 from vcp.inputs.synth import write_video
 from vcp.stages.extract import ExtractConfig, FrameEncoder, extract, video_features
@@ -36,7 +37,8 @@ QUIET = Console(quiet=True)
 T, S = 64, 256
 
 
-def machine() -> str:
+def machine() -> tuple[str, str]:
+    """(the machine, the software) as the results name them."""
     cpu = "unknown CPU"
     with open("/proc/cpuinfo") as fh:
         for line in fh:
@@ -45,12 +47,14 @@ def machine() -> str:
                 break
     flags = open("/proc/cpuinfo").read()
     bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB, "
-        f"bf16 instructions: {'yes' if bf16 else 'no'}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, no GPU"
-        if not torch.cuda.is_available() else f"{cpu} + {torch.cuda.get_device_name(0)}"
-    )
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    box = (f"{cpu}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB"
+           f"{'' if bf16 else ' (no bf16 instructions)'}{gpu}")
+    import nvidia.dali
+
+    software = (f"Python {platform.python_version()}, torch {torch.__version__}, nvidia-dali {nvidia.dali.__version__}, "
+                f"{torch.get_num_threads()} torch threads")
+    return box, software
 
 
 def make_videos(root: Path, count: int) -> list[Path]:
@@ -311,20 +315,12 @@ def main(argv=None):
         if "writer" in todo:
             bench_writer(work, rows)
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
-    table = header + "".join("| " + " | ".join(r) + " |\n" for r in rows)
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    note = (
-        "Tensorize: best of 4 runs each, streaming: best of 3, baseline and vcp alternating (the first run "
-        "pays start-up). Extract: best of 2 runs each, original/fp32/bf16 in turn, after a warm-up. Weights: random init (speed does not "
-        "depend on weight values)."
-    )
-    report = f"\n## Run of {stamp}\n\nMachine: {machine()}\n\n{note}\n\n{table}"
-    print(report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    intro = "# Benchmarks\n\n`make bench` appends a run here (baselines and vcp side by side, same process tree).\n"
-    previous = out.read_text() if out.exists() else intro
-    out.write_text(previous.rstrip("\n") + "\n" + report)
+    print(header + "".join("| " + " | ".join(r) + " |\n" for r in rows))
+    method = ("Tensorize best of 4, streaming best of 3, extract best of 2 after a warm-up; baseline and vcp "
+              "alternating.")
+    cpu, versions = machine()
+    results.append(results.records(rows, suite="cpu", machine=f"CPU: {cpu}", versions=versions, method=method))
+    print(f"appended {len(rows)} record(s) to {results.RESULTS}; wrote {results.write_report(out=Path(args.out))}")
 
 
 if __name__ == "__main__":

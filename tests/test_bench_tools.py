@@ -117,3 +117,28 @@ def test_a_failed_gpu_bench_section_becomes_one_row_and_the_bench_goes_on(capsys
     want = ("tensorize --mode gpu", "-", "failed: RuntimeError: CUDA error: an illegal memory access was encountered", "-", "-")
     assert rows == [want] and logged == [want]
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_bench_results_are_records_and_the_doc_shows_the_latest_per_machine(tmp_path):
+    from bench import results
+
+    path, doc = tmp_path / "r.jsonl", tmp_path / "b.md"
+    old = results.records([("extract fp32", "base: 10 s", "2 s", "5.00×", "≥ 4.5×", "same")], suite="cpu",
+                          machine="CPU: box A", versions="torch 1", method="best of 2")
+    new = results.records([("extract fp32", "base: 10 s", "1 s", "10.00×", "≥ 4.5×", "same")], suite="cpu",
+                          machine="CPU: box A", versions="torch 1", method="best of 2")
+    gpu = results.records([("extract fp32, throughput", "alone: 100", "98", "0.98", "≥ 0.90")], suite="gpu",
+                          machine="GPU: card B", versions="driver 1", method="throughput")
+    results.append(old + gpu, path)
+    results.append(new, path)
+    assert [r["ratio_value"] for r in results.load(path)] == [5.0, 0.98, 10.0]
+    assert results.load(path)[0]["commit"] and results.load(path)[0]["date"].endswith("UTC")
+    text = results.write_report(path, doc).read_text()
+    assert text.index("## GPU: card B") < text.index("## CPU: box A")  # cards first
+    assert "| extract fp32 | base: 10 s | 1 s | 10.00× |" in text and "5.00×" not in text  # the latest record only
+
+
+def test_the_results_file_renders_the_committed_doc():
+    from bench import results
+
+    assert results.render(results.load()) == results.DOC.read_text()
