@@ -8,7 +8,7 @@ samples (``DIR/<case>.raw``), and ``nvidia-smi dmon`` logs the card's power, SM 
 load and clocks for the whole run (``DIR/dmon.txt``). Data as ``make bench-gpu``: 32
 synthetic 720p H.264 videos, T=64, 256², random-init efficientnet_v2_s.
 
-Cases (the gaps left in the fifth session's H100 run, docs/benchmarks.md):
+Cases (the gaps left in the H100 run of 2026-11-26, docs/benchmarks.md):
 ``extract-bf16`` (0.87 of the backbone alone), ``stream-1`` (``--from-videos`` with one
 pipeline, 0.71 of DALI alone), ``tensorize`` (0.77 of min(DALI alone, disk write)).
 ``stream-1-b64`` is ``stream-1`` with 64 frames per forward instead of 256: DALI's GPU
