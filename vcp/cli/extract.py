@@ -160,11 +160,11 @@ def backbones_command() -> None:
     from backbones import default_registry
 
     table = PlainTable(title="vcp backbones (entry-point group vcp.backbones)")
-    for col in ("name", "feature_dim", "default weights", "source", "status"):
-        table.add_column(col)
+    for col in ("name", "dim", "default weights", "from", "status"):
+        table.add_column(col, overflow="fold")
     registry = default_registry()
     for name, spec in registry.specs().items():
         status = "ok" if spec.ok else f"broken: {spec.error}"
         table.add_row(name, str(spec.feature_dim or "-"), str(spec.default_weights or "-"), spec.distribution, status)
-    table.add_row("timm/<model_name>", "model's num_features", "DEFAULT", "timm", "ok")
-    console(width=200).print(table)
+    table.add_row("timm/<model>", "its own", "DEFAULT", "timm", "ok")
+    console().print(table)

@@ -26,7 +26,7 @@ def inspect_command(
     from vcp.outputs.inspect import inspect
 
     with user_errors(debug):
-        problems = inspect(path, preview=preview, videos=videos, console=console(width=160))
+        problems = inspect(path, preview=preview, videos=videos, console=console())
     for where, reason in problems:
         file_error(where, reason)
     raise typer.Exit(EXIT_PARTIAL if problems else EXIT_OK)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 import time
 
 from rich.console import Console
@@ -28,9 +29,15 @@ from rich.text import Text
 
 from vcp.common.report import one_line
 
+LOG_WIDTH = 160  # columns of a table written to a file or pipe (no terminal to fit)
+
 
 def console(*, stderr: bool = False, width: int | None = None, quiet: bool = False) -> Console:
-    """A console that never reads markup in what it prints."""
+    """A console that never reads markup in what it prints: as wide as the terminal, or
+    :data:`LOG_WIDTH` columns where the output is not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    if width is None and not (hasattr(stream, "isatty") and stream.isatty()) and "COLUMNS" not in os.environ:
+        width = LOG_WIDTH
     return Console(stderr=stderr, width=width, quiet=quiet, markup=False)
 
 
@@ -47,6 +54,9 @@ class PlainTable(Table):
                          caption=None if caption is None else plain(caption), **kwargs)
 
     def add_column(self, header="", *args, **kwargs):
+        if not self.columns:  # the first column names things (a group, a split, a file): kept whole
+            kwargs.setdefault("no_wrap", True)
+        kwargs.setdefault("overflow", "fold")  # a word too long for its column is folded, never cut short
         return super().add_column(plain(header), *args, **kwargs)
 
     def add_row(self, *cells, **kwargs):
