@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from .spec import IMAGENET, Backbone, InputSpec
@@ -32,6 +33,7 @@ def build(model_name: str, weights=None) -> Backbone:
     return Backbone(model, feature_dim=feature_dim(model_name), input_spec=spec, weights_source=source)
 
 
+@functools.cache
 def feature_dim(model_name: str) -> int:
     """The width of what the headless model returns, from one forward on the meta device
     (no weights allocated, nothing computed). Not ``num_features``: that is the width before
