@@ -193,3 +193,31 @@ def test_identical_inputs_give_identical_archive_bytes_across_processes(tmp_path
     assert runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "b"), *TZ]).exit_code == 0
     pt = Path("train/cat/cat") / PT_NAME
     assert (tmp_path / "a" / pt).read_bytes() == (tmp_path / "b" / pt).read_bytes()
+
+
+def test_segments_are_also_cut_by_size(processed, tmp_path, monkeypatch):
+    """Rows since the last segment are held in memory: past SEGMENT_BYTES they are committed
+    whatever the clock says (a fast card makes ~1 GB of rows in 30 s)."""
+    monkeypatch.setenv("VCP_CHECKPOINT_SECONDS", "3600")
+    monkeypatch.setattr(features_module, "SEGMENT_BYTES", 1)
+    reference, resumed = tmp_path / "ref", tmp_path / "res"
+    assert runner.invoke(app, ["extract", str(processed), str(reference), *BB, "--batch-size", "1"]).exit_code == 0
+    stop_at(monkeypatch, 5)
+    assert runner.invoke(app, ["extract", str(processed), str(resumed), *BB, "--batch-size", "1"]).exit_code == 143
+    assert len(list((resumed / ".resume").glob("*.seg-*.h5"))) >= 4  # one per row, not one per 3600 s
+    monkeypatch.setattr(features_module, "stop_requested", interrupt.stop_requested)
+    r = runner.invoke(app, ["extract", str(processed), str(resumed), *BB, "--batch-size", "1"])
+    assert r.exit_code == 0 and "resuming train:" in r.stderr, r.output
+    same_features(reference / "train_features_multiscale.h5", resumed / "train_features_multiscale.h5")
+
+
+def test_no_hard_links_means_no_checkpoints_not_a_failed_run(raw, tmp_path, monkeypatch):
+    def refused(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setenv("VCP_CHECKPOINT_SECONDS", "0")
+    monkeypatch.setattr(os, "link", refused)
+    r = runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "o"), *TZ, "--max-batch", "2"])
+    assert r.exit_code == 3, r.output  # the broken video only
+    assert "no checkpoints (Operation not permitted): a stopped run will redo this group" in r.stderr
+    assert torch.load(tmp_path / "o/train/apple/apple" / PT_NAME, weights_only=True)["videos"].shape[0] == 5

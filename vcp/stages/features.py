@@ -128,6 +128,7 @@ def max_rows(frame_counts, config: ExtractConfig) -> int:
     return max(rows, default=0)
 
 
+SEGMENT_BYTES = 256 << 20  # a segment is also committed once the rows since the last one reach this (held in memory)
 RESUME_DIR = ".resume"  # beside the features file: the committed segments of a run in progress
 
 
@@ -203,7 +204,7 @@ def _feed(items, packer: PackedEncoder, sink: RowSink, writer: H5Writer) -> None
             sink.take(packer.finish())
             writer.save_segment(sink.state())
             check_stop()
-        elif time.monotonic() - last_save >= interval:
+        elif time.monotonic() - last_save >= interval or writer.unsaved_bytes >= SEGMENT_BYTES:
             writer.save_segment(sink.state())
             last_save = time.monotonic()
     sink.take(packer.finish())

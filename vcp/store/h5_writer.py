@@ -95,6 +95,11 @@ class H5Writer:
         """Rows appended so far."""
         return self._written
 
+    @property
+    def unsaved_bytes(self) -> int:
+        """Compressed bytes of the rows written since the last segment (held in memory)."""
+        return sum(len(data) for _, data in self._unsaved)
+
     def append(
         self, features: np.ndarray, *, label: int, filename: str, order: int | None = None,
         fps: float | None = None, frame_indices=None, frame_times=None,

@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -155,11 +156,19 @@ class PtWriter:
         """Commit the clips added so far with ``state`` (JSON-able): the buffer made durable
         and hard-linked under a name no cleanup of dead processes' temp files removes, then
         a record of how far it is valid, renamed into place."""
+        if self._resume_fp is None:
+            return
         self._appender.settle()
         self._buffer.flush()
         os.fsync(self._buffer.fileno())
         if not os.path.lexists(self._resume_link):
-            os.link(self._buffer_path, self._resume_link)
+            try:
+                os.link(self._buffer_path, self._resume_link)
+            except OSError as exc:  # a file system without hard links: the run goes on, without checkpoints
+                print(f"vcp: warning: {self.directory}: no checkpoints ({exc.strerror or exc}): "
+                      "a stopped run will redo this group", file=sys.stderr, flush=True)
+                self._resume_fp = None
+                return
         record = {**self._checkpoint_key(), "written": self._appender.written, "crc": self._appender.crc,
                   "filenames": self.filenames, "labels": self.labels, "state": state}
         tmp = tmp_path_for(self._resume_meta)
