@@ -204,7 +204,7 @@ def test_segments_are_also_cut_by_size(processed, tmp_path, monkeypatch):
     assert runner.invoke(app, ["extract", str(processed), str(reference), *BB, "--batch-size", "1"]).exit_code == 0
     stop_at(monkeypatch, 5)
     assert runner.invoke(app, ["extract", str(processed), str(resumed), *BB, "--batch-size", "1"]).exit_code == 143
-    assert len(list((resumed / ".resume").glob("*.seg-*.h5"))) >= 4  # one per row, not one per 3600 s
+    assert len(list((resumed / ".resume").glob("*.seg-*.h5"))) == 5  # one per row (4), then the stop's: not one per 3600 s
     monkeypatch.setattr(features_module, "stop_requested", interrupt.stop_requested)
     r = runner.invoke(app, ["extract", str(processed), str(resumed), *BB, "--batch-size", "1"])
     assert r.exit_code == 0 and "resuming train:" in r.stderr, r.output

@@ -97,8 +97,10 @@ class H5Writer:
 
     @property
     def unsaved_bytes(self) -> int:
-        """Compressed bytes of the rows written since the last segment (held in memory)."""
-        return sum(len(data) for _, data in self._unsaved)
+        """Bytes held in memory for the rows since the last segment: their compressed chunks,
+        and rows still being compressed at their full size."""
+        rows, dim = self.row_shape
+        return sum(len(data) for _, data in self._unsaved) + len(self._pending) * rows * dim * 4
 
     def append(
         self, features: np.ndarray, *, label: int, filename: str, order: int | None = None,
