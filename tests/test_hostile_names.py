@@ -297,3 +297,10 @@ def test_the_same_tree_spelled_another_way_is_up_to_date(tmp_path, videos, monke
     r = runner.invoke(app, ["extract", *absolute, str(tmp_path / "f"), *BB])
     assert r.exit_code == 0 and "up to date" in r.output, r.output
     assert (tmp_path / "f/train_features_multiscale.h5").stat().st_mtime_ns == before
+
+
+def test_the_ignored_summary_names_each_sidecar_once():
+    from vcp.inputs.layout import Ignored, ignored_summary
+
+    found = [Ignored("non-video", f"train/class {k}/README.txt") for k in range(400)] + [Ignored("hidden", "train/.x")]
+    assert ignored_summary(found) == "ignored: 1 hidden, 400 non-video (README.txt)"

@@ -72,8 +72,10 @@ def ignored_summary(ignored, *, names: int = 3) -> str | None:
         found = [i.relpath for i in ignored if i.kind == kind]
         if not found:
             continue
-        shown = "" if kind == "hidden" else " (" + ", ".join(Path(f).name if kind == "non-video" else f for f in found[:names]) + (
-            f", +{len(found) - names} more" if len(found) > names else "") + ")"
+        # non-video files by name (a README.txt in every class folder is one name), the rest by path
+        listed = list(dict.fromkeys(Path(f).name for f in found)) if kind == "non-video" else found
+        shown = "" if kind == "hidden" else " (" + ", ".join(listed[:names]) + (
+            f", +{len(listed) - names} more" if len(listed) > names else "") + ")"
         parts.append(f"{len(found)} {words}{shown}")
     return "ignored: " + ", ".join(parts) if parts else None
 
