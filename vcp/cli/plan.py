@@ -64,17 +64,15 @@ def _dim(config) -> int:
 
 def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
     """One row per split/category/subcategory, as ``vcp tensorize`` would decide it."""
-    from vcp.stages.tensorize import bytes_to_write, fingerprint, group_target
+    from vcp.stages.tensorize import bytes_to_write
 
     config.check(tree)
-    needed = bytes_to_write(tree, Path(out), config)
+    needed = bytes_to_write(tree, Path(out), config)  # the groups that are not up to date, and their size
     table = _table(f"vcp tensorize --dry-run: {tree.root} -> {out} (nothing written)", "group", tree, out, needed)
-    mapping = tree.category_mapping
     for group in tree.groups:
-        fp = fingerprint(group, config.clip.sampling(group), config, mapping)
-        current = group_target(Path(out) / group.rel_dir, fp, config, repair=False)[1]
         rejected = _rejections(group.files)
         n, key = len(group.files), group.rel_dir.as_posix()
+        current = key not in needed
         table.add_row(key, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
                       "; ".join(rejected) or "-")
     return table

@@ -12,6 +12,8 @@ compressed chunks as they are, the columns and the caller's state, written under
 name and renamed), and :meth:`H5Writer.load_segments` puts the rows of every committed
 segment back into a new writer: a run stopped at any point restarts from its last
 segment, not from zero. The caller removes the segments once the file is committed.
+(A little longer than 300 lines: the segments share the writer's rows and columns, so they
+live with it.)
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class H5Writer:
         self._written = 0
         self.segments = segments  # path prefix of this file's committed segments, or None
         self._saved = 0  # rows held by committed segments
-        self._unsaved: list[tuple[int, bytes]] = []  # (row, compressed chunk) written since
+        self._unsaved_size = 0  # bytes of the chunks in _unsaved
+        self._unsaved: list[tuple[int, bytes]] = []  # (row, compressed chunk) since the last segment
         self._next_segment = 0
 
     def __enter__(self) -> H5Writer:
@@ -100,7 +103,7 @@ class H5Writer:
         """Bytes held in memory for the rows since the last segment: their compressed chunks,
         and rows still being compressed at their full size."""
         rows, dim = self.row_shape
-        return sum(len(data) for _, data in self._unsaved) + len(self._pending) * rows * dim * 4
+        return self._unsaved_size + len(self._pending) * rows * dim * 4
 
     def append(
         self, features: np.ndarray, *, label: int, filename: str, order: int | None = None,
@@ -118,7 +121,7 @@ class H5Writer:
         if self._pool is None:
             dset[i] = padded
             if self.segments is not None:
-                self._unsaved.append((i, zlib.compress(padded.tobytes(), GZIP_LEVEL)))
+                self._keep_unsaved(i, zlib.compress(padded.tobytes(), GZIP_LEVEL))
         else:
             self._pending.append((i, self._pool.submit(zlib.compress, padded.tobytes(), GZIP_LEVEL)))
             self._drain(block=False)
@@ -136,7 +139,7 @@ class H5Writer:
             data = future.result()
             dset.id.write_direct_chunk((i, 0, 0), data)
             if self.segments is not None:
-                self._unsaved.append((i, data))
+                self._keep_unsaved(i, data)
 
     def truncate(self, rows: int) -> None:
         """Take back every row from ``rows`` on (a rejected group's rows)."""
@@ -148,6 +151,11 @@ class H5Writer:
         if rows < self._saved:  # rows a segment holds are taken back: the next segment starts here
             self._saved = rows
         self._unsaved = [(i, data) for i, data in self._unsaved if i < rows]
+        self._unsaved_size = sum(len(data) for _, data in self._unsaved)
+
+    def _keep_unsaved(self, row: int, data: bytes) -> None:
+        self._unsaved.append((row, data))
+        self._unsaved_size += len(data)
 
     # -- segments: committed progress of a run that may be stopped --------------------------------
     def _segment_paths(self) -> list[tuple[int, Path]]:
@@ -181,7 +189,7 @@ class H5Writer:
             tmp.unlink(missing_ok=True)
             raise
         self._next_segment += 1
-        self._saved, self._unsaved = end, []
+        self._saved, self._unsaved, self._unsaved_size = end, [], 0
         return path
 
     def load_segments(self) -> dict | None:
