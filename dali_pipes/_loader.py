@@ -110,7 +110,9 @@ class ClipLoader:
     def load(self, items: Iterable[tuple[str, str]], spec: SamplingSpec, *, ahead: int = 0) -> Iterator[Batch]:
         """Yield :class:`Batch` es of results (bad files included, with their error), in input order.
 
-        ``items`` are ``(path, relpath)``; ``relpath`` seeds the per-file generator.
+        ``items`` are ``(path, relpath)`` or ``(path, relpath, segment)``; ``relpath`` seeds the
+        per-file generator; ``segment`` (``(start, end)`` seconds, either None) restricts the
+        sampling to the frames shown in ``[start, end)``.
         ``ahead``: batches decoded in a background thread ahead of the consumer (0: in line).
         The CPU clip memory then stays at ``ahead + 1`` batches for a consumer that uses
         each batch in a ``with`` block. With ``pipelines > 1`` several loaders, each with
@@ -120,7 +122,8 @@ class ClipLoader:
         if self.probe_workers:
             if self._prober is None:
                 self._prober = Prober(self.probe_workers)
-            items = [(path, relpath, self._prober.submit(path)) for path, relpath in (item[:2] for item in items)]
+            items = [(item[0], item[1], item[2] if len(item) > 2 else None, self._prober.submit(item[0]))
+                     for item in items]
         batches = self._parallel(list(items), spec) if self.pipelines > 1 else self._in_line(items, spec)
         if ahead <= 0:
             self.pool.limit = None  # one thread: a lease that waited would wait for ever

@@ -35,6 +35,7 @@ class ClipResult:
     scale_to: tuple[int, int] | None = None  # PyAV: frames scaled to (width, height) as they decode
     clip: object | None = None  # torch.Tensor [T, 3, S, S] float32
     error: VideoError | None = None
+    segment: tuple[float | None, float | None] | None = None  # [start, end) seconds sampled from, if given
 
     @property
     def ok(self) -> bool:
@@ -101,6 +102,27 @@ def decoded_bytes(frames: int, width: int, height: int) -> int:
     return frames * width * height * 3
 
 
+def sample_segment(spec: SamplingSpec, info: VideoInfo, relpath: str, segment) -> tuple[np.ndarray, bool]:
+    """``spec.plan`` over the whole video, or over the frames whose presentation time falls in
+    the segment ``[start, end)`` (either end None: open): n is then the number of those
+    frames, and the indices stay the file's own."""
+    if segment is None or segment == (None, None):
+        return spec.plan(info.num_frames, info.fps, relpath)
+    start, end = segment
+    times = np.asarray(info.times_of(range(info.num_frames)), np.float64)
+    inside = np.flatnonzero((times >= (start if start is not None else -np.inf)) & (times < (end if end is not None else np.inf)))
+    if inside.size == 0:
+        shown = f"[{_seconds(start)}, {_seconds(end)})"
+        last = f"{times[-1]:.3f} s" if times.size else "no frames"
+        raise VideoError(info.path, f"segment {shown} holds no frame (the video's last frame is at {last})")
+    indices, flip = spec.plan(int(inside.size), info.fps, relpath)
+    return inside[indices].astype(np.int64), flip
+
+
+def _seconds(value) -> str:
+    return "" if value is None else f"{value:g}"
+
+
 class Planner:
     """Items -> batches of planned results (probed, sampled, routed; bad files with their error).
 
@@ -117,15 +139,16 @@ class Planner:
         self.device_id, self.vram_fraction, self.max_pixels = device_id, vram_fraction, max_pixels
 
     def plan(self, item: tuple, spec: SamplingSpec) -> ClipResult:
-        """``item``: ``(path, relpath)``, or with a third element, a probe started ahead."""
+        """``item``: ``(path, relpath)``, with a third element the segment ``(start, end)``
+        (or None), with a fourth a probe started ahead."""
         path, relpath = item[0], item[1]
-        result = ClipResult(path=str(path), relpath=relpath)
+        result = ClipResult(path=str(path), relpath=relpath, segment=item[2] if len(item) > 2 else None)
         try:
-            result.info = info = outcome_of(item[2]) if len(item) > 2 else probe(path)
+            result.info = info = outcome_of(item[3]) if len(item) > 3 else probe(path)
             if info.width * info.height > self.max_pixels:
                 raise VideoError(path, f"frames of {info.width}x{info.height} are larger than the limit of "
                                        f"{self.max_pixels} pixels (8K is 7680x4320); --max-pixels raises it")
-            result.indices, result.flip = spec.plan(info.num_frames, info.fps, relpath)
+            result.indices, result.flip = sample_segment(spec, info, relpath, result.segment)
             chosen = self.router.route(info)
             result.front, result.note = chosen.front, chosen.reason
             if self.router.device != "gpu" and result.front == "dali" and correction("dali-cpu", info.colorspace, info.color_range, info.pix_fmt) is not None:
