@@ -108,6 +108,9 @@ def test_feature_dataset_in_a_dataloader_with_workers(made):
     batches = list(DataLoader(ds, batch_size=2, num_workers=2))
     assert [b[0].shape[0] for b in batches] == [2, 1] and batches[0][1].dtype == torch.bool
     assert sorted(n for b in batches for n in b[3]) == sorted(ds.filenames)
+    # each row's source video, relative to RAW (a flat category's filenames repeat its name)
+    assert all((made["raw"] / p).is_file() and p.rsplit("/", 1)[1] == n.rsplit("/", 1)[1]
+               for p, n in zip(ds.paths, ds.filenames, strict=True)) and len(set(ds.paths)) == 3
     in_memory = FeatureDataset(path, in_memory=True, transform=lambda f, m: f * m[:, None])
     assert torch.equal(in_memory[1][0], ds[1][0] * ds[1][1][:, None])
 
@@ -121,6 +124,8 @@ def test_clip_dataset_converts_compact_storage_as_extract_does(made, tmp_path):
     tensorize(made["raw"], compact, TensorizeConfig.from_options(frames=6, size=32, storage="uint8"), console=Console(quiet=True))
     full, small = ClipDataset(made["processed"], "train"), ClipDataset(compact, "train")
     assert len(full) == len(small) == 3 and full.category_mapping == {"apple": 0, "zebra": 1}
+    assert all((made["raw"] / p).is_file() and p.rsplit("/", 1)[1] == n.rsplit("/", 1)[1]
+               for p, (_, _, n) in zip(full.paths, full, strict=True)) and len(set(full.paths)) == 3
     for (a, la, na), (b, lb, nb) in zip(full, small, strict=True):
         assert (la, na) == (lb, nb) and a.dtype == b.dtype == torch.float32 and a.shape == (6, 3, 32, 32)
         assert (a - b).abs().max() < 0.5 / 255 / 0.224 + 1e-4  # uint8 rounding, in ImageNet units
@@ -215,7 +220,8 @@ def test_export_npy_per_video_with_an_index_and_reruns_skip(made, tmp_path):
             assert array.shape == (n, h5["features"].shape[2]) and np.array_equal(array, h5["features"][i, :n])
     with open(out / "index.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 4 and rows[0].keys() == {"split", "filename", "label", "num_frames", "fps"}
+    assert len(rows) == 4 and rows[0].keys() == {"split", "filename", "label", "num_frames", "fps", "path"}
+    assert rows[0]["filename"] == "train/apple/a/b.webm.npy" and rows[0]["path"] == "train/apple/a/b.webm"  # as in RAW
     vfr = next(r for r in rows if r["filename"] == "train/apple/a/vfr.mp4.npy")
     assert vfr["split"] == "train" and vfr["label"] == "0" and vfr["num_frames"] == str(output_rows(6, (1.0, 0.85, 1.15))) == "6"
     assert not [p for p in out.rglob("*.tmp")]
@@ -348,7 +354,8 @@ def test_dry_run_estimates_the_output_and_a_run_that_cannot_fit_stops_before_any
 
 # -- the command line a person reads -------------------------------------------------------------
 def test_help_fits_80_columns_and_version_says_what_a_bug_report_needs():
-    for command in ([], ["tensorize"], ["extract"], ["inspect"], ["export"], ["merge"], ["backbones"]):
+    for command in ([], ["tensorize"], ["extract"], ["inspect"], ["export"], ["merge"], ["backbones"], ["manifest"],
+                    *(["manifest", f] for f in ("tree", "ucf101", "hmdb51", "kinetics", "ssv2", "list"))):
         r = runner.invoke(app, [*command, "-h"], terminal_width=80)
         assert r.exit_code == 0, r.output
         body = "\n".join(line for line in r.output.splitlines() if not line.startswith("Usage:"))

@@ -77,6 +77,8 @@ def assert_same_features(a: Path, b: Path):
                 assert ha[key].dtype == hb[key].dtype and ha[key][:].tobytes() == hb[key][:].tobytes(), key
             assert ha["filenames"].dtype == hb["filenames"].dtype
             assert ha["filenames"][:].tolist() == hb["filenames"][:].tolist()
+            assert ha["paths"][:].tolist() == hb["paths"][:].tolist()  # merged with their rows
+            assert np.array_equal(ha["segments"][:], hb["segments"][:], equal_nan=True)
             fa, fb = ha["features"][:], hb["features"][:]
             assert fa.shape == fb.shape and np.abs(fa - fb).max() <= 1e-6 * np.abs(fa).max()
             attrs_a = {k: str(v) for k, v in ha.attrs.items() if k not in H5_RUN_SPECIFIC}

@@ -13,6 +13,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from vcp.cli.common import EXIT_ERROR, EXIT_OK
 from vcp.cli.extract import backbones_command, extract_command
+from vcp.cli.manifest import app as manifest_app
 from vcp.cli.merge import merge_command
 from vcp.cli.outputs import export_command, inspect_command
 from vcp.cli.tensorize import tensorize_command
@@ -99,6 +100,8 @@ for _name, _function, _short in (
     ("backbones", backbones_command, "The backbones: built-in, timm, plugins."),
 ):
     app.command(_name, cls=_Command, short_help=_short, context_settings={"help_option_names": ["-h", "--help"]})(_function)
+app.add_typer(manifest_app, name="manifest", short_help="A dataset's files (UCF101, Kinetics, SSv2, lists) -> a manifest.",
+              context_settings={"help_option_names": ["-h", "--help"]})
 
 
 def main() -> None:

@@ -37,11 +37,15 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     return scales
 
 
-@opt.bundled(clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
+@opt.bundled(inputs=opt.input_options, clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
 def extract_command(
     ctx: typer.Context,
-    processed: Annotated[Path, typer.Argument(metavar="PROCESSED", help="vcp tensorize's OUT (RAW with --from-videos).")],
-    features: Annotated[Path, typer.Argument(metavar="FEATURES", help="Folder for <split>_features[_multiscale].h5.")],
+    processed: Annotated[Path | None, typer.Argument(
+        metavar="PROCESSED", show_default=False,
+        help="vcp tensorize's OUT (RAW with --from-videos; none with --manifest).")] = None,
+    features: Annotated[Path | None, typer.Argument(metavar="FEATURES", show_default=False,
+                                                    help="Folder for <split>_features[_multiscale].h5.")] = None,
+    inputs: opt.Bundle = None,
     backbone: Annotated[str, typer.Option(metavar="NAME", rich_help_panel=BACKBONE,
                                           help="See `vcp backbones`; or timm/<model>.")] = "efficientnet_v2_s",
     weights: Annotated[str, typer.Option(metavar="W", rich_help_panel=BACKBONE,
@@ -78,6 +82,7 @@ def extract_command(
         try:
             parsed_scales, parsed_splits = _parse_scales(scales), opt.parse_splits(splits)
             opt.clip_settings(clip).check()
+            processed, features = _arguments(processed, features, inputs, from_videos)
             opt.print_config_if_asked(ctx, locals())
             this_shard = start_run(run)
             settings = _extract_config(
@@ -86,12 +91,22 @@ def extract_command(
                 shard=this_shard, seed=clip["seed"], compile=compile_net, cuda_graph=cuda_graph,
                 space_check=not run["no_space_check"],
             )
-            source = _VideoSource(opt.clip_settings(clip), decode) if from_videos else None
+            source = _VideoSource(opt.clip_settings(clip), decode, inputs) if from_videos else None
             results = _run(processed, features, settings, source, dry_run=run["dry_run"])
             code = finish_run(this_shard, features, sum(len(r.failures) for r in results), run["strict"])
         except (BackboneError, WeightsError) as exc:
             raise fail(str(exc), EXIT_USAGE) from None
     raise typer.Exit(code)
+
+
+def _arguments(processed, features, inputs: dict, from_videos: bool):
+    """(PROCESSED or RAW or None, FEATURES): the input options go with --from-videos only."""
+    if not from_videos and (inputs["manifest"] or inputs["root"] or inputs["classes"] or inputs["allow_overlap"]):
+        from vcp.common.errors import UsageError
+
+        raise UsageError("--manifest, --root, --classes and --allow-overlap choose videos: they go with --from-videos "
+                         "(.pt files keep the classes they were made with)")
+    return opt.input_arguments(processed, features, inputs, "RAW FEATURES" if from_videos else "PROCESSED FEATURES")
 
 
 def _extract_config(*, device: str, weights: str, shard, seed: int, **settings):
@@ -115,6 +130,7 @@ class _VideoSource:
 
     clip: ClipSettings
     decode: dict
+    inputs: dict  # where the videos come from: RAW, or --manifest (and --classes)
 
 
 def _chosen_weights(weights: str, seed: int):
@@ -135,16 +151,17 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
     if videos is not None:
         from vcp.stages.stream import extract_from_videos
 
+        tree = opt.read_input(source, videos.inputs, settings.splits)
         if dry_run:
             from vcp.cli.plan import stream_plan
 
-            console().print(stream_plan(source, features, settings, videos.clip, videos.decode["max_pixels"]))
+            console().print(stream_plan(tree, features, settings, videos.clip, videos.decode["max_pixels"]))
             raise typer.Exit(0)
         import torch
 
         index = torch.device(settings.device).index
         decode = opt.decode_settings(videos.decode, mode="cpu", device_id=settings.shard.local_rank if index is None else index)
-        return extract_from_videos(source, features, settings, videos.clip, decode, console=console(stderr=True))
+        return extract_from_videos(source, features, settings, videos.clip, decode, console=console(stderr=True), tree=tree)
     from vcp.stages.extract import extract
 
     if dry_run:

@@ -32,6 +32,16 @@ def value(choice) -> str:
 
 
 SAMPLING, DECODING, OUTPUT, RUN = "Sampling", "Decoding", "Output", "Run"  # help sections
+INPUT = "Input"
+
+Manifest = Annotated[Path | None, typer.Option(metavar="CSV", rich_help_panel=INPUT, show_default=False,
+                                               help="Videos from a manifest CSV (columns split,path,label) instead of RAW.")]
+Root = Annotated[Path | None, typer.Option(metavar="DIR", rich_help_panel=INPUT, show_default=False,
+                                           help="Folder the manifest's paths are relative to (default: its own).")]
+Classes = Annotated[str | None, typer.Option(metavar="FILE|numeric", rich_help_panel=INPUT, show_default=False,
+                                             help="Class indices: names, 'index name' lines or JSON; numeric: folder numbers.")]
+AllowOverlap = Annotated[bool, typer.Option("--allow-overlap", rich_help_panel=INPUT, show_default=False,
+                                            help="No warning for videos listed in two splits.")]
 
 Frames = Annotated[int, typer.Option("--frames", "-T", min=1, max=4096, metavar="T", rich_help_panel=SAMPLING,
                                      help="Frames per video.")]
@@ -159,6 +169,47 @@ def decode_options(
     """How to decode (see :class:`vcp.settings.DecodeSettings`)."""
 
 
+def input_options(
+    manifest: Manifest = None,
+    root: Root = None,
+    classes: Classes = None,
+    allow_overlap: AllowOverlap = False,
+):
+    """Where the videos come from when not from a RAW tree (see :func:`read_input`)."""
+
+
+def read_input(raw: Path | None, inputs: dict, splits):
+    """The videos to process: the manifest's (``--manifest``) or RAW's, ``--classes`` applied."""
+    from vcp.common.errors import UsageError
+    from vcp.inputs.classes import with_classes
+    from vcp.inputs.layout import discover_raw
+    from vcp.inputs.manifest import read_manifest
+
+    wanted = list(splits) if splits else None
+    if inputs["manifest"] is not None:
+        return read_manifest(inputs["manifest"], root=inputs["root"], classes=inputs["classes"], splits=wanted,
+                             allow_overlap=inputs["allow_overlap"])
+    if inputs["root"] is not None:
+        raise UsageError("--root is for --manifest (a RAW tree's paths are relative to RAW)")
+    return with_classes(discover_raw(raw, splits=wanted), inputs["classes"])
+
+
+def input_arguments(first: Path | None, second: Path | None, inputs: dict, names: str) -> tuple[Path | None, Path]:
+    """``RAW OUT``, or ``OUT`` alone with ``--manifest``: (RAW or None, OUT)."""
+    from vcp.common.errors import UsageError
+
+    source, target = names.split()
+    if inputs["manifest"] is not None:
+        if second is not None:
+            raise UsageError(f"with --manifest give {target} only ({source} is the manifest), got {first} {second}")
+        if first is None:
+            raise UsageError(f"missing argument {target}")
+        return None, first
+    if first is None or second is None:
+        raise UsageError(f"missing argument {target if first is not None else source} (or give --manifest CSV and {target})")
+    return first, second
+
+
 def run_options(
     shard: ShardOpt = None,
     strict: Strict = False,
@@ -219,7 +270,7 @@ def print_config_if_asked(ctx: typer.Context, values: dict) -> None:
     """``--print-config``: the resolved settings as TOML, then exit (bundles flattened).
     Call it after the values are validated: it prints only settings a run would accept."""
     flat = dict(values)
-    for bundle in ("clip", "decode", "run"):
+    for bundle in ("inputs", "clip", "decode", "run"):
         flat.update(flat.pop(bundle, None) or {})
     if flat.get("print_config"):
         print_config_and_exit(ctx, flat)

@@ -68,7 +68,7 @@ def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
 
     config.check(tree)
     needed = bytes_to_write(tree, Path(out), config)  # the groups that are not up to date, and their size
-    table = _table(f"vcp tensorize --dry-run: {tree.root} -> {out} (nothing written)", "group", tree, out, needed)
+    table = _table(f"vcp tensorize --dry-run: {_input_name(tree)} -> {out} (nothing written)", "group", tree, out, needed)
     for group in tree.groups:
         rejected = _rejections(group.files)
         n, key = len(group.files), group.rel_dir.as_posix()
@@ -87,13 +87,17 @@ def extract_plan(processed: Path, features: Path, config) -> PlainTable:
                         Path(features), config)
 
 
-def stream_plan(raw: Path, features: Path, config, clip, max_pixels: int) -> PlainTable:
+def _input_name(tree: RawTree) -> str:
+    return str(tree.manifest) if tree.manifest is not None else str(tree.root)
+
+
+def stream_plan(tree: RawTree, features: Path, config, clip, max_pixels: int) -> PlainTable:
     """One row per split for ``vcp extract --from-videos``."""
     from vcp.stages.settings import DecodeSettings
     from vcp.stages.stream import VideoSource
 
-    source = VideoSource(raw, config, clip, DecodeSettings(max_pixels=max_pixels))
-    return _source_plan(source, f"vcp extract --from-videos --dry-run: {raw} -> {features} (nothing written)",
+    source = VideoSource(None, config, clip, DecodeSettings(max_pixels=max_pixels), tree=tree)
+    return _source_plan(source, f"vcp extract --from-videos --dry-run: {_input_name(tree)} -> {features} (nothing written)",
                         Path(features), config)
 
 

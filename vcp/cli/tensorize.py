@@ -19,11 +19,14 @@ if TYPE_CHECKING:
     from vcp.stages.settings import TensorizeConfig
 
 
-@opt.bundled(clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
+@opt.bundled(inputs=opt.input_options, clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
 def tensorize_command(
     ctx: typer.Context,
-    raw: Annotated[Path, typer.Argument(metavar="RAW", help="RAW/<split>/<category>/[<subcategory>/]<video>")],
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder for the processed_data.pt files.")],
+    raw: Annotated[Path | None, typer.Argument(metavar="RAW", show_default=False,
+                                               help="RAW/<split>/<category>/[<subcategory>/]<video> (not with --manifest)")] = None,
+    out: Annotated[Path | None, typer.Argument(metavar="OUT", show_default=False,
+                                               help="Folder for the processed_data.pt files.")] = None,
+    inputs: opt.Bundle = None,
     mode: Annotated[opt.Mode, typer.Option(metavar="auto|gpu|cpu", rich_help_panel=opt.DECODING,
                                            help="Where to decode, resize and normalize.")] = opt.Mode.auto,
     clip: opt.Bundle = None,
@@ -42,9 +45,10 @@ def tensorize_command(
     with user_errors(run["debug"], stoppable=True):
         opt.clip_settings(clip).check()
         opt.print_config_if_asked(ctx, locals())
+        raw, out = opt.input_arguments(raw, out, inputs, "RAW OUT")
         this_shard = start_run(run)
-        settings = _settings(raw, mode, clip, interactive, decode, storage, overwrite, this_shard, not run["no_space_check"],
-                             opt.parse_splits(splits))
+        settings = _settings(raw, inputs, mode, clip, interactive, decode, storage, overwrite, this_shard,
+                             not run["no_space_check"], opt.parse_splits(splits))
         if run["dry_run"]:
             from vcp.cli.plan import tensorize_plan
 
@@ -63,14 +67,13 @@ class _Resolved:
     config: TensorizeConfig
 
 
-def _settings(raw, mode, clip: dict, interactive: bool, decode: dict, storage, overwrite: bool, shard, space_check: bool,
-              splits) -> _Resolved:
+def _settings(raw, inputs: dict, mode, clip: dict, interactive: bool, decode: dict, storage, overwrite: bool, shard,
+              space_check: bool, splits) -> _Resolved:
     """The options -> the tree and a :class:`TensorizeConfig` (after the prompts, if asked)."""
-    from vcp.inputs.layout import discover_raw
     from vcp.stages.settings import TensorizeConfig, WriteSettings
 
     clip_settings = opt.clip_settings(clip)
-    tree = discover_raw(raw, splits=list(splits) if splits else None)
+    tree = opt.read_input(raw, inputs, splits)
     mode = opt.value(mode)
     if interactive:
         mode, overrides = _prompt(tree, mode, clip_settings.strategy, clip_settings.strategy_for)

@@ -24,10 +24,20 @@ class Group:
     category: str
     subcategory: str
     files: tuple[Path, ...]
+    label: str | None = None  # the class name (None: the category's name)
+    paths: tuple[str, ...] | None = None  # a manifest's ``path`` of each file (None: relative to RAW)
+    segments: tuple[tuple[float | None, float | None] | None, ...] | None = None  # [start, end) seconds
 
     @property
     def rel_dir(self) -> Path:
         return Path(self.split, self.category, self.subcategory)
+
+    @property
+    def class_name(self) -> str:
+        return self.category if self.label is None else self.label
+
+    def segment(self, i: int) -> tuple[float | None, float | None] | None:
+        return self.segments[i] if self.segments is not None else None
 
 
 @dataclass(frozen=True)
@@ -87,9 +97,13 @@ class RawTree:
     categories: tuple[str, ...]
     ignored: tuple[Ignored, ...] = ()
     selected: tuple[str, ...] | None = None  # the splits asked for (None: all); the mapping spans all
+    classes: dict[str, int] | None = None  # the class indices when not the sorted names (--classes, a manifest's)
+    manifest: Path | None = None  # the manifest the groups were read from (None: a RAW tree)
 
     @property
     def category_mapping(self) -> dict[str, int]:
+        if self.classes is not None:
+            return dict(self.classes)
         return {name: i for i, name in enumerate(self.categories)}
 
     @property
@@ -101,6 +115,17 @@ class RawTree:
 
     def relpath(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+    def items(self, group: Group, keep=None) -> list[tuple]:
+        """``(path, relpath, segment)`` of the group's files (those ``keep(i)`` accepts):
+        what the loader takes. ``relpath`` names the file in messages and seeds its sampling:
+        the manifest's ``path``, else the path relative to RAW."""
+        return [(str(p), group.paths[i] if group.paths is not None else self.relpath(p), group.segment(i))
+                for i, p in enumerate(group.files) if keep is None or keep(i)]
+
+    def path_of(self, group: Group, i: int) -> str:
+        """The ``path`` outputs record for a group's file ``i``."""
+        return group.paths[i] if group.paths is not None else self.relpath(group.files[i])
 
 
 

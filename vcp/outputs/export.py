@@ -36,10 +36,16 @@ from vcp.store.contract import split_key
 from vcp.store.folders import file_stamp, prepare_output_dir
 from vcp.store.lock import output_lock
 from vcp.store.names import OutsideError, component_problem, confined, relpath_problem
-from vcp.store.readers import InputFileError, open_features, regular_file_problem, stored_names
+from vcp.store.readers import (
+    InputFileError,
+    open_features,
+    regular_file_problem,
+    stored_names,
+    stored_paths,
+)
 
 MANIFEST = ".vcp-export.json"
-INDEX_HEADER = ["split", "filename", "label", "num_frames", "fps"]
+INDEX_HEADER = ["split", "filename", "label", "num_frames", "fps", "path"]  # path: the manifest's (or RAW's)
 
 
 def _write_npy(rows: np.ndarray, path: Path) -> None:
@@ -175,7 +181,7 @@ def _export_split(h5_path: Path, out: Path, split: str, fmt: str, earlier: dict,
     rows, exported, taken = [], [], {}
     try:
         with open_features(h5_path) as h5:
-            names = stored_names(h5)
+            names, paths = stored_names(h5), stored_paths(h5)
             labels, counts = h5["labels"][:], h5["num_frames"][:]
             fps = h5["fps"][:] if "fps" in h5 else np.full(len(names), np.nan)
             feats = h5["features"]
@@ -208,7 +214,8 @@ def _export_split(h5_path: Path, out: Path, split: str, fmt: str, earlier: dict,
                     result.skipped += 1
                 exported.append(relative)
                 rate = float(fps[i])
-                rows.append([split, relative, int(labels[i]), int(counts[i]), "" if math.isnan(rate) else f"{rate:.6g}"])
+                rows.append([split, relative, int(labels[i]), int(counts[i]), "" if math.isnan(rate) else f"{rate:.6g}",
+                             paths[i]])
     except InputFileError as exc:
         if only:  # the only input: a usage error (exit 2)
             raise LayoutError(str(exc)) from None

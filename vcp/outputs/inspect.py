@@ -125,7 +125,8 @@ def _preview_rows(pts: list[Path], *, videos: int, tile: int, max_tiles: int) ->
                 f"#{indices[j]}" + (f" {times[j]:.2f}s" if times else "") if indices else f"{j}" for j in pick
             ]
             label = int(tf.data["labels"][i])
-            title = f"{tf.rel}/{name}  label {label} ({mapping.get(label, '?')})"
+            split = tf.path.parents[2].name
+            title = f"{split}: {tf.rel}/{name}  label {label} ({mapping.get(label, '?')})"
             rows.append((title, (pixels * 255).round().to(torch.uint8), labels))
         if len(rows) == videos:
             break

@@ -33,7 +33,7 @@ class FeatureDataset(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike, *, in_memory: bool = False, transform: Callable | None = None):
-        from vcp.store.readers import InputFileError, open_features, stored_names
+        from vcp.store.readers import InputFileError, open_features, stored_names, stored_paths
 
         self.path = Path(path)
         self.transform = transform
@@ -46,6 +46,7 @@ class FeatureDataset(Dataset):
             if bad is not None:
                 raise InputFileError(self.path, f"filenames row {bad} is not valid UTF-8")
             self.filenames = [n or "" for n in names]
+            self.paths = stored_paths(h5)  # each row's video as its manifest (or RAW) names it; "" if unknown
             self.max_frames, self.feature_dim = h5["features"].shape[1:]
             self._features = h5["features"][:] if in_memory else None
         self._h5 = None
@@ -110,6 +111,8 @@ class ClipDataset(Dataset):
             raise InputFileError(root / split, str(exc)) from None
         self.category_mapping = dict(self.groups[0].data["category_mapping"])
         self._index = [(g, i) for g, tf in enumerate(self.groups) for i in range(tf.data["videos"].shape[0])]
+        # each item's video as its manifest (or RAW) names it, from metadata.json ("" if unknown)
+        self.paths = [_record_path(self.groups[g], i) for g, i in self._index]
         target = IMAGENET
         self._affine = []
         for tf in self.groups:  # stored -> ImageNet: x * scale + shift, per channel
@@ -134,3 +137,8 @@ class ClipDataset(Dataset):
         if self.transform is not None:
             clip = self.transform(clip)
         return clip, int(tf.data["labels"][i]), f"{tf.rel}/{tf.data['filenames'][i]}"
+
+
+def _record_path(tf, i: int) -> str:
+    path = tf.records.get(tf.data["filenames"][i], {}).get("path")
+    return path if isinstance(path, str) else ""

@@ -133,7 +133,16 @@ def _clip_of(order: int, tf: TensorFile, i: int, frames) -> Clip:
     return Clip(
         order, frames, tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}", str(tf.path),
         fps=record.get("fps"), frame_indices=record.get("frame_indices"), frame_times=record.get("frame_times"),
+        path=record.get("path") if isinstance(record.get("path"), str) else None,
+        segment=_segment(record.get("segment")),
     )
+
+
+def _segment(value) -> tuple | None:
+    """A record's ``segment`` ([start, end], either null) or None when absent or malformed."""
+    if isinstance(value, list) and len(value) == 2 and all(v is None or isinstance(v, (int, float)) for v in value):
+        return tuple(value)
+    return None
 
 
 __all__ = [

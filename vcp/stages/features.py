@@ -121,6 +121,8 @@ class Clip:
     fps: float | None = None  # the source video's, and the frames it was sampled at (when known)
     frame_indices: list[int] | None = None
     frame_times: list[float] | None = None
+    path: str | None = None  # the manifest's path (or relative to RAW) of the source video
+    segment: tuple | None = None  # [start, end) seconds it was sampled in, if given
 
 
 def max_rows(frame_counts, config: ExtractConfig) -> int:

@@ -188,6 +188,11 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
                 if "frame_indices" in h5:
                     sampling = {"fps": float(h5["fps"][i]), "frame_indices": h5["frame_indices"][i].tolist(),
                                 "frame_times": h5["frame_times"][i].tolist()}
+                if "paths" in h5:
+                    path = h5["paths"][i]
+                    seg = [None if np.isnan(v) else float(v) for v in h5["segments"][i]] if "segments" in h5 else None
+                    sampling.update(path=path.decode() if isinstance(path, bytes) else path,
+                                    segment=None if seg is None or seg == [None, None] else seg)
                 w.append(h5["features"][i, :n], label=int(h5["labels"][i]), filename=name.decode() if isinstance(name, bytes) else name, **sampling)
             w.commit()
     finally:

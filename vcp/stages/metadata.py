@@ -54,11 +54,15 @@ def _decoder_name(front: str, mode: str) -> str:
     return "pyav"
 
 
-def video_record(result, mode: str) -> dict:
-    """One video's entry in ``metadata.json``: where its frames came from and how."""
+def video_record(result, mode: str, path: str | None = None) -> dict:
+    """One video's entry in ``metadata.json``: where its frames came from and how (``path``:
+    the manifest's ``path``, or the file's path relative to RAW; ``segment`` when sampled
+    from one)."""
     info = result.info
     return {
         "file": Path(result.path).name,
+        **({"path": path} if path is not None else {}),
+        **({"segment": list(result.segment)} if result.segment is not None else {}),
         "frame_indices": result.indices.tolist(),
         "frame_times": info.times_of(result.indices),
         "flipped": result.flip,

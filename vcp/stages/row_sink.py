@@ -71,6 +71,7 @@ class RowSink:
             writer.append(
                 rows, label=clip.label, filename=clip.filename, order=clip.order,
                 fps=clip.fps, frame_indices=clip.frame_indices, frame_times=clip.frame_times,
+                path=clip.path, segment=clip.segment,
             )
             result.videos += 1
             result.frames += clip.frames.shape[0]

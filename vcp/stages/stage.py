@@ -47,6 +47,7 @@ def owned_files(files: Sequence[Path], shard: Shard) -> set[Path]:
     """The files this rank handles: all of them, or a slice balanced by file size."""
     if not shard.active:
         return set(files)
+    files = list(dict.fromkeys(files))  # a video listed in two splits has one owner
     ranks = assign_balanced([file_stamp(p)[0] for p in files], shard.count)
     return {p for p, r in zip(files, ranks, strict=True) if r == shard.index}
 

@@ -45,6 +45,8 @@ def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pix
         "decode": DECODE_RULES,
         "max_pixels": max_pixels,
     }
+    if any(g.paths is not None for g in groups):  # a manifest's rows: paths, classes, segments
+        settings["rows"] = [[g.label, g.paths, g.segments] for g in groups]
     return fingerprint([f for g in groups for f in g.files], config, names=[
         f"{g.rel_dir.as_posix()}/{f.name}" for g in groups for f in g.files], stream=settings)
 
@@ -63,11 +65,13 @@ def extract_from_videos(
     *,
     model=None,
     console: Console | None = None,
+    tree: RawTree | None = None,
 ) -> RunResult:
-    source = VideoSource(raw, config, clip, decode)
+    """``tree``: the videos (a manifest's, or a RAW tree already read); else RAW is read."""
+    source = VideoSource(raw, config, clip, decode, tree=tree)
     encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
     source.stored = encoder.target  # clips are normalized for this backbone directly
-    return run_extract(source, Path(features), config, encoder, inputs_root=source.tree.root,
+    return run_extract(source, Path(features), config, encoder, inputs_root=source.tree.root if source.tree.manifest is None else None,
                        console=console or progress_console(stderr=True))
 
 
@@ -75,9 +79,10 @@ class VideoSource:
     """Clips of each split's videos, straight from the loader (made on entering: a dry run
     asks only for the splits, fingerprints and sizes)."""
 
-    def __init__(self, raw: str | Path, config: ExtractConfig, clip: ClipSettings, decode: DecodeSettings):
+    def __init__(self, raw: str | Path | None, config: ExtractConfig, clip: ClipSettings, decode: DecodeSettings,
+                 *, tree: RawTree | None = None):
         clip.check()
-        self.tree = discover_raw(raw, splits=list(config.splits) if config.splits else None)
+        self.tree = tree or discover_raw(raw, splits=list(config.splits) if config.splits else None)
         clip.check(self.tree)
         self.config, self.clip, self.decode, self.mapping = config, clip, decode, self.tree.category_mapping
         self.splits = self.tree.splits
@@ -108,22 +113,25 @@ class VideoSource:
         mine = stage.owned_files(everything, self.config.shard)  # balanced by file size
         return SplitJob(clips=functools.partial(self.clips, groups, everything, mine), total=len(mine),
                         frame_counts=[self.clip.frames], mapping=self.mapping,
-                        attrs={"source": "videos", "raw_root": str(self.tree.root)})
+                        attrs={"source": "videos", "raw_root": str(self.tree.root),
+                               **({"manifest": str(self.tree.manifest)} if self.tree.manifest else {})})
 
     def clips(self, groups: list[Group], everything: list[Path], mine: set[Path], resume_at: int = 0):
         """This rank's clips (and :class:`Failed` videos) in row order, from ``resume_at``."""
         order = {f: i for i, f in enumerate(everything)}  # single-process row order
         for group in groups:
-            items = [(str(p), self.tree.relpath(p)) for p in group.files if p in mine and order[p] >= resume_at]
+            keep = [i for i, p in enumerate(group.files) if p in mine and order[p] >= resume_at]
+            items = self.tree.items(group, set(keep).__contains__)
             if not items:
                 continue
-            for batch in self.loader.load(items, self.clip.sampling(group), ahead=self.depth):
-                for r in batch:
-                    if r.ok:
-                        name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"
-                        yield Clip(
-                            order[Path(r.path)], r.clip, self.stored, self.mapping[group.category], name, str(group.rel_dir),
-                            fps=r.info.fps, frame_indices=r.indices.tolist(), frame_times=r.info.times_of(r.indices),
-                        )
-                    else:
-                        yield Failed(order[Path(r.path)], r.relpath, r.error.reason)
+            batches = self.loader.load(items, self.clip.sampling(group), ahead=self.depth)
+            for i, r in zip(keep, (r for batch in batches for r in batch), strict=True):
+                if r.ok:
+                    name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"
+                    yield Clip(
+                        order[Path(r.path)], r.clip, self.stored, self.mapping[group.class_name], name, str(group.rel_dir),
+                        fps=r.info.fps, frame_indices=r.indices.tolist(), frame_times=r.info.times_of(r.indices),
+                        path=self.tree.path_of(group, i), segment=r.segment,
+                    )
+                else:
+                    yield Failed(order[Path(r.path)], r.relpath, r.error.reason)

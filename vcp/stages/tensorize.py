@@ -39,7 +39,9 @@ FORMAT_VERSION = 1
 
 
 def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mapping: dict) -> str:
-    """Hash of everything that determines a group's output: inputs and settings."""
+    """Hash of everything that determines a group's output: inputs and settings (and, for a
+    manifest's group, its rows: paths, class and segments)."""
+    rows = {"rows": [group.label, group.paths, group.segments]} if group.paths is not None else {}
     return stage.fingerprint({
         "format": FORMAT_VERSION,
         "decode": DECODE_RULES,
@@ -51,6 +53,7 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mappi
         "mean": config.stored_normalization.mean,
         "std": config.stored_normalization.std,
         "category_mapping": mapping,
+        **rows,
     })
 
 
@@ -97,7 +100,8 @@ def tensorize(
     config.check()
     tree = tree or discover_raw(raw)
     config.clip.check(tree)
-    out = prepare_output_dir(out, inputs=tree.root, what="OUT")
+    # a RAW tree's outputs inside it would be read back as inputs; a manifest lists its own
+    out = prepare_output_dir(out, inputs=tree.root if tree.manifest is None else None, what="OUT")
     check_space(out, sum(bytes_to_write(tree, out, config).values()), skip=not config.write.space_check)
     # the loader (and its probe processes) before the lock and any output is opened
     with config.decode.loader(config.clip.size, config.stored_normalization) as loader, output_lock(out, config.write.shard):
@@ -177,8 +181,10 @@ class _Run:
 
     def write(self, group: Group, files: list[Path], spec: SamplingSpec, fp: str, slot: Slot, *, on_video) -> list:
         config, loader = self.config, self.loader
-        label = self.mapping[group.category]
-        items = [(str(p), self.tree.relpath(p)) for p in files]
+        label = self.mapping[group.class_name]
+        mine = set(files)
+        items = self.tree.items(group, lambda i: group.files[i] in mine)
+        paths = {Path(item[0]).name: self.tree.path_of(group, i) for i, item in enumerate(self.tree.items(group))}
         failed, records = [], []
         started = time.perf_counter()
         stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
@@ -204,7 +210,7 @@ class _Run:
                     for r in batch:
                         if r.ok:
                             writer.add(r.clip, Path(r.path).name, label)
-                            records.append(video_record(r, config.decode.mode))
+                            records.append(video_record(r, config.decode.mode, paths[Path(r.path).name]))
                         else:
                             failed.append((r.relpath, r.error.reason))
                             file_error(r.relpath, r.error.reason)
@@ -224,7 +230,7 @@ class _Run:
 
 
 def _warn_cut_short(group: Group, items: list, records: list) -> None:
-    relpaths = {Path(path).name: relpath for path, relpath in items}
+    relpaths = {Path(item[0]).name: item[1] for item in items}
     cut_short = [f"{relpaths[r['file']]} ({r['frames_missing']} missing)" for r in records if r["frames_missing"]]
     if cut_short:
         print(

@@ -72,6 +72,7 @@ class H5Writer:
         self._pending: collections.deque = collections.deque()  # (row, future of compressed bytes)
         self._columns: dict[str, list] = {
             "labels": [], "num_frames": [], "filenames": [], "order": [], "fps": [], "frame_indices": [], "frame_times": [],
+            "paths": [], "segments": [],
         }
         self._written = 0
         self.segments = segments  # path prefix of this file's committed segments, or None
@@ -107,7 +108,7 @@ class H5Writer:
 
     def append(
         self, features: np.ndarray, *, label: int, filename: str, order: int | None = None,
-        fps: float | None = None, frame_indices=None, frame_times=None,
+        fps: float | None = None, frame_indices=None, frame_times=None, path: str | None = None, segment=None,
     ) -> None:
         """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded; with the
         video's rate and the frames it was sampled at when known."""
@@ -128,6 +129,7 @@ class H5Writer:
         for name, value in (
             ("labels", label), ("num_frames", rows), ("filenames", filename), ("order", order),
             ("fps", fps), ("frame_indices", frame_indices), ("frame_times", frame_times),
+            ("paths", path), ("segments", segment),
         ):
             self._columns[name].append(value)
         self._written += 1
@@ -239,6 +241,7 @@ class H5Writer:
         for name, dtype in columns:
             self._h5.create_dataset(name, data=np.array(self._columns[name], dtype=object if name == "filenames" else dtype), dtype=dtype)
         self._write_sampling()
+        self._write_paths()
         attrs = {
             "num_videos": n,
             "max_frames": rows,
@@ -275,6 +278,21 @@ class H5Writer:
         self._h5.create_dataset("fps", data=fps)
         self._h5.create_dataset("frame_indices", data=idx)
         self._h5.create_dataset("frame_times", data=sec)
+
+    def _write_paths(self) -> None:
+        """``paths`` str [N]: each row's video as its manifest (or RAW) names it, and
+        ``segments`` float64 [N, 2]: the ``[start, end)`` seconds it was sampled in (NaN: open,
+        or the whole video). Written when the rows' paths are known."""
+        paths = self._columns["paths"]
+        if all(p is None for p in paths):
+            return
+        self._h5.create_dataset("paths", data=np.array(["" if p is None else p for p in paths], dtype=object),
+                                dtype=h5py.string_dtype())
+        segments = np.full((self._written, 2), np.nan, np.float64)
+        for row, seg in enumerate(self._columns["segments"]):
+            if seg is not None:
+                segments[row] = [np.nan if v is None else v for v in seg]
+        self._h5.create_dataset("segments", data=segments)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         name_write_error(exc, self.final)

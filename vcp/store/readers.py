@@ -131,10 +131,14 @@ def features_problem(h5) -> str | None:
             names = _dataset(h5, "filenames", 1, "OS", n)
             if names.dtype.kind == "O" and h5py.check_string_dtype(names.dtype) is None:
                 raise ValueError("'filenames' must hold strings")
+        if "paths" in h5:
+            paths = _dataset(h5, "paths", 1, "OS", n)
+            if paths.dtype.kind == "O" and h5py.check_string_dtype(paths.dtype) is None:
+                raise ValueError("'paths' must hold strings")
         for name in ("fps",):
             if name in h5:
                 _dataset(h5, name, 1, "f", n)
-        for name, kinds in (("frame_indices", "iu"), ("frame_times", "f")):
+        for name, kinds in (("frame_indices", "iu"), ("frame_times", "f"), ("segments", "f")):
             if name in h5:
                 _dataset(h5, name, 2, kinds, n)
         for d in (feats, labels, counts):  # before reading anything of the declared size
@@ -177,13 +181,21 @@ def open_features(path: str | os.PathLike):
         h5.close()
 
 
-def stored_names(h5) -> list:
+def stored_paths(h5) -> list[str]:
+    """The ``paths`` column (each row's video as its manifest or RAW names it): "" for rows
+    without one, or a file written before ``paths`` existed, or bytes that are not UTF-8."""
+    if "paths" not in h5:
+        return [""] * h5["labels"].shape[0]
+    return [p if isinstance(p, str) else "" for p in stored_names(h5, "paths")]
+
+
+def stored_names(h5, column: str = "filenames") -> list:
     """The ``filenames`` column as Python values: str where the bytes are UTF-8, else the
     raw bytes (the caller reports that row)."""
-    if "filenames" not in h5:
+    if column not in h5:
         return [None] * h5["labels"].shape[0]
     out = []
-    for n in h5["filenames"][:]:
+    for n in h5[column][:]:
         if isinstance(n, bytes):
             try:
                 n = n.decode("utf-8")

@@ -1,0 +1,148 @@
+"""Real datasets' shapes in: UCF101, Kinetics, Something-Something v2, annotation lists and
+HMDB51 through ``vcp manifest`` -> ``vcp tensorize --manifest`` / ``vcp extract --from-videos
+--manifest``: official indices, split membership as the split files say, frames inside the
+segments (read back from the barcode frames)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import h5py
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.conftest import read_indices
+from vcp.cli import app
+from vcp.inputs.synth_datasets import (
+    SSV2_LABELS,
+    UCF_CLASSES,
+    make_kinetics,
+    make_ssv2,
+    make_ucf101,
+)
+from vcp.store.contract import META_NAME, PT_NAME, group_files
+
+runner = CliRunner()
+TZ = ["-T", "4", "--size", "32"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--no-multi-scale"]
+
+
+def _ok(args: list[str], code: int = 0):
+    r = runner.invoke(app, [str(a) for a in args])
+    assert r.exit_code == code, r.output
+    return r
+
+
+def _groups(out):
+    """{(split, category): [(path, label, frame_indices, segment, barcodes)]} of a processed tree."""
+    found = {}
+    for pt in group_files(out, PT_NAME):
+        data = torch.load(pt, weights_only=True)
+        meta = json.loads((pt.parent / META_NAME).read_text())
+        rows = []
+        for i, record in enumerate(meta["videos"]):
+            assert data["filenames"][i] == record["file"]
+            rows.append((record["path"], int(data["labels"][i]), record["frame_indices"], record.get("segment"),
+                         read_indices(data["videos"][i])))
+        found[(meta["split"], meta["category"])] = rows
+    return found
+
+
+def test_ucf101_fold_and_official_indices(tmp_path):
+    videos, splits = make_ucf101(tmp_path / "ucf")
+    _ok(["manifest", "ucf101", videos, splits, "--fold", "1", "-o", tmp_path / "m.csv"])
+    _ok(["tensorize", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "out", *TZ, "--mode", "cpu"])
+    groups = _groups(tmp_path / "out")
+    for i, name in enumerate(UCF_CLASSES, start=1):  # classInd.txt: 1-based, kept
+        train, test = groups[("train", name)], groups[("test", name)]
+        assert [r[0] for r in train] == [f"{name}/v_{name}_g08_c01.avi", f"{name}/v_{name}_g09_c01.avi"]
+        assert [r[0] for r in test] == [f"{name}/v_{name}_g01_c01.avi"]
+        assert {r[1] for r in train + test} == {i}
+        for _, _, indices, _, barcodes in train + test:
+            assert barcodes == indices  # the frames are the ones metadata.json names
+    meta = json.loads((tmp_path / "out/train/YoYo/YoYo" / META_NAME).read_text())
+    assert meta["category_mapping"] == {"ApplyEyeMakeup": 1, "Basketball": 2, "YoYo": 3}
+    _ok(["extract", "--from-videos", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "f", *TZ, *BB])
+    with h5py.File(tmp_path / "f/test_features.h5") as h5:
+        assert h5["labels"][:].tolist() == [1, 2, 3]
+        assert [p.decode() for p in h5["paths"][:]] == [f"{c}/v_{c}_g01_c01.avi" for c in UCF_CLASSES]
+        assert [n.decode() for n in h5["filenames"][:]] == [f"{c}/{c}/v_{c}_g01_c01.avi" for c in UCF_CLASSES]
+        assert json.loads(h5.attrs["category_mapping"]) == meta["category_mapping"]
+
+
+def test_kinetics_segments_missing_videos_and_ids_with_underscores(tmp_path):
+    table, videos = make_kinetics(tmp_path / "k")
+    r = _ok(["manifest", "kinetics", table, videos, "-o", tmp_path / "m.csv"], code=3)
+    assert "vcp: missing: train/yoga/deadlink000_000000_000010.mp4 (kinetics.csv line 5)" in r.output
+    _ok(["manifest", "kinetics", table, videos, "-o", tmp_path / "m.csv", "--allow-missing"])
+    rows = list(csv.DictReader((tmp_path / "m.csv").open()))
+    assert [(r["path"], r["index"], r["start"], r["end"]) for r in rows] == [
+        ("_abc123XYZ0.mp4", "0", "1", "3"),
+        ("train/passing American football (in game)/-dash_id_01_000002_000004.mp4", "0", "", ""),  # trimmed already
+        ("Zz9_yy8-xx7.mp4", "1", "0", "2"),
+        ("val_clip_01.mp4", "1", "3", "5"),
+    ]
+    _ok(["tensorize", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "out", *TZ, "--mode", "cpu"])
+    groups = _groups(tmp_path / "out")
+    # 10 fps: [1, 3) holds frames 10..29, [3, 5) frames 30..49; uniform picks 4 of them
+    assert groups[("train", "passing American football (in game)")] == [
+        ("_abc123XYZ0.mp4", 0, [10, 16, 22, 29], [1.0, 3.0], [10, 16, 22, 29]),
+        ("train/passing American football (in game)/-dash_id_01_000002_000004.mp4", 0, [0, 6, 12, 19], None, [0, 6, 12, 19]),
+    ]
+    assert groups[("val", "yoga")] == [("val_clip_01.mp4", 1, [30, 36, 42, 49], [3.0, 5.0], [30, 36, 42, 49])]
+    _ok(["extract", "--from-videos", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "f", *TZ, *BB,
+         "--splits", "train"])
+    with h5py.File(tmp_path / "f/train_features.h5") as h5:
+        assert h5["frame_indices"][0].tolist() == [10, 16, 22, 29]
+        assert h5["segments"][:2].tolist()[0] == [1.0, 3.0] and all(x != x for x in h5["segments"][1])  # NaN: none
+        assert [p.decode() for p in h5["paths"][:]][2] == "Zz9_yy8-xx7.mp4"
+
+
+def test_ssv2_labels_json_indices(tmp_path):
+    labels, videos = make_ssv2(tmp_path / "s")
+    _ok(["manifest", "ssv2", labels, videos, "-o", tmp_path / "m.csv"])
+    _ok(["tensorize", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "out", *TZ, "--mode", "cpu"])
+    groups = _groups(tmp_path / "out")
+    official = {name: int(i) for name, i in SSV2_LABELS.items()}
+    assert {(s, c): [(r[0], r[1]) for r in rows] for (s, c), rows in groups.items()} == {
+        ("train", "Putting something on a surface"): [("101.webm", 0)],
+        ("train", "Holding something next to something"): [("102.webm", 1), ("104.webm", 1)],
+        ("train", "Pretending to pick something up"): [("103.webm", 2)],
+        ("validation", "Pretending to pick something up"): [("201.webm", 2)],
+        ("validation", "Putting something on a surface"): [("202.webm", 0)],
+    }
+    meta = json.loads((tmp_path / "out/validation/Pretending to pick something up/Pretending to pick something up"
+                       / META_NAME).read_text())
+    assert meta["category_mapping"] == official
+
+
+def test_lists_and_hmdb51(tmp_path):
+    for rel in ("clips/a b.mp4", "clips/c.mp4", "brush_hair/x.avi", "brush_hair/y.avi", "cartwheel/z.avi"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    (tmp_path / "train.txt").write_text("clips/a b.mp4 1\nclips/c.mp4 0\n")
+    (tmp_path / "names.txt").write_text("zero\none\n")
+    _ok(["manifest", "list", "--split", f"train={tmp_path / 'train.txt'}", "--root", tmp_path, "--classes",
+         tmp_path / "names.txt", "-o", tmp_path / "l.csv"])
+    assert (tmp_path / "l.csv").read_text() == "split,path,label,index\ntrain,clips/a b.mp4,one,1\ntrain,clips/c.mp4,zero,0\n"
+    splits = tmp_path / "hmdb_splits"
+    splits.mkdir()
+    (splits / "brush_hair_test_split1.txt").write_text("x.avi 1 \ny.avi 2 \nw.avi 0 \n")
+    (splits / "cartwheel_test_split1.txt").write_text("z.avi 1 \n")
+    _ok(["manifest", "hmdb51", tmp_path, splits, "-o", tmp_path / "h.csv"])
+    assert (tmp_path / "h.csv").read_text() == ("split,path,label,index\ntrain,brush_hair/x.avi,brush_hair,0\n"
+                                                "test,brush_hair/y.avi,brush_hair,0\ntrain,cartwheel/z.avi,cartwheel,1\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tensorize", "--manifest", "M", "RAW", "OUT"], "with --manifest give OUT only"),
+    (["tensorize", "OUT"], "missing argument OUT (or give --manifest CSV and OUT)"),
+    (["extract", "--manifest", "M", "F"], "--manifest, --root, --classes and --allow-overlap choose videos"),
+    (["tensorize", "RAW", "OUT", "--root", "R"], "--root is for --manifest"),
+])
+def test_manifest_usage_errors(tmp_path, args, message):
+    (tmp_path / "RAW").mkdir()
+    r = runner.invoke(app, [str(tmp_path / a) if a in ("M", "RAW", "OUT", "F", "R") else a for a in args])
+    assert r.exit_code == 2 and message in r.output, r.output
