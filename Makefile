@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install vcp with its dev tools
 
-demo: $(STAMP) ## sample tree (3 splits, 4 codecs) -> tensors -> features (DEMO_WEIGHTS=none: offline)
+demo: $(STAMP) ## sample tree -> tensors -> features; a UCF101-shaped sample via a manifest (DEMO_WEIGHTS=none: offline)
 	$(BIN)/python -c "from vcp.inputs.synth import make_sample_tree; make_sample_tree('$(DEMO)/raw')"
 	$(BIN)/vcp tensorize $(DEMO)/raw $(DEMO)/processed --size 128
 	$(BIN)/vcp extract $(DEMO)/processed $(DEMO)/features --backbone $(BACKBONE) --weights $(DEMO_WEIGHTS)
@@ -39,6 +39,9 @@ demo: $(STAMP) ## sample tree (3 splits, 4 codecs) -> tensors -> features (DEMO_
 	$(BIN)/vcp inspect $(DEMO)/features
 	$(BIN)/vcp export $(DEMO)/features $(DEMO)/export
 	$(BIN)/python -c "from vcp.data import FeatureDataset, ClipDataset; f = FeatureDataset('$(DEMO)/features/train_features_multiscale.h5'); c = ClipDataset('$(DEMO)/processed', 'train'); print('loaders:', len(f), 'feature rows', tuple(f[0][0].shape), '|', len(c), 'clips', tuple(c[0][0].shape))"
+	$(BIN)/python -c "from vcp.inputs.synth_datasets import make_ucf101; make_ucf101('$(DEMO)/ucf')"
+	$(BIN)/vcp manifest ucf101 $(DEMO)/ucf/UCF-101 $(DEMO)/ucf/ucfTrainTestlist --fold 1 -o $(DEMO)/ucf101.csv
+	$(BIN)/vcp extract --from-videos --manifest $(DEMO)/ucf101.csv --root $(DEMO)/ucf/UCF-101 $(DEMO)/ucf-features --size 128 --backbone $(BACKBONE) --weights $(DEMO_WEIGHTS)
 
 test: $(STAMP) ## run the test suite (CPU; GPU tests skip without CUDA)
 	$(BIN)/python -m pytest -q

@@ -287,10 +287,45 @@ def bench_writer(work: Path, rows: list, clips: int = 24, pace: float = 0.15, ru
     ))
 
 
+# -- 7: a 100,000-row manifest ------------------------------------------------------------------
+def bench_manifest(work: Path, rows: list, n: int = 100_000, runs: int = 3):
+    """Parsing a manifest (``read_rows``: every value checked; goal under a second), and
+    reading it whole (``read_manifest``: + duplicates, classes, groups, paths confined to
+    --root), each against ``csv.reader`` alone over the same file."""
+    import csv
+
+    from vcp.inputs.manifest import read_manifest, read_rows
+
+    root = work / "manifest-videos"
+    (root / "v").mkdir(parents=True)
+    (root / "v/000000_x.mp4").write_bytes(b"")  # one file exists: the rest would fail when probed
+    path = work / "big.csv"
+    path.write_text("split,path,label,start,end\n" + "".join(
+        f"{'train' if i % 10 else 'val'},v/{i:06d}_x.mp4,class {i % 400} [a],{i % 7},{i % 7 + 10}\n" for i in range(n)))
+    plain, parse, whole, groups = [], [], [], 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        with open(path, newline="") as fh:
+            parsed = list(csv.reader(fh))
+        plain.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        assert len(read_rows(path)) == len(parsed) - 1 == n
+        parse.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        groups = len(read_manifest(path, root=root).groups)
+        whole.append(time.perf_counter() - start)
+    what = f"a {n:,}-row manifest (400 classes with spaces and brackets, segments)"
+    rows.append((f"parse {what}: every value checked", f"csv.reader alone: {min(plain):.2f} s",
+                 f"read_rows: {min(parse):.2f} s", f"{min(parse):.2f} s", "< 1 s", f"{n:,} rows"))
+    rows.append((f"read {what} whole: + duplicates, classes, groups, --root confinement",
+                 f"csv.reader alone: {min(plain):.2f} s", f"read_manifest: {min(whole):.2f} s", f"{min(whole):.2f} s",
+                 "(diagnostic)", f"{groups} groups"))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/benchmarks.md")
-    ap.add_argument("--only", choices=["extract", "tensorize", "streaming", "rss", "writer"], default=None)
+    ap.add_argument("--only", choices=["extract", "tensorize", "streaming", "rss", "writer", "manifest"], default=None)
     ap.add_argument("--videos", type=int, default=8, help="videos for tensorize/streaming (4 codecs round-robin)")
     args = ap.parse_args(argv)
     rows: list = []
@@ -298,7 +333,7 @@ def main(argv=None):
         work = Path(tmp)
         raw = work / "raw"
         make_videos(raw, args.videos)
-        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer"]
+        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer", "manifest"]
         processed = None
         if "extract" in todo or "tensorize" in todo:
             processed = bench_tensorize(raw, work, rows) if "tensorize" in todo else None
@@ -314,6 +349,8 @@ def main(argv=None):
             bench_rss(work, rows)
         if "writer" in todo:
             bench_writer(work, rows)
+        if "manifest" in todo:
+            bench_manifest(work, rows)
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
     print(header + "".join("| " + " | ".join(r) + " |\n" for r in rows))
     method = ("Tensorize best of 4, streaming best of 3, extract best of 2 after a warm-up; baseline and vcp "

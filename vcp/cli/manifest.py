@@ -24,7 +24,7 @@ def _finish(imported, output: Path, allow_missing: bool) -> None:
     from collections import Counter
 
     from vcp.common.report import one_line
-    from vcp.inputs.manifest import write_manifest
+    from vcp.inputs.datasets import write_manifest
 
     for line in imported.missing:
         print(one_line(f"vcp: missing: {line}"), file=sys.stderr)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vcp.common.errors import LayoutError
+from vcp.inputs.manifest import COLUMNS, REQUIRED
 from vcp.store.readers import regular_file_problem
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
@@ -224,3 +225,21 @@ def from_lists(splits: dict[str, Path], root: Path, classes: str | None) -> Impo
             i = names[label] if names is not None else sorted_index[label]
         out.add((root / rel).exists(), f"{where} line {n}", split=split, path=rel, label=name, index=i)
     return out
+
+
+def write_manifest(rows: list[dict], target: str | Path) -> Path:
+    """The canonical CSV of ``rows`` (dicts with the column names), written whole or not at
+    all; optional columns only when some row has them."""
+    target = Path(target)
+    used = [c for c in COLUMNS if c in REQUIRED or any(r.get(c) is not None for r in rows)]
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(used)
+            for r in rows:
+                writer.writerow(["" if r.get(c) is None else r[c] for c in used])
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

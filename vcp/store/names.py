@@ -12,6 +12,7 @@ outside it (a symbolic link inside the folder that points elsewhere).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -71,3 +72,31 @@ def confined(root: Path, name: str) -> Path:
     if base not in target.resolve().parents:
         raise OutsideError(f"leads outside {root} (a symbolic link inside it points elsewhere)")
     return target
+
+
+class Confinement:
+    """Whether a path stays inside ``root`` once its folders and its own symbolic link (if
+    it is one) are resolved; each folder is resolved and listed once."""
+
+    def __init__(self, root: Path):
+        self.root = os.path.realpath(root)
+        self.folders: dict[str, tuple[bool, str, frozenset]] = {}  # folder -> (inside, real folder, link names)
+
+    def _within(self, real: str) -> bool:
+        return real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)
+
+    def inside(self, path: str) -> bool:
+        folder, name = os.path.split(path)
+        known = self.folders.get(folder)
+        if known is None:
+            real = os.path.realpath(folder)
+            try:
+                with os.scandir(real) as entries:
+                    links = frozenset(e.name for e in entries if e.is_symlink())
+            except OSError:
+                links = frozenset()
+            known = self.folders[folder] = (self._within(real), real, links)
+        within, real, links = known
+        if not within or name in ("..", "."):
+            return False
+        return name not in links or self._within(os.path.realpath(os.path.join(real, name)))
