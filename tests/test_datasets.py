@@ -116,6 +116,9 @@ def test_ssv2_labels_json_indices(tmp_path):
     meta = json.loads((tmp_path / "out/validation/Pretending to pick something up/Pretending to pick something up"
                        / META_NAME).read_text())
     assert meta["category_mapping"] == official
+    _ok(["extract", "--from-videos", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "f", *TZ, *BB])
+    with h5py.File(tmp_path / "f/validation_features.h5") as h5:
+        assert h5["labels"][:].tolist() == [2, 0] and [p.decode() for p in h5["paths"][:]] == ["201.webm", "202.webm"]
 
 
 def test_lists_and_hmdb51(tmp_path):
@@ -141,8 +144,43 @@ def test_lists_and_hmdb51(tmp_path):
     (["tensorize", "OUT"], "missing argument OUT (or give --manifest CSV and OUT)"),
     (["extract", "--manifest", "M", "F"], "--manifest, --root, --classes and --allow-overlap choose videos"),
     (["tensorize", "RAW", "OUT", "--root", "R"], "--root is for --manifest"),
+    (["tensorize", "--manifest", "RAW", "OUT"], "RAW: a folder, not a file"),  # a folder given as the manifest
 ])
 def test_manifest_usage_errors(tmp_path, args, message):
     (tmp_path / "RAW").mkdir()
     r = runner.invoke(app, [str(tmp_path / a) if a in ("M", "RAW", "OUT", "F", "R") else a for a in args])
     assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_a_manifest_runs_as_a_tree_does(tmp_path):
+    """Dry run, settings file, up-to-date skipping (a changed segment redoes its group only),
+    sharding + merge, and the preview's titles, on a Kinetics-shaped manifest."""
+    from tests.test_scale_out import assert_same_features
+    from vcp.outputs.inspect import _preview_rows
+    from vcp.store.contract import group_files as groups_of
+
+    table, videos = make_kinetics(tmp_path / "k")
+    _ok(["manifest", "kinetics", table, videos, "-o", tmp_path / "m.csv", "--allow-missing"])
+    m = ["--manifest", tmp_path / "m.csv", "--root", videos]
+    plan = _ok(["tensorize", *m, tmp_path / "out", *TZ, "--dry-run"]).output
+    assert f"{tmp_path / 'm.csv'} ->" in " ".join(plan.split()) and "val/yoga/yoga" in plan
+    conf = _ok(["tensorize", *m, tmp_path / "out", *TZ, "--print-config"]).output
+    assert f'manifest = "{tmp_path / "m.csv"}"' in conf and "allow_overlap = false" in conf
+    (tmp_path / "run.toml").write_text(conf)
+    _ok(["tensorize", "--config", tmp_path / "run.toml", tmp_path / "out", "--mode", "cpu"])
+    before = {p: p.stat().st_mtime_ns for p in groups_of(tmp_path / "out", PT_NAME)}
+    _ok(["tensorize", *m, tmp_path / "out", *TZ])  # the same rows and settings: every group up to date
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    (tmp_path / "m.csv").write_text((tmp_path / "m.csv").read_text().replace("val_clip_01.mp4,yoga,1,3,5",
+                                                                             "val_clip_01.mp4,yoga,1,2,5"))
+    _ok(["tensorize", *m, tmp_path / "out", *TZ])
+    changed = sorted(p.parent.relative_to(tmp_path / "out").as_posix() for p, t in before.items() if p.stat().st_mtime_ns != t)
+    assert changed == ["val/yoga/yoga"]
+    assert json.loads((tmp_path / "out/val/yoga/yoga" / META_NAME).read_text())["videos"][0]["segment"] == [2.0, 5.0]
+    titles = [row[0] for row in _preview_rows(groups_of(tmp_path / "out", PT_NAME), videos=8, tile=16, max_tiles=2)]
+    assert {t.split(":")[0] for t in titles} == {"train", "val"}
+    _ok(["extract", "--from-videos", *m, tmp_path / "single", *TZ, *BB])
+    for i in (0, 1):
+        _ok(["extract", "--from-videos", *m, tmp_path / "sharded", *TZ, *BB, "--shard", f"{i}/2"])
+    _ok(["merge", tmp_path / "sharded"])
+    assert_same_features(tmp_path / "single", tmp_path / "sharded")
