@@ -41,7 +41,7 @@ demo: $(STAMP) ## sample tree -> tensors -> features; a UCF101-shaped sample via
 	$(BIN)/python -c "from vcp.data import FeatureDataset, ClipDataset; f = FeatureDataset('$(DEMO)/features/train_features_multiscale.h5'); c = ClipDataset('$(DEMO)/processed', 'train'); print('loaders:', len(f), 'feature rows', tuple(f[0][0].shape), '|', len(c), 'clips', tuple(c[0][0].shape))"
 	$(BIN)/python -c "from vcp.inputs.synth_datasets import make_ucf101; make_ucf101('$(DEMO)/ucf')"
 	$(BIN)/vcp manifest ucf101 $(DEMO)/ucf/UCF-101 $(DEMO)/ucf/ucfTrainTestlist --fold 1 -o $(DEMO)/ucf101.csv
-	$(BIN)/vcp extract --from-videos --manifest $(DEMO)/ucf101.csv --root $(DEMO)/ucf/UCF-101 $(DEMO)/ucf-features --size 128 --backbone $(BACKBONE) --weights $(DEMO_WEIGHTS)
+	$(BIN)/vcp extract --from-videos --manifest $(DEMO)/ucf101.csv --root $(DEMO)/ucf/UCF-101 $(DEMO)/ucf-features -T 16 --size 128 --backbone $(BACKBONE) --weights $(DEMO_WEIGHTS)
 
 test: $(STAMP) ## run the test suite (CPU; GPU tests skip without CUDA)
 	$(BIN)/python -m pytest -q
