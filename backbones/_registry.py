@@ -7,12 +7,13 @@ its distribution and the error; every other backbone keeps working.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from importlib import metadata
 
 import torch
 
-from .spec import Backbone, BackboneSpec
+from .spec import IMAGENET, Backbone, BackboneSpec, InputSpec
 from .weights import NoWeights, WeightsError, parse_weights, plugin_argument
 
 GROUP = "vcp.backbones"
@@ -39,19 +40,24 @@ def _describe(ep: metadata.EntryPoint) -> BackboneSpec:
         return BackboneSpec(**base, error=f'failed to load plugin "{ep.name}" due to {type(exc).__name__}: {exc}')
     if not callable(factory):
         return BackboneSpec(**base, error=f"{ep.value} is not callable")
-    dim = getattr(factory, "feature_dim", None)
+    dim, recipe = getattr(factory, "feature_dim", None), getattr(factory, "input_spec", None)
     if dim is None:
         try:
             with torch.device("meta"):
-                dim = getattr(factory(weights=None), "feature_dim", None)
+                module = factory(weights=None)
         except Exception as exc:  # noqa: BLE001
             return BackboneSpec(**{**base, "factory": factory}, error=f"factory(weights=None) failed: {type(exc).__name__}: {exc}")
+        dim, recipe = getattr(module, "feature_dim", None), getattr(module, "input_spec", recipe)
     if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
         return BackboneSpec(**{**base, "factory": factory}, error=f"returned module has no int feature_dim (got {dim!r})")
+    problem = None if recipe is None else (recipe.problem() if isinstance(recipe, InputSpec) else "not a backbones.InputSpec")
+    if problem:
+        return BackboneSpec(**{**base, "factory": factory}, feature_dim=dim, error=f"its input recipe cannot be used: {problem}")
     return BackboneSpec(
         **{**base, "factory": factory},
         feature_dim=dim,
         default_weights=getattr(factory, "default_weights", "DEFAULT"),
+        input=recipe or IMAGENET,
     )
 
 
@@ -119,7 +125,7 @@ class Registry:
             except Exception:  # noqa: BLE001
                 raise BackboneError(f"unknown timm model {model_name!r} (see timm.list_models())") from None
             return BackboneSpec(
-                name=name, factory=lambda weights=None: timm_models.build(model_name, weights),
+                name=name, factory=lambda weights=None, input_size=None: timm_models.build(model_name, weights, input_size),
                 feature_dim=dim, default_weights="DEFAULT", distribution="timm", entry_point="timm.create_model",
             )
         if self._specs is not None:
@@ -134,21 +140,39 @@ class Registry:
             raise BackboneError(f"backbone {name!r} is broken: {spec.error}")
         return spec
 
-    def create(self, name: str, weights="DEFAULT") -> Backbone:
-        """Build ``name`` with ``weights``; returns it frozen, as a :class:`Backbone`."""
+    def create(self, name: str, weights="DEFAULT", *, input_size: int | None = None) -> Backbone:
+        """Build ``name`` with ``weights``; returns it frozen, as a :class:`Backbone`.
+        ``input_size``: a timm model built for that size; any other backbone keeps its network
+        and its recipe takes that size (a network that pools whatever it gets)."""
+        from .timm_models import InputSizeError
+
         spec = self.spec(name)
         parsed = parse_weights(weights)
         try:
-            model = spec.factory(weights=plugin_argument(parsed))
+            if input_size is not None and name.startswith(TIMM_PREFIX):
+                model = spec.factory(weights=plugin_argument(parsed), input_size=input_size)
+            else:
+                model = spec.factory(weights=plugin_argument(parsed))
         except WeightsError:
             raise
+        except InputSizeError as exc:
+            raise BackboneError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001
             raise BackboneError(f"backbone {name!r} ({spec.distribution}) failed to build: {type(exc).__name__}: {exc}") from None
         source = "random init" if isinstance(parsed, NoWeights) else str(parsed)
         try:
-            return Backbone.of(model, input_spec=spec.input, weights_source=source)
+            backbone = Backbone.of(model, input_spec=spec.input, weights_source=source)
         except TypeError:
             raise BackboneError(f"backbone {name!r} ({spec.distribution}) returned no nn.Module with int feature_dim") from None
+        problem = backbone.input_spec.problem() if isinstance(backbone.input_spec, InputSpec) else "not an InputSpec"
+        if problem:
+            raise BackboneError(f"backbone {name!r} ({spec.distribution}) declares an input recipe vcp cannot use: {problem}")
+        if input_size is not None and not name.startswith(TIMM_PREFIX):
+            current = backbone.input_spec
+            backbone.input_spec = dataclasses.replace(
+                current, size=(input_size, input_size), scale=None, resize_mode=current.resize_mode if current.has_recipe else "squash",
+                crop_pct=current.crop_pct if current.has_recipe else 1.0)
+        return backbone
 
 
 _default: Registry | None = None
@@ -165,5 +189,5 @@ def list_backbones(*, include_broken: bool = False) -> list[str]:
     return default_registry().names(include_broken=include_broken)
 
 
-def get_backbone(name: str, weights="DEFAULT") -> Backbone:
-    return default_registry().create(name, weights)
+def get_backbone(name: str, weights="DEFAULT", *, input_size: int | None = None) -> Backbone:
+    return default_registry().create(name, weights, input_size=input_size)

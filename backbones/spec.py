@@ -9,18 +9,83 @@ and hands vcp a :class:`Backbone`: the module, unchanged, with those facts as fi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 
+RESIZE_MODES = ("center", "squash", "border")
+INTERPOLATIONS = ("bilinear", "bicubic")
+
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How frames must be prepared: RGB in 0..1, then ``(x - mean) / std``."""
+    """How frames must be prepared: RGB in 0..1, then ``(x - mean) / std``; with ``size``,
+    the model's whole input recipe (timm's eval transform, torchvision's preset):
+
+    - ``center``: the shorter edge to ``scale`` (default ``floor(size / crop_pct)``), then
+      the centre ``size`` crop (the aspect ratio kept, the borders lost);
+    - ``squash``: both edges to ``scale``, then the centre crop (the aspect ratio not kept);
+    - ``border``: the longer edge to ``scale``, then the centre crop, padded with the mean
+      where the frame is smaller (nothing lost);
+
+    resampled with ``interpolation`` (antialiased). Without ``size`` (the seed's backbones,
+    plugins that declare only statistics) frames go in as stored.
+    """
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    size: tuple[int, int] | None = None  # (height, width) the network takes
+    resize_mode: str = "center"
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
+    scale: tuple[int, int] | None = None  # the size before the crop (None: floor(size / crop_pct))
+
+    @property
+    def has_recipe(self) -> bool:
+        return self.size is not None
+
+    @property
+    def scale_size(self) -> tuple[int, int]:
+        """What the frame is resized to before the centre crop (timm: ``floor(size / crop_pct)``)."""
+        if self.scale is not None:
+            return self.scale
+        return (math.floor(self.size[0] / self.crop_pct), math.floor(self.size[1] / self.crop_pct))
+
+    def problem(self) -> str | None:
+        """Why this spec cannot be used (a plugin's nonsense), or None."""
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple | list) or len(value) != 3 or not all(
+                    isinstance(v, int | float) and math.isfinite(v) for v in value):
+                return f"{name} must be 3 finite numbers, got {value!r}"
+        if any(v <= 0 for v in self.std):
+            return f"std must be > 0, got {self.std!r}"
+        if self.size is None:
+            return None
+        for name in ("size", "scale"):
+            value = getattr(self, name)
+            if value is None and name == "scale":
+                continue
+            if not isinstance(value, tuple | list) or len(value) != 2 or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 8192 for v in value):
+                return f"input {name} must be (height, width) in 1..8192 pixels, got {value!r}"
+        if self.resize_mode not in RESIZE_MODES:
+            return f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}"
+        if self.interpolation not in INTERPOLATIONS:
+            return f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}"
+        if not isinstance(self.crop_pct, int | float) or not 0.05 <= self.crop_pct <= 4:
+            return f"crop_pct must be in 0.05..4, got {self.crop_pct!r}"
+        return None
+
+    def record(self) -> dict:
+        """The recipe as recorded beside features (HDF5 attrs, inspect)."""
+        out = {"mean": list(self.mean), "std": list(self.std)}
+        if self.size is not None:
+            out.update(input_size=list(self.size), resize_mode=self.resize_mode, crop_pct=self.crop_pct,
+                       interpolation=self.interpolation, resize_size=list(self.scale_size))
+        return out
 
 
 # The one place the ImageNet statistics are written down.

@@ -9,28 +9,79 @@ from .spec import IMAGENET, Backbone, InputSpec
 from .weights import NoWeights, WeightsError, WeightsFile, load_into, parse_weights, read_state_dict
 
 
-def build(model_name: str, weights=None) -> Backbone:
+def build(model_name: str, weights=None, input_size: int | None = None) -> Backbone:
+    """The headless model with its own input recipe; ``input_size`` builds it for that size
+    (a ViT's position embedding resampled as timm does) where the model allows it."""
     import timm
 
     if model_name not in timm.list_models(pretrained=False) and not timm.is_model(model_name):
         raise KeyError(model_name)
+    size_args = _size_arguments(model_name, input_size) if input_size else {}
     weights = parse_weights(weights)
     if isinstance(weights, NoWeights):
-        model, source = timm.create_model(model_name, pretrained=False, num_classes=0), "random init"
+        model, source = timm.create_model(model_name, pretrained=False, num_classes=0, **size_args), "random init"
     elif isinstance(weights, WeightsFile):
         # A state_dict of this timm model (as timm saves it), loaded strictly: every tensor
         # of the network must come from the file (timm's own file loading let resnet18
         # weights into a resnet34 without a word).
-        model = timm.create_model(model_name, pretrained=False, num_classes=0)
+        model = timm.create_model(model_name, pretrained=False, num_classes=0, **size_args)
         classifier = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or ()
         heads = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
         load_into(model, read_state_dict(weights.path), head_prefixes=heads, source=str(weights), arch=f"timm/{model_name}")
         source = str(weights)
     else:
-        model, source = _pretrained(model_name, weights.name)
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    spec = InputSpec(tuple(cfg["mean"]), tuple(cfg["std"])) if "mean" in cfg and "std" in cfg else IMAGENET
-    return Backbone(model, feature_dim=feature_dim(model_name), input_spec=spec, weights_source=source)
+        model, source = _pretrained(model_name, weights.name, size_args)
+    return Backbone(model, feature_dim=feature_dim(model_name), input_spec=recipe(model, input_size), weights_source=source)
+
+
+def recipe(model, input_size: int | None = None) -> InputSpec:
+    """The model's eval recipe as timm's own ``create_transform(..., is_training=False)``
+    reads it (``resolve_model_data_config``): size, crop mode and fraction, interpolation,
+    mean and std; ``input_size`` replaces the size (the crop fraction kept)."""
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(model)
+    size = (input_size, input_size) if input_size else tuple(int(v) for v in cfg["input_size"][1:])
+    return InputSpec(
+        mean=tuple(float(v) for v in cfg.get("mean", IMAGENET.mean)), std=tuple(float(v) for v in cfg.get("std", IMAGENET.std)),
+        size=size, resize_mode=cfg.get("crop_mode") or "center", crop_pct=float(cfg.get("crop_pct") or 0.875),
+        interpolation=str(cfg.get("interpolation") or "bilinear"),
+    )
+
+
+class InputSizeError(ValueError):
+    """``--input-size`` a model cannot take (one line, with the sizes that would work)."""
+
+
+def _size_arguments(model_name: str, input_size: int) -> dict:
+    """timm's arguments that build ``model_name`` for ``input_size`` pixels: ``img_size`` for
+    models with a fixed grid (ViTs: the size must be a multiple of the patch); none for
+    models that pool whatever they are given (CNNs). Checked on the meta device."""
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        try:
+            net = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=input_size).eval()
+            args = {"img_size": input_size}
+        except TypeError:  # no img_size argument: a network that takes any size, or one that takes only its own
+            net, args = timm.create_model(model_name, pretrained=False, num_classes=0).eval(), {}
+        except AssertionError as exc:
+            raise InputSizeError(f"--input-size {input_size}: timm/{model_name} refuses it ({exc})") from None
+    patch = getattr(getattr(net, "patch_embed", None), "patch_size", None)
+    if patch is not None:
+        p = int(patch[0] if isinstance(patch, tuple | list) else patch)
+        if input_size % p:
+            low, high = input_size // p * p, (input_size // p + 1) * p
+            raise InputSizeError(f"--input-size {input_size} is not a multiple of timm/{model_name}'s {p}-pixel patch: "
+                                 f"use {low} or {high}")
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, input_size, input_size, device="meta"))
+    except Exception as exc:  # noqa: BLE001 - a shape error: the model takes only its own size
+        raise InputSizeError(f"--input-size {input_size}: timm/{model_name} takes only its own input size "
+                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+    return args
 
 
 @functools.cache
@@ -56,7 +107,7 @@ def feature_dim(model_name: str) -> int:
     return int(getattr(net, "head_hidden_size", None) or net.num_features)
 
 
-def _pretrained(model_name: str, release: str):
+def _pretrained(model_name: str, release: str, size_args: dict | None = None):
     """timm's published weights: read from the local cache when they are there (no network
     call at all), downloaded only when the hub answers; otherwise a :class:`WeightsError`
     at once, naming the cache folder timm uses for this very release."""
@@ -70,7 +121,8 @@ def _pretrained(model_name: str, release: str):
     full = f"{model_name}.{cfg.tag}" if cfg.tag else model_name
     where, cached = _cached_file(cfg)
     if cached is not None:
-        model = timm.create_model(full, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(cached)})
+        model = timm.create_model(full, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(cached)},
+                                  **(size_args or {}))
         return model, f"timm {full} ({cached})"
     if not _hub_reachable():
         raise WeightsError(
@@ -79,7 +131,8 @@ def _pretrained(model_name: str, release: str):
             "(--weights none gives random init, for testing only)."
         )
     try:
-        return timm.create_model(full, pretrained=True, num_classes=0), f"timm {full} (downloaded to {where})"
+        return (timm.create_model(full, pretrained=True, num_classes=0, **(size_args or {})),
+                f"timm {full} (downloaded to {where})")
     except Exception as exc:  # noqa: BLE001 - HTTP errors, a proxy...
         raise WeightsError(
             f"pretrained weights for timm/{full} could not be downloaded to {where} "

@@ -12,7 +12,7 @@ from functools import partial
 
 from torch import nn
 
-from .spec import IMAGENET, Backbone
+from .spec import Backbone, InputSpec
 from .weights import (
     NoWeights,
     WeightsFile,
@@ -50,13 +50,26 @@ def build(arch: str, weights=None) -> nn.Module:
         state, source = torchvision_state_dict(arch, release)
         load_into(model, state, head_prefixes=(head + ".",), source=source, arch=arch)
     setattr(model, head, nn.Identity())
-    return Backbone(model, feature_dim=feature_dim, input_spec=IMAGENET, weights_source=source)
+    return Backbone(model, feature_dim=feature_dim, input_spec=recipe(arch), weights_source=source)
+
+
+def recipe(arch: str, release: str | None = None) -> InputSpec:
+    """The release's own preset (``weights.transforms()``): the shorter edge to its resize
+    size, the centre crop, its interpolation, ImageNet's statistics. vcp applies it with
+    ``--recipe model``; the default for these four is the frames as stored (``stored``)."""
+    import torchvision
+
+    preset = torchvision.models.get_model_weights(arch)[release or BUILTINS[arch][1]].transforms()
+    crop, resize = int(preset.crop_size[0]), int(preset.resize_size[0])
+    return InputSpec(mean=tuple(preset.mean), std=tuple(preset.std), size=(crop, crop), resize_mode="center",
+                     crop_pct=round(crop / resize, 6), interpolation=preset.interpolation.value, scale=(resize, resize))
 
 
 def _factory(arch: str):
     fn = partial(build, arch)
     fn.feature_dim = BUILTINS[arch][0]  # lets `vcp backbones` list it without building
     fn.default_weights = BUILTINS[arch][1]
+    fn.input_spec = recipe(arch)  # `vcp backbones` shows it; vcp applies it with --recipe model
     fn.__doc__ = f"torchvision {arch}, pooled {BUILTINS[arch][0]}-d features."
     return fn
 

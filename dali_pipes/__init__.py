@@ -7,6 +7,7 @@ rule, ``_nvdec`` the routing rule, ``_probe`` what a file is).
 
 from ._buffers import Batch
 from ._ffmpeg_log import set_ffmpeg_logging
+from ._geometry import Geometry
 from ._graph import build_pipeline
 from ._loader import ClipLoader, default_pipelines
 from ._nvdec import CapsTable, route
@@ -31,6 +32,7 @@ __all__ = [
     "CapsTable",
     "ClipLoader",
     "ClipResult",
+    "Geometry",
     "SamplingSpec",
     "VideoError",
     "VideoInfo",

@@ -10,16 +10,31 @@ Device = Literal["cpu", "gpu"]
 Front = Literal["dali", "pyav"]
 
 
-def _resize_normalize(frames, *, size: int, mean, std, flip):
+def _resize_normalize(frames, *, size: int, mean, std, flip, geometry=None):
     from nvidia.dali import fn, types
 
-    frames = fn.resize(
-        frames,
-        size=[size, size],
-        interp_type=types.INTERP_LINEAR,
-        antialias=True,
-        dtype=types.FLOAT,
-    )
+    if geometry is None:  # the S x S square every video is squashed to
+        frames = fn.resize(
+            frames,
+            size=[size, size],
+            interp_type=types.INTERP_LINEAR,
+            antialias=True,
+            dtype=types.FLOAT,
+        )
+    else:  # a model's recipe: each video to its own (height, width), then the exact crop box
+        resize = fn.external_source(name="resize", dtype=types.FLOAT, ndim=1)
+        anchor = fn.external_source(name="anchor", dtype=types.INT32, ndim=1)
+        frames = fn.resize(
+            frames,
+            size=resize.gpu() if frames.device == "gpu" else resize,
+            interp_type=types.INTERP_CUBIC if geometry.interpolation == "bicubic" else types.INTERP_LINEAR,
+            antialias=True,
+            dtype=types.FLOAT,
+        )
+        pad = [255.0 * m for m in mean] if geometry.mode == "border" else [0.0, 0.0, 0.0]
+        frames = fn.slice(
+            frames, anchor, list(geometry.size), axis_names="HW", out_of_bounds_policy="pad", fill_values=pad,
+        )
     return fn.crop_mirror_normalize(
         frames,
         dtype=types.FLOAT,
@@ -40,8 +55,10 @@ def build_pipeline(
     std: Sequence[float],
     num_threads: int | None = None,
     device_id: int | None = None,
+    geometry=None,
 ):
-    """Build (and ``build()``) one DALI pipeline for ``front`` on ``device``."""
+    """Build (and ``build()``) one DALI pipeline for ``front`` on ``device``; with a
+    :class:`~dali_pipes.Geometry`, each clip's resize size and crop anchor are fed per run."""
     from nvidia.dali import fn, pipeline_def, types
 
     @pipeline_def(
@@ -69,7 +86,7 @@ def build_pipeline(
             frames = fn.external_source(name="frames", dtype=types.UINT8, ndim=4, layout="FHWC", no_copy=True)
             if device == "gpu":
                 frames = frames.gpu()
-        return _resize_normalize(frames, size=size, mean=mean, std=std, flip=flip)
+        return _resize_normalize(frames, size=size, mean=mean, std=std, flip=flip, geometry=geometry)
 
     pipe = graph()
     pipe.build()

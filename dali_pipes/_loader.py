@@ -18,6 +18,7 @@ from typing import Literal
 
 from ._buffers import Batch, OutputPool
 from ._ffmpeg_log import ensure_ffmpeg_logging
+from ._geometry import Geometry
 from ._graph import Device
 from ._nvdec import CapsTable
 from ._plan import MAX_PIXELS, LoaderStats, Planner, Router
@@ -67,6 +68,7 @@ class ClipLoader:
         caps: CapsTable | None = None,
         probe_workers: int | None = None,
         max_pixels: int = MAX_PIXELS,
+        geometry: Geometry | None = None,
     ):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"Invalid device ({device!r}). Supported values are: cpu, gpu.")
@@ -77,17 +79,18 @@ class ClipLoader:
         self._args = dict(
             size=size, mean=tuple(mean), std=tuple(std), device=device, device_id=device_id, max_batch=max_batch,
             num_threads=num_threads, cpu_decoder=cpu_decoder, vram_fraction=vram_fraction, max_pixels=max_pixels,
+            geometry=geometry,
         )
         self.device, self.max_batch = device, max_batch
         self.stats = LoaderStats()
         caps = caps if caps is not None else (CapsTable(device_id) if device == "gpu" else None)
         self.router = Router(device, cpu_decoder, caps, self.stats)
         self.planner = Planner(self.router, max_batch=max_batch, size=size, device_id=device_id, vram_fraction=vram_fraction,
-                               max_pixels=max_pixels)
+                               max_pixels=max_pixels, geometry=geometry)
         self.pool = OutputPool()
         self.runner = BatchRunner(
             router=self.router, stats=self.stats, pool=self.pool, device=device, device_id=device_id,
-            max_batch=max_batch, size=size, mean=tuple(mean), std=tuple(std), num_threads=num_threads,
+            max_batch=max_batch, size=size, mean=tuple(mean), std=tuple(std), num_threads=num_threads, geometry=geometry,
         )
         # None: one pipeline per NVDEC engine the card reports (one pipeline keeps about one busy)
         self.pipelines = pipelines if pipelines is not None else default_pipelines(self.nvdec_engines)

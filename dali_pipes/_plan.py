@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._colour import correction
+from ._geometry import Geometry, stored_window
 from ._nvdec import CapsTable, Route, route, stream_key
 from ._probe import DALI_CPU_CODECS, VideoError, VideoInfo, outcome_of, probe
 from ._samplers import SamplingSpec
@@ -36,6 +37,8 @@ class ClipResult:
     clip: object | None = None  # torch.Tensor [T, 3, S, S] float32
     error: VideoError | None = None
     segment: tuple[float | None, float | None] | None = None  # [start, end) seconds sampled from, if given
+    resize_to: tuple[int, int] | None = None  # a model's recipe: the (height, width) the stored frames are resized to
+    crop_at: tuple[int, int] | None = None  # and the crop's (top, left) in them (negative: padding)
 
     @property
     def ok(self) -> bool:
@@ -119,6 +122,21 @@ def sample_segment(spec: SamplingSpec, info: VideoInfo, relpath: str, segment) -
     return inside[indices].astype(np.int64), flip
 
 
+def place(geometry: Geometry, info: VideoInfo) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where a model's recipe puts this video's frames: the (height, width) the stored frames
+    are resized to and the crop's (top, left) in them, computed on the frame as players show
+    it (after its rotation) so that the box is the one the model's own transform would take."""
+    k = (info.rotation // 90) % 4
+    shown = (info.width, info.height) if k % 2 else (info.height, info.width)
+    if k % 2 and geometry.size[0] != geometry.size[1]:
+        raise VideoError(info.path, f"rotated {info.rotation} degrees: a non-square model input "
+                                    f"({geometry.size[1]}x{geometry.size[0]}) from a rotated video is not supported")
+    rh, rw = geometry.resized(*shown)
+    top, left = geometry.window(rh, rw)
+    stored = (rw, rh) if k % 2 else (rh, rw)
+    return stored, stored_window(top, left, geometry.size, (rh, rw), info.rotation)
+
+
 def _seconds(value) -> str:
     return "" if value is None else f"{value:g}"
 
@@ -134,9 +152,10 @@ class Planner:
     """
 
     def __init__(self, router: Router, *, max_batch: int, size: int, device_id: int, vram_fraction: float,
-                 max_pixels: int = MAX_PIXELS):
+                 max_pixels: int = MAX_PIXELS, geometry: Geometry | None = None):
         self.router, self.max_batch, self.size = router, max_batch, size
         self.device_id, self.vram_fraction, self.max_pixels = device_id, vram_fraction, max_pixels
+        self.geometry = geometry
 
     def plan(self, item: tuple, spec: SamplingSpec) -> ClipResult:
         """``item``: ``(path, relpath)``, with a third element the segment ``(start, end)``
@@ -149,6 +168,8 @@ class Planner:
                 raise VideoError(path, f"frames of {info.width}x{info.height} are larger than the limit of "
                                        f"{self.max_pixels} pixels (8K is 7680x4320); --max-pixels raises it")
             result.indices, result.flip = sample_segment(spec, info, relpath, result.segment)
+            if self.geometry is not None:
+                result.resize_to, result.crop_at = place(self.geometry, info)
             chosen = self.router.route(info)
             result.front, result.note = chosen.front, chosen.reason
             if self.router.device != "gpu" and result.front == "dali" and correction("dali-cpu", info.colorspace, info.color_range, info.pix_fmt) is not None:

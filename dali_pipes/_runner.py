@@ -24,7 +24,7 @@ from ._buffers import Batch, FramePool, Lease, OutputPool
 from ._colour import correct_normalized, correction
 from ._graph import Front, build_pipeline
 from ._nvdec import dali_error_line
-from ._plan import ClipResult, LoaderStats, Router
+from ._plan import ClipResult, LoaderStats, Router, sample_segment
 from ._probe import VideoError
 from ._pyav import FrameCountMismatch, decode_frames
 from ._samplers import SamplingSpec
@@ -56,11 +56,11 @@ class BatchRunner:
 
     def __init__(
         self, *, router: Router, stats: LoaderStats, pool: OutputPool, device: str, device_id: int,
-        max_batch: int, size: int, mean, std, num_threads: int | None,
+        max_batch: int, size: int, mean, std, num_threads: int | None, geometry=None,
     ):
         self.router, self.stats, self.pool = router, stats, pool
         self.device, self.device_id, self.max_batch = device, device_id, max_batch
-        self._graph = dict(size=size, mean=mean, std=std, num_threads=num_threads)
+        self._graph = dict(size=size, mean=mean, std=std, num_threads=num_threads, geometry=geometry)
         self.pipes: dict[Front, object] = {}
         self._frame_pool = FramePool()
         self._lease: tuple[Lease, int] | None = None  # the batch in progress: its buffer, elements used
@@ -181,10 +181,17 @@ class BatchRunner:
         pipe.feed_input("encoded", encoded)
         pipe.feed_input("indices", [item.indices.astype(np.int32) for item in items])
         pipe.feed_input("flip", [_graph_flip(item) for item in items])
+        self._feed_geometry(pipe, items)
         for item, clip in zip(items, self._outputs(pipe, len(items)), strict=True):
             item.clip = clip
             self._correct_colour(item)
         return True
+
+    def _feed_geometry(self, pipe, items: list[ClipResult]) -> None:
+        """A model's recipe: each clip's resize size and crop anchor, planned for its own frame."""
+        if self._graph["geometry"] is not None:
+            pipe.feed_input("resize", [np.array(item.resize_to, np.float32) for item in items])
+            pipe.feed_input("anchor", [np.array(item.crop_at, np.int32) for item in items])
 
     def _correct_colour(self, item: ClipResult) -> None:
         """DALI's decoder converted with BT.601: give a stream tagged otherwise its own colours."""
@@ -216,7 +223,8 @@ class BatchRunner:
                 item.info, frames_missing=item.info.frames_missing + lost,
                 warning="; ".join(filter(None, [item.info.warning, note])),
             )
-            item.indices, item.flip = spec.plan(short.decoded, item.info.fps, item.relpath)
+            shorter = dataclasses.replace(item.info, num_frames=short.decoded, frame_times=item.info.frame_times[:short.decoded])
+            item.indices, item.flip = sample_segment(spec, shorter, item.relpath, item.segment)
             frames = decode(item.indices)
         if notes:  # e.g. a frame size change
             item.info = dataclasses.replace(item.info, warning="; ".join(filter(None, [item.info.warning, *notes])))
@@ -235,5 +243,6 @@ class BatchRunner:
         pipe = self._pipe("pyav")
         pipe.feed_input("frames", decoded, layout="FHWC")  # read in place (no_copy), see build_pipeline
         pipe.feed_input("flip", [_graph_flip(item) for item in ready])
+        self._feed_geometry(pipe, ready)
         for item, clip in zip(ready, self._outputs(pipe, len(ready)), strict=True):
             item.clip = clip

@@ -31,3 +31,27 @@ def raises(weights=None):
 
 
 NOT_CALLABLE = 42
+
+
+class BadRecipe(Tiny):
+    """Declares an input recipe with two means and a zero std."""
+
+    def __init__(self):
+        super().__init__()
+        from backbones import InputSpec
+
+        self.input_spec = InputSpec(mean=(0.5, 0.5), std=(0.0, 1.0, 1.0))
+
+
+def bad_recipe(weights=None):
+    return BadRecipe()
+
+
+def own_recipe(weights=None):
+    """A plugin that declares its whole recipe: 64x64, squashed, bicubic, mean/std 0.5."""
+    from backbones import InputSpec
+
+    model = Tiny()
+    model.input_spec = InputSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), size=(64, 64), resize_mode="squash",
+                                 interpolation="bicubic")
+    return model

@@ -290,3 +290,28 @@ def test_the_backbone_wrapper_is_transparent_to_state_dicts_and_attributes(tmp_p
     nested = torch.nn.Sequential(get_backbone("resnet50", weights=None))
     nested.load_state_dict(torch.nn.Sequential(model).state_dict())  # inside another module too
     torch.testing.assert_close(nested(x), model(x))
+
+
+def test_a_plugins_recipe_is_checked_and_applied(tmp_path, videos):
+    """Nonsense (two means, a zero std) makes the plugin broken in the listing and refused
+    before any work; a plugin's own recipe (64x64, squashed) is what its network is given."""
+    from vcp.stages.extract import extract
+    from vcp.stages.settings import ExtractConfig, TensorizeConfig
+    from vcp.stages.tensorize import tensorize
+
+    registry = Registry([_ep("bad", "tests.plugins:bad_recipe"), _ep("own", "tests.plugins:own_recipe")])
+    specs = registry.specs()
+    assert specs["bad"].error == "its input recipe cannot be used: mean must be 3 finite numbers, got (0.5, 0.5)"
+    with pytest.raises(BackboneError, match="broken: its input recipe cannot be used"):
+        registry.create("bad", None)
+    assert specs["own"].ok and specs["own"].input.size == (64, 64)
+    model = registry.create("own", None)
+    raw = tmp_path / "raw"
+    videos.copy_to(raw / "train/cat/v.mp4", codec="h264", num_frames=8, width=96, height=64)
+    tensorize(raw, tmp_path / "p", TensorizeConfig.from_options(frames=2, size=32), console=None)
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
+    config = ExtractConfig(backbone="own", weights=None, device="cpu", multi_scale=False, fuse_conv_bn=False)
+    assert config.uses_model_recipe  # auto: a plugin's own recipe
+    extract(tmp_path / "p", tmp_path / "f", config, model=model)
+    assert seen and all(shape[1:] == (3, 64, 64) for shape in seen)

@@ -26,7 +26,7 @@ from vcp.store.contract import META_NAME, PT_NAME, group_files
 
 runner = CliRunner()
 TZ = ["-T", "4", "--size", "32"]
-BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--no-multi-scale"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--no-multi-scale", "--recipe", "stored"]
 
 
 def _ok(args: list[str], code: int = 0):

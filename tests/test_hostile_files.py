@@ -24,7 +24,7 @@ from vcp.store.readers import InputFileError
 
 runner = CliRunner()
 TZ = ["--frames", "4", "--size", "32", "--mode", "cpu"]
-BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--recipe", "stored"]
 
 
 def errors_of(result) -> list[str]:

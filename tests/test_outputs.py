@@ -29,7 +29,7 @@ else:  # pragma: no cover
 
 runner = CliRunner()
 TZ = ["--frames", "6", "--size", "32", "--mode", "cpu"]
-BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--recipe", "stored"]
 # frame k of the variable-rate video is shown at VFR_MS[k] milliseconds
 VFR_MS = [0, 40, 80, 200, 240, 500, 540, 580, 1000, 1040, 1080, 1500]
 
@@ -368,7 +368,7 @@ def test_help_fits_80_columns_and_version_says_what_a_bug_report_needs():
 
 def test_one_config_file_serves_both_stages_with_the_option_names(made, tmp_path):
     conf = tmp_path / "both.toml"
-    conf.write_text('frames = 6\nsize = 32\n[tensorize]\nmode = "cpu"\n[extract]\ncompile = false\nbackbone = "timm/resnet18"\n'
+    conf.write_text('frames = 6\nsize = 32\n[tensorize]\nmode = "cpu"\n[extract]\ncompile = false\nbackbone = "timm/resnet18"\nrecipe = "stored"\n'
                     'weights = "none"\ndevice = "cpu"\nscales = "1.0,0.5"\n')
     r = runner.invoke(app, ["tensorize", str(made["raw"]), str(tmp_path / "p"), "--config", str(conf), "--print-config"])
     assert r.exit_code == 0, r.output

@@ -27,7 +27,7 @@ from vcp.store.lock import output_lock
 
 runner = CliRunner()
 TZ = ["--frames", "8", "--size", "32", "--mode", "cpu"]
-BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--recipe", "stored"]
 
 
 def errors_of(result) -> list[str]:

@@ -25,7 +25,7 @@ from vcp.store.contract import PT_NAME
 
 runner = CliRunner()
 TZ = ["--frames", "8", "--size", "32", "--mode", "cpu"]
-BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu"]
+BB = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--recipe", "stored"]
 DATASETS = ("features", "labels", "num_frames", "filenames", "fps", "frame_indices", "frame_times")
 
 

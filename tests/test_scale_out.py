@@ -42,7 +42,7 @@ def tree(tmp_path_factory, videos):
     torch.save(timm.create_model("resnet18", num_classes=1000).state_dict(), weights)
     single = root / "single"
     assert runner.invoke(app, ["tensorize", str(raw), str(single), *TZ]).exit_code == 3
-    bb = ["--backbone", "timm/resnet18", "--weights", str(weights), "--device", "cpu"]
+    bb = ["--backbone", "timm/resnet18", "--weights", str(weights), "--device", "cpu", "--recipe", "stored"]
     assert runner.invoke(app, ["extract", str(single), str(root / "f_single"), *bb]).exit_code == 0
     r = runner.invoke(app, ["extract", "--from-videos", str(raw), str(root / "s_single"), *bb, *TZ[:4], "--strategy", "segment"])
     assert r.exit_code == 3, r.output
@@ -160,7 +160,7 @@ def test_merge_refuses_mismatched_parts(tree, tmp_path):
     feats = tmp_path / "f"
     single = tree["single"]
     runner.invoke(app, ["extract", str(single), str(feats), *tree["bb"], "--shard", "0/2"])
-    runner.invoke(app, ["extract", str(single), str(feats), "--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--shard", "1/2"])
+    runner.invoke(app, ["extract", str(single), str(feats), "--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--recipe", "stored", "--shard", "1/2"])
     r = runner.invoke(app, ["merge", str(feats)])
     assert r.exit_code == 2 and "parts disagree on weights" in r.stderr, r.output
     shutil.rmtree(feats)

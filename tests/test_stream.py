@@ -14,7 +14,7 @@ from vcp.store.contract import PT_NAME
 
 runner = CliRunner()
 SAMPLING = ["--frames", "8", "--size", "32", "--strategy", "segment", "--strategy-for", "a=center", "--clip-duration", "1"]
-BACKBONE = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--batch-size", "5"]
+BACKBONE = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--batch-size", "5", "--recipe", "stored"]
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_probe_processes_hold_no_output_once_a_run_returns(raw, tmp_path, monkey
     monkeypatch.setattr(ClipLoader, "__init__", with_probe_processes)
     quiet = Console(quiet=True)
     config = TensorizeConfig.from_options(frames=8, size=32, mode="cpu")
-    extract_config = ExtractConfig(backbone="timm/resnet18", weights=None, device="cpu", batch_size=5)
+    extract_config = ExtractConfig(backbone="timm/resnet18", weights=None, device="cpu", batch_size=5, recipe="stored")
     for run in range(2):  # the second run takes the same output lock again
         tensorize(raw, tmp_path / "p", config, console=quiet)
         assert not multiprocessing.active_children()

@@ -37,14 +37,24 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     return scales
 
 
+ProcessedArgument = Annotated[Path | None, typer.Argument(
+    metavar="PROCESSED", show_default=False, help="vcp tensorize's OUT (RAW with --from-videos; none with --manifest).")]
+FeaturesArgument = Annotated[Path | None, typer.Argument(
+    metavar="FEATURES", show_default=False, help="Folder for <split>_features[_multiscale].h5.")]
+RecipeOption = Annotated[opt.Recipe, typer.Option(
+    metavar="auto|model|stored", rich_help_panel=BACKBONE,
+    help="Input: the model's own resize, crop and statistics, or the frames as stored (auto: stored for the "
+         "four built-ins, else model).")]
+InputSizeOption = Annotated[int | None, typer.Option(
+    min=8, max=4096, metavar="N", rich_help_panel=BACKBONE, show_default=False,
+    help="Build the model for NxN input (a ViT's N: a multiple of its patch, else refused; not padded).")]
+
+
 @opt.bundled(inputs=opt.input_options, clip=opt.clip_options, decode=opt.decode_options, run=opt.run_options)
 def extract_command(
     ctx: typer.Context,
-    processed: Annotated[Path | None, typer.Argument(
-        metavar="PROCESSED", show_default=False,
-        help="vcp tensorize's OUT (RAW with --from-videos; none with --manifest).")] = None,
-    features: Annotated[Path | None, typer.Argument(metavar="FEATURES", show_default=False,
-                                                    help="Folder for <split>_features[_multiscale].h5.")] = None,
+    processed: ProcessedArgument = None,
+    features: FeaturesArgument = None,
     inputs: opt.Bundle = None,
     backbone: Annotated[str, typer.Option(metavar="NAME", rich_help_panel=BACKBONE,
                                           help="See `vcp backbones`; or timm/<model>.")] = "efficientnet_v2_s",
@@ -62,6 +72,8 @@ def extract_command(
                                               help="torch.compile the backbone (long CUDA runs).")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", rich_help_panel=BACKBONE, show_default=False,
                                              help="CUDA: replay the backbone as one CUDA graph per batch.")] = False,
+    recipe: RecipeOption = opt.Recipe.auto,
+    input_size: InputSizeOption = None,
     multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", rich_help_panel=opt.OUTPUT,
                                               help="The three-scale temporal pass.")] = True,
     scales: Annotated[str, typer.Option(metavar="A,B,C", rich_help_panel=opt.OUTPUT, help="Temporal scales.")] = "1.0,0.85,1.15",
@@ -89,7 +101,7 @@ def extract_command(
                 backbone=backbone, weights=weights, device=device, multi_scale=multi_scale, scales=parsed_scales,
                 batch_size=batch_size, splits=parsed_splits, precision=opt.value(precision), overwrite=overwrite,
                 shard=this_shard, seed=clip["seed"], compile=compile_net, cuda_graph=cuda_graph,
-                space_check=not run["no_space_check"],
+                space_check=not run["no_space_check"], recipe=opt.value(recipe), input_size=input_size,
             )
             source = _VideoSource(opt.clip_settings(clip), decode, inputs) if from_videos else None
             results = _run(processed, features, settings, source, dry_run=run["dry_run"])
@@ -175,13 +187,18 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
 def backbones_command() -> None:
     """List backbones: built-ins, timm, plugins (broken ones with their error)."""
     from backbones import default_registry
+    from backbones.torchvision_models import BUILTINS
 
     table = PlainTable(title="vcp backbones (entry-point group vcp.backbones)")
-    for col in ("name", "dim", "default weights", "from", "status"):
+    for col in ("name", "dim", "input (recipe)", "default weights", "from", "status"):
         table.add_column(col, overflow="fold")
     registry = default_registry()
     for name, spec in registry.specs().items():
         status = "ok" if spec.ok else f"broken: {spec.error}"
-        table.add_row(name, str(spec.feature_dim or "-"), str(spec.default_weights or "-"), spec.distribution, status)
-    table.add_row("timm/<model>", "its own", "DEFAULT", "timm", "ok")
+        recipe = spec.input
+        shown = f"{recipe.size[1]}x{recipe.size[0]} {recipe.resize_mode}" if recipe.has_recipe else "as stored"
+        if name in BUILTINS:
+            shown = f"as stored ({shown} with --recipe model)"
+        table.add_row(name, str(spec.feature_dim or "-"), shown, str(spec.default_weights or "-"), spec.distribution, status)
+    table.add_row("timm/<model>", "its own", "its own", "DEFAULT", "timm", "ok")
     console().print(table)

@@ -24,6 +24,7 @@ Precision = choices("Precision", ("fp32", "bf16", "fp16"))
 Storage = choices("Storage", ("float32", "float16", "uint8"))
 CpuDecoderName = choices("CpuDecoderName", ("auto", "pyav"))
 StrategyName = choices("StrategyName", STRATEGIES)
+Recipe = choices("Recipe", ("auto", "model", "stored"))
 
 
 def value(choice) -> str:

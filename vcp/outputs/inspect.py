@@ -161,6 +161,37 @@ def _draw_sheet(rows: list[tuple], out: Path, *, tile: int) -> None:
     sheet.save(out)
 
 
+def made_how(path: Path) -> str | None:
+    """"How these features were made": what someone else needs to make the same ones
+    (the sampling is in each row's frame_indices/frame_times)."""
+    import json
+
+    from vcp.store.readers import InputFileError, open_features
+
+    try:
+        with open_features(path) as h5:
+            a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+    except InputFileError:
+        return None
+    if "recipe" not in a:
+        return None
+    lines = [f"how these features were made ({path.name}):",
+             f"  backbone {a.get('backbone')}, weights {a.get('weights')}, precision {a.get('precision')}, "
+             f"scales {a.get('scales')}"]
+    mean, std = json.loads(a.get("mean", "null")), json.loads(a.get("std", "null"))
+    if a["recipe"] == "model":
+        (h, w), (rh, rw) = json.loads(a["input_size"]), json.loads(a["resize_size"])
+        how = {"center": f"shorter edge to {rh}, centre crop {w}x{h}", "squash": f"resize to {rw}x{rh}, centre crop {w}x{h}",
+               "border": f"longer edge to {max(rh, rw)}, centre crop (padded with the mean) {w}x{h}"}[a["resize_mode"]]
+        lines.append(f"  input: the model's recipe: {how} (crop_pct {a['crop_pct']}), {a['interpolation']} antialiased,")
+    else:
+        lines.append("  input: the frames as stored (their size; no resize or crop),")
+    lines.append(f"  then (x - mean) / std with mean {mean}, std {std} on 0..1 RGB")
+    if "manifest" in a or "raw_root" in a:
+        lines.append(f"  videos: {a.get('manifest') or a.get('raw_root')} (each row's paths / frame_indices / frame_times)")
+    return "\n".join(lines)
+
+
 def inspect(path: Path, *, preview: Path | None = None, videos: int = 8, console: Console | None = None) -> list[tuple[Path, str]]:
     """Print the tables (and write the preview); returns ``(file, reason)`` for every file
     that could not be read (each also a row of its table). The only file given being
@@ -178,6 +209,9 @@ def inspect(path: Path, *, preview: Path | None = None, videos: int = 8, console
         console.print(processed_table(pts, problems))
     if h5s:
         console.print(features_table(h5s, problems))
+        for block in dict.fromkeys(made_how(p) for p in h5s if not any(p == q for q, _ in problems)):
+            if block:
+                console.print(plain(block), soft_wrap=True)
     if problems and not path.is_dir():
         raise LayoutError(f"{problems[0][0]}: {problems[0][1]}")
     if preview is not None:

@@ -8,6 +8,7 @@ from collections import Counter
 import torch
 
 from backbones.spec import IMAGENET, Backbone, InputSpec
+from vcp.stages.recipe import StoredRecipe
 from vcp.stages.settings import PRECISIONS, ExtractConfig
 
 UPLOAD_SLOTS = 3  # pinned staging buffers for host->device copies: one filling, two in flight
@@ -39,6 +40,8 @@ class FrameEncoder:
         # layers whose weights are cast once to the autocast dtype, not at every forward
         self.weights_cast = _cast_weights_once(self.net, self.dtype) if self.dtype and self.net is not self.model else 0
         self.target: InputSpec = self.model.input_spec
+        # the model's own resize/crop, applied to stored frames (None: frames go in as stored)
+        self.recipe = StoredRecipe(self.target, config.backbone) if config.uses_model_recipe and self.target.has_recipe else None
         self._affine_cache: dict = {}
         self.cuda = self.device.type == "cuda"
         if self.cuda:
@@ -116,7 +119,10 @@ class FrameEncoder:
             frames = self._upload_pinned(frames) if frames.is_pinned() else self._upload(frames)
         frames = frames.to(self.device)
         finite = torch.isfinite(frames).all() if frames.is_floating_point() else None
-        frames = self._renormalize(frames.float(), stored)
+        frames = frames.float()
+        if self.recipe is not None and stored.size is None:  # (frames with a size were made by the recipe: from videos)
+            frames = self.recipe(frames, stored)
+        frames = self._renormalize(frames, stored)
         if layout and self.config.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
         return frames, finite

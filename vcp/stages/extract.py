@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
 from vcp.common.progress import console as progress_console
-from vcp.common.report import file_error
+from vcp.common.report import file_error, one_line
 from vcp.stages.encoder import FrameEncoder, NonFiniteClip
 from vcp.stages.features import (  # the sink; re-exported for callers of the stage
     Clip,
@@ -100,6 +101,8 @@ class PtSource:
         result.upstream_failures = sorted(f for tf in tensor_files for f in tf.upstream_failures)
         if not tensor_files:
             return None
+        if self.config.uses_model_recipe:
+            _warn_squashed(split, tensor_files)
         rows = [(tf, i) for tf in tensor_files for i in range(tf.data["videos"].shape[0])]
         start, end = 0, len(rows)
         if self.config.shard.active:
@@ -121,6 +124,19 @@ class PtSource:
             frame_counts=[tf.data["videos"].shape[1] for tf in tensor_files if tf.data["videos"].shape[0]],
             attrs={"source_files": json.dumps([tf.path.as_posix() for tf in tensor_files])},
         )
+
+
+def _warn_squashed(split: str, tensor_files) -> None:
+    """A ``.pt`` holds every video squashed to a square: a model's crop of a non-square video
+    can then only be approximated. Said once per split, with the way to the exact recipe."""
+    shapes = [(r.get("width"), r.get("height")) for tf in tensor_files for r in tf.records.values()]
+    odd = [(w, h) for w, h in shapes if isinstance(w, int) and isinstance(h, int) and w != h]
+    if odd:
+        side = tensor_files[0].data["videos"].shape[-1]
+        print(one_line(
+            f"vcp: warning: {len(odd)} of {len(shapes)} videos of split {split} are not square (e.g. {odd[0][0]}x{odd[0][1]}) "
+            f"and were stored squashed to {side}x{side}: the model's resize and centre crop is only approximated; "
+            "extract --from-videos applies it to the original frames"), file=sys.stderr, flush=True)
 
 
 READ_AHEAD = 6  # clips read ahead of the backbone (CUDA: into pinned memory, by threads)

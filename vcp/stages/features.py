@@ -57,6 +57,8 @@ def fingerprint(files: list[Path], config: ExtractConfig, *, names: list[str] | 
     }
     if config.random_init:  # the network is the seed's
         payload["init_seed"] = config.seed
+    if config.uses_model_recipe:  # the model's own input recipe (frames as stored: no key, as before it existed)
+        payload["recipe"] = ["model", config.input_size]
     return stage.fingerprint(payload)
 
 
@@ -102,10 +104,10 @@ def load_backbone(config: ExtractConfig) -> torch.nn.Module:
     from backbones import get_backbone
 
     if not config.random_init:
-        return get_backbone(config.backbone, config.weights)
+        return get_backbone(config.backbone, config.weights, input_size=config.input_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return get_backbone(config.backbone, None)
+        return get_backbone(config.backbone, None, input_size=config.input_size)
 
 
 @dataclass
@@ -234,8 +236,20 @@ def _run_attrs(config: ExtractConfig, encoder: FrameEncoder, fp: str, extra: dic
         "weights_cast_once": encoder.weights_cast if encoder.dtype is not None else None,
         "cudnn_benchmark": bool(encoder.cuda),
         "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if encoder.cuda and config.precision == "fp32" else None,
+        **recipe_attrs(encoder),
         **extra,
     }
+
+
+def recipe_attrs(encoder: FrameEncoder) -> dict:
+    """How each frame was made ready for the network: ``recipe`` ``model`` (the model's own
+    resize, crop, interpolation, mean/std, all recorded) or ``stored`` (the frames as stored,
+    only re-normalized with the model's mean/std)."""
+    target = encoder.target
+    if encoder.recipe is None:
+        return {"recipe": "stored", "mean": json.dumps(list(target.mean)), "std": json.dumps(list(target.std))}
+    record = target.record()
+    return {"recipe": "model", **{k: json.dumps(v) if isinstance(v, list) else v for k, v in record.items()}}
 
 
 def compress_threads(device_type: str) -> int:

@@ -88,11 +88,13 @@ class DecodeSettings:
         """
         return default if self.prefetch is None else self.prefetch
 
-    def loader(self, size: int, spec: InputSpec) -> ClipLoader:
-        """A loader giving ``size`` x ``size`` clips normalized as ``spec`` says."""
+    def loader(self, size: int, spec: InputSpec, geometry=None) -> ClipLoader:
+        """A loader giving ``size`` x ``size`` clips normalized as ``spec`` says (with a
+        model's ``geometry``: resized and cropped as its recipe says instead)."""
         return ClipLoader(
             size=size, mean=spec.mean, std=spec.std, device=self.mode, device_id=self.device_id,
             max_batch=self.max_batch, cpu_decoder=self.cpu_decoder, pipelines=self.pipelines, max_pixels=self.max_pixels,
+            geometry=geometry,
         )
 
 
@@ -144,6 +146,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # au
 # caches; on CUDA a few hundred frames fill the card (measurements: docs/benchmarks.md,
 # "Numbers behind the defaults").
 AUTO_BATCH = {"cpu": 8, "cuda": 256}
+RECIPES = ("auto", "model", "stored")
 
 
 
@@ -165,6 +168,16 @@ class ExtractConfig:
     shard: Shard = Shard()
     seed: int = 0  # seeds random init (weights=None)
     space_check: bool = True  # refuse a run whose estimated output exceeds the free space
+    recipe: str = "auto"  # model: the backbone's own input recipe; stored: frames as stored; auto: see uses_recipe
+    input_size: int | None = None  # the model built for this input size (where it allows it)
+
+    @property
+    def uses_model_recipe(self) -> bool:
+        """``--recipe model``, or ``auto`` for every backbone but the four built-ins (whose
+        seed fed the stored 256x256 frames straight in: their features keep that meaning)."""
+        from backbones.torchvision_models import BUILTINS
+
+        return self.recipe == "model" or (self.recipe == "auto" and self.backbone not in BUILTINS)
 
     @property
     def random_init(self) -> bool:
@@ -182,5 +195,9 @@ class ExtractConfig:
             raise UsageError(f"Invalid precision ({self.precision!r}). Supported values are: {', '.join(PRECISIONS)}.")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.recipe not in RECIPES:
+            raise UsageError(f"Invalid recipe ({self.recipe!r}). Supported values are: {', '.join(RECIPES)}.")
+        if self.input_size is not None and self.recipe == "stored":
+            raise UsageError("--input-size sets the model's own input: it goes with --recipe model, not stored")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise UsageError(f"scales must be positive numbers, got {self.scales}")

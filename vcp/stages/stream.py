@@ -30,6 +30,7 @@ from vcp.stages.features import (
     load_backbone,
     max_rows,
 )
+from vcp.stages.recipe import geometry_of
 from vcp.stages.settings import ClipSettings, DecodeSettings
 from vcp.stages.sources import SplitJob, run_extract
 from vcp.stages.space import features_bytes
@@ -70,7 +71,8 @@ def extract_from_videos(
     """``tree``: the videos (a manifest's, or a RAW tree already read); else RAW is read."""
     source = VideoSource(raw, config, clip, decode, tree=tree)
     encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
-    source.stored = encoder.target  # clips are normalized for this backbone directly
+    # clips are normalized for this backbone directly (and, with its recipe, resized and cropped)
+    source.stored = encoder.target if encoder.recipe is not None else replace(encoder.target, size=None)
     return run_extract(source, Path(features), config, encoder, inputs_root=source.tree.root if source.tree.manifest is None else None,
                        console=console or progress_console(stderr=True))
 
@@ -91,7 +93,8 @@ class VideoSource:
 
     def __enter__(self) -> VideoSource:
         on_cuda = self.config.device.startswith("cuda")
-        self.loader = replace(self.decode, mode="gpu" if on_cuda else "cpu").loader(self.clip.size, self.stored)
+        geometry = geometry_of(self.stored) if self.stored.has_recipe else None
+        self.loader = replace(self.decode, mode="gpu" if on_cuda else "cpu").loader(self.clip.size, self.stored, geometry)
         self.depth = self.decode.prefetch_depth(default=2 if on_cuda else 0)
         return self
 

@@ -1,0 +1,63 @@
+"""A model's input geometry: resize (shorter edge, both edges, or longer edge) then the centre
+crop, with the exact integer arithmetic of torchvision's ``Resize``/``CenterCrop`` and timm's
+``ResizeKeepRatio``/``CenterCropOrPad`` (their eval transforms), so that the crop box is the
+same pixel for pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """``size`` (height, width) out; ``mode`` ``center`` (the shorter edge to ``scale``),
+    ``squash`` (both edges to ``scale``) or ``border`` (the longer edge to ``scale``, padded);
+    ``interpolation`` ``bilinear`` or ``bicubic``."""
+
+    size: tuple[int, int]
+    scale: tuple[int, int]
+    mode: str = "center"
+    interpolation: str = "bilinear"
+
+    def resized(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) a ``height`` x ``width`` frame is resized to."""
+        th, tw = self.scale
+        if self.mode == "squash":
+            return th, tw
+        if self.mode == "center" and th == tw:
+            # torchvision Resize(int): the shorter edge to th, the longer int(th * long / short)
+            if height <= width:
+                return th, int(th * width / height)
+            return int(th * height / width), th
+        # timm ResizeKeepRatio: one ratio for both edges, the larger (border) or the smaller (center)
+        ratio = max(height / th, width / tw) if self.mode == "border" else min(height / th, width / tw)
+        return round(height / ratio), round(width / ratio)
+
+    def window(self, height: int, width: int) -> tuple[int, int]:
+        """(top, left) of the centre crop in a ``height`` x ``width`` frame; negative where the
+        frame is smaller than the crop (that many pixels of padding), as torchvision's
+        ``center_crop`` and timm's ``center_crop_or_pad`` place it."""
+        return _offset(height, self.size[0]), _offset(width, self.size[1])
+
+
+def _offset(image: int, crop: int) -> int:
+    if crop > image:
+        return -((crop - image) // 2)
+    return int(round((image - crop) / 2.0))
+
+
+def stored_window(top: int, left: int, crop: tuple[int, int], shown: tuple[int, int], rotation: int) -> tuple[int, int]:
+    """The crop's (top, left) in the stored frame, for a crop placed at (top, left) of the
+    frame as shown (``shown`` = its height, width) after a ``rotation`` (degrees counter-
+    clockwise, ``torch.rot90`` with k = rotation // 90)."""
+    ch, cw = crop
+    hd, wd = shown
+    k = (rotation // 90) % 4
+    if k == 0:
+        return top, left
+    if k == 1:  # shown[i, j] = stored[j, W - 1 - i], stored W = shown height
+        return left, hd - top - ch
+    if k == 2:
+        return hd - top - ch, wd - left - cw
+    return wd - left - cw, top  # k == 3: shown[i, j] = stored[H - 1 - j, i], stored H = shown width
