@@ -112,10 +112,10 @@ def failed(rows: list, log, what: str, exc: BaseException) -> None:
     log(rows[-1])
 
 
-def backbone_alone(model, precision: str, batch: int, iters: int = 12) -> float:
+def backbone_alone(model, precision: str, batch: int, iters: int = 12, size: int = S) -> float:
     """frames/s of the network on frames already on the card, ``iters`` forwards a run."""
     net = model.to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, S, S, device="cuda").contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size, device="cuda").contiguous(memory_format=torch.channels_last)
     dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
 
     def run():
@@ -137,6 +137,32 @@ def backbone_ceiling(model, precision: str, batch: int, frames: int) -> tuple[fl
     same length of load — and a short burst of 12 forwards (what earlier runs measured)."""
     sustained = backbone_alone(model, precision, batch, iters=max(12, round(frames / batch)))
     return sustained, backbone_alone(model, precision, batch, iters=12)
+
+
+def vit_rows(processed: Path, work: Path, rows: list, log, frames: int) -> None:
+    """ViT-B/16 (timm, random init) from the .pt frames with its own recipe (256² stored ->
+    shorter edge 248, centre crop 224, bicubic, mean/std 0.5) against the network alone on
+    224² frames already on the card, fp32 and bf16."""
+    from backbones import get_backbone
+    from vcp.stages.extract import ExtractConfig, extract
+
+    name = "timm/vit_base_patch16_224"
+    for precision in ("fp32", "bf16"):
+        try:
+            torch.manual_seed(0)
+            model = get_backbone(name, weights=None)
+            alone = backbone_alone(get_backbone(name, weights=None).cuda().eval(), precision, BATCH,
+                                   iters=max(12, round(frames / BATCH)), size=224)
+            cfg = ExtractConfig(backbone=name, device="cuda", weights=None, precision=precision, batch_size=BATCH,
+                                overwrite=True, recipe="model")
+            extract(processed, work / "vit", cfg, console=QUIET, model=model)  # warm-up
+            t = best(lambda cfg=cfg, m=model: extract(processed, work / "vit", cfg, console=QUIET, model=m), runs=2)
+            rows.append((f"extract {precision}, {name}, its recipe (256² stored -> 224²), {BATCH} frames per forward",
+                         f"backbone alone on 224²: {alone:.0f} frames/s", f"{frames / t:.0f} frames/s (whole command)",
+                         f"{frames / t / alone:.2f}", "(first measure)"))
+            log(rows[-1])
+        except Exception as exc:  # noqa: BLE001
+            failed(rows, log, f"extract {precision} {name}", exc)
 
 
 def as_vcp_runs_it(precision: str):
@@ -355,6 +381,8 @@ def main(argv=None) -> int:
                 log(rows[-1])
             except Exception as exc:  # noqa: BLE001
                 failed(rows, log, f"extract {precision}{', --cuda-graph' if graph else ''}", exc)
+
+        vit_rows(processed, work, rows, log, frames)
 
         # the original three-pass loop on the same card (4 videos)
         clips = torch.load(processed / "train/cat/sub/processed_data.pt", weights_only=True, mmap=True)["videos"][:4]

@@ -345,7 +345,7 @@ def bench_manifest(work: Path, rows: list, n: int = 100_000, runs: int = 3):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/benchmarks.md")
-    ap.add_argument("--only", choices=["extract", "tensorize", "streaming", "rss", "writer", "manifest"], default=None)
+    ap.add_argument("--only", choices=["extract", "recipe", "tensorize", "streaming", "rss", "writer", "manifest"], default=None)
     ap.add_argument("--videos", type=int, default=8, help="videos for tensorize/streaming (4 codecs round-robin)")
     args = ap.parse_args(argv)
     rows: list = []
@@ -357,12 +357,13 @@ def main(argv=None):
         processed = None
         if "extract" in todo or "tensorize" in todo:
             processed = bench_tensorize(raw, work, rows) if "tensorize" in todo else None
-        if "extract" in todo:
+        if "extract" in todo or "recipe" in todo:
             if processed is None:
                 tensorize(raw, work / "vcp", TensorizeConfig.from_options(frames=T, size=S, mode="cpu"), console=QUIET)
                 processed = work / "vcp"
             vids = torch.load(processed / "train/cat/sub/processed_data.pt", weights_only=True)["videos"][:2]
-            bench_extract(vids, rows)
+            if "extract" in todo:
+                bench_extract(vids, rows)
             bench_recipe(vids[:1], rows)
         if "streaming" in todo:
             bench_streaming(raw, work, rows)

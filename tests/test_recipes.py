@@ -210,3 +210,30 @@ def test_every_resize_mode_from_videos_and_from_pt(mode, crop_pct, raw, tmp_path
     want = torch.stack([reference(Image.fromarray(f.permute(1, 2, 0).numpy())) for clip_ in stored for f in clip_])
     got = torch.cat(seen)
     assert got.shape == want.shape and (got - want).abs().mean() < 0.006, (got - want).abs().mean()
+
+
+@pytest.mark.needs_cuda
+def test_the_recipe_on_the_card_equals_the_models_own_pipeline(raw, tmp_path):
+    """NVDEC + the GPU graph (per-video resize, exact slice, rotation) against timm's transform."""
+    from PIL import Image
+    from timm.data import create_transform
+
+    from backbones import Backbone, InputSpec
+    from tests.plugins import Tiny
+
+    spec = InputSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), size=(224, 224), crop_pct=0.9, interpolation="bicubic")
+    model = Backbone(Tiny(), feature_dim=7, input_spec=spec)
+    reference = create_transform(input_size=(3, 224, 224), crop_pct=0.9, crop_mode="center", interpolation="bicubic",
+                                 mean=spec.mean, std=spec.std, is_training=False)
+    config = ExtractConfig(backbone="own", weights=None, device="cuda", multi_scale=False, recipe="model", fuse_conv_bn=False)
+    seen, handle = _captured(model)
+    extract_from_videos(raw, tmp_path / "f", config, ClipSettings(frames=3, size=256), DecodeSettings(mode="gpu"),
+                        model=model, console=QUIET)
+    handle.remove()
+    with h5py.File(tmp_path / "f/train_features.h5") as h5:
+        indices, names = h5["frame_indices"][:], [n.decode() for n in h5["filenames"][:]]
+    want = torch.stack([reference(Image.fromarray(f)) for n, idx in zip(names, indices, strict=True)
+                        for f in _decoded(raw / "train" / n.split("/", 2)[0] / n.rsplit("/", 1)[1], idx,
+                                          90 if "phone" in n else 0)])
+    got = torch.cat(seen).cpu()
+    assert got.shape == want.shape and (got - want).abs().mean() < 0.01, (got - want).abs().mean()  # NVDEC's own decode
