@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import textwrap
@@ -68,6 +69,8 @@ def test_extract_with_a_backbone_wider_than_num_features(tmp_path, videos):
     r = runner.invoke(app, ["extract", str(tmp_path / "p"), str(tmp_path / "f"), "--backbone", "timm/mobilenetv3_small_050",
                             "--weights", "none", "--device", "cpu"])
     assert r.exit_code == 0, r.output
+    # its own recipe (224, crop_pct 0.875) from 64x64 stored frames: upsampled, said once
+    assert r.output.count("frames stored at 64x64 are upsampled to 256x256 for timm/mobilenetv3_small_050's 224x224 input") == 1
     import h5py
 
     with h5py.File(tmp_path / "f/train_features_multiscale.h5") as h5:
@@ -315,3 +318,21 @@ def test_a_plugins_recipe_is_checked_and_applied(tmp_path, videos):
     assert config.uses_model_recipe  # auto: a plugin's own recipe
     extract(tmp_path / "p", tmp_path / "f", config, model=model)
     assert seen and all(shape[1:] == (3, 64, 64) for shape in seen)
+
+
+def test_timm_resnet50_through_the_command_line_both_ways(tmp_path, videos):
+    raw = tmp_path / "raw"
+    videos.copy_to(raw / "train/cat/v.mp4", codec="h264", num_frames=12, width=96, height=64)
+    runner = CliRunner()
+    bb = ["--backbone", "timm/resnet50", "--weights", "none", "--device", "cpu", "--no-multi-scale"]
+    assert runner.invoke(app, ["tensorize", str(raw), str(tmp_path / "p"), "-T", "2", "--size", "256"]).exit_code == 0
+    for args in (["extract", str(tmp_path / "p"), str(tmp_path / "f")],
+                 ["extract", "--from-videos", str(raw), str(tmp_path / "g"), "-T", "2"]):
+        r = runner.invoke(app, [*args, *bb])
+        assert r.exit_code == 0, r.output
+    import h5py
+
+    for folder in ("f", "g"):
+        with h5py.File(tmp_path / folder / "train_features.h5") as h5:
+            assert h5["features"].shape == (1, 2, 2048) and h5.attrs["recipe"] == "model"
+            assert json.loads(h5.attrs["input_size"]) == [224, 224] and h5.attrs["crop_pct"] == 0.95
