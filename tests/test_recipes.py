@@ -114,6 +114,17 @@ def _decoded(path, indices, rotation):
     return [np.ascontiguousarray(np.rot90(frames[i], rotation // 90)) for i in indices]
 
 
+def _from_videos(raw, features, reference) -> torch.Tensor:
+    """The model's own transform of the decoded frames each features row names (as shown: rotated)."""
+    from PIL import Image
+
+    with h5py.File(features) as h5:
+        indices, names = h5["frame_indices"][:], [n.decode() for n in h5["filenames"][:]]
+    return torch.stack([reference(Image.fromarray(f)) for n, idx in zip(names, indices, strict=True)
+                        for f in _decoded(raw / "train" / n.split("/", 2)[0] / n.rsplit("/", 1)[1], idx,
+                                          90 if "phone" in n else 0)])
+
+
 def _captured(model):
     seen = []
     handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().float().clone()))
@@ -144,11 +155,8 @@ def test_recipe_equals_the_models_own_pipeline(name, input_size, raw, tmp_path):
         handle.remove()
     with h5py.File(tmp_path / "f/train_features.h5") as h5:
         assert h5.attrs["recipe"] == "model" and h5.attrs["interpolation"] in ("bicubic", "bilinear")
-        rows, indices = h5["features"][:].reshape(-1, h5.attrs["feature_dim"]), h5["frame_indices"][:]
-        names = [n.decode() for n in h5["filenames"][:]]
-    want = torch.stack([reference(Image.fromarray(f)) for n, idx in zip(names, indices, strict=True)
-                        for f in _decoded(raw / "train" / n.split("/", 2)[0] / n.rsplit("/", 1)[1], idx,
-                                          90 if "phone" in n else 0)])
+        rows = h5["features"][:].reshape(-1, h5.attrs["feature_dim"])
+    want = _from_videos(raw, tmp_path / "f/train_features.h5", reference)
     _compare(model, torch.cat(seen), want, rows)
 
     # from .pt frames stored at 256x256 (uint8: the stored pixels are exact): the stored frames through the pipeline
@@ -195,11 +203,7 @@ def test_every_resize_mode_from_videos_and_from_pt(mode, crop_pct, raw, tmp_path
     extract_from_videos(raw, tmp_path / "f", config, ClipSettings(frames=2, size=256), DecodeSettings(), model=model,
                         console=QUIET)
     handle.remove()
-    with h5py.File(tmp_path / "f/train_features.h5") as h5:
-        indices, names = h5["frame_indices"][:], [n.decode() for n in h5["filenames"][:]]
-    want = torch.stack([reference(Image.fromarray(f)) for n, idx in zip(names, indices, strict=True)
-                        for f in _decoded(raw / "train" / n.split("/", 2)[0] / n.rsplit("/", 1)[1], idx,
-                                          90 if "phone" in n else 0)])
+    want = _from_videos(raw, tmp_path / "f/train_features.h5", reference)
     got = torch.cat(seen)
     assert got.shape == want.shape and (got - want).abs().mean() < 0.006, (got - want).abs().mean()
     tensorize(raw, tmp_path / "p", TensorizeConfig.from_options(frames=2, size=96, storage="uint8"), console=QUIET)
@@ -215,7 +219,6 @@ def test_every_resize_mode_from_videos_and_from_pt(mode, crop_pct, raw, tmp_path
 @pytest.mark.needs_cuda
 def test_the_recipe_on_the_card_equals_the_models_own_pipeline(raw, tmp_path):
     """NVDEC + the GPU graph (per-video resize, exact slice, rotation) against timm's transform."""
-    from PIL import Image
     from timm.data import create_transform
 
     from backbones import Backbone, InputSpec
@@ -230,10 +233,6 @@ def test_the_recipe_on_the_card_equals_the_models_own_pipeline(raw, tmp_path):
     extract_from_videos(raw, tmp_path / "f", config, ClipSettings(frames=3, size=256), DecodeSettings(mode="gpu"),
                         model=model, console=QUIET)
     handle.remove()
-    with h5py.File(tmp_path / "f/train_features.h5") as h5:
-        indices, names = h5["frame_indices"][:], [n.decode() for n in h5["filenames"][:]]
-    want = torch.stack([reference(Image.fromarray(f)) for n, idx in zip(names, indices, strict=True)
-                        for f in _decoded(raw / "train" / n.split("/", 2)[0] / n.rsplit("/", 1)[1], idx,
-                                          90 if "phone" in n else 0)])
+    want = _from_videos(raw, tmp_path / "f/train_features.h5", reference)
     got = torch.cat(seen).cpu()
     assert got.shape == want.shape and (got - want).abs().mean() < 0.01, (got - want).abs().mean()  # NVDEC's own decode
