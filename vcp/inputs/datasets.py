@@ -232,6 +232,7 @@ def write_manifest(rows: list[dict], target: str | Path) -> Path:
     all; optional columns only when some row has them."""
     target = Path(target)
     used = [c for c in COLUMNS if c in REQUIRED or any(r.get(c) is not None for r in rows)]
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
