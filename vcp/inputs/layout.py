@@ -120,7 +120,7 @@ class RawTree:
         """``(path, relpath, segment)`` of the group's files (those ``keep(i)`` accepts):
         what the loader takes. ``relpath`` names the file in messages and seeds its sampling:
         the manifest's ``path``, else the path relative to RAW."""
-        return [(str(p), group.paths[i] if group.paths is not None else self.relpath(p), group.segment(i))
+        return [(str(p), self.path_of(group, i), group.segment(i))
                 for i, p in enumerate(group.files) if keep is None or keep(i)]
 
     def path_of(self, group: Group, i: int) -> str:

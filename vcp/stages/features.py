@@ -246,10 +246,9 @@ def recipe_attrs(encoder: FrameEncoder) -> dict:
     resize, crop, interpolation, mean/std, all recorded) or ``stored`` (the frames as stored,
     only re-normalized with the model's mean/std)."""
     target = encoder.target
-    if encoder.recipe is None:
-        return {"recipe": "stored", "mean": json.dumps(list(target.mean)), "std": json.dumps(list(target.std))}
-    record = target.record()
-    return {"recipe": "model", **{k: json.dumps(v) if isinstance(v, list) else v for k, v in record.items()}}
+    record = target.record() if encoder.recipe is not None else {"mean": list(target.mean), "std": list(target.std)}
+    return {"recipe": "model" if encoder.recipe is not None else "stored",
+            **{k: json.dumps(v) if isinstance(v, list) else v for k, v in record.items()}}
 
 
 def compress_threads(device_type: str) -> int:

@@ -184,7 +184,7 @@ class _Run:
         label = self.mapping[group.class_name]
         mine = set(files)
         items = self.tree.items(group, lambda i: group.files[i] in mine)
-        paths = {Path(item[0]).name: self.tree.path_of(group, i) for i, item in enumerate(self.tree.items(group))}
+        paths = {p.name: self.tree.path_of(group, i) for i, p in enumerate(group.files)}  # file names are unique in a group
         failed, records = [], []
         started = time.perf_counter()
         stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
