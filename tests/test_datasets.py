@@ -55,7 +55,7 @@ def test_ucf101_fold_and_official_indices(tmp_path):
     _ok(["manifest", "ucf101", videos, splits, "--fold", "1", "-o", tmp_path / "m.csv"])
     _ok(["tensorize", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "out", *TZ, "--mode", "cpu"])
     groups = _groups(tmp_path / "out")
-    for i, name in enumerate(UCF_CLASSES, start=1):  # classInd.txt: 1-based, kept
+    for i, name in enumerate(UCF_CLASSES):  # classInd.txt's 1..K, made 0-based
         train, test = groups[("train", name)], groups[("test", name)]
         assert [r[0] for r in train] == [f"{name}/v_{name}_g08_c01.avi", f"{name}/v_{name}_g09_c01.avi"]
         assert [r[0] for r in test] == [f"{name}/v_{name}_g01_c01.avi"]
@@ -63,10 +63,12 @@ def test_ucf101_fold_and_official_indices(tmp_path):
         for _, _, indices, _, barcodes in train + test:
             assert barcodes == indices  # the frames are the ones metadata.json names
     meta = json.loads((tmp_path / "out/train/YoYo/YoYo" / META_NAME).read_text())
-    assert meta["category_mapping"] == {"ApplyEyeMakeup": 1, "Basketball": 2, "YoYo": 3}
+    assert meta["category_mapping"] == {"ApplyEyeMakeup": 0, "Basketball": 1, "YoYo": 2}
+    assert meta["classes"] == list(UCF_CLASSES)
     _ok(["extract", "--from-videos", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "f", *TZ, *BB])
     with h5py.File(tmp_path / "f/test_features.h5") as h5:
-        assert h5["labels"][:].tolist() == [1, 2, 3]
+        assert h5["labels"][:].tolist() == [0, 1, 2]
+        assert json.loads(h5.attrs["classes"]) == list(UCF_CLASSES)
         assert [p.decode() for p in h5["paths"][:]] == [f"{c}/v_{c}_g01_c01.avi" for c in UCF_CLASSES]
         assert [n.decode() for n in h5["filenames"][:]] == [f"{c}/{c}/v_{c}_g01_c01.avi" for c in UCF_CLASSES]
         assert json.loads(h5.attrs["category_mapping"]) == meta["category_mapping"]
@@ -112,6 +114,7 @@ def test_ssv2_labels_json_indices(tmp_path):
         ("train", "Pretending to pick something up"): [("103.webm", 2)],
         ("validation", "Pretending to pick something up"): [("201.webm", 2)],
         ("validation", "Putting something on a surface"): [("202.webm", 0)],
+        ("test", "unlabeled"): [("301.webm", -1)],  # the test split's ids: unlabeled
     }
     meta = json.loads((tmp_path / "out/validation/Pretending to pick something up/Pretending to pick something up"
                        / META_NAME).read_text())
@@ -130,6 +133,7 @@ def test_lists_and_hmdb51(tmp_path):
     _ok(["manifest", "list", "--split", f"train={tmp_path / 'train.txt'}", "--root", tmp_path, "--classes",
          tmp_path / "names.txt", "-o", tmp_path / "l.csv"])
     assert (tmp_path / "l.csv").read_text() == "split,path,label,index\ntrain,clips/a b.mp4,one,1\ntrain,clips/c.mp4,zero,0\n"
+    assert json.loads((tmp_path / "l.classes.json").read_text()) == ["zero", "one"]
     splits = tmp_path / "hmdb_splits"
     splits.mkdir()
     (splits / "brush_hair_test_split1.txt").write_text("x.avi 1 \ny.avi 2 \nw.avi 0 \n")
@@ -184,3 +188,114 @@ def test_a_manifest_runs_as_a_tree_does(tmp_path):
         _ok(["extract", "--from-videos", *m, tmp_path / "sharded", *TZ, *BB, "--shard", f"{i}/2"])
     _ok(["merge", tmp_path / "sharded"])
     assert_same_features(tmp_path / "single", tmp_path / "sharded")
+
+
+def test_ssv2_short_names_and_any_subset_of_splits(tmp_path):
+    labels, videos = make_ssv2(tmp_path / "s", prefix="")
+    (labels / "train.json").unlink()  # a validation-only download
+    _ok(["manifest", "ssv2", labels, videos, "-o", tmp_path / "m.csv"])
+    rows = list(csv.DictReader((tmp_path / "m.csv").open()))
+    assert [(r["split"], r["path"], r["label"], r["index"]) for r in rows] == [
+        ("validation", "201.webm", "Pretending to pick something up", "2"),
+        ("validation", "202.webm", "Putting something on a surface", "0"),
+        ("test", "301.webm", "", ""),
+    ]
+    assert json.loads((tmp_path / "m.classes.json").read_text()) == list(SSV2_LABELS)  # the whole list, labels.json's order
+
+
+def _kinetics_test_csv(table, extra=""):
+    test = table.parent / "test.csv"  # the release's test CSV has no label column
+    test.write_text("youtube_id,time_start,time_end,split\nZz9_yy8-xx7,1.5,3.7,test\n" + extra)
+    return test
+
+
+def test_kinetics_unlabeled_test_split_exact_times_and_the_class_count(tmp_path):
+    table, videos = make_kinetics(tmp_path / "k")
+    test = _kinetics_test_csv(table)
+    r = _ok(["manifest", "kinetics", table, test, videos, "-o", tmp_path / "m.csv", "--allow-missing"])
+    assert "the CSVs name 2 classes, not 400, 600, 700" in " ".join(r.output.split())
+    rows = list(csv.DictReader((tmp_path / "m.csv").open()))
+    assert (rows[-1]["split"], rows[-1]["label"], rows[-1]["index"], rows[-1]["start"], rows[-1]["end"]) == (
+        "test", "", "", "1.5", "3.7")  # times kept exact, no label
+    # a subset CSV with the dataset's class list keeps every class's official index
+    (tmp_path / "labels.txt").write_text("abseiling\npassing American football (in game)\nyoga\nzumba\n")
+    r = _ok(["manifest", "kinetics", table, videos, "-o", tmp_path / "s.csv", "--allow-missing", "--classes",
+             tmp_path / "labels.txt"])
+    assert "not 400" not in r.output
+    assert {r["label"]: r["index"] for r in csv.DictReader((tmp_path / "s.csv").open())} == {
+        "passing American football (in game)": "1", "yoga": "2"}
+    _ok(["extract", "--from-videos", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "f", *TZ, *BB,
+         "--splits", "test"])
+    from vcp.data import FeatureDataset
+
+    ds = FeatureDataset(tmp_path / "f/test_features.h5")
+    assert ds.labels.tolist() == [-1] and ds.classes == ["passing American football (in game)", "yoga"]
+    assert ds[0][3] == "Zz9_yy8-xx7.mp4" and ds.index_of("Zz9_yy8-xx7.mp4") == 0
+    with pytest.raises(KeyError, match="no video named 'nope.mp4'"):
+        ds.index_of("nope.mp4")
+
+
+@pytest.mark.parametrize("row, message", [
+    ("x1,inf,3,test\n", "time_start 'inf' is not a time"),
+    ("x1,4,3,test\n", "time_end 3 is not after time_start 4"),
+    ("x1,1,3\n", "line 3: 4 columns expected"),
+    ("x1,1,3,..\n", "split '..' cannot name a folder"),
+])
+def test_kinetics_bad_rows_are_one_line_before_any_work(tmp_path, row, message):
+    table, videos = make_kinetics(tmp_path / "k")
+    r = _ok(["manifest", "kinetics", table, _kinetics_test_csv(table, row), videos, "-o", tmp_path / "m.csv"], code=2)
+    assert message in r.output and not (tmp_path / "m.csv").exists()
+
+
+def test_lists_zero_based_with_class_ind_unlabeled_and_numeric(tmp_path):
+    videos, splits = make_ucf101(tmp_path / "ucf")
+    # mmaction2's UCF101 lists: 0-based labels; classInd.txt (1-based) names them
+    (tmp_path / "train.txt").write_text("YoYo/v_YoYo_g08_c01.avi 2\nApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 0\n")
+    (tmp_path / "test.txt").write_text("Basketball/v_Basketball_g01_c01.avi\n")  # a path alone: unlabeled
+    _ok(["manifest", "list", "--split", f"train={tmp_path / 'train.txt'}", "--split", f"test={tmp_path / 'test.txt'}",
+         "--root", videos, "--classes", splits / "classInd.txt", "-o", tmp_path / "l.csv"])
+    assert (tmp_path / "l.csv").read_text() == (
+        "split,path,label,index\ntrain,YoYo/v_YoYo_g08_c01.avi,YoYo,2\n"
+        "train,ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi,ApplyEyeMakeup,0\ntest,Basketball/v_Basketball_g01_c01.avi,,\n")
+    assert json.loads((tmp_path / "l.classes.json").read_text()) == list(UCF_CLASSES)
+    for classes in ([], ["--classes", "numeric"]):  # no names: each class is its number, 0..max
+        r = _ok(["manifest", "list", "--split", f"train={tmp_path / 'train.txt'}", "--root", videos, *classes,
+                 "-o", tmp_path / "n.csv"])
+        assert json.loads((tmp_path / "n.classes.json").read_text()) == ["0", "1", "2"]
+        assert ("no --classes names them" in r.output) == (not classes)
+
+
+def test_allow_missing_is_one_summary_line_and_a_file(tmp_path):
+    table, videos = make_kinetics(tmp_path / "k")
+    r = _ok(["manifest", "kinetics", table, videos, "-o", tmp_path / "m.csv", "--allow-missing"])
+    assert "vcp: missing:" not in r.output
+    assert "1 listed videos are missing (train/yoga/deadlink000_000000_000010.mp4 (kinetics.csv line 5))" in r.output
+    assert (tmp_path / "m.missing.txt").read_text() == "train/yoga/deadlink000_000000_000010.mp4 (kinetics.csv line 5)\n"
+
+
+def test_manifest_output_never_replaces_what_is_not_its_own(tmp_path):
+    import os
+
+    videos, splits = make_ucf101(tmp_path / "ucf")
+    fifo, node = tmp_path / "fifo", tmp_path / "null"
+    os.mkfifo(fifo)
+    os.mknod(node, 0o666 | __import__("stat").S_IFCHR, os.makedev(1, 3))  # a scratch copy of /dev/null
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "file")
+    cases = {
+        splits / "trainlist01.txt": "one of this command's inputs",
+        videos / "YoYo/v_YoYo_g08_c01.avi": "one of this command's inputs",
+        fifo: "not a regular file", node: "not a regular file",
+        tmp_path: "a folder", tmp_path / "file/m.csv": "a path under a file",
+        tmp_path / "link.csv": "a symbolic link",
+    }
+    for target, message in cases.items():
+        shown = target.parent if message == "a path under a file" else target
+        before = shown.lstat()
+        r = _ok(["manifest", "ucf101", videos, splits, "-o", target], code=2)
+        assert message in r.output and len(r.output.strip().splitlines()) == 1, (target, r.output)
+        assert shown.lstat().st_mode == before.st_mode and shown.lstat().st_size == before.st_size
+    r = _ok(["manifest", "ucf101", videos, splits, "-o", ""], code=2)
+    assert "not a file name" in r.output
+    _ok(["manifest", "ucf101", videos, splits, "-o", tmp_path / "file"])  # a regular file of its own: replaced
+    assert (tmp_path / "file").read_text().startswith("split,path,label,index\n")

@@ -30,11 +30,11 @@ def _manifest(tmp_path, text: str, files=("a.mp4", "b.mp4", "c.mp4"), name="m.cs
 
 def test_rows_make_groups_with_the_official_indices(tmp_path):
     m = _manifest(tmp_path, "split,path,label,index,category,subcategory,start,end\n"
-                            "train,a.mp4,YoYo,101,,,1.5,\n"
-                            "train,b.mp4,Apply Eye[Makeup],1,,close up,,\n"
-                            "test,c.mp4,YoYo,101,,,,4\n")
+                            "train,a.mp4,YoYo,1,,,1.5,\n"
+                            "train,b.mp4,Apply Eye[Makeup],0,,close up,,\n"
+                            "test,c.mp4,YoYo,1,,,,4\n")
     tree = read_manifest(m)
-    assert tree.category_mapping == {"Apply Eye[Makeup]": 1, "YoYo": 101}
+    assert tree.category_mapping == {"Apply Eye[Makeup]": 0, "YoYo": 1}
     assert [(g.split, g.category, g.subcategory, g.paths, g.segments) for g in tree.groups] == [
         ("train", "Apply Eye[Makeup]", "close up", ("b.mp4",), (None,)),
         ("train", "YoYo", "YoYo", ("a.mp4",), ((1.5, None),)),
@@ -45,7 +45,8 @@ def test_rows_make_groups_with_the_official_indices(tmp_path):
 
 
 @pytest.mark.parametrize("classes, want", [
-    ("1 YoYo\n2 Archery\n", {"YoYo": 1, "Archery": 2}),  # UCF101's classInd (1-based, kept)
+    ("1 YoYo\n2 Archery\n", {"YoYo": 0, "Archery": 1}),  # UCF101's classInd (1-based: made 0-based)
+    ("0 YoYo\n1 Archery\n", {"YoYo": 0, "Archery": 1}),  # numbered from 0: kept
     ("YoYo\nArchery\n", {"YoYo": 0, "Archery": 1}),  # names, one a line
     ('{"YoYo": "1", "Archery": "0"}', {"Archery": 0, "YoYo": 1}),  # SSv2's labels.json
 ])
@@ -69,6 +70,10 @@ BAD = [
     ("split,path,label,start,end\ntrain,a.mp4,x,5,5\n", "line 2: end 5 is not after start 5"),
     ("split,path,label,end\ntrain,a.mp4,x,nan\n", "line 2: end 'nan' is not a time"),
     ("split,path,label,index\ntrain,a.mp4,x,1\ntrain,b.mp4,x,2\n", "line 3: label 'x' has index 2 here and 1 above"),
+    ("split,path,label,index\ntrain,a.mp4,x,0\ntrain,b.mp4,y,2\n", "no class has index 1): labels are 0..K-1"),
+    ("split,path,label,index\ntrain,a.mp4,x,1\ntrain,b.mp4,y,2\n", "no class has index 0"),  # 1-based: refused, not shifted
+    ("split,path,label,index\ntrain,a.mp4,x,\u00b2\n", "line 2: index '\u00b2' is not a class index"),
+    ("split,path,label,index\ntrain,a.mp4,,3\n", "line 2: index 3 without a label"),
     ("split,path,label,index\ntrain,a.mp4,x,1\ntrain,b.mp4,y,1\n", "line 3: index 1 is given to 'y' and 'x'"),
     ("split,path,label,index\ntrain,a.mp4,x,\n", "line 2: empty index"),
     ("split,path,label\ntrain,a.mp4,a/b\n", "line 2: label 'a/b' cannot name a folder"),
@@ -151,7 +156,9 @@ def test_numeric_class_folders_warn_and_classes_numeric(tmp_path, videos):
     assert r.exit_code == 0, r.output
     assert "class folders are numbers" not in r.output
     meta = json.loads((tmp_path / "o/train/10/10/metadata.json").read_text())
-    assert meta["label"] == 10 and meta["category_mapping"] == {"0": 0, "1": 1, "2": 2, "10": 10}
+    # every number up to the largest is a class (3..9 have no video): labels a loss of width 11 takes
+    assert meta["label"] == 10 and meta["category_mapping"] == {str(i): i for i in range(11)}
+    assert meta["classes"] == [str(i) for i in range(11)]
 
 
 def _info(times):
@@ -180,3 +187,56 @@ def test_100k_rows_parse(tmp_path):
     rows = read_rows(m)
     assert len(rows) == 100_000 and rows[-1].path == "v/099999_x.mp4" and rows[-1].segment == (1.0, 2.0)
     assert np.unique([r.label for r in rows]).size == 400
+
+
+def test_the_class_list_is_whole_and_agrees_with_the_index_column(tmp_path):
+    """A subset's mapping is the dataset's whole list (from --classes or the sidecar), and an
+    index column that contradicts it is refused row by row."""
+    m = _manifest(tmp_path, "split,path,label,index\ntrain,a.mp4,b,1\ntrain,b.mp4,d,3\n")
+    (tmp_path / "all.json").write_text(json.dumps(["a", "b", "c", "d"]))
+    tree = read_manifest(m, classes=str(tmp_path / "all.json"))
+    assert tree.category_mapping == {"a": 0, "b": 1, "c": 2, "d": 3}
+    assert [tree.label_of(g) for g in tree.groups] == [1, 3]
+    (tmp_path / "m.classes.json").write_text(json.dumps(["a", "b", "c", "d"]))  # what vcp manifest writes beside m.csv
+    assert read_manifest(m).category_mapping == {"a": 0, "b": 1, "c": 2, "d": 3}
+    (tmp_path / "m.classes.json").write_text(json.dumps(["a", "c", "b", "d"]))
+    with pytest.raises(LayoutError, match=r"line 2: label 'b' has index 1 here but index 2 in --classes .*m.classes.json"):
+        read_manifest(m)
+    m2 = _manifest(tmp_path, "split,path,label\ntrain,a.mp4,d\n", name="n.csv")
+    assert read_manifest(m2, classes=str(tmp_path / "all.json")).category_mapping == {"a": 0, "b": 1, "c": 2, "d": 3}
+
+
+@pytest.mark.parametrize("text, message", [
+    ('["a", "b", "a"]', "class 'a' is listed twice"),
+    ('{"a": 0, "b": 1, "a": 2}', "class 'a' is listed twice"),
+    ("1 a\n2 b\n2 c\n", "index 2 is given to 'b' and 'c'"),
+    ("1 a\n2 b\n1 a\n", "line 3: class 'a' is listed twice"),
+    ('{"a": 0, "b": 2}', "no class has index 1"),
+    ('{"a": 5, "b": 6}', "indices start at 5"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"a": "\u00b2"}', "is not a class index"),
+])
+def test_bad_class_lists(tmp_path, text, message):
+    (tmp_path / "c.txt").write_text(text)
+    with pytest.raises(LayoutError, match=message):
+        read_classes(str(tmp_path / "c.txt"), names=[])
+
+
+def test_unlabeled_rows_and_numeric_labels(tmp_path, capsys):
+    m = _manifest(tmp_path, "split,path,label\ntrain,a.mp4,10\ntrain,b.mp4,2\ntest,c.mp4,\n")
+    tree = read_manifest(m)
+    assert "the class folders are numbers" in capsys.readouterr().err  # text-sorted numbers: said
+    assert tree.category_mapping == {"10": 0, "2": 1}
+    test = tree.groups_of("test")[0]
+    assert (test.category, tree.label_of(test)) == ("unlabeled", -1)
+    assert read_manifest(m, classes="numeric").category_mapping == {str(i): i for i in range(11)}
+
+
+def test_overlap_compares_the_files_not_the_spelling(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/a.mp4").write_bytes(b"x")
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "d/a.mp4")
+    for other in ("./d/a.mp4", "d//a.mp4", "link.mp4"):
+        m = _manifest(tmp_path, f"split,path,label\ntrain,d/a.mp4,x\ntest,{other},x\n", files=())
+        read_manifest(m)
+        assert "1 video(s)" in capsys.readouterr().err, other

@@ -34,7 +34,7 @@ def rejected_on_sight(path: Path) -> str | None:
     return None
 
 
-def _table(title: str, first: str, tree: RawTree | None, out: Path, needed: dict) -> PlainTable:
+def _table(title: str, first: str, tree: RawTree | None, out: Path, needed: dict, ways=()) -> PlainTable:
     """The plan's table; under it what discovery ignored, and each split's estimated output
     size (``needed``: split or group -> bytes) against the free space at ``out``."""
     per_split: dict[str, int] = {}
@@ -42,11 +42,11 @@ def _table(title: str, first: str, tree: RawTree | None, out: Path, needed: dict
         per_split[key.split("/")[0]] = per_split.get(key.split("/")[0], 0) + size
     writes = ", ".join(f"{split} {human_bytes(n)}" for split, n in per_split.items())
     lines = [ignored_summary(tree.ignored) if tree is not None else None,
-             free_caption(out, sum(needed.values())) + (f" ({writes})" if writes else "")]
+             free_caption(out, sum(needed.values()), ways, detail=f" ({writes})" if writes else "")]
     table = PlainTable(title=title, caption="\n".join(x for x in lines if x))
-    table.add_column(first, no_wrap=True, overflow="fold")  # a name is never cut short
+    table.add_column(first, overflow="fold")  # a name is never cut short: a long one folds, the numbers stay whole
     for col in ("videos", "up to date", "to do"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     table.add_column("rejected on sight", overflow="fold")
     return table
 
@@ -68,7 +68,10 @@ def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
 
     config.check(tree)
     needed = bytes_to_write(tree, Path(out), config)  # the groups that are not up to date, and their size
-    table = _table(f"vcp tensorize --dry-run: {_input_name(tree)} -> {out} (nothing written)", "group", tree, out, needed)
+    from vcp.stages.tensorize import ways_for
+
+    table = _table(f"vcp tensorize --dry-run: {_input_name(tree)} -> {out} (nothing written)", "group", tree, out, needed,
+                   ways_for(sum(needed.values()), config))
     for group in tree.groups:
         rejected = _rejections(group.files)
         n, key = len(group.files), group.rel_dir.as_posix()

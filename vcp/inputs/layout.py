@@ -7,6 +7,7 @@ the sorted category names over the whole tree, identical in every split.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ class Group:
     category: str
     subcategory: str
     files: tuple[Path, ...]
-    label: str | None = None  # the class name (None: the category's name)
+    label: str | None = None  # the class name (None: the category's name; "": unlabeled videos)
     paths: tuple[str, ...] | None = None  # a manifest's ``path`` of each file (None: relative to RAW)
     segments: tuple[tuple[float | None, float | None] | None, ...] | None = None  # [start, end) seconds
 
@@ -100,11 +101,33 @@ class RawTree:
     classes: dict[str, int] | None = None  # the class indices when not the sorted names (--classes, a manifest's)
     manifest: Path | None = None  # the manifest the groups were read from (None: a RAW tree)
 
-    @property
-    def category_mapping(self) -> dict[str, int]:
+    @functools.cached_property
+    def _mapping(self) -> dict[str, int]:
         if self.classes is not None:
             return dict(self.classes)
         return {name: i for i, name in enumerate(self.categories)}
+
+    @property
+    def category_mapping(self) -> dict[str, int]:
+        """The dataset's whole class list, ``{name: index}``, indices 0..K-1."""
+        return dict(self._mapping)
+
+    @functools.cached_property
+    def classes_id(self) -> str:
+        """A digest of the whole class list: part of every output's fingerprint (computed
+        once: a tree of 12,000 classes has 12,000 groups)."""
+        import hashlib
+        import json
+
+        from vcp.store.contract import class_list
+
+        return hashlib.sha256(json.dumps(class_list(self._mapping)).encode()).hexdigest()
+
+    def label_of(self, group: Group) -> int:
+        """The label every video of ``group`` gets: its class index, or -1 when unlabeled."""
+        from vcp.store.contract import UNLABELED
+
+        return UNLABELED if group.label == "" else self._mapping[group.class_name]
 
     @property
     def splits(self) -> list[str]:

@@ -3,8 +3,14 @@
 
 ``split,path,label`` required, ``index,category,subcategory,start,end`` optional. ``path``
 is relative to a root (``--root``, default the manifest's folder) or absolute; ``label`` is
-the class name; ``category`` defaults to ``label`` and ``subcategory`` to ``category``;
-``start``/``end`` (seconds, either may be empty) restrict sampling to ``[start, end)``.
+the class name, empty for an unlabeled video (label -1; category ``unlabeled``);
+``category`` defaults to ``label`` and ``subcategory`` to ``category``; ``start``/``end``
+(seconds, either may be empty) restrict sampling to ``[start, end)``.
+
+The class list (every output records it whole, indices 0..K-1) comes from ``--classes``,
+else from ``<manifest>.classes.json`` beside the manifest (``vcp manifest`` writes it),
+else from the ``index`` column (which must then number 0..K-1 without a gap), else from
+the sorted labels. An ``index`` column and a class list must agree row by row.
 :func:`read_manifest` checks every row and returns the same :class:`RawTree` a RAW folder
 gives, so everything downstream works on either. Every problem is a :class:`LayoutError`
 (exit 2) naming the manifest and the line.
@@ -25,13 +31,14 @@ from typing import NamedTuple
 
 from vcp.common.errors import LayoutError
 from vcp.common.report import one_line
-from vcp.inputs.classes import read_classes
+from vcp.inputs.classes import is_index, numeric_warning, read_classes
 from vcp.inputs.layout import Group, RawTree
 from vcp.store.contract import split_key
 from vcp.store.names import Confinement, component_problem
 from vcp.store.readers import regular_file_problem
 
 REQUIRED = ("split", "path", "label")
+UNLABELED_CATEGORY = "unlabeled"  # the folder of a split's unlabeled videos (label -1)
 OPTIONAL = ("index", "category", "subcategory", "start", "end")
 COLUMNS = REQUIRED + OPTIONAL
 
@@ -113,8 +120,11 @@ class _Reader:
     def row(self, line: int, v: list[str]) -> Row:
         split, path, label, index, category, sub, start, end = v
         self.name(line, "split", split)
-        self.name(line, "label", label)
-        category = self.name(line, "category", category) if category else label
+        if label:
+            self.name(line, "label", label)
+        elif index:
+            self.fail(line, f"index {index} without a label (an unlabeled video has neither)")
+        category = self.name(line, "category", category) if category else (label or UNLABELED_CATEGORY)
         sub = self.name(line, "subcategory", sub) if sub else category
         if not path:
             self.fail(line, "empty path")
@@ -124,7 +134,7 @@ class _Reader:
         end_s = self.seconds(line, "end", end) if end else None
         if start_s is not None and end_s is not None and end_s <= start_s:
             self.fail(line, f"end {end_s:g} is not after start {start_s:g}")
-        return Row(line, split, path, label, self.index(line, index), category, sub, start_s, end_s)
+        return Row(line, split, path, label, self.index(line, index) if label else None, category, sub, start_s, end_s)
 
     def seconds(self, line: int, name: str, text: str) -> float:
         try:
@@ -140,7 +150,7 @@ class _Reader:
             self.fail(line, "empty index (the index column, when present, gives every row's class index)")
         if not text:
             return None
-        if not text.isdigit():
+        if not is_index(text):
             self.fail(line, f"index {text!r} is not a class index (an integer >= 0)")
         return int(text)
 
@@ -160,17 +170,20 @@ def read_manifest(
 ) -> RawTree:
     """The manifest's videos as a :class:`RawTree`: one group per split/category/subcategory,
     rows in manifest order, class indices from the ``index`` column, else ``classes`` (a file,
-    see :func:`vcp.inputs.classes.read_classes`), else the sorted labels."""
+    see :func:`vcp.inputs.classes.read_classes`), else the manifest's ``.classes.json``, else
+    the sorted labels."""
     manifest = Path(manifest)
     reader = _Reader(manifest)
     with _no_gc_pauses():  # 100,000 rows make 300,000 objects that all live on
         rows = reader.rows()
-        _check_duplicates(reader, rows, allow_overlap)
+        _check_duplicates(reader, rows)
         mapping = _mapping(reader, rows, classes)
         base = Path(root) if root is not None else manifest.parent
         if root is not None and not base.is_dir():
             raise LayoutError(f"--root {base}: not a folder")
         files = _resolve(reader, rows, base, confine=root is not None)
+        if not allow_overlap:
+            _overlap_warning(reader, rows, files)
         if splits is not None:
             missing = sorted(set(splits) - {r.split for r in rows})
             if missing:
@@ -193,9 +206,8 @@ def _no_gc_pauses():
             gc.enable()
 
 
-def _check_duplicates(reader: _Reader, rows: list[Row], allow_overlap: bool) -> None:
+def _check_duplicates(reader: _Reader, rows: list[Row]) -> None:
     seen: dict[tuple[str, str], Row] = {}
-    split_of: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         other = seen.get((row.split, row.path))
         if other is not None:
@@ -204,9 +216,25 @@ def _check_duplicates(reader: _Reader, rows: list[Row], allow_overlap: bool) -> 
             reader.fail(row.line, f"{row.path} is in split {row.split} twice (also line {other.line}) with another "
                                   "segment: one row per video and split")
         seen[(row.split, row.path)] = row
-        split_of[row.path].add(row.split)
-    shared = [(p, s) for p, s in split_of.items() if len(s) > 1]
-    if shared and not allow_overlap:
+
+
+def _overlap_warning(reader: _Reader, rows: list[Row], files: list[str]) -> None:
+    """One warning when a video is in more than one split, by the file itself (``./a.mp4``,
+    ``a//b.mp4`` and a link to it are the same video), not by how the rows spell it."""
+    if len({r.split for r in rows}) < 2:
+        return
+    split_of: dict[object, set[str]] = defaultdict(set)
+    shown: dict[object, str] = {}
+    for row, path in zip(rows, files, strict=True):
+        try:
+            st = os.stat(path)
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:
+            key = os.path.normpath(path)
+        split_of[key].add(row.split)
+        shown.setdefault(key, row.path)
+    shared = [(shown[k], s) for k, s in split_of.items() if len(s) > 1]
+    if shared:
         pairs = sorted({tuple(sorted(s, key=split_key)) for _, s in shared})
         print(one_line(
             f"vcp: warning: {len(shared)} video(s) of {reader.path} are in more than one split "
@@ -214,25 +242,46 @@ def _check_duplicates(reader: _Reader, rows: list[Row], allow_overlap: bool) -> 
             "and test data inflates the test score (--allow-overlap silences this)"), file=sys.stderr, flush=True)
 
 
+def classes_sidecar(manifest: str | Path) -> Path:
+    """``ucf101.csv`` -> ``ucf101.classes.json``: the whole class list beside a manifest."""
+    return Path(manifest).with_suffix(".classes.json")
+
+
 def _mapping(reader: _Reader, rows: list[Row], classes: str | None) -> dict[str, int]:
-    """label -> index: the index column, else the classes file, else the sorted labels."""
-    if rows[0].index is not None:
+    """label -> index for the dataset's whole class list (0..K-1); see the module's rule."""
+    labeled = [r for r in rows if r.label]
+    if classes is None and classes_sidecar(reader.path).is_file():
+        classes = str(classes_sidecar(reader.path))
+    whole = read_classes(classes, names=sorted({r.label for r in labeled})) if classes is not None else None
+    if reader.has_index:
         mapping: dict[str, int] = {}
         owner: dict[int, str] = {}
-        for row in rows:
+        for row in labeled:
             known = mapping.setdefault(row.label, row.index)
             if known != row.index:
                 reader.fail(row.line, f"label {row.label!r} has index {row.index} here and {known} above")
             if owner.setdefault(row.index, row.label) != row.label:
                 reader.fail(row.line, f"index {row.index} is given to {row.label!r} and {owner[row.index]!r}")
+            if whole is not None and whole.get(row.label) != row.index:
+                said = f"index {whole[row.label]}" if row.label in whole else "no such class"
+                reader.fail(row.line, f"label {row.label!r} has index {row.index} here but {said} in --classes {classes}")
+        if whole is not None:
+            return whole
+        gaps = sorted(set(range(len(mapping))) - set(mapping.values()))
+        if gaps:
+            reader.fail(None, one_line(
+                f"the index column numbers {len(mapping)} classes from {min(owner)} to {max(owner)} (no class has index "
+                f"{gaps[0]}): labels are 0..K-1 over the dataset's whole class list; give it as --classes FILE "
+                f"(or {classes_sidecar(reader.path).name} beside the manifest)"))
         return dict(sorted(mapping.items(), key=lambda kv: kv[1]))
-    if classes is not None:
-        mapping = read_classes(classes, names=sorted({r.label for r in rows}))
-        for row in rows:
-            if row.label not in mapping:
+    if whole is not None:
+        for row in labeled:
+            if row.label not in whole:
                 reader.fail(row.line, f"label {row.label!r} is not in --classes {classes}")
-        return mapping
-    return {name: i for i, name in enumerate(sorted({r.label for r in rows}))}
+        return whole
+    names = sorted({r.label for r in labeled})
+    numeric_warning(names)
+    return {name: i for i, name in enumerate(names)}
 
 
 def _resolve(reader: _Reader, rows: list[Row], base: Path, *, confine: bool) -> list[str]:

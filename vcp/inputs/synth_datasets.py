@@ -70,13 +70,14 @@ SSV2_LABELS = {  # labels.json: its own order, not sorted
 }
 
 
-def make_ssv2(root: str | Path, *, frames: int = 12) -> tuple[Path, Path]:
-    """``root/labels/{labels,train,validation}.json`` and ``root/videos/<id>.webm``. Returns
-    (labels folder, videos folder)."""
+def make_ssv2(root: str | Path, *, frames: int = 12, prefix: str = "something-something-v2-") -> tuple[Path, Path]:
+    """``root/labels/something-something-v2-{labels,train,validation,test}.json`` (the names
+    the release ships; ``prefix=""`` for the short ones) and ``root/videos/<id>.webm``; the
+    test split lists ids only (unlabeled). Returns (labels folder, videos folder)."""
     root = Path(root)
     labels, videos = root / "labels", root / "videos"
     labels.mkdir(parents=True, exist_ok=True)
-    (labels / "labels.json").write_text(json.dumps(SSV2_LABELS, indent=1))
+    (labels / f"{prefix}labels.json").write_text(json.dumps(SSV2_LABELS, indent=1))
     templates = {
         "Putting something on a surface": "Putting [something] on a surface",
         "Holding something next to something": "Holding [something] next to [something]",
@@ -89,5 +90,7 @@ def make_ssv2(root: str | Path, *, frames: int = 12) -> tuple[Path, Path]:
             name = list(SSV2_LABELS)[k]
             entries.append({"id": vid, "label": name.lower(), "template": templates[name], "placeholders": ["a pen"]})
             write_video(videos / f"{vid}.webm", num_frames=frames + k, codec="vp9", width=64, height=48)
-        (labels / f"{split}.json").write_text(json.dumps(entries))
+        (labels / f"{prefix}{split}.json").write_text(json.dumps(entries))
+    write_video(videos / "301.webm", num_frames=frames, codec="vp9", width=64, height=48)
+    (labels / f"{prefix}test.json").write_text(json.dumps([{"id": "301"}]))
     return labels, videos

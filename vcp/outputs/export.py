@@ -45,7 +45,8 @@ from vcp.store.readers import (
 )
 
 MANIFEST = ".vcp-export.json"
-INDEX_HEADER = ["split", "filename", "label", "num_frames", "fps", "path"]  # path: the manifest's (or RAW's)
+# path: the manifest's (or RAW's); start, end: the segment it was sampled in (seconds, empty: none); label -1: unlabeled
+INDEX_HEADER = ["split", "filename", "label", "num_frames", "fps", "path", "start", "end"]
 
 
 def _write_npy(rows: np.ndarray, path: Path) -> None:
@@ -171,6 +172,11 @@ def _remove_files(out: Path, names) -> int:
     return removed
 
 
+def _number(value: float) -> str:
+    """A CSV cell: ``""`` for NaN (none), else the shortest exact-enough text."""
+    return "" if math.isnan(value) else f"{value:.6g}"
+
+
 def _export_split(h5_path: Path, out: Path, split: str, fmt: str, earlier: dict, result: ExportResult, *, only: bool):
     """One features file's videos; returns its manifest record (None: the file is unusable,
     its earlier record is kept)."""
@@ -184,6 +190,7 @@ def _export_split(h5_path: Path, out: Path, split: str, fmt: str, earlier: dict,
             names, paths = stored_names(h5), stored_paths(h5)
             labels, counts = h5["labels"][:], h5["num_frames"][:]
             fps = h5["fps"][:] if "fps" in h5 else np.full(len(names), np.nan)
+            segments = h5["segments"][:] if "segments" in h5 else np.full((len(names), 2), np.nan)
             feats = h5["features"]
             for i, name in enumerate(names):
                 where = f"{h5_path} row {i}" + (f" ({name})" if isinstance(name, str) else "")
@@ -214,8 +221,8 @@ def _export_split(h5_path: Path, out: Path, split: str, fmt: str, earlier: dict,
                     result.skipped += 1
                 exported.append(relative)
                 rate = float(fps[i])
-                rows.append([split, relative, int(labels[i]), int(counts[i]), "" if math.isnan(rate) else f"{rate:.6g}",
-                             paths[i]])
+                rows.append([split, relative, int(labels[i]), int(counts[i]), _number(rate), paths[i],
+                             *(_number(float(t)) for t in segments[i])])
     except InputFileError as exc:
         if only:  # the only input: a usage error (exit 2)
             raise LayoutError(str(exc)) from None

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from vcp.common.progress import PlainTable, plain
 from vcp.common.progress import console as progress_console
-from vcp.store.contract import PT_NAME, group_files
+from vcp.store.contract import PT_NAME, UNLABELED, group_files
 
 
 def find_outputs(path: Path) -> tuple[list[Path], list[Path]]:
@@ -63,7 +63,7 @@ def features_table(h5s: list[Path], problems: list | None = None) -> PlainTable:
     from vcp.store.readers import InputFileError, failed_files_attr, open_features
 
     table = PlainTable(title="features")
-    for col in ("file", "shape", "backbone", "weights", "scales", "precision", "failed"):
+    for col in ("file", "shape", "classes", "backbone", "weights", "scales", "precision", "failed"):
         table.add_column(col)
     for path in h5s:
         try:
@@ -71,15 +71,31 @@ def features_table(h5s: list[Path], problems: list | None = None) -> PlainTable:
                 attrs = h5.attrs
                 failed = failed_files_attr(h5)
                 table.add_row(
-                    path.name, str(tuple(h5["features"].shape)), str(attrs.get("backbone", "?")), _short(str(attrs.get("weights", "?")), 40),
+                    path.name, str(tuple(h5["features"].shape)), _classes_cell(h5), str(attrs.get("backbone", "?")), _short(str(attrs.get("weights", "?")), 40),
                     str(attrs.get("scales", "?")), str(attrs.get("precision", "?")),
                     _short("; ".join(f"{p}: {r}" for p, r in failed)) if failed else "0",
                 )
         except InputFileError as exc:
-            table.add_row(path.name, "-", "-", "-", "-", "-", _short(f"unreadable: {exc.reason}"))
+            table.add_row(path.name, "-", "-", "-", "-", "-", "-", _short(f"unreadable: {exc.reason}"))
             if problems is not None:
                 problems.append((path, exc.reason))
     return table
+
+
+def _classes_cell(h5) -> str:
+    """``101`` (the class list's length: labels 0..100), ``+ 12 unlabeled`` when some are."""
+    import json
+
+    from vcp.store.contract import class_list
+
+    try:
+        classes = json.loads(h5.attrs["classes"]) if "classes" in h5.attrs else None
+    except ValueError:
+        classes = None
+    if not isinstance(classes, list):
+        classes = class_list(json.loads(h5.attrs["category_mapping"]))
+    unlabeled = int((h5["labels"][:] == UNLABELED).sum())
+    return f"{len(classes)}" + (f" + {unlabeled} (unlabeled)" if unlabeled else "")
 
 
 def contact_sheet(pts: list[Path], out: Path, *, videos: int = 8, tile: int = 96, max_tiles: int = 32) -> int:
@@ -126,7 +142,8 @@ def _preview_rows(pts: list[Path], *, videos: int, tile: int, max_tiles: int) ->
             ]
             label = int(tf.data["labels"][i])
             split = tf.path.parents[2].name
-            title = f"{split}: {tf.rel}/{name}  label {label} ({mapping.get(label, '?')})"
+            shown = "(unlabeled)" if label == UNLABELED else f"{label} ({mapping.get(label, '?')})"
+            title = f"{split}: {tf.rel}/{name}  label {shown}"
             rows.append((title, (pixels * 255).round().to(torch.uint8), labels))
         if len(rows) == videos:
             break

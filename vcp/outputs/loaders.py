@@ -5,8 +5,14 @@
 
     train = FeatureDataset("features/train_features_multiscale.h5")
     loader = DataLoader(train, batch_size=32, shuffle=True, num_workers=4)
-    for features, mask, label, filename in loader:   # [B, max_frames, D], [B, max_frames] bool
+    head = torch.nn.Linear(train.feature_dim, train.num_classes)
+    for features, mask, label, name in loader:   # [B, max_frames, D], [B, max_frames] bool, label 0..K-1 (-1: unlabeled)
         logits = model(features, mask)
+
+Labels are 0-based indices into ``.classes``, the dataset's whole class list (``num_classes``
+wide, whatever classes this file holds); an unlabeled video's label is -1. ``name`` is the
+video's own name (its manifest ``path``, or its path relative to RAW); ``index_of(name)``
+finds its row.
 
 Both work with ``num_workers > 0``: the HDF5 file is opened lazily in each worker (an open
 h5py handle must never cross a fork), and ``.pt`` archives are memory-mapped.
@@ -24,8 +30,43 @@ import torch
 from torch.utils.data import Dataset
 
 
-class FeatureDataset(Dataset):
-    """Items ``(features [max_frames, D] float32, mask [max_frames] bool, label int, filename str)``.
+def _classes(stored, mapping: dict[str, int]) -> list:
+    """The recorded ``classes`` list, or (a file written before it was) the mapping's names by index."""
+    from vcp.store.contract import class_list
+
+    return list(stored) if isinstance(stored, list) else class_list(mapping)
+
+
+class _Named:
+    """What both datasets share: the class list and finding a video's row by its name."""
+
+    names: list[str]
+    classes: list
+
+    @property
+    def num_classes(self) -> int:
+        """The classifier's width: ``len(classes)``."""
+        return len(self.classes)
+
+    def index_of(self, name: str) -> int:
+        """The row of the video named ``name`` (its manifest ``path``, or its path relative
+        to RAW; the ``<category>/<subcategory>/<file>`` filename also works)."""
+        if not hasattr(self, "_rows"):
+            rows: dict[str, int] = {}
+            for i, n in enumerate(self.filenames):
+                rows.setdefault(n, i)
+            for i, n in enumerate(self.names):
+                rows[n] = i
+            self._rows = rows
+        try:
+            return self._rows[name]
+        except KeyError:
+            raise KeyError(f"no video named {name!r} in {self.path}") from None
+
+
+class FeatureDataset(_Named, Dataset):
+    """Items ``(features [max_frames, D] float32, mask [max_frames] bool, label int, name str)``:
+    ``label`` 0..num_classes-1 (-1: unlabeled), ``name`` the video's own name (``.names``).
 
     ``mask`` is True on the ``num_frames`` real rows (the rest is zero padding).
     ``in_memory=True`` reads the whole split once (fast epochs for splits that fit in RAM).
@@ -47,6 +88,8 @@ class FeatureDataset(Dataset):
                 raise InputFileError(self.path, f"filenames row {bad} is not valid UTF-8")
             self.filenames = [n or "" for n in names]
             self.paths = stored_paths(h5)  # each row's video as its manifest (or RAW) names it; "" if unknown
+            self.names = [p or f for p, f in zip(self.paths, self.filenames, strict=True)]
+            self.classes = _classes(_json_attr(h5, "classes"), self.category_mapping)
             self.max_frames, self.feature_dim = h5["features"].shape[1:]
             self._features = h5["features"][:] if in_memory else None
         self._h5 = None
@@ -68,7 +111,7 @@ class FeatureDataset(Dataset):
         mask = torch.arange(self.max_frames) < int(self.num_frames[index])
         if self.transform is not None:
             features = self.transform(features, mask)
-        return features, mask, int(self.labels[index]), self.filenames[index]
+        return features, mask, int(self.labels[index]), self.names[index]
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -76,9 +119,10 @@ class FeatureDataset(Dataset):
         return state
 
 
-class ClipDataset(Dataset):
-    """Items ``(clip [T, 3, S, S] float32 normalized, label int, filename str)`` over every
-    group of ``processed_root/<split>``.
+class ClipDataset(_Named, Dataset):
+    """Items ``(clip [T, 3, S, S] float32 normalized, label int, name str)`` over every
+    group of ``processed_root/<split>``: ``label`` 0..num_classes-1 (-1: unlabeled), ``name``
+    the video's own name (``.names``).
 
     Archives are memory-mapped (``weights_only=True``). uint8 and float16 storages are
     converted as vcp extract does: to float32, then normalized with the archive's own
@@ -98,6 +142,7 @@ class ClipDataset(Dataset):
         from vcp.store.readers import InputFileError
 
         root = Path(processed_root)
+        self.path = root / split
         self.transform = transform
         files = group_files(root, split=split)
         if not files:
@@ -113,6 +158,9 @@ class ClipDataset(Dataset):
         self._index = [(g, i) for g, tf in enumerate(self.groups) for i in range(tf.data["videos"].shape[0])]
         # each item's video as its manifest (or RAW) names it, from metadata.json ("" if unknown)
         self.paths = [_record_path(self.groups[g], i) for g, i in self._index]
+        self.filenames = [f"{self.groups[g].rel}/{self.groups[g].data['filenames'][i]}" for g, i in self._index]
+        self.names = [p or f for p, f in zip(self.paths, self.filenames, strict=True)]
+        self.classes = _classes(self.groups[0].data.get("classes"), self.category_mapping)
         target = IMAGENET
         self._affine = []
         for tf in self.groups:  # stored -> ImageNet: x * scale + shift, per channel
@@ -136,7 +184,14 @@ class ClipDataset(Dataset):
             clip = clip * scale + shift
         if self.transform is not None:
             clip = self.transform(clip)
-        return clip, int(tf.data["labels"][i]), f"{tf.rel}/{tf.data['filenames'][i]}"
+        return clip, int(tf.data["labels"][i]), self.names[index]
+
+
+def _json_attr(h5, name: str):
+    try:
+        return json.loads(h5.attrs[name]) if name in h5.attrs else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _record_path(tf, i: int) -> str:

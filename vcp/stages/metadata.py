@@ -13,6 +13,7 @@ from pathlib import Path
 from dali_pipes import ClipLoader
 from vcp.common.versions import versions
 from vcp.stages.settings import TensorizeConfig
+from vcp.store.contract import class_list
 
 
 def group_metadata(group, label, spec, config: TensorizeConfig, mapping, records, failed) -> dict:
@@ -37,6 +38,7 @@ def group_metadata(group, label, spec, config: TensorizeConfig, mapping, records
         },
         "layout": _layout_note(config.write.storage),
         "category_mapping": mapping,
+        "classes": class_list(mapping),
         "failed": [{"file": Path(rel).name, "reason": reason} for rel, reason in failed],
         "videos": records,
     }

@@ -20,7 +20,7 @@ from typing import Protocol
 from vcp.stages.encoder import FrameEncoder
 from vcp.stages.features import output_target, summary_table, write_features
 from vcp.stages.settings import ExtractConfig
-from vcp.stages.space import check_space
+from vcp.stages.space import check_space, removed_if_refused
 from vcp.stages.stage import RunResult, SplitResult
 from vcp.store.contract import features_filename
 from vcp.store.folders import prepare_output_dir
@@ -62,9 +62,11 @@ def bytes_to_write(source: Source, features: Path, config: ExtractConfig, dim: i
 def run_extract(source: Source, features: Path, config: ExtractConfig, encoder: FrameEncoder, *,
                 inputs_root: Path | None, console) -> RunResult:
     """Every split of ``source`` into ``features`` (the one run path of both extract sources)."""
+    existed = features.exists()
     features = prepare_output_dir(features, inputs=inputs_root, what="FEATURES")
-    check_space(features, sum(bytes_to_write(source, features, config, encoder.model.feature_dim).values()),
-                skip=not config.space_check)
+    with removed_if_refused(features, existed):
+        check_space(features, sum(bytes_to_write(source, features, config, encoder.model.feature_dim).values()),
+                    skip=not config.space_check)
     # the source (a loader and its probe processes) before the lock and any output is opened
     with source, output_lock(features, config.shard):
         results = RunResult(extract_split_of(source, split, features, config, encoder, console=console)

@@ -9,6 +9,7 @@ run whose estimate exceeds the free space stops before any work (exit 2) unless
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -35,18 +36,70 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def check_space(out: Path, needed: int, *, skip: bool) -> None:
-    """Refuse a run whose estimate exceeds the free space at ``out`` (one line, both numbers)."""
+SMALLER_SIZE, SMALLER_FRAMES = 128, 16
+FEATURE_DIM = 1280  # vcp extract's default backbone (efficientnet_v2_s)
+
+
+def tensorize_ways(needed: int, frames: int, size: int, storage: str, scales) -> list[tuple[str, int]]:
+    """The smaller ways to the same videos, each with about what it writes for this run
+    (``needed``: what it writes as asked): compact storage, features straight from the
+    videos, a smaller frame size or fewer frames."""
+    from vcp.stages.multiscale import output_rows
+
+    per_value = {"float32": 4, "float16": 2, "uint8": 1}[storage]
+    videos = needed / max(1, tensorize_bytes(1, frames, size, storage))
+    ways = []
+    if storage != "uint8":
+        ways.append(("--storage uint8", needed // per_value))
+    ways.append((f"vcp extract --from-videos (efficientnet_v2_s features, {frames} frames)",
+                 int(videos * features_bytes(1, output_rows(frames, scales), FEATURE_DIM))))
+    if size > SMALLER_SIZE:
+        ways.append((f"--size {SMALLER_SIZE}", needed * SMALLER_SIZE**2 // size**2))
+    if frames > SMALLER_FRAMES:
+        ways.append((f"--frames {SMALLER_FRAMES}", needed * SMALLER_FRAMES // frames))
+    return ways
+
+
+def ways_text(free: int, ways: list[tuple[str, int]]) -> str:
+    """``ways that fit: --storage uint8 (about 156 GiB), ...`` (the smaller ways when none fits)."""
+    fit = [(w, n) for w, n in ways if n <= free]
+    shown = fit or ways
+    return (("ways that fit: " if fit else "smaller ways: ") + ", ".join(f"{w} (about {human_bytes(n)})" for w, n in shown)
+            if shown else "")
+
+
+def check_space(out: Path, needed: int, *, skip: bool, ways: list[tuple[str, int]] = ()) -> None:
+    """Refuse a run whose estimate exceeds the free space at ``out`` (one line, both numbers,
+    and the smaller ``ways`` with their sizes)."""
     if skip or needed <= 0:
         return
     free = free_bytes(out)
     if needed > free:
+        other = ways_text(free, list(ways))
         raise UsageError(
             f"{out} has {human_bytes(free)} free but this run will write about {human_bytes(needed)}; "
-            "free some space, write elsewhere, or pass --no-space-check"
+            + (f"{other}; or " if other else "") + "free some space, write elsewhere, or pass --no-space-check"
         )
 
 
-def free_caption(out: Path, needed: int) -> str:
-    """``free at OUT: 120.3 GiB, this run writes about 4.2 GiB`` for a dry run."""
-    return f"free at {out}: {human_bytes(free_bytes(out))}, this run writes about {human_bytes(needed)}"
+@contextlib.contextmanager
+def removed_if_refused(out: Path, existed: bool):
+    """A run refused for space leaves no output folder it made (an empty one stays unmade)."""
+    try:
+        yield
+    except UsageError:
+        if not existed:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty
+        raise
+
+
+def free_caption(out: Path, needed: int, ways: list[tuple[str, int]] = (), *, detail: str = "") -> str:
+    """``free at OUT: 120.3 GiB, this run writes about 4.2 GiB`` for a dry run, and the verdict
+    when it would not fit."""
+    free = free_bytes(out)
+    text = f"free at {out}: {human_bytes(free)}, this run writes about {human_bytes(needed)}{detail}"
+    if needed > free:
+        other = ways_text(free, list(ways))
+        text += "\nTHIS RUN WOULD NOT FIT: it would be refused" + (f"; {other}" if other else "")
+    return text

@@ -37,10 +37,13 @@ from vcp.stages.space import features_bytes
 from vcp.stages.stage import RunResult, SplitResult
 
 
-def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pixels: int = MAX_PIXELS) -> str:
+def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pixels: int = MAX_PIXELS, *,
+                      classes_id: str) -> str:
     """What a split's features from videos depend on: its files, the sampling of each group,
-    the frame size, the largest frame decoded, and the extract settings."""
+    the frame size, the largest frame decoded, the class list (its labels), and the extract
+    settings."""
     settings = {
+        "classes": classes_id,
         "sampling": {f"{g.category}/{g.subcategory}": asdict(clip.sampling(g)) for g in groups},
         "size": clip.size,
         "decode": DECODE_RULES,
@@ -104,7 +107,8 @@ class VideoSource:
             self.loader = None
 
     def fingerprint(self, split: str) -> str:
-        return split_fingerprint(split_groups(self.tree, split), self.config, self.clip, self.decode.max_pixels)
+        return split_fingerprint(split_groups(self.tree, split), self.config, self.clip, self.decode.max_pixels,
+                                 classes_id=self.tree.classes_id)
 
     def output_bytes(self, split: str, dim: int) -> int:
         videos = sum(len(g.files) for g in self.tree.groups_of(split)) // max(1, self.config.shard.count)
@@ -132,7 +136,7 @@ class VideoSource:
                 if r.ok:
                     name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"
                     yield Clip(
-                        order[Path(r.path)], r.clip, self.stored, self.mapping[group.class_name], name, str(group.rel_dir),
+                        order[Path(r.path)], r.clip, self.stored, self.tree.label_of(group), name, str(group.rel_dir),
                         fps=r.info.fps, frame_indices=r.indices.tolist(), frame_times=r.info.times_of(r.indices),
                         path=self.tree.path_of(group, i), segment=r.segment,
                     )

@@ -24,7 +24,13 @@ from vcp.stages import stage
 from vcp.stages.interrupt import check_stop, checkpoint_seconds, stop_requested
 from vcp.stages.metadata import group_metadata, run_record, video_record
 from vcp.stages.settings import TensorizeConfig
-from vcp.stages.space import PT_OVERHEAD, check_space, tensorize_bytes
+from vcp.stages.space import (
+    PT_OVERHEAD,
+    check_space,
+    removed_if_refused,
+    tensorize_bytes,
+    tensorize_ways,
+)
 from vcp.stages.stage import RunResult, SplitResult
 from vcp.stages.stale import remove_stale_groups
 from vcp.store.atomic import remove_stale_tmp
@@ -38,9 +44,10 @@ from vcp.store.readers import read_json
 FORMAT_VERSION = 1
 
 
-def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mapping: dict) -> str:
-    """Hash of everything that determines a group's output: inputs and settings (and, for a
-    manifest's group, its rows: paths, class and segments)."""
+def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, classes_id: str) -> str:
+    """Hash of everything that determines a group's output: inputs and settings, the class
+    list (``classes_id``: :attr:`RawTree.classes_id`), and for a manifest's group its rows
+    (paths, class and segments)."""
     rows = {"rows": [group.label, group.paths, group.segments]} if group.paths is not None else {}
     return stage.fingerprint({
         "format": FORMAT_VERSION,
@@ -52,7 +59,7 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, mappi
         "storage": config.write.storage,
         "mean": config.stored_normalization.mean,
         "std": config.stored_normalization.std,
-        "category_mapping": mapping,
+        "classes": classes_id,
         **rows,
     })
 
@@ -101,8 +108,11 @@ def tensorize(
     tree = tree or discover_raw(raw)
     config.clip.check(tree)
     # a RAW tree's outputs inside it would be read back as inputs; a manifest lists its own
+    existed = Path(out).exists()
     out = prepare_output_dir(out, inputs=tree.root if tree.manifest is None else None, what="OUT")
-    check_space(out, sum(bytes_to_write(tree, out, config).values()), skip=not config.write.space_check)
+    needed = sum(bytes_to_write(tree, out, config).values())
+    with removed_if_refused(out, existed):
+        check_space(out, needed, skip=not config.write.space_check, ways=ways_for(needed, config))
     # the loader (and its probe processes) before the lock and any output is opened
     with config.decode.loader(config.clip.size, config.stored_normalization) as loader, output_lock(out, config.write.shard):
         if config.write.shard.index == 0:  # one process reconciles; other ranks only add parts
@@ -112,13 +122,20 @@ def tensorize(
     return results
 
 
+def ways_for(needed: int, config: TensorizeConfig) -> list[tuple[str, int]]:
+    """The smaller ways to this run's videos, with their sizes (:func:`vcp.stages.space.tensorize_ways`)."""
+    from vcp.stages.multiscale import DEFAULT_SCALES
+
+    return tensorize_ways(needed, config.clip.frames, config.clip.size, config.write.storage, DEFAULT_SCALES)
+
+
 def bytes_to_write(tree: RawTree, out: Path, config: TensorizeConfig) -> dict[str, int]:
     """Estimated bytes per group (``split/category/sub``) this process will write: its videos
     of every group that is not up to date (:mod:`vcp.space`)."""
     mine = stage.owned_files([p for g in tree.groups for p in g.files], config.write.shard)
     out_bytes = {}
     for group in tree.groups:
-        fp = fingerprint(group, config.clip.sampling(group), config, tree.category_mapping)
+        fp = fingerprint(group, config.clip.sampling(group), config, tree.classes_id)
         if not group_target(Path(out) / group.rel_dir, fp, config, repair=False)[1]:
             videos = sum(p in mine for p in group.files)
             out_bytes[group.rel_dir.as_posix()] = tensorize_bytes(videos, config.clip.frames, config.clip.size, config.write.storage) + PT_OVERHEAD
@@ -166,7 +183,7 @@ class _Run:
     def group(self, group: Group, result: SplitResult, *, on_video) -> None:
         files = self.owned(group)
         spec = self.config.clip.sampling(group)
-        fp = fingerprint(group, spec, self.config, self.mapping)
+        fp = fingerprint(group, spec, self.config, self.tree.classes_id)
         slot, current = group_target(self.out / group.rel_dir, fp, self.config)  # finishes a killed commit
         remove_stale_tmp(slot.directory, [slot.name, slot.meta_name])
         if current:
@@ -181,7 +198,7 @@ class _Run:
 
     def write(self, group: Group, files: list[Path], spec: SamplingSpec, fp: str, slot: Slot, *, on_video) -> list:
         config, loader = self.config, self.loader
-        label = self.mapping[group.class_name]
+        label = self.tree.label_of(group)
         mine = set(files)
         items = self.tree.items(group, lambda i: group.files[i] in mine)
         paths = {p.name: self.tree.path_of(group, i) for i, p in enumerate(group.files)}  # file names are unique in a group

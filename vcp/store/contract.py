@@ -80,12 +80,13 @@ def storage_name(dtype) -> str:
 
 def pt_archive(*, videos, labels, filenames, category_mapping, normalization, pair_id) -> dict:
     """What a ``processed_data.pt`` holds: the required keys, then its self-description
-    (``storage`` from the ``videos`` dtype, ``normalization`` {mean, std}, ``pair_id``)."""
+    (``classes``, the names by index; ``storage`` from the ``videos`` dtype, ``normalization`` {mean, std}, ``pair_id``)."""
     return {
         "videos": videos,
         "labels": labels,
         "filenames": list(filenames),
         "category_mapping": dict(category_mapping),
+        "classes": class_list(category_mapping),
         "storage": storage_name(videos.dtype),
         "normalization": dict(normalization),
         "pair_id": pair_id,
@@ -122,7 +123,7 @@ def pt_problem(data) -> str | None:
         return f"filename {bad[0]!r} is not a file name ({bad[1]})"
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and type(i) is int for k, i in mapping.items()):
         return "category_mapping must be a dict of category -> int"
-    outside = sorted(set(labels.tolist()) - set(mapping.values()))
+    outside = sorted(set(labels.tolist()) - set(mapping.values()) - {UNLABELED})
     if outside:
         return f"labels {outside[:5]} are not indices of its category_mapping {mapping}"
     return None
@@ -140,9 +141,24 @@ RUN_SPECIFIC = ("batch_sizes", "decoder_fallbacks", "elapsed_s", "created_at", "
 
 # -- features HDF5 (<split>_features[_multiscale].h5) ----------------------------------------------
 # Attrs that describe the file's layout: written by the writer, recomputed by merge.
-H5_LAYOUT_ATTRS = ("num_videos", "max_frames", "feature_dim", "category_mapping", "multi_scale")
+H5_LAYOUT_ATTRS = ("num_videos", "max_frames", "feature_dim", "category_mapping", "classes", "multi_scale")
 # Attrs every shard part of a split must agree on.
 H5_SAME_ACROSS_PARTS = (
     "backbone", "weights", "scales", "precision", "multi_scale", "max_frames", "feature_dim", "category_mapping", "fingerprint",
 )
 H5_SHARD_ATTRS = ("shard_index", "shard_count")
+
+
+# -- class labels: the same in every output ----------------------------------------------------------
+UNLABELED = -1  # the label of a video without a class (a test split, a collection to embed)
+
+
+def class_list(mapping: dict[str, int]) -> list[str | None]:
+    """The class names by index (``classes[label]`` is the name): the ``classes`` every output
+    records beside ``category_mapping``. An index no name has (an output written before
+    mappings were whole) is ``None``; ``len(classes)`` is the classifier's width."""
+    out: list[str | None] = [None] * (max(mapping.values(), default=-1) + 1)
+    for name, index in mapping.items():
+        if index >= 0:
+            out[index] = name
+    return out

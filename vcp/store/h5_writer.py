@@ -3,7 +3,7 @@
 ``features`` float32 ``[N, max_frames, D]`` gzip level 4, one chunk per video, written
 video by video (memory independent of N); ``labels`` int64 ``[N]``; ``num_frames`` int32
 ``[N]``; ``filenames`` str ``[N]``; attrs ``num_videos``, ``max_frames``, ``feature_dim``,
-``category_mapping`` (JSON), ``multi_scale`` plus provenance. Written under a temp name
+``category_mapping`` (JSON), ``classes`` (JSON list, index = label), ``multi_scale`` plus provenance. Written under a temp name
 and renamed on :meth:`H5Writer.commit`; an interrupted run leaves no features file.
 
 With ``segments`` (a path prefix), :meth:`H5Writer.save_segment` commits the rows written
@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 from vcp.store.atomic import name_write_error, replace_into, tmp_path_for
+from vcp.store.contract import class_list
 
 GZIP_LEVEL = 4
 _GROW = 256  # rows the features dataset grows by
@@ -247,6 +248,7 @@ class H5Writer:
             "max_frames": rows,
             "feature_dim": dim,
             "category_mapping": json.dumps(self.category_mapping, sort_keys=True),
+            "classes": json.dumps(class_list(self.category_mapping)),
             "multi_scale": bool(self.multi_scale),
             **{k: v for k, v in self.attrs.items() if v is not None},
         }

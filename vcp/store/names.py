@@ -20,6 +20,9 @@ class OutsideError(ValueError):
     """A name that would lead outside the folder it is joined to."""
 
 
+NAME_MAX = 255  # bytes in one path component (ext4, xfs, btrfs, NTFS in UTF-16 units)
+
+
 def component_problem(name) -> str | None:
     """Why ``name`` cannot be one path component (a split, category, subcategory or file
     name), or None."""
@@ -34,9 +37,11 @@ def component_problem(name) -> str | None:
     if any(not c.isprintable() for c in name):
         return "holds a control character" if "\x00" not in name else "holds a NUL byte"
     try:
-        name.encode("utf-8")
+        size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
         return "not valid UTF-8"
+    if size > NAME_MAX:
+        return f"{size} bytes long, over the {NAME_MAX} bytes a file system allows in a name"
     return None
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vcp.store.contract import UNLABELED
+
 
 class InputFileError(ValueError):
     """A file vcp reads is not what it must be; ``str()`` is one line naming the file."""
@@ -152,7 +154,7 @@ def features_problem(h5) -> str | None:
         if n and (counts.min() < 0 or counts.max() > feats.shape[1]):
             raise ValueError(f"num_frames outside 0..{feats.shape[1]}")
         labels = labels[:]
-        outside = sorted(set(labels.tolist()) - set(mapping.values()))
+        outside = sorted(set(labels.tolist()) - set(mapping.values()) - {UNLABELED})
         if outside:
             raise ValueError(f"labels {outside[:5]} are not indices of category_mapping")
     except ValueError as exc:
