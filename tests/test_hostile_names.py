@@ -94,7 +94,7 @@ def test_export_never_writes_outside_out_whatever_the_stored_names(tmp_path):
     assert all(f"row {i}" in errors[i - 1] for i in range(1, len(HOSTILE) + 1))
     assert np.load(out / "train/cat/sub/good.mp4.npy").shape == (3, 4)
     index = (out / "index.csv").read_text().splitlines()
-    assert index[1:] == ["train,train/cat/sub/good.mp4.npy,0,3,,"]  # no fps, no path: a crafted file
+    assert index[1:] == ["train,train/cat/sub/good.mp4.npy,0,3,,,,"]  # no fps, path, segment: a crafted file
 
 
 def test_export_refuses_a_name_through_a_link_inside_out_and_a_nul_byte(tmp_path):

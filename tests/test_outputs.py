@@ -100,14 +100,16 @@ def test_feature_dataset_in_a_dataloader_with_workers(made):
     path = made["features"] / "train_features_multiscale.h5"
     ds = FeatureDataset(path)
     assert len(ds) == 3 and ds.category_mapping == {"apple": 0, "zebra": 1}
-    features, mask, label, filename = ds[0]
+    assert ds.classes == ["apple", "zebra"] and ds.num_classes == 2
+    features, mask, label, name = ds[0]
     with h5py.File(path) as h5:
         np.testing.assert_array_equal(features.numpy(), h5["features"][0])
         assert mask.tolist() == [i < h5["num_frames"][0] for i in range(h5["features"].shape[1])]
-        assert label == h5["labels"][0] and filename == h5["filenames"][0].decode()
+        assert label == h5["labels"][0] and name == h5["paths"][0].decode()  # the video's own name
+        assert ds.index_of(name) == 0 and ds.index_of(h5["filenames"][1].decode()) == 1
     batches = list(DataLoader(ds, batch_size=2, num_workers=2))
     assert [b[0].shape[0] for b in batches] == [2, 1] and batches[0][1].dtype == torch.bool
-    assert sorted(n for b in batches for n in b[3]) == sorted(ds.filenames)
+    assert sorted(n for b in batches for n in b[3]) == sorted(ds.paths) == sorted(ds.names)
     # each row's source video, relative to RAW (a flat category's filenames repeat its name)
     assert all((made["raw"] / p).is_file() and p.rsplit("/", 1)[1] == n.rsplit("/", 1)[1]
                for p, n in zip(ds.paths, ds.filenames, strict=True)) and len(set(ds.paths)) == 3
@@ -124,6 +126,8 @@ def test_clip_dataset_converts_compact_storage_as_extract_does(made, tmp_path):
     tensorize(made["raw"], compact, TensorizeConfig.from_options(frames=6, size=32, storage="uint8"), console=Console(quiet=True))
     full, small = ClipDataset(made["processed"], "train"), ClipDataset(compact, "train")
     assert len(full) == len(small) == 3 and full.category_mapping == {"apple": 0, "zebra": 1}
+    assert full.classes == ["apple", "zebra"] and full.num_classes == 2
+    assert [full.index_of(n) for _, _, n in full] == [0, 1, 2] and full[0][2] == full.paths[0]
     assert all((made["raw"] / p).is_file() and p.rsplit("/", 1)[1] == n.rsplit("/", 1)[1]
                for p, (_, _, n) in zip(full.paths, full, strict=True)) and len(set(full.paths)) == 3
     for (a, la, na), (b, lb, nb) in zip(full, small, strict=True):
@@ -220,7 +224,7 @@ def test_export_npy_per_video_with_an_index_and_reruns_skip(made, tmp_path):
             assert array.shape == (n, h5["features"].shape[2]) and np.array_equal(array, h5["features"][i, :n])
     with open(out / "index.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 4 and rows[0].keys() == {"split", "filename", "label", "num_frames", "fps", "path"}
+    assert len(rows) == 4 and rows[0].keys() == {"split", "filename", "label", "num_frames", "fps", "path", "start", "end"}
     assert rows[0]["filename"] == "train/apple/a/b.webm.npy" and rows[0]["path"] == "train/apple/a/b.webm"  # as in RAW
     vfr = next(r for r in rows if r["filename"] == "train/apple/a/vfr.mp4.npy")
     assert vfr["split"] == "train" and vfr["label"] == "0" and vfr["num_frames"] == str(output_rows(6, (1.0, 0.85, 1.15))) == "6"

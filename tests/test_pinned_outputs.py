@@ -51,9 +51,13 @@ def toolchain() -> dict:
 
 
 def _pt_digest(path: Path) -> dict:
-    """Everything in the archive but ``pair_id`` (it hashes the inputs' stamps too)."""
+    """Everything in the archive but ``pair_id`` (it hashes the inputs' stamps too) and
+    ``classes`` (added since the pin: a function of ``category_mapping``, checked here)."""
+    from vcp.store.contract import class_list
+
     data = torch.load(path, weights_only=True)
-    rest = {k: v for k, v in data.items() if k not in ("videos", "labels", "pair_id")}
+    assert data["classes"] == class_list(data["category_mapping"]) == sorted(data["category_mapping"], key=data["category_mapping"].get)
+    rest = {k: v for k, v in data.items() if k not in ("videos", "labels", "pair_id", "classes")}
     return {"videos": _sha(data["videos"].numpy().tobytes()), "labels": _sha(data["labels"].numpy().tobytes()),
             "rest": _sha(json.dumps(rest, sort_keys=True).encode())}
 

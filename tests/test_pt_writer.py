@@ -23,7 +23,8 @@ def test_roundtrip_schema_and_valid_zip(tmp_path, expected):
     assert sorted(p.name for p in tmp_path.iterdir()) == [META_NAME, PT_NAME]
     for mmap in (False, True):
         d = torch.load(tmp_path / PT_NAME, weights_only=True, mmap=mmap)
-        assert set(d) == {"videos", "labels", "filenames", "category_mapping", "storage", "normalization", "pair_id"}
+        assert set(d) == {"videos", "labels", "filenames", "category_mapping", "classes", "storage", "normalization",
+                          "pair_id"}
         assert d["storage"] == "float32" and d["normalization"] == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
         assert d["pair_id"] == json.loads((tmp_path / META_NAME).read_text())["pair_id"]
         assert d["videos"].dtype == torch.float32 and d["videos"].shape == (4, 5, 3, 8, 8)

@@ -60,7 +60,8 @@ def test_outputs_schema_labels_and_frames(raw, tmp_path):
     for rel, names in expected.items():
         data, meta = load(out, rel)
         category = rel.split("/")[1]
-        assert set(data) == {"videos", "labels", "filenames", "category_mapping", "storage", "normalization", "pair_id"}
+        assert set(data) == {"videos", "labels", "filenames", "category_mapping", "classes", "storage", "normalization",
+                             "pair_id"}
         assert data["storage"] == "float32" and data["pair_id"] == meta["pair_id"] and len(data["pair_id"]) == 32
         assert data["normalization"] == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
         assert data["videos"].dtype == torch.float32

@@ -88,14 +88,16 @@ def extract_command(
     run: opt.Bundle = None,
 ) -> None:
     """Frozen backbone over every frame, three temporal scales averaged, gzip HDF5 per split."""
-    from backbones import BackboneError, WeightsError
-
     with user_errors(run["debug"], stoppable=True):
+        parsed_scales, parsed_splits = _parse_scales(scales), opt.parse_splits(splits)
+        processed, features = _arguments(processed, features, inputs, from_videos)
+        # the videos (every manifest row against --root) before torch and the backbone load: a wrong root fails at once
+        tree = opt.read_input(processed, inputs, parsed_splits) if from_videos else None
+        opt.clip_settings(clip).check()
+        opt.print_config_if_asked(ctx, {k: v for k, v in locals().items() if k != "tree"})
+        from backbones import BackboneError, WeightsError
+
         try:
-            parsed_scales, parsed_splits = _parse_scales(scales), opt.parse_splits(splits)
-            opt.clip_settings(clip).check()
-            processed, features = _arguments(processed, features, inputs, from_videos)
-            opt.print_config_if_asked(ctx, locals())
             this_shard = start_run(run)
             settings = _extract_config(
                 backbone=backbone, weights=weights, device=device, multi_scale=multi_scale, scales=parsed_scales,
@@ -103,7 +105,7 @@ def extract_command(
                 shard=this_shard, seed=clip["seed"], compile=compile_net, cuda_graph=cuda_graph,
                 space_check=not run["no_space_check"], recipe=opt.value(recipe), input_size=input_size,
             )
-            source = _VideoSource(opt.clip_settings(clip), decode, inputs) if from_videos else None
+            source = _VideoSource(opt.clip_settings(clip), decode, tree) if from_videos else None
             results = _run(processed, features, settings, source, dry_run=run["dry_run"])
             code = finish_run(this_shard, features, sum(len(r.failures) for r in results), run["strict"])
         except (BackboneError, WeightsError) as exc:
@@ -142,7 +144,7 @@ class _VideoSource:
 
     clip: ClipSettings
     decode: dict
-    inputs: dict  # where the videos come from: RAW, or --manifest (and --classes)
+    tree: object  # the videos (a RawTree: RAW, or --manifest with --classes), read before the backbone
 
 
 def _chosen_weights(weights: str, seed: int):
@@ -163,7 +165,7 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
     if videos is not None:
         from vcp.stages.stream import extract_from_videos
 
-        tree = opt.read_input(source, videos.inputs, settings.splits)
+        tree = videos.tree
         if dry_run:
             from vcp.cli.plan import stream_plan
 

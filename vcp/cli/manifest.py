@@ -27,8 +27,8 @@ def _finish(imported, output: Path, allow_missing: bool, inputs: list[Path] = ()
 
     from vcp.common.errors import LayoutError
     from vcp.common.report import one_line
-    from vcp.inputs.datasets import write_manifest
-    from vcp.inputs.manifest import classes_sidecar
+    from vcp.inputs.classes import classes_sidecar
+    from vcp.inputs.manifest_out import output_problem, write_manifest
 
     if not imported.rows:
         raise LayoutError(f"no listed video exists under {imported.root} ({len(imported.missing)} missing): nothing written")
@@ -36,8 +36,6 @@ def _finish(imported, output: Path, allow_missing: bool, inputs: list[Path] = ()
     write_manifest(imported.rows, output, classes=imported.classes, inputs=[*inputs, *videos])
     if imported.missing and allow_missing:
         listed = output.with_suffix(".missing.txt")
-        from vcp.inputs.datasets import output_problem
-
         problem = output_problem(listed, [*inputs, *videos])
         if problem is None:
             listed.write_text("".join(f"{line}\n" for line in imported.missing), encoding="utf-8")
@@ -102,12 +100,12 @@ def kinetics_command(sources: Annotated[list[Path], typer.Argument(metavar="CSV 
     """Kinetics: CSVs label,youtube_id,time_start,time_end,split (test: no label); trimmed or
     whole videos. Labels: the sorted class names of every CSV given (or --classes)."""
     from vcp.common.errors import UsageError
-    from vcp.inputs import datasets
+    from vcp.inputs.kinetics import kinetics
 
     with user_errors(False):
         if len(sources) < 2:
             raise UsageError("vcp manifest kinetics expects CSV... VIDEOS (at least one CSV, then the video folder)")
-        _finish(datasets.kinetics(sources[:-1], sources[-1], classes), output, allow_missing, sources[:-1])
+        _finish(kinetics(sources[:-1], sources[-1], classes), output, allow_missing, sources[:-1])
 
 
 @app.command("ssv2", short_help="Something-Something v2: labels, train/validation/test.")

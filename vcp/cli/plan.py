@@ -44,7 +44,7 @@ def _table(title: str, first: str, tree: RawTree | None, out: Path, needed: dict
     lines = [ignored_summary(tree.ignored) if tree is not None else None,
              free_caption(out, sum(needed.values()), ways, detail=f" ({writes})" if writes else "")]
     table = PlainTable(title=title, caption="\n".join(x for x in lines if x))
-    table.add_column(first, overflow="fold")  # a name is never cut short: a long one folds, the numbers stay whole
+    table.add_column(first, no_wrap=False, overflow="fold")  # a long name folds (never cut), the numbers stay whole
     for col in ("videos", "up to date", "to do"):
         table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     table.add_column("rejected on sight", overflow="fold")
@@ -71,7 +71,7 @@ def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
     from vcp.stages.tensorize import ways_for
 
     table = _table(f"vcp tensorize --dry-run: {_input_name(tree)} -> {out} (nothing written)", "group", tree, out, needed,
-                   ways_for(sum(needed.values()), config))
+                   ways_for(needed, config))
     for group in tree.groups:
         rejected = _rejections(group.files)
         n, key = len(group.files), group.rel_dir.as_posix()

@@ -43,12 +43,14 @@ def tensorize_command(
 ) -> None:
     """Decode, sample T frames, resize to SxS and ImageNet-normalize every video."""
     with user_errors(run["debug"], stoppable=True):
-        opt.clip_settings(clip).check()
-        opt.print_config_if_asked(ctx, locals())
+        if run["print_config"]:  # settings only: the videos are not read
+            opt.clip_settings(clip).check()
+            opt.print_config_if_asked(ctx, locals())
         raw, out = opt.input_arguments(raw, out, inputs, "RAW OUT")
+        tree = opt.read_input(raw, inputs, opt.parse_splits(splits))  # before torch loads: a wrong --root fails at once
+        opt.clip_settings(clip).check()
         this_shard = start_run(run)
-        settings = _settings(raw, inputs, mode, clip, interactive, decode, storage, overwrite, this_shard,
-                             not run["no_space_check"], opt.parse_splits(splits))
+        settings = _settings(tree, mode, clip, interactive, decode, storage, overwrite, this_shard, not run["no_space_check"])
         if run["dry_run"]:
             from vcp.cli.plan import tensorize_plan
 
@@ -67,13 +69,12 @@ class _Resolved:
     config: TensorizeConfig
 
 
-def _settings(raw, inputs: dict, mode, clip: dict, interactive: bool, decode: dict, storage, overwrite: bool, shard,
-              space_check: bool, splits) -> _Resolved:
+def _settings(tree, mode, clip: dict, interactive: bool, decode: dict, storage, overwrite: bool, shard,
+              space_check: bool) -> _Resolved:
     """The options -> the tree and a :class:`TensorizeConfig` (after the prompts, if asked)."""
     from vcp.stages.settings import TensorizeConfig, WriteSettings
 
     clip_settings = opt.clip_settings(clip)
-    tree = opt.read_input(raw, inputs, splits)
     mode = opt.value(mode)
     if interactive:
         mode, overrides = _prompt(tree, mode, clip_settings.strategy, clip_settings.strategy_for)

@@ -131,6 +131,51 @@ def _line_pairs(path: Path, text: str) -> list[tuple[str, int, int | None]]:
     return [(line, i, n) for i, (n, line) in enumerate(lines)]
 
 
+def classes_sidecar(manifest: str | Path) -> Path:
+    """``ucf101.csv`` -> ``ucf101.classes.json``: the whole class list beside a manifest."""
+    return Path(manifest).with_suffix(".classes.json")
+
+
+def manifest_classes(rows, manifest: Path, classes: str | None, fail, *, has_index: bool) -> dict[str, int]:
+    """label -> index for a manifest's rows: the dataset's whole class list (0..K-1) from
+    ``classes``, else ``<manifest>.classes.json``, else the ``index`` column (0..K-1 without
+    a gap), else the sorted labels; an index column must agree with a class list.
+    ``fail(line, why)`` raises naming the manifest and the line."""
+    labeled = [r for r in rows if r.label]
+    if classes is None and classes_sidecar(manifest).is_file():
+        classes = str(classes_sidecar(manifest))
+    whole = read_classes(classes, names=sorted({r.label for r in labeled})) if classes is not None else None
+    if has_index:
+        mapping: dict[str, int] = {}
+        owner: dict[int, str] = {}
+        for row in labeled:
+            known = mapping.setdefault(row.label, row.index)
+            if known != row.index:
+                fail(row.line, f"label {row.label!r} has index {row.index} here and {known} above")
+            if owner.setdefault(row.index, row.label) != row.label:
+                fail(row.line, f"index {row.index} is given to {row.label!r} and {owner[row.index]!r}")
+            if whole is not None and whole.get(row.label) != row.index:
+                said = f"index {whole[row.label]}" if row.label in whole else "no such class"
+                fail(row.line, f"label {row.label!r} has index {row.index} here but {said} in --classes {classes}")
+        if whole is not None:
+            return whole
+        gaps = sorted(set(range(len(mapping))) - set(mapping.values()))
+        if gaps:
+            fail(None, one_line(
+                f"the index column numbers {len(mapping)} classes from {min(owner)} to {max(owner)} (no class has index "
+                f"{gaps[0]}): labels are 0..K-1 over the dataset's whole class list; give it as --classes FILE "
+                f"(or {classes_sidecar(manifest).name} beside the manifest)"))
+        return dict(sorted(mapping.items(), key=lambda kv: kv[1]))
+    if whole is not None:
+        for row in labeled:
+            if row.label not in whole:
+                fail(row.line, f"label {row.label!r} is not in --classes {classes}")
+        return whole
+    names = sorted({r.label for r in labeled})
+    numeric_warning(names)
+    return {name: i for i, name in enumerate(names)}
+
+
 def with_classes(tree, spec: str | None):
     """A RAW tree with ``--classes`` applied (every category must be listed; the file's whole
     list is the mapping), or as it is with a warning when its class folders are numbers that

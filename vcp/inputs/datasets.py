@@ -26,14 +26,12 @@ per listed video that is not there. Formats:
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vcp.common.errors import LayoutError
-from vcp.inputs.manifest import COLUMNS, REQUIRED
 from vcp.store.readers import regular_file_problem
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
@@ -53,7 +51,7 @@ class Imported:
             self.missing.append(f"{row['path']} ({where})")
 
 
-def _text(path: Path, what: str) -> str:
+def read_text(path: Path, what: str) -> str:
     problem = regular_file_problem(path)
     if problem:
         raise LayoutError(f"{what} {path}: {problem}")
@@ -63,7 +61,7 @@ def _text(path: Path, what: str) -> str:
         raise LayoutError(f"{what} {path}: not valid UTF-8") from None
 
 
-def _folder(path: Path, what: str) -> Path:
+def folder_of(path: Path, what: str) -> Path:
     if not Path(path).is_dir():
         raise LayoutError(f"{what} {path}: not a folder")
     return Path(path)
@@ -85,10 +83,10 @@ def from_tree(raw: Path) -> Imported:
 def ucf101(videos: Path, splits: Path, fold: int) -> Imported:
     from vcp.inputs.classes import checked_mapping, is_index
 
-    videos, splits = _folder(videos, "UCF101 videos"), _folder(splits, "UCF101 split folder")
+    videos, splits = folder_of(videos, "UCF101 videos"), folder_of(splits, "UCF101 split folder")
     listed = splits / "classInd.txt"
     pairs = []
-    for n, line in enumerate(_text(listed, "UCF101 class list").splitlines(), start=1):
+    for n, line in enumerate(read_text(listed, "UCF101 class list").splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -101,7 +99,7 @@ def ucf101(videos: Path, splits: Path, fold: int) -> Imported:
     out = Imported(videos, classes=list(classes))
     for split, name in (("train", f"trainlist0{fold}.txt"), ("test", f"testlist0{fold}.txt")):
         path = splits / name
-        for n, line in enumerate(_text(path, "UCF101 split file").splitlines(), start=1):
+        for n, line in enumerate(read_text(path, "UCF101 split file").splitlines(), start=1):
             parts = line.split()
             if not parts:
                 continue
@@ -117,7 +115,7 @@ def ucf101(videos: Path, splits: Path, fold: int) -> Imported:
 
 
 def hmdb51(videos: Path, splits: Path, fold: int) -> Imported:
-    videos, splits = _folder(videos, "HMDB51 videos"), _folder(splits, "HMDB51 split folder")
+    videos, splits = folder_of(videos, "HMDB51 videos"), folder_of(splits, "HMDB51 split folder")
     suffix = f"_test_split{fold}.txt"
     files = sorted(p for p in splits.iterdir() if p.name.endswith(suffix))
     if not files:
@@ -127,7 +125,7 @@ def hmdb51(videos: Path, splits: Path, fold: int) -> Imported:
     out = Imported(videos, classes=names)
     for path in files:
         label = path.name[: -len(suffix)]
-        for n, line in enumerate(_text(path, "HMDB51 split file").splitlines(), start=1):
+        for n, line in enumerate(read_text(path, "HMDB51 split file").splitlines(), start=1):
             parts = line.split()
             if not parts:
                 continue
@@ -141,7 +139,7 @@ def hmdb51(videos: Path, splits: Path, fold: int) -> Imported:
     return out
 
 
-def _video_index(root: Path) -> dict[str, list[str]]:
+def video_index(root: Path) -> dict[str, list[str]]:
     """Every video under ``root`` by file stem -> relative paths (one walk)."""
     found: dict[str, list[str]] = {}
     for folder, dirs, files in os.walk(root):
@@ -151,82 +149,6 @@ def _video_index(root: Path) -> dict[str, list[str]]:
             if ext.lower() in VIDEO_SUFFIXES and not name.startswith("."):
                 found.setdefault(stem, []).append(os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/"))
     return found
-
-
-KINETICS_SIZES = (400, 600, 700)
-
-
-def _seconds(text: str | None, where: str, name: str) -> int | float:
-    """A CSV time kept exact (``1.5`` stays 1.5; ``3`` and ``3.0`` are 3)."""
-    import math
-
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise LayoutError(f"{where}: {name} {text!r} is not a time in seconds (a number >= 0)")
-    return int(value) if value.is_integer() else value
-
-
-def kinetics(csvs: list[Path], videos: Path, classes: str | None = None) -> Imported:
-    import sys
-
-    from vcp.common.report import one_line
-    from vcp.inputs.classes import read_classes
-    from vcp.store.names import component_problem
-
-    videos = _folder(videos, "Kinetics videos")
-    entries = []
-    for path in csvs:
-        reader = csv.DictReader(_text(path, "Kinetics CSV").splitlines())
-        need = {"youtube_id", "time_start", "time_end", "split"}
-        if not need <= set(reader.fieldnames or ()):
-            raise LayoutError(f"Kinetics CSV {path}: expected the columns label (not in a test CSV), "
-                              f"{', '.join(sorted(need))}, got {reader.fieldnames}")
-        for n, row in enumerate(reader, start=2):
-            where = f"{path}, line {n}"
-            if None in row.values() or None in row:
-                raise LayoutError(f"{where}: {len(reader.fieldnames)} columns expected, the row has another number")
-            start, end = _seconds(row["time_start"], where, "time_start"), _seconds(row["time_end"], where, "time_end")
-            if end <= start:
-                raise LayoutError(f"{where}: time_end {end} is not after time_start {start}")
-            split, label, vid = row["split"].strip(), (row.get("label") or "").strip(), row["youtube_id"].strip()
-            for name, value in (("split", split), ("label", label)):
-                problem = component_problem(value) if value or name == "split" else None
-                if problem:
-                    raise LayoutError(one_line(f"{where}: {name} {value!r} cannot name a folder: {problem}"))
-            if not vid or component_problem(vid):
-                raise LayoutError(one_line(f"{where}: youtube_id {vid!r} is not a video id"))
-            entries.append((path.name, n, split, label, vid, start, end))
-    labels = sorted({e[3] for e in entries if e[3]})
-    if classes is not None:
-        index = read_classes(classes, names=labels)
-        unknown = next((e for e in entries if e[3] and e[3] not in index), None)
-        if unknown:
-            raise LayoutError(one_line(f"{unknown[0]}, line {unknown[1]}: label {unknown[3]!r} is not in --classes {classes}"))
-    else:
-        index = {name: i for i, name in enumerate(labels)}
-        if len(index) not in KINETICS_SIZES:
-            print(one_line(
-                f"vcp: warning: the CSVs name {len(index)} classes, not {', '.join(map(str, KINETICS_SIZES))}: labels are "
-                "indices among these classes only; give the dataset's class list with --classes (e.g. the labels of "
-                "its train CSV) to number them as the whole dataset does"), file=sys.stderr, flush=True)
-    found = _video_index(videos)
-    out = Imported(videos, classes=list(index))
-    for where, n, split, label, vid, start, end in entries:
-        stem = f"{vid}_{int(start):06d}_{int(end):06d}" if isinstance(start, int) and isinstance(end, int) else None
-        trimmed = found.get(stem, []) if stem else []
-        folder = f"{split}/{label}/" if label else f"{split}/"
-        preferred = [p for p in trimmed if p.startswith(folder)] or trimmed
-        row = {"split": split, "label": label, "index": index[label] if label else None}
-        if preferred:
-            out.add(True, "", path=preferred[0], **row)
-        elif found.get(vid):  # the whole video: sampled inside the CSV's segment
-            out.add(True, "", path=found[vid][0], start=start, end=end, **row)
-        else:
-            out.add(False, f"{where} line {n}", path=f"{folder}{stem or vid}.mp4", **row)
-    return out
 
 
 SSV2_PREFIX = "something-something-v2-"
@@ -243,7 +165,7 @@ def _ssv2_file(folder: Path, name: str) -> Path | None:
 
 def _json(path: Path, what: str):
     try:
-        return json.loads(_text(path, what))
+        return json.loads(read_text(path, what))
     except ValueError as exc:
         raise LayoutError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:
@@ -253,7 +175,7 @@ def _json(path: Path, what: str):
 def ssv2(labels: Path, videos: Path) -> Imported:
     from vcp.inputs.classes import checked_mapping, is_index
 
-    labels, videos = _folder(labels, "Something-Something labels folder"), _folder(videos, "Something-Something videos")
+    labels, videos = folder_of(labels, "Something-Something labels folder"), folder_of(videos, "Something-Something videos")
     listed = _ssv2_file(labels, "labels")
     if listed is None:
         raise LayoutError(f"Something-Something labels folder {labels}: no {SSV2_PREFIX}labels.json (or labels.json)")
@@ -296,13 +218,13 @@ def from_lists(splits: dict[str, Path], root: Path, classes: str | None) -> Impo
     from vcp.inputs.classes import is_index, numeric_classes, read_classes
     from vcp.store.names import component_problem
 
-    root = _folder(root, "--root")
+    root = folder_of(root, "--root")
     parsed = []
     for split, path in splits.items():
         problem = component_problem(split)
         if problem:
             raise LayoutError(one_line(f"--split {split!r}: cannot name a folder: {problem}"))
-        for n, line in enumerate(_text(path, f"--split {split}").splitlines(), start=1):
+        for n, line in enumerate(read_text(path, f"--split {split}").splitlines(), start=1):
             if not line.strip():
                 continue
             text = line.strip()
@@ -344,78 +266,3 @@ def from_lists(splits: dict[str, Path], root: Path, classes: str | None) -> Impo
         out.add((root / rel).exists(), f"{where} line {n}", split=split, path=rel, label=name, index=i)
     return out
 
-
-def output_problem(target: Path, inputs: list[Path]) -> str | None:
-    """Why ``vcp manifest -o`` must not write ``target``, or None: it makes a new file or
-    replaces a regular file, never a folder, a link, a FIFO, a device or one of its inputs."""
-    import stat
-
-    from vcp.store.names import component_problem
-
-    if not target.name or target.name in (".", ".."):
-        return "not a file name"
-    problem = component_problem(target.name)
-    if problem:
-        return problem
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
-        parent = target.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        return None if parent.is_dir() else f"{parent} is not a folder"
-    except NotADirectoryError:
-        return "a path under a file"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if stat.S_ISDIR(st.st_mode):
-        return "a folder (give the manifest's file name)"
-    if stat.S_ISLNK(st.st_mode):
-        return "a symbolic link (vcp manifest does not write through links)"
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file (a FIFO, socket or device)"
-    real = os.path.realpath(target)
-    if any(os.path.realpath(p) == real for p in inputs):
-        return "one of this command's inputs"
-    return None
-
-
-def write_manifest(rows: list[dict], target: str | Path, *, classes: list[str] | None = None,
-                   inputs: list[Path] = ()) -> Path:
-    """The canonical CSV of ``rows`` (dicts with the column names), written whole or not at
-    all; optional columns only when some row has them. ``classes`` (the whole class list) is
-    written beside it as ``<name>.classes.json``, which :func:`vcp.inputs.manifest.read_manifest`
-    reads. Neither file may be a folder, a link, a device or one of ``inputs``
-    (:class:`LayoutError` naming it)."""
-    from vcp.inputs.manifest import classes_sidecar
-
-    target = Path(target)
-    problem = output_problem(target, list(inputs))
-    sidecar = classes_sidecar(target) if classes is not None and not problem else None
-    if sidecar is not None and output_problem(sidecar, list(inputs)):
-        target, problem = sidecar, output_problem(sidecar, list(inputs))
-    if problem:
-        raise LayoutError(f"-o {target}: {problem}: nothing written")
-    used = [c for c in COLUMNS if c in REQUIRED or any(r.get(c) is not None for r in rows)]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if sidecar is not None:
-        _write_atomic(sidecar, lambda f: f.write(json.dumps(classes, ensure_ascii=False, indent=0) + "\n"))
-
-    def csv_rows(f):
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(used)
-        for r in rows:
-            writer.writerow(["" if r.get(c) is None else r[c] for c in used])
-
-    _write_atomic(target, csv_rows)
-    return target
-
-
-def _write_atomic(target: Path, write) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "x", newline="", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from vcp.common.errors import LayoutError
 from vcp.common.report import one_line
-from vcp.inputs.classes import is_index, numeric_warning, read_classes
+from vcp.inputs.classes import is_index, manifest_classes
 from vcp.inputs.layout import Group, RawTree
 from vcp.store.contract import split_key
 from vcp.store.names import Confinement, component_problem
@@ -177,7 +177,7 @@ def read_manifest(
     with _no_gc_pauses():  # 100,000 rows make 300,000 objects that all live on
         rows = reader.rows()
         _check_duplicates(reader, rows)
-        mapping = _mapping(reader, rows, classes)
+        mapping = manifest_classes(rows, reader.path, classes, reader.fail, has_index=reader.has_index)
         base = Path(root) if root is not None else manifest.parent
         if root is not None and not base.is_dir():
             raise LayoutError(f"--root {base}: not a folder")
@@ -240,48 +240,6 @@ def _overlap_warning(reader: _Reader, rows: list[Row], files: list[str]) -> None
             f"vcp: warning: {len(shared)} video(s) of {reader.path} are in more than one split "
             f"({'; '.join(' and '.join(p) for p in pairs[:3])}), e.g. {shared[0][0]}: a video in both training "
             "and test data inflates the test score (--allow-overlap silences this)"), file=sys.stderr, flush=True)
-
-
-def classes_sidecar(manifest: str | Path) -> Path:
-    """``ucf101.csv`` -> ``ucf101.classes.json``: the whole class list beside a manifest."""
-    return Path(manifest).with_suffix(".classes.json")
-
-
-def _mapping(reader: _Reader, rows: list[Row], classes: str | None) -> dict[str, int]:
-    """label -> index for the dataset's whole class list (0..K-1); see the module's rule."""
-    labeled = [r for r in rows if r.label]
-    if classes is None and classes_sidecar(reader.path).is_file():
-        classes = str(classes_sidecar(reader.path))
-    whole = read_classes(classes, names=sorted({r.label for r in labeled})) if classes is not None else None
-    if reader.has_index:
-        mapping: dict[str, int] = {}
-        owner: dict[int, str] = {}
-        for row in labeled:
-            known = mapping.setdefault(row.label, row.index)
-            if known != row.index:
-                reader.fail(row.line, f"label {row.label!r} has index {row.index} here and {known} above")
-            if owner.setdefault(row.index, row.label) != row.label:
-                reader.fail(row.line, f"index {row.index} is given to {row.label!r} and {owner[row.index]!r}")
-            if whole is not None and whole.get(row.label) != row.index:
-                said = f"index {whole[row.label]}" if row.label in whole else "no such class"
-                reader.fail(row.line, f"label {row.label!r} has index {row.index} here but {said} in --classes {classes}")
-        if whole is not None:
-            return whole
-        gaps = sorted(set(range(len(mapping))) - set(mapping.values()))
-        if gaps:
-            reader.fail(None, one_line(
-                f"the index column numbers {len(mapping)} classes from {min(owner)} to {max(owner)} (no class has index "
-                f"{gaps[0]}): labels are 0..K-1 over the dataset's whole class list; give it as --classes FILE "
-                f"(or {classes_sidecar(reader.path).name} beside the manifest)"))
-        return dict(sorted(mapping.items(), key=lambda kv: kv[1]))
-    if whole is not None:
-        for row in labeled:
-            if row.label not in whole:
-                reader.fail(row.line, f"label {row.label!r} is not in --classes {classes}")
-        return whole
-    names = sorted({r.label for r in labeled})
-    numeric_warning(names)
-    return {name: i for i, name in enumerate(names)}
 
 
 def _resolve(reader: _Reader, rows: list[Row], base: Path, *, confine: bool) -> list[str]:

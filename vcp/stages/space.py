@@ -40,23 +40,24 @@ SMALLER_SIZE, SMALLER_FRAMES = 128, 16
 FEATURE_DIM = 1280  # vcp extract's default backbone (efficientnet_v2_s)
 
 
-def tensorize_ways(needed: int, frames: int, size: int, storage: str, scales) -> list[tuple[str, int]]:
-    """The smaller ways to the same videos, each with about what it writes for this run
-    (``needed``: what it writes as asked): compact storage, features straight from the
+def tensorize_ways(clips: int, groups: int, frames: int, size: int, storage: str, scales) -> list[tuple[str, int]]:
+    """The smaller ways to the same ``clips`` videos (in ``groups`` groups), each with about
+    what it writes, counted as the run counts it: compact storage, features straight from the
     videos, a smaller frame size or fewer frames."""
     from vcp.stages.multiscale import output_rows
 
-    per_value = {"float32": 4, "float16": 2, "uint8": 1}[storage]
-    videos = needed / max(1, tensorize_bytes(1, frames, size, storage))
+    def tensors(t: int, s: int, kind: str) -> int:
+        return tensorize_bytes(clips, t, s, kind) + groups * PT_OVERHEAD
+
     ways = []
     if storage != "uint8":
-        ways.append(("--storage uint8", needed // per_value))
+        ways.append(("--storage uint8", tensors(frames, size, "uint8")))
     ways.append((f"vcp extract --from-videos (efficientnet_v2_s features, {frames} frames)",
-                 int(videos * features_bytes(1, output_rows(frames, scales), FEATURE_DIM))))
+                 features_bytes(clips, output_rows(frames, scales), FEATURE_DIM)))
     if size > SMALLER_SIZE:
-        ways.append((f"--size {SMALLER_SIZE}", needed * SMALLER_SIZE**2 // size**2))
+        ways.append((f"--size {SMALLER_SIZE}", tensors(frames, SMALLER_SIZE, storage)))
     if frames > SMALLER_FRAMES:
-        ways.append((f"--frames {SMALLER_FRAMES}", needed * SMALLER_FRAMES // frames))
+        ways.append((f"--frames {SMALLER_FRAMES}", tensors(SMALLER_FRAMES, size, storage)))
     return ways
 
 

@@ -110,9 +110,9 @@ def tensorize(
     # a RAW tree's outputs inside it would be read back as inputs; a manifest lists its own
     existed = Path(out).exists()
     out = prepare_output_dir(out, inputs=tree.root if tree.manifest is None else None, what="OUT")
-    needed = sum(bytes_to_write(tree, out, config).values())
+    needed = bytes_to_write(tree, out, config)
     with removed_if_refused(out, existed):
-        check_space(out, needed, skip=not config.write.space_check, ways=ways_for(needed, config))
+        check_space(out, sum(needed.values()), skip=not config.write.space_check, ways=ways_for(needed, config))
     # the loader (and its probe processes) before the lock and any output is opened
     with config.decode.loader(config.clip.size, config.stored_normalization) as loader, output_lock(out, config.write.shard):
         if config.write.shard.index == 0:  # one process reconciles; other ranks only add parts
@@ -122,11 +122,14 @@ def tensorize(
     return results
 
 
-def ways_for(needed: int, config: TensorizeConfig) -> list[tuple[str, int]]:
-    """The smaller ways to this run's videos, with their sizes (:func:`vcp.stages.space.tensorize_ways`)."""
+def ways_for(needed: dict[str, int], config: TensorizeConfig) -> list[tuple[str, int]]:
+    """The smaller ways to this run's videos (``needed``: :func:`bytes_to_write`), with their
+    sizes (:func:`vcp.stages.space.tensorize_ways`)."""
     from vcp.stages.multiscale import DEFAULT_SCALES
 
-    return tensorize_ways(needed, config.clip.frames, config.clip.size, config.write.storage, DEFAULT_SCALES)
+    clip = tensorize_bytes(1, config.clip.frames, config.clip.size, config.write.storage)
+    clips = sum(n - PT_OVERHEAD for n in needed.values()) // max(1, clip)
+    return tensorize_ways(clips, len(needed), config.clip.frames, config.clip.size, config.write.storage, DEFAULT_SCALES)
 
 
 def bytes_to_write(tree: RawTree, out: Path, config: TensorizeConfig) -> dict[str, int]:

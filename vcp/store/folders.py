@@ -11,11 +11,16 @@ from vcp.common.errors import UsageError
 
 
 def file_stamp(path: Path) -> tuple[int, int]:
-    """``(size, mtime_ns)`` of ``path`` (of the link itself when its target is missing)."""
+    """``(size, mtime_ns)`` of ``path`` (of the link itself when its target is missing;
+    ``(-1, -1)`` when nothing is there: a manifest's missing video is that video's error,
+    found when it is probed, not a stop before any work)."""
     try:
         st = path.stat()
     except OSError:
-        st = path.lstat()
+        try:
+            st = path.lstat()
+        except OSError:
+            return (-1, -1)
     if not stat.S_ISREG(st.st_mode):
         return (0, st.st_mtime_ns)
     return (st.st_size, st.st_mtime_ns)
