@@ -119,6 +119,10 @@ def test_ssv2_labels_json_indices(tmp_path):
     meta = json.loads((tmp_path / "out/validation/Pretending to pick something up/Pretending to pick something up"
                        / META_NAME).read_text())
     assert meta["category_mapping"] == official
+    from vcp.outputs.inspect import _preview_rows
+
+    titles = [row[0] for row in _preview_rows(group_files(tmp_path / "out", PT_NAME), videos=8, tile=16, max_tiles=2)]
+    assert "test: unlabeled/unlabeled/301.webm  label (unlabeled)" in titles
     _ok(["extract", "--from-videos", "--manifest", tmp_path / "m.csv", "--root", videos, tmp_path / "f", *TZ, *BB])
     with h5py.File(tmp_path / "f/validation_features.h5") as h5:
         assert h5["labels"][:].tolist() == [2, 0] and [p.decode() for p in h5["paths"][:]] == ["201.webm", "202.webm"]
