@@ -34,7 +34,7 @@ from vcp.stages.settings import ExtractConfig
 from vcp.stages.stage import SplitResult
 from vcp.store.atomic import remove_stale_tmp
 from vcp.store.contract import PARTS_DIR, feature_part_name, features_filename
-from vcp.store.folders import file_stamp
+from vcp.store.folders import file_stamp, remove_entry
 from vcp.store.h5_writer import H5Writer, remove_segments
 
 
@@ -156,6 +156,9 @@ def write_features(
     started = time.perf_counter()
     remove_stale_tmp(out_path.parent, [out_path.name])
     resume_dir = out_path.parent / RESUME_DIR
+    if resume_dir.is_symlink() or (resume_dir.exists() and not resume_dir.is_dir()):  # never written through
+        print(one_line(f"vcp: warning: {resume_dir} is not a folder of its own: set aside"), file=sys.stderr, flush=True)
+        remove_entry(resume_dir)
     prefix = resume_dir / f"{out_path.name}.{fp[:16]}"
     remove_segments(resume_dir, out_path.name, keep=prefix.name)  # other settings' segments are stale
     upfront = list(result.failures)

@@ -8,6 +8,7 @@ Bad files are reported (stderr and ``metadata.json``) and skipped; the rest is w
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 from dali_pipes import DECODE_RULES, ClipLoader, SamplingSpec
+from vcp.common.errors import UsageError
 from vcp.common.progress import console as progress_console
 from vcp.common.progress import human_bytes, make_progress
 from vcp.common.report import file_error, one_line
@@ -35,7 +37,7 @@ from vcp.stages.stage import RunResult, SplitResult
 from vcp.stages.stale import remove_stale_groups
 from vcp.store.atomic import remove_stale_tmp
 from vcp.store.contract import META_NAME, PARTS_DIR, PT_NAME, storage_dtype, tensor_part_names
-from vcp.store.folders import file_stamp, prepare_output_dir
+from vcp.store.folders import file_stamp, link_under, prepare_output_dir
 from vcp.store.lock import output_lock
 from vcp.store.pair import settle_pair
 from vcp.store.pt_writer import PtWriter
@@ -110,6 +112,10 @@ def tensorize(
     # a RAW tree's outputs inside it would be read back as inputs; a manifest lists its own
     existed = Path(out).exists()
     out = prepare_output_dir(out, inputs=tree.root if tree.manifest is None else None, what="OUT")
+    linked = next((link for g in tree.groups if (link := link_under(out, g.rel_dir)) is not None), None)
+    if linked is not None:
+        raise UsageError(f"OUT folder {linked} is a symbolic link: vcp writes only inside OUT (remove the link, or "
+                         "write elsewhere)")
     needed = bytes_to_write(tree, out, config)
     with removed_if_refused(out, existed):
         check_space(out, sum(needed.values()), skip=not config.write.space_check, ways=ways_for(needed, config))
@@ -213,7 +219,7 @@ class _Run:
             dtype=storage_dtype(config.write.storage), name=slot.name, meta_name=slot.meta_name,
             normalization=(config.stored_normalization.mean, config.stored_normalization.std),
             expected=[(Path(p).name, label) for p in files],  # laid out up front: no copy when all decode
-            resume=fp,
+            resume=fp, state_problem=functools.partial(_state_problem, videos=len(files)),
         ) as writer:
             done = 0  # items handled (written or failed), in order
             if writer.resumed is not None:  # a stopped run's checkpoint of this very group
@@ -247,6 +253,18 @@ class _Run:
             writer.commit(metadata)
         _warn_cut_short(group, items, records)
         return failed
+
+
+def _state_problem(state, clips: int, *, videos: int) -> str | None:
+    """Why a checkpoint's progress record does not fit its ``clips`` (None: it does): one
+    record per clip written, ``done`` = written + failed, within the group's ``videos``."""
+    if not (isinstance(state, dict) and isinstance(state.get("records"), list) and len(state["records"]) == clips
+            and all(isinstance(r, dict) for r in state["records"])
+            and type(state.get("done")) is int and clips <= state["done"] <= videos
+            and isinstance(state.get("failed"), list) and len(state["failed"]) == state["done"] - clips
+            and all(isinstance(f, list) and len(f) == 2 for f in state["failed"])):
+        return "its progress record does not match its clips"
+    return None
 
 
 def _warn_cut_short(group: Group, items: list, records: list) -> None:

@@ -23,6 +23,7 @@ import concurrent.futures
 import contextlib
 import json
 import re
+import sys
 import zlib
 from glob import escape as glob_escape
 from pathlib import Path
@@ -30,8 +31,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from vcp.common.report import one_line
 from vcp.store.atomic import name_write_error, replace_into, tmp_path_for
 from vcp.store.contract import class_list
+from vcp.store.folders import own_file_problem, remove_entry
 
 GZIP_LEVEL = 4
 _GROW = 256  # rows the features dataset grows by
@@ -203,10 +206,15 @@ class H5Writer:
         chain = self._segment_paths()
         for k, (number, path) in enumerate(chain):
             try:
+                problem = own_file_problem(path)  # a FIFO is never opened (it would block), a link never followed
+                if problem:
+                    raise ValueError(problem)
                 state = self._apply_segment(path)
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError, zlib.error) as exc:
+                print(one_line(f"vcp: warning: {path}: segment set aside ({exc}); its rows and those after it are "
+                               "made again"), file=sys.stderr, flush=True)
                 for _, later in chain[k:]:
-                    later.unlink(missing_ok=True)
+                    remove_entry(later)
                 break
             self._next_segment = number + 1
         return state
@@ -224,8 +232,11 @@ class H5Writer:
             dset = self._h5["features"]
             if dset.shape[0] < end:
                 dset.resize(end, axis=0)
+            row_bytes = int(np.prod(self.row_shape)) * 4
             for j in range(end - start):
                 mask, data = seg["features"].id.read_direct_chunk((j, 0, 0))
+                if len(zlib.decompress(data) if mask == 0 else data) != row_bytes:  # a damaged chunk never reaches the file
+                    raise ValueError(f"row {start + j} does not decompress to {row_bytes} bytes")
                 dset.id.write_direct_chunk((start + j, 0, 0), data, filter_mask=mask)
         for name, values in self._columns.items():
             values += columns[name]

@@ -29,6 +29,12 @@ metadata is written to a temp file first, then the archive is renamed into place
 commit point), then the metadata. If the process dies between the two renames, the
 pending metadata (same ``pair_id``) is still there and :func:`settle_pair` rolls it
 forward; a metadata file whose ``pair_id`` differs from its archive's is never trusted.
+
+A checkpoint is trusted only as a regular file of the group's folder (never a link, FIFO
+or folder; buffers are opened with ``O_NOFOLLOW``) whose record adds up and whose bytes
+match their CRC (:mod:`vcp.store.pt_resume`); anything else is set aside with one line
+and the group redone. (A little longer than 300 lines: claiming a checkpoint shares the
+writer's buffer and its state, so it lives with it.)
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from pathlib import Path
 
 import torch
 
+from vcp.common.report import one_line
 from vcp.store._archive import (
     BytesSource,
     FileSource,
@@ -53,8 +60,10 @@ from vcp.store._archive import (
 from vcp.store.appender import ClipAppender
 from vcp.store.atomic import name_write_error, replace_into, tmp_path_for
 from vcp.store.contract import META_NAME, PT_NAME, pt_archive, storage_name
+from vcp.store.folders import open_own, own_file_problem, remove_entry
 from vcp.store.pair import fsync_dir, write_durable_json
-from vcp.store.readers import read_json, regular_file_problem
+from vcp.store.pt_resume import bytes_problem, record_problem
+from vcp.store.readers import read_json
 
 
 class PtWriter:
@@ -78,6 +87,7 @@ class PtWriter:
         writeback: bool = True,
         staged: bool | None = None,
         resume: str | None = None,
+        state_problem=None,
     ):
         """``normalization`` is ``(mean, std)`` of the stored values (ImageNet's if None);
         ``writeback``: start the disk writing each clip as it is written (:mod:`vcp.writeback`);
@@ -85,7 +95,9 @@ class PtWriter:
         (None: for clips that arrive on the GPU, whose copy to the host is needed anyway);
         ``resume``: the fingerprint of what is being written: :meth:`checkpoint` commits the
         clips added so far, and a writer opened later with the same fingerprint and
-        ``expected`` list goes on from there (:attr:`resumed` is the state it checkpointed)."""
+        ``expected`` list goes on from there (:attr:`resumed` is the state it checkpointed);
+        ``state_problem(state, clips)`` says why a checkpointed state does not fit its clips
+        (None: it does), and such a checkpoint is set aside."""
         from backbones.spec import IMAGENET
 
         self.directory = Path(directory)
@@ -107,6 +119,7 @@ class PtWriter:
         self._writeback = writeback
         self._appender: ClipAppender | None = None  # the clips' bytes, CRC and write-back
         self._resume_fp = resume
+        self._state_problem = state_problem
         self._resume_link = self.directory / f".{name}.resume"  # the buffer as last checkpointed (a hard link)
         self._resume_meta = self.directory / f".{name}.resume.json"
         self.resumed: dict | None = None
@@ -114,24 +127,42 @@ class PtWriter:
     def __enter__(self) -> PtWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         checkpoint = self._claim_checkpoint() if self._resume_fp is not None else None
-        if self._expected:
+        if checkpoint is not None:
+            why = self._open_buffer(checkpoint)
+            if why is None:
+                self._appender.crc, self._appender.written = checkpoint["crc"], checkpoint["written"]
+                self.filenames, self.labels = list(checkpoint["filenames"]), list(checkpoint["labels"])
+                self.resumed = checkpoint["state"]
+                return self
+            self._set_aside(why)
+            self._close_buffer()  # the claimed buffer removed: a new one is laid out
+        self._open_buffer(None)
+        return self
+
+    def _open_buffer(self, checkpoint: dict | None) -> str | None:
+        """The buffer opened for appending: new, or (``checkpoint``) the claimed one, verified
+        byte for byte against its record; why it does not verify, or None."""
+        try:
+            if self._expected:
+                if checkpoint is None:
+                    names, labels = zip(*self._expected, strict=True)
+                    _save_skeleton(self._skeleton(list(names), list(labels)), self._buffer_path)
+                layout, _central_dir = read_layout(self._buffer_path)
+                self._data_offset = layout["videos"][0]
+            self._buffer = open_own(self._buffer_path, "rb+" if checkpoint or self._expected else "wb")
+        except Exception as exc:  # a checkpoint that is not an archive of this group: redone
             if checkpoint is None:
-                names, labels = zip(*self._expected, strict=True)
-                _save_skeleton(self._skeleton(list(names), list(labels)), self._buffer_path)
-            layout, _central_dir = read_layout(self._buffer_path)
-            self._data_offset = layout["videos"][0]
-            self._buffer = open(self._buffer_path, "rb+")
-        else:
-            self._buffer = open(self._buffer_path, "rb+" if checkpoint else "wb")
-            if checkpoint:
+                raise
+            return f"not this group's archive ({type(exc).__name__})"
+        if checkpoint is not None:
+            why = bytes_problem(self._buffer, self._data_offset, checkpoint["written"], checkpoint["crc"])
+            if why:
+                return why
+            if not self._expected:
                 self._buffer.truncate(checkpoint["written"])
         self._appender = ClipAppender(self._buffer, self._data_offset, self.dtype, writeback=self._writeback)
-        if checkpoint is not None:
-            self._appender.crc, self._appender.written = checkpoint["crc"], checkpoint["written"]
-            self.filenames, self.labels = list(checkpoint["filenames"]), list(checkpoint["labels"])
-            self.resumed = checkpoint["state"]
-        self._buffer.seek(self._data_offset + self._appender.written)
-        return self
+        self._buffer.seek(self._data_offset + (checkpoint["written"] if checkpoint else 0))
+        return None
 
     # -- checkpoints: a group in progress survives a stopped run -----------------------------------
     def _checkpoint_key(self) -> dict:
@@ -139,18 +170,31 @@ class PtWriter:
                 "storage": storage_name(self.dtype), "shape": list(self.shape)}
 
     def _claim_checkpoint(self) -> dict | None:
-        """The checkpoint of this very write (same fingerprint, clips, storage and shape),
-        its buffer moved to this writer's own; anything else there is dropped as stale."""
+        """The checkpoint of this very write (same fingerprint, clips, storage and shape, its
+        counts consistent), its buffer moved to this writer's own; anything else there is
+        dropped as stale, and what is not a regular file of this folder (a link, a FIFO, a
+        folder) or does not add up is set aside with one line."""
         meta = read_json(self._resume_meta)
-        usable = (
-            meta is not None and all(meta.get(k) == v for k, v in self._checkpoint_key().items())
-            and regular_file_problem(self._resume_link) is None and isinstance(meta.get("written"), int)
-        )
-        if not usable:
+        if meta is None or not all(meta.get(k) == v for k, v in self._checkpoint_key().items()):
+            problem = own_file_problem(self._resume_link)
+            if os.path.lexists(self._resume_link) and problem not in (None, "no such file"):
+                self._set_aside(problem)
             self._drop_checkpoint()
+            return None
+        problem = own_file_problem(self._resume_link) or record_problem(
+            meta, self.shape, self.dtype, self._expected, self._state_problem)
+        if problem:
+            self._set_aside(problem)
             return None
         os.replace(self._resume_link, self._buffer_path)
         return meta
+
+    def _set_aside(self, why: str) -> None:
+        """A checkpoint that cannot be trusted: removed (a link itself, never what it points
+        to), said in one line, and the group redone."""
+        print(one_line(f"vcp: warning: {self._resume_link}: checkpoint set aside ({why}); the group is redone"),
+              file=sys.stderr, flush=True)
+        self._drop_checkpoint()
 
     def checkpoint(self, state: dict) -> None:
         """Commit the clips added so far with ``state`` (JSON-able): the buffer made durable
@@ -177,8 +221,7 @@ class PtWriter:
 
     def _drop_checkpoint(self) -> None:
         for path in (self._resume_meta, self._resume_link):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            remove_entry(path)
 
     def _skeleton(self, filenames: list[str], labels: list[int]) -> dict:
         return pt_archive(
