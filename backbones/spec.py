@@ -19,6 +19,9 @@ RESIZE_MODES = ("center", "squash", "border")
 INTERPOLATIONS = ("bilinear", "bicubic")
 
 
+MIN_STD = 1e-6  # a smaller std turns a pixel step into more than 1e6: overflow in fp16, NaN soon after
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """How frames must be prepared: RGB in 0..1, then ``(x - mean) / std``; with ``size``,
@@ -60,8 +63,8 @@ class InputSpec:
             if not isinstance(value, tuple | list) or len(value) != 3 or not all(
                     isinstance(v, int | float) and math.isfinite(v) for v in value):
                 return f"{name} must be 3 finite numbers, got {value!r}"
-        if any(v <= 0 for v in self.std):
-            return f"std must be > 0, got {self.std!r}"
+        if any(v < MIN_STD for v in self.std):  # 1/std of a pixel in 0..1 must stay a finite, sane number
+            return f"std must be >= {MIN_STD:g} (pixels are 0..1), got {self.std!r}"
         if self.size is None:
             return None
         for name in ("size", "scale"):

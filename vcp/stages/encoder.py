@@ -57,6 +57,7 @@ class FrameEncoder:
         self.graphs_wanted = self.cuda and config.cuda_graph and not self.compiled
         self._graphs: dict[tuple, tuple | bool] = {}
         self.graph_used = False
+        self._output_checked = False
 
     def _upload(self, frames: torch.Tensor) -> torch.Tensor:
         """Host clip -> device through the next pinned slot, on the copy stream.
@@ -129,12 +130,35 @@ class FrameEncoder:
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Prepared ``[B, 3, H, W]`` -> ``[B, D]`` float32 on the device."""
+        """Prepared ``[B, 3, H, W]`` -> ``[B, D]`` float32 on the device (the first output's
+        shape checked against the plugin contract: a wrong one never reaches the file)."""
+        if not self._output_checked:  # the first batch, eagerly: its output's shape against the contract
+            try:
+                out = self._eager(batch)
+            except AttributeError:  # not a tensor (a tuple, a dict): no .float()
+                out = self.net(batch)
+            self._check_output(out, batch.shape[0])
+            self._output_checked = True
+            return out
         if self.graphs_wanted and batch.shape[0] == self.config.forward_batch:
             out = self._replay(batch)
             if out is not None:
                 return out
         return self._eager(batch)
+
+    def _check_output(self, out, frames: int) -> None:
+        want = (frames, self.model.feature_dim)
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        if shape != want:
+            from backbones import BackboneError, default_registry
+
+            try:
+                source = default_registry().spec(self.config.backbone).distribution
+            except Exception:  # a model handed in directly, or a timm name
+                source = "a model given directly" if self.config.backbone is None else "its factory"
+            raise BackboneError(
+                f"backbone {self.config.backbone} (from {source}) returned {shape} for a batch of {frames} frames; "
+                f"the contract (docs/plugins.md) is [B, feature_dim] = {list(want)}: nothing was written")
 
     def _eager(self, batch: torch.Tensor, *, cache: bool = True) -> torch.Tensor:
         if self.dtype is None:

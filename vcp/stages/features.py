@@ -176,7 +176,7 @@ def write_features(
             elapsed = time.perf_counter() - started
             progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
 
-        sink = RowSink(writer, result, advanced)
+        sink = RowSink(writer, result, advanced, made_by=f"backbone {config.backbone} at {config.precision}")
         state = writer.load_segments()
         if state is not None:
             sink.restore(state)

@@ -31,6 +31,17 @@ import torch
 QUEUED_FORWARDS = 3  # forwards queued on the card ahead of the host: slack for its jitter, no more
 
 
+class _NotFinite:
+    """What :meth:`PackedEncoder.put` hands back for a clip whose frames were finite but
+    whose features are not (NaN/Inf from the network: fp16 overflow, a broken plugin)."""
+
+    def __repr__(self) -> str:
+        return "NOT_FINITE"
+
+
+NOT_FINITE = _NotFinite()
+
+
 @dataclass
 class _Job:
     key: object
@@ -40,14 +51,15 @@ class _Job:
     parts: list = field(default_factory=list)  # [n, D] slices of forward outputs
     rows: torch.Tensor | None = None  # the video's result (host, pinned on CUDA)
     finite_host: torch.Tensor | None = None
+    rows_finite: torch.Tensor | None = None  # the features' own finiteness (device, then host)
     done: object | None = None  # CUDA event: the copy to the host has finished
     after: list = field(default_factory=list)  # keys of mark() calls made after this put, before the next
     collected: bool = False
 
 
 class PackedEncoder:
-    """``put(key, frames, stored)`` -> ``[(key, rows ndarray | None)]`` ready so far
-    (None: the clip held NaN/Inf); ``mark(key)`` -> a key with no frames, handed back in
+    """``put(key, frames, stored)`` -> ``[(key, rows ndarray | None | NOT_FINITE)]`` ready so
+    far (None: the clip held NaN/Inf; :data:`NOT_FINITE`: its features did); ``mark(key)`` -> a key with no frames, handed back in
     the same order; ``finish()`` -> the rest. Order is ``put`` (and ``mark``) order.
 
     Each clip's frames are copied straight into the batch being filled, already in the
@@ -152,14 +164,17 @@ class PackedEncoder:
         feats = job.parts[0] if len(job.parts) == 1 else torch.cat(job.parts)
         job.parts = []
         rows = self.per_video(feats).float()
+        rows_finite = torch.isfinite(rows).all()  # one reduction on the device, read with the rows
         if not self.cuda:
-            job.rows, job.finite_host = rows, job.finite
+            job.rows, job.finite_host, job.rows_finite = rows, job.finite, rows_finite
         else:
             job.rows = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
             job.rows.copy_(rows, non_blocking=True)
             if job.finite is not None:
                 job.finite_host = torch.empty((), dtype=torch.bool, pin_memory=True)
                 job.finite_host.copy_(job.finite, non_blocking=True)
+            job.rows_finite = torch.empty((), dtype=torch.bool, pin_memory=True)
+            job.rows_finite.copy_(rows_finite, non_blocking=True)
             job.done = torch.cuda.Event()
             job.done.record()
         self._copying.append(job)
@@ -171,7 +186,7 @@ class PackedEncoder:
             if job.done is not None:
                 job.done.synchronize()
             finite = job.finite_host is None or bool(job.finite_host)
-            out.append((job.key, job.rows.numpy() if finite else None))
+            out.append((job.key, (job.rows.numpy() if bool(job.rows_finite) else NOT_FINITE) if finite else None))
             out += [(key, None) for key in job.after]
             job.collected = True
         return out

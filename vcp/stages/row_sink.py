@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vcp.common.report import file_error
+from vcp.stages.packing import NOT_FINITE
 from vcp.stages.stage import SplitResult
 from vcp.store.h5_writer import H5Writer
 
@@ -26,8 +27,9 @@ class RowSink:
     back; a :class:`Failed` input is recorded. :meth:`state` is what a resumed run needs to
     go on from here (:meth:`restore`)."""
 
-    def __init__(self, writer: H5Writer, result: SplitResult, advanced):
+    def __init__(self, writer: H5Writer, result: SplitResult, advanced, *, made_by: str = "the backbone"):
         self.writer, self.result, self.advanced = writer, result, advanced
+        self.made_by = made_by  # names the network (and precision) when a video's features are not finite
         self.rejected: set[str] = set()
         self.failed: list[tuple[str, str]] = []  # found while the clips came (not up front)
         self.next_order = 0  # every input before this position is done
@@ -67,6 +69,10 @@ class RowSink:
                 writer.truncate(self._start[0])
                 result.videos, result.frames = self._start[1], self._start[2]
                 self._fail(clip.group, f"{clip.filename} holds NaN or Inf values: the whole group is rejected")
+                continue
+            if rows is NOT_FINITE:  # the network's doing, not the video's frames: that video only
+                self._fail(clip.path or clip.filename, f"its features from {self.made_by} hold NaN or Inf values; "
+                                                       "not written")
                 continue
             writer.append(
                 rows, label=clip.label, filename=clip.filename, order=clip.order,
