@@ -18,6 +18,7 @@ from .weights import NoWeights, WeightsError, parse_weights, plugin_argument
 
 GROUP = "vcp.backbones"
 TIMM_PREFIX = "timm/"
+OWN_MODULES = frozenset({"backbones.torchvision_models"})  # the modules of vcp's own built-in entry points
 
 
 class BackboneError(Exception):
@@ -80,8 +81,7 @@ def _source_checkout_entry_points() -> list[metadata.EntryPoint]:
 
 def _installed_entry_points() -> list[metadata.EntryPoint]:
     found = list(metadata.entry_points(group=GROUP))
-    own = {"backbones.torchvision_models"}
-    if not any(ep.value.split(":")[0] in own for ep in found):
+    if not any(ep.value.split(":")[0] in OWN_MODULES for ep in found):
         found += _source_checkout_entry_points()
     return found
 
@@ -92,13 +92,19 @@ class Registry:
     def __init__(self, entry_points: Iterable[metadata.EntryPoint] | None = None):
         if entry_points is None:
             entry_points = _installed_entry_points()
-        self._entry_points = sorted(entry_points, key=lambda ep: ep.name)
+        # vcp's own built-ins first under each name: a plugin reusing one is the duplicate (broken), never the one run
+        self._entry_points = sorted(entry_points, key=lambda ep: (ep.name, ep.value.split(":")[0] not in OWN_MODULES))
         self._specs: dict[str, BackboneSpec] | None = None
 
     def specs(self) -> dict[str, BackboneSpec]:
         if self._specs is None:
             specs: dict[str, BackboneSpec] = {}
             for ep in self._entry_points:
+                if ep.name.startswith(TIMM_PREFIX):  # never reachable: timm/<name> is timm's model
+                    specs[f"{ep.name} [{_distribution(ep)}]"] = BackboneSpec(
+                        name=ep.name, factory=None, distribution=_distribution(ep), entry_point=ep.value,
+                        error=f"the name prefix {TIMM_PREFIX} belongs to timm's models: register it under another name")
+                    continue
                 spec = _describe(ep)
                 if ep.name in specs:
                     first = specs[ep.name]

@@ -196,6 +196,23 @@ def test_broken_plugins_are_listed_and_the_rest_still_work():
         registry.create("ghost", None)
 
 
+def test_a_plugin_never_takes_over_a_built_in_name_or_timms_prefix():
+    """A distribution registering ``resnet50`` is the broken duplicate, whatever order the
+    entry points come in; vcp's own resnet50 is the one built."""
+    for order in (1, -1):
+        registry = Registry([_ep("resnet50", "tests.plugins:tiny"), _ep("resnet50", "backbones.torchvision_models:resnet50"),
+                             _ep("timm/vit_x", "tests.plugins:tiny")][::order])
+        specs = registry.specs()
+        assert specs["resnet50"].entry_point == "backbones.torchvision_models:resnet50" and specs["resnet50"].ok
+        (dup,) = [s for k, s in specs.items() if k.startswith("resnet50 [")]
+        assert dup.entry_point == "tests.plugins:tiny" and "duplicate backbone name" in dup.error
+        assert "already provided by" in dup.error and "backbones.torchvision_models:resnet50" in dup.error
+        (timm,) = [s for k, s in specs.items() if k.startswith("timm/vit_x [")]
+        assert "the name prefix timm/ belongs to timm's models" in timm.error
+        assert registry.spec("resnet50").feature_dim == 2048  # the lazy path picks the built-in too
+        assert Registry(registry._entry_points).spec("resnet50").entry_point == "backbones.torchvision_models:resnet50"
+
+
 @pytest.fixture
 def installed_plugins(tmp_path, monkeypatch):
     """Two real distributions (dist-info + entry_points.txt) on sys.path: one works, one is broken."""
