@@ -22,6 +22,13 @@ from ._packets import Packets, demux, presentation_times
 DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
 
 
+def local_path(path) -> str:
+    """``path`` as FFmpeg must be given a local file: absolute, so that a name such as
+    ``http:/x.mp4``, ``pipe:3`` or ``data:...`` (a folder beside the manifest, RAW given as
+    ``.``) is never read as a protocol."""
+    return os.path.abspath(os.fspath(path))
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     path: str
@@ -66,7 +73,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     path = Path(path)
     _check_regular_file(path)
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(local_path(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
         raise VideoError(path, f"not a readable video container ({ffmpeg_reason(exc)})") from None
     with container:

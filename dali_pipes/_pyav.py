@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._errors import VideoError, ffmpeg_reason
+from ._probe import local_path
 
 
 class FrameCountMismatch(Exception):
@@ -51,7 +52,7 @@ def decode_frames(
     out: np.ndarray | None = None
     decoded = 0
     try:
-        with av.open(path, metadata_errors="ignore") as container:
+        with av.open(local_path(path), metadata_errors="ignore") as container:
             stream = container.streams.video[0] if stream_index is None else container.streams[stream_index]
             stream.thread_type = "AUTO"
             if threads:

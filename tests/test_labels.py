@@ -129,3 +129,17 @@ def test_the_dry_run_folds_long_class_names_and_keeps_the_numbers_whole(tmp_path
     assert all(col in header for col in ("videos", "up to date", "to do"))
     row = next(line for line in lines if "train/very long" in line)
     assert [c.strip() for c in row.split("│")[2:5]] == ["1", "0", "1"]
+
+
+def test_local_names_that_look_like_protocols_are_read_as_files(tmp_path, videos, monkeypatch):
+    """RAW given as ``.`` with split folders named ``pipe:`` and ``http:``: FFmpeg is handed
+    absolute paths, never a bare ``pipe:...`` it would read as a protocol."""
+    raw = tmp_path / "raw"
+    for split in ("http:", "pipe:"):
+        videos.copy_to(raw / split / "cat" / "v.mp4", codec="h264", num_frames=6)  # H.264 on the CPU: PyAV
+    monkeypatch.chdir(raw)
+    r = _ok(["tensorize", ".", tmp_path / "out", "-T", "2", "--size", "16", "--mode", "cpu"])
+    assert "failed" not in r.output.split("┃")[0]
+    for split in ("http:", "pipe:"):
+        meta = json.loads((tmp_path / "out" / split / "cat/cat/metadata.json").read_text())
+        assert meta["failed"] == [] and meta["videos"][0]["path"] == f"{split}/cat/v.mp4"
