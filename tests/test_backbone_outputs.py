@@ -77,3 +77,14 @@ def test_a_std_that_cannot_normalise_is_refused():
 
     assert "std must be >= 1e-06" in InputSpec(mean=(0.5,) * 3, std=(1e-300, 1.0, 1.0)).problem()
     assert InputSpec(mean=(0.5,) * 3, std=(1e-3, 1.0, 1.0)).problem() is None
+
+
+def test_input_size_is_never_silently_ignored():
+    from vcp.common.errors import UsageError
+
+    with pytest.raises(UsageError, match="resnet50 takes the frames as stored by default .*add --recipe model"):
+        ExtractConfig(backbone="resnet50", input_size=224)
+    with pytest.raises(UsageError, match="goes with --recipe model, not stored"):
+        ExtractConfig(backbone="timm/resnet18", recipe="stored", input_size=224)
+    assert ExtractConfig(backbone="resnet50", recipe="model", input_size=224).uses_model_recipe
+    assert ExtractConfig(backbone="timm/resnet18", input_size=160).uses_model_recipe  # auto: the model's own

@@ -199,5 +199,8 @@ class ExtractConfig:
             raise UsageError(f"Invalid recipe ({self.recipe!r}). Supported values are: {', '.join(RECIPES)}.")
         if self.input_size is not None and self.recipe == "stored":
             raise UsageError("--input-size sets the model's own input: it goes with --recipe model, not stored")
+        if self.input_size is not None and not self.uses_model_recipe:  # auto on a built-in: frames as stored
+            raise UsageError(f"--input-size sets the model's own input, but {self.backbone} takes the frames as stored "
+                             "by default (--recipe auto): add --recipe model to give it its own recipe at that size")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise UsageError(f"scales must be positive numbers, got {self.scales}")
