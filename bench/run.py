@@ -342,10 +342,38 @@ def bench_manifest(work: Path, rows: list, n: int = 100_000, runs: int = 3):
                  "(diagnostic)", f"{groups} groups"))
 
 
+# -- 8: a dry run over 12,000 classes, one video each -----------------------------------------
+def bench_plan(work: Path, rows: list, classes: int = 12_000, runs: int = 2):
+    """``vcp tensorize --dry-run`` (a new process, imports included) over a tree of
+    ``classes`` class folders with one video each: planning was quadratic in classes
+    (248 s at 12,000); goal under 5 s. Against ``ls -R`` of the same tree."""
+    import subprocess
+    import sys
+
+    raw = work / "plan-raw"
+    for i in range(classes):
+        folder = raw / "train" / f"class {i:05d} [x]"
+        folder.mkdir(parents=True)
+        (folder / "v.mp4").write_bytes(b"x" * 100)
+    vcp = [sys.executable, "-m", "vcp.cli", "tensorize", str(raw), str(work / "plan-out"), "--dry-run"]
+    listing, plan = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(["ls", "-R", str(raw)], check=True, capture_output=True)
+        listing.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        done = subprocess.run(vcp, capture_output=True, text=True)
+        plan.append(time.perf_counter() - start)
+        assert done.returncode == 0 and done.stdout.count("\n") > classes, done.stderr[-500:]
+    rows.append((f"tensorize --dry-run over {classes:,} classes x 1 video (a new process, imports included)",
+                 f"ls -R: {min(listing):.2f} s", f"vcp: {min(plan):.2f} s", f"{min(plan):.2f} s", "< 5 s",
+                 f"{classes:,} groups planned"))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/benchmarks.md")
-    ap.add_argument("--only", choices=["extract", "recipe", "tensorize", "streaming", "rss", "writer", "manifest"], default=None)
+    ap.add_argument("--only", choices=["extract", "recipe", "tensorize", "streaming", "rss", "writer", "manifest", "plan"], default=None)
     ap.add_argument("--videos", type=int, default=8, help="videos for tensorize/streaming (4 codecs round-robin)")
     args = ap.parse_args(argv)
     rows: list = []
@@ -353,7 +381,7 @@ def main(argv=None):
         work = Path(tmp)
         raw = work / "raw"
         make_videos(raw, args.videos)
-        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer", "manifest"]
+        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer", "manifest", "plan"]
         processed = None
         if "extract" in todo or "tensorize" in todo:
             processed = bench_tensorize(raw, work, rows) if "tensorize" in todo else None
@@ -373,6 +401,8 @@ def main(argv=None):
             bench_writer(work, rows)
         if "manifest" in todo:
             bench_manifest(work, rows)
+        if "plan" in todo:
+            bench_plan(work, rows)
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
     print(header + "".join("| " + " | ".join(r) + " |\n" for r in rows))
     method = ("Tensorize best of 4, streaming best of 3, extract best of 2 after a warm-up; baseline and vcp "

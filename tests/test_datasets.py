@@ -303,3 +303,31 @@ def test_manifest_output_never_replaces_what_is_not_its_own(tmp_path):
     assert "not a file name" in r.output
     _ok(["manifest", "ucf101", videos, splits, "-o", tmp_path / "file"])  # a regular file of its own: replaced
     assert (tmp_path / "file").read_text().startswith("split,path,label,index\n")
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("train", '{"id": "1"}', "expected a JSON list of videos"),
+    ("train", "[1, 2]", "entry 0: expected an object with an \"id\""),
+    ("train", '[{"template": "Putting [something] on a surface"}]', "entry 0: expected an object with an \"id\""),
+    ("train", "[" * 100_000 + "]" * 100_000, "JSON nested too deeply"),
+    ("labels", '{"Putting something on a surface": "1.2", "b": "1.7"}', "expected a JSON object {template: index}"),
+    ("labels", '{"Putting something on a surface": "-1"}', "expected a JSON object {template: index}"),
+])
+def test_malformed_ssv2_files_are_one_line_before_any_work(tmp_path, name, text, message):
+    labels, videos = make_ssv2(tmp_path / "s")
+    (labels / f"something-something-v2-{name}.json").write_text(text)
+    r = _ok(["manifest", "ssv2", labels, videos, "-o", tmp_path / "m.csv"], code=2)
+    assert message in r.output and len(r.output.strip().splitlines()) == 1 and not (tmp_path / "m.csv").exists()
+
+
+@pytest.mark.parametrize("row, message", [
+    ("train,a.mp4,x,99999999999999999999\n", "index '99999999999999999999' is not a class index"),
+    ("train,a.mp4,x,-1\n", "index '-1' is not a class index"),
+    (f"train,a.mp4,{'x' * 300}\n", "300 bytes long, over the 255 bytes a file system allows in a name"),
+    (f"{'s' * 256},a.mp4,x\n", "over the 255 bytes"),
+])
+def test_manifest_values_a_file_system_or_a_loss_cannot_take(tmp_path, row, message):
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "m.csv").write_text("split,path,label,index\n" + row if row.count(",") == 3 else "split,path,label\n" + row)
+    r = _ok(["tensorize", "--manifest", tmp_path / "m.csv", tmp_path / "out", "--dry-run"], code=2)
+    assert message in r.output and not (tmp_path / "out").exists()

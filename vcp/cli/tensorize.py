@@ -12,7 +12,7 @@ from dali_pipes import STRATEGIES
 from vcp.cli import options as opt
 from vcp.cli.common import finish_run, start_run, user_errors
 from vcp.common.devices import resolve_mode
-from vcp.common.progress import console
+from vcp.common.progress import console, print_table
 
 if TYPE_CHECKING:
     from vcp.inputs.layout import RawTree
@@ -54,7 +54,7 @@ def tensorize_command(
         if run["dry_run"]:
             from vcp.cli.plan import tensorize_plan
 
-            console().print(tensorize_plan(settings.tree, out, settings.config))
+            print_table(console(), tensorize_plan(settings.tree, out, settings.config))
             raise typer.Exit(0)
         from vcp.stages.tensorize import tensorize
 

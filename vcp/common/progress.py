@@ -63,6 +63,30 @@ class PlainTable(Table):
         return super().add_row(*(None if c is None else plain(c) for c in cells), **kwargs)
 
 
+LONG_TABLE = 500  # rows past which a table is written as plain aligned text (Rich takes ~1 s per 1,000 rows)
+
+
+def print_table(out: Console, table: Table) -> None:
+    """``out.print(table)``; a table of more than :data:`LONG_TABLE` rows (a dry run over
+    12,000 classes) as plain aligned columns, the same cells, in a fraction of the time."""
+    if table.row_count <= LONG_TABLE:
+        out.print(table)
+        return
+    columns = [[str(c) for c in column._cells] for column in table.columns]
+    headers = [str(column.header) for column in table.columns]
+    widths = [max(len(h), *(len(c) for c in cells)) for h, cells in zip(headers, columns, strict=True)]
+    right = [column.justify == "right" for column in table.columns]
+
+    def line(cells) -> str:
+        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
+
+    text = [str(table.title or ""), line(headers), line(["-" * w for w in widths])]
+    text += [line(row) for row in zip(*columns, strict=True)]
+    text.append(str(table.caption or ""))
+    out.file.write("\n".join(t for t in text if t) + "\n")
+    out.file.flush()
+
+
 class RateColumn(ProgressColumn):
     """``12.3 videos/s`` (or any unit) from the task's measured speed."""
 

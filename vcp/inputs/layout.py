@@ -29,7 +29,7 @@ class Group:
     paths: tuple[str, ...] | None = None  # a manifest's ``path`` of each file (None: relative to RAW)
     segments: tuple[tuple[float | None, float | None] | None, ...] | None = None  # [start, end) seconds
 
-    @property
+    @functools.cached_property
     def rel_dir(self) -> Path:
         return Path(self.split, self.category, self.subcategory)
 

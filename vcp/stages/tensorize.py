@@ -46,6 +46,12 @@ from vcp.store.readers import read_json
 FORMAT_VERSION = 1
 
 
+@functools.lru_cache(maxsize=64)
+def _spec_fields(spec: SamplingSpec) -> dict:
+    """``asdict(spec)``, once per distinct spec (a tree of 12,000 groups has a few)."""
+    return asdict(spec)
+
+
 def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, classes_id: str) -> str:
     """Hash of everything that determines a group's output: inputs and settings, the class
     list (``classes_id``: :attr:`RawTree.classes_id`), and for a manifest's group its rows
@@ -56,7 +62,7 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, class
         "decode": DECODE_RULES,
         "max_pixels": config.decode.max_pixels,
         "files": [[path.name, *file_stamp(path)] for path in group.files],
-        "sampling": asdict(spec),
+        "sampling": _spec_fields(spec),
         "size": config.clip.size,
         "storage": config.write.storage,
         "mean": config.stored_normalization.mean,
