@@ -207,6 +207,13 @@ def test_ssv2_short_names_and_any_subset_of_splits(tmp_path):
     assert json.loads((tmp_path / "m.classes.json").read_text()) == list(SSV2_LABELS)  # the whole list, labels.json's order
 
 
+def test_a_kinetics_label_holding_a_newline_is_refused_not_changed(tmp_path):
+    table, videos = make_kinetics(tmp_path / "k")
+    table.write_text(table.read_text() + '"yoga\nclass",val_clip_01,3,5,val\n')
+    r = _ok(["manifest", "kinetics", table, videos, "-o", tmp_path / "m.csv"], code=2)
+    assert "kinetics.csv, line 7: label 'yoga\\nclass' cannot name a folder: holds a control character" in r.output
+
+
 def _kinetics_test_csv(table, extra=""):
     test = table.parent / "test.csv"  # the release's test CSV has no label column
     test.write_text("youtube_id,time_start,time_end,split\nZz9_yy8-xx7,1.5,3.7,test\n" + extra)
@@ -244,8 +251,10 @@ def test_kinetics_unlabeled_test_split_exact_times_and_the_class_count(tmp_path)
     ("x1,4,3,test\n", "time_end 3 is not after time_start 4"),
     ("x1,1,3\n", "line 3: 4 columns expected"),
     ("x1,1,3,..\n", "split '..' cannot name a folder"),
+    ("x1,1,3,\n", "split '' cannot name a folder"),
 ])
 def test_kinetics_bad_rows_are_one_line_before_any_work(tmp_path, row, message):
+    """(Each row goes in the test CSV, which has no label column.)"""
     table, videos = make_kinetics(tmp_path / "k")
     r = _ok(["manifest", "kinetics", table, _kinetics_test_csv(table, row), videos, "-o", tmp_path / "m.csv"], code=2)
     assert message in r.output and not (tmp_path / "m.csv").exists()

@@ -177,3 +177,15 @@ def test_a_segment_that_cannot_be_trusted_is_set_aside(raw, reference, tmp_path,
 def test_torch_reads_what_was_written(reference):
     data = torch.load(reference / GROUP / PT_NAME, weights_only=True)
     assert data["videos"].shape == (5, 8, 3, 32, 32) and data["classes"] == ["apple", "zebra"]
+
+
+def test_merge_refuses_a_group_folder_that_is_a_link(raw, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    for i in (0, 1):
+        assert runner.invoke(app, ["tensorize", str(raw), str(out), *TZ, "--shard", f"{i}/2"]).exit_code == 0
+    shutil.move(out / "train/apple", elsewhere)
+    (out / "train/apple").symlink_to(elsewhere, target_is_directory=True)
+    before = sorted(p.name for p in elsewhere.rglob("*"))
+    r = runner.invoke(app, ["merge", str(out)])
+    assert r.exit_code != 0 and f"{out / 'train/apple'} is a symbolic link" in " ".join(r.output.split())
+    assert sorted(p.name for p in elsewhere.rglob("*")) == before  # nothing merged into it

@@ -5,6 +5,7 @@ test CSV has no ``label``: unlabeled) and a video folder of trimmed clips
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from vcp.common.errors import LayoutError
@@ -36,7 +37,7 @@ def kinetics(csvs: list[Path], videos: Path, classes: str | None = None) -> Impo
     videos = folder_of(videos, "Kinetics videos")
     entries = []
     for path in csvs:
-        reader = csv.DictReader(read_text(path, "Kinetics CSV").splitlines())
+        reader = csv.DictReader(io.StringIO(read_text(path, "Kinetics CSV"), newline=""))  # quoted newlines kept
         need = {"youtube_id", "time_start", "time_end", "split"}
         if not need <= set(reader.fieldnames or ()):
             raise LayoutError(f"Kinetics CSV {path}: expected the columns label (not in a test CSV), "

@@ -34,6 +34,7 @@ from vcp.store.contract import (
     part_of,
     pt_problem,
 )
+from vcp.store.folders import link_under
 from vcp.store.h5_writer import H5Writer
 from vcp.store.pt_writer import PtWriter
 from vcp.store.readers import (
@@ -237,6 +238,9 @@ def merge_all(root: str | Path) -> list[Path]:
 
 def _merge_all_locked(root: Path) -> list[Path]:
     groups = [d.parent for d in group_files(root, PARTS_DIR) if d.is_dir()]
+    linked = next((link for g in groups if (link := link_under(root, g.relative_to(root) / PARTS_DIR)) is not None), None)
+    if linked is not None or (root / PARTS_DIR).is_symlink():
+        raise MergeError(f"{linked or root / PARTS_DIR} is a symbolic link: vcp merges only inside {root} (remove the link)")
     features = feature_part_groups(root)
     # check every set first: a refused merge writes nothing at all
     for group in groups:
