@@ -157,7 +157,7 @@ def clip_options(
     augment: Augment = False,
     seed: Seed = 0,
 ):
-    """What a clip is (see :class:`vcp.settings.ClipSettings`)."""
+    """What a clip is (see :class:`vcp.stages.settings.ClipSettings`)."""
 
 
 def decode_options(
@@ -167,7 +167,7 @@ def decode_options(
     prefetch: Prefetch = None,
     max_pixels: MaxPixels = MAX_PIXELS,
 ):
-    """How to decode (see :class:`vcp.settings.DecodeSettings`)."""
+    """How to decode (see :class:`vcp.stages.settings.DecodeSettings`)."""
 
 
 def input_options(
@@ -253,7 +253,7 @@ def bundled(**bundles):
 
 
 def clip_settings(clip: dict):
-    """The ``clip`` bundle's values -> :class:`vcp.settings.ClipSettings` (checked)."""
+    """The ``clip`` bundle's values -> :class:`vcp.stages.settings.ClipSettings` (checked)."""
     from vcp.stages.settings import ClipSettings
 
     check_finite("--clip-duration", clip["clip_duration"])
@@ -261,7 +261,7 @@ def clip_settings(clip: dict):
 
 
 def decode_settings(decode: dict, *, mode: str, device_id: int):
-    """The ``decode`` bundle's values -> :class:`vcp.settings.DecodeSettings`."""
+    """The ``decode`` bundle's values -> :class:`vcp.stages.settings.DecodeSettings`."""
     from vcp.stages.settings import DecodeSettings
 
     return DecodeSettings(**{**decode, "cpu_decoder": value(decode["cpu_decoder"])}, mode=mode, device_id=device_id)

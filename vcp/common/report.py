@@ -2,7 +2,7 @@
 
 Bad input files are data, not crashes: each gets one stderr line as it is found. Under
 torchrun every rank stays quiet while it works and rank 0 prints the whole job's list
-once, from the merged outputs (``vcp.merge.merged_failures``).
+once, from the merged outputs (``vcp.stages.merge.merged_failures``).
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class ClipDataset(_Named, Dataset):
 
     The checks are extract's: a group that breaks the schema, groups whose clips differ in
     shape from the split's, or groups that disagree on the category mapping raise
-    :class:`vcp.readers.InputFileError` naming the file; a clip holding NaN or Inf raises
+    :class:`vcp.store.readers.InputFileError` naming the file; a clip holding NaN or Inf raises
     it when that clip is read.
     """
 

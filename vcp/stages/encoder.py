@@ -115,7 +115,7 @@ class FrameEncoder:
         """``[T, 3, H, W]`` (any device, any stored dtype) -> (frames ready for the network on
         the device, a device bool "all finite" — None when the storage cannot hold NaN).
         ``layout=False``: left in their memory format (the caller copies them into the
-        network's, as :class:`~vcp.packing.PackedEncoder` does into its batch)."""
+        network's, as :class:`~vcp.stages.packing.PackedEncoder` does into its batch)."""
         if self.cuda and not frames.is_cuda:
             frames = self._upload_pinned(frames) if frames.is_pinned() else self._upload(frames)
         frames = frames.to(self.device)

@@ -2,7 +2,7 @@
 
 :class:`PtSource`: every ``processed_data.pt`` validated (memory-mapped, ``weights_only``)
 when the tree is opened, each split's clips handed to the sink in row order;
-:func:`vcp.stages.features.run_extract` does the rest (the backbone once per distinct
+:func:`vcp.stages.sources.run_extract` does the rest (the backbone once per distinct
 frame, the scales by indexing, one row per video into the HDF5).
 """
 

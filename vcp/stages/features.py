@@ -148,9 +148,9 @@ def write_features(
     with ``result.upstream_failures`` (videos tensorize could not use). A clip holding
     NaN/Inf rejects its whole group: the group's rows already written are taken back.
 
-    Progress is committed as segments every :func:`~vcp.interrupt.checkpoint_seconds`
+    Progress is committed as segments every :func:`~vcp.stages.interrupt.checkpoint_seconds`
     and when a stop is asked (SIGTERM/SIGINT: the clips in flight are finished first,
-    then :class:`~vcp.interrupt.Stopped` is raised); a run with the same fingerprint
+    then :class:`~vcp.stages.interrupt.Stopped` is raised); a run with the same fingerprint
     resumes from them, and its file equals an uninterrupted run's.
     """
     started = time.perf_counter()

@@ -146,7 +146,7 @@ def ways_for(needed: dict[str, int], config: TensorizeConfig) -> list[tuple[str,
 
 def bytes_to_write(tree: RawTree, out: Path, config: TensorizeConfig) -> dict[str, int]:
     """Estimated bytes per group (``split/category/sub``) this process will write: its videos
-    of every group that is not up to date (:mod:`vcp.space`)."""
+    of every group that is not up to date (:mod:`vcp.stages.space`)."""
     mine = stage.owned_files([p for g in tree.groups for p in g.files], config.write.shard)
     out_bytes = {}
     for group in tree.groups:

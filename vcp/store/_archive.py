@@ -2,8 +2,8 @@
 (or copied in by the kernel), the pickle's pair-id placeholder replaced, zip CRCs patched.
 
 The archive stays an ordinary zip that ``torch.load`` (``weights_only``, ``mmap``) and
-``zipfile.testzip`` accept. Used by :mod:`vcp.pt_writer`; :func:`read_layout` also tells
-:mod:`vcp.pt_reader` where each clip lies.
+``zipfile.testzip`` accept. Used by :mod:`vcp.store.pt_writer`; :func:`read_layout` also tells
+:mod:`vcp.store.pt_reader` where each clip lies.
 """
 
 from __future__ import annotations

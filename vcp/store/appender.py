@@ -1,5 +1,5 @@
 """Appending clips to the ``.pt`` writer's open file: the CRC-32 kept beside each write,
-the disk's write-back started as it goes (:mod:`vcp.writeback`), and clips that arrive on
+the disk's write-back started as it goes (:mod:`vcp.store.writeback`), and clips that arrive on
 the GPU staged in pinned memory and written by a thread.
 
 On the GPU, tensorize's main thread used to copy each clip off the card and then into the

@@ -1,6 +1,6 @@
 """A group's pair, ``processed_data.pt`` + ``metadata.json``: which metadata belongs to an
 archive, and finishing a commit that was killed between its two renames (the order of the
-commit is :class:`vcp.pt_writer.PtWriter`'s, the rules are here for every reader).
+commit is :class:`vcp.store.pt_writer.PtWriter`'s, the rules are here for every reader).
 """
 
 from __future__ import annotations

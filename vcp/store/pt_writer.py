@@ -12,7 +12,7 @@ archive: its layout for those clips is written first (sparse, no bytes yet) and 
 go straight into the ``videos`` storage, so the common case (every video decodes) never
 copies the data. If what arrived differs (a video failed), commit falls back to a fresh
 archive filled from the clips already written. The bytes go through
-:class:`vcp.appender.ClipAppender`: the disk starts writing each clip as soon as it is
+:class:`vcp.store.appender.ClipAppender`: the disk starts writing each clip as soon as it is
 written, so the commit's ``fsync`` does not wait for the whole group at the end, and a clip
 that arrives on the GPU is staged and written by a thread while the caller goes on (a
 failed write comes out of a later ``add`` or of ``commit``, and then nothing is committed).
@@ -90,7 +90,7 @@ class PtWriter:
         state_problem=None,
     ):
         """``normalization`` is ``(mean, std)`` of the stored values (ImageNet's if None);
-        ``writeback``: start the disk writing each clip as it is written (:mod:`vcp.writeback`);
+        ``writeback``: start the disk writing each clip as it is written (:mod:`vcp.store.writeback`);
         ``staged``: copy each clip into a host staging buffer and write it from a thread
         (None: for clips that arrive on the GPU, whose copy to the host is needed anyway);
         ``resume``: the fingerprint of what is being written: :meth:`checkpoint` commits the
