@@ -190,9 +190,50 @@ def _unresolved(text: str) -> set[str]:
     return bad
 
 
+LOWER_FLOORS_OWN = ("vcp.store", "vcp.common", "vcp.outputs")  # on-disk contract and readers: no DALI, no backbones
+
+
+def _outside_imports(tree: ast.AST, package: str) -> set[str]:
+    return {m for m in _imports(tree, package) if m.split(".")[0] in ("backbones", "dali_pipes")}
+
+
+def test_store_common_and_outputs_import_neither_dali_pipes_nor_backbones():
+    bad = {f"{_module_name(p)}: {m}" for p in _sources() if _module_name(p).startswith(LOWER_FLOORS_OWN)
+           for m in _outside_imports(ast.parse(p.read_text()), _module_name(p))}
+    assert not bad, sorted(bad)
+    lazy = "def f():\n    from backbones.spec import IMAGENET\n"
+    assert _outside_imports(ast.parse(lazy), "vcp.store") == {"backbones.spec"}  # the check can fail (lazy imports count)
+
+
 def test_every_dotted_name_in_code_and_docs_resolves():
     files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")] + sorted((ROOT / "docs").glob("*.md"))
     files.append(ROOT / "README.md")
     bad = {f"{p.relative_to(ROOT)}: {n}" for p in files for n in _unresolved(p.read_text())}
     assert not bad, sorted(bad)
     assert _unresolved("see :mod:`vcp.interrupt` and vcp.stages.interrupt") == {"vcp.interrupt"}  # the check can fail
+
+
+def _private_imports(tree: ast.AST, module: str) -> set[str]:
+    """``from other.module import _name``: a private name taken across modules (a package
+    importing its own private submodule, ``from . import _x`` / ``from ._x import y``, is
+    how a package hides its parts, and is allowed)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module and node.module.split(".")[0] in PACKAGES:
+            if node.module != module:
+                found |= {f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")}
+    return found
+
+
+def test_no_private_name_is_imported_across_modules():
+    bad = {f"{_module_name(p)}: {name}" for p in _sources() for name in _private_imports(ast.parse(p.read_text()), _module_name(p))}
+    assert not bad, sorted(bad)
+    assert _private_imports(ast.parse("from vcp.store.pt_reader import _group_name"), "vcp.outputs.loaders") == {
+        "vcp.store.pt_reader._group_name"}  # the check can fail
+
+
+def test_the_stored_normalization_is_backbones_imagenet():
+    from backbones.spec import IMAGENET as MODEL_IMAGENET
+    from vcp.store.contract import IMAGENET
+
+    assert (IMAGENET.mean, IMAGENET.std) == (MODEL_IMAGENET.mean, MODEL_IMAGENET.std)

@@ -77,7 +77,7 @@ class _Command(TyperCommand):
 
 def _version(value: bool) -> None:
     if value:
-        from vcp.common.versions import environment_report
+        from vcp.cli.environment import environment_report
 
         print(environment_report())
         raise typer.Exit(0)

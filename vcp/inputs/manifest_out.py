@@ -10,13 +10,12 @@ from pathlib import Path
 
 from vcp.common.errors import LayoutError
 from vcp.inputs.manifest import COLUMNS, REQUIRED
+from vcp.store.folders import own_file_problem
 
 
 def output_problem(target: Path, inputs: list[Path]) -> str | None:
     """Why ``vcp manifest -o`` must not write ``target``, or None: it makes a new file or
     replaces a regular file, never a folder, a link, a FIFO, a device or one of its inputs."""
-    import stat
-
     from vcp.store.names import component_problem
 
     if not target.name or target.name in (".", ".."):
@@ -24,23 +23,14 @@ def output_problem(target: Path, inputs: list[Path]) -> str | None:
     problem = component_problem(target.name)
     if problem:
         return problem
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
+    problem = own_file_problem(target)
+    if problem == "no such file":  # a new file: its nearest existing parent must be a folder
         parent = target.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         return None if parent.is_dir() else f"{parent} is not a folder"
-    except NotADirectoryError:
-        return "a path under a file"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if stat.S_ISDIR(st.st_mode):
-        return "a folder (give the manifest's file name)"
-    if stat.S_ISLNK(st.st_mode):
-        return "a symbolic link (vcp manifest does not write through links)"
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file (a FIFO, socket or device)"
+    if problem:
+        return problem + (" (vcp manifest never writes through a link)" if problem == "a symbolic link" else "")
     real = os.path.realpath(target)
     if any(os.path.realpath(p) == real for p in inputs):
         return "one of this command's inputs"

@@ -130,8 +130,8 @@ def _preview_rows(pts: list[Path], *, videos: int, tile: int, max_tiles: int) ->
             clip = tf.data["videos"][i].float()
             t = clip.shape[0]
             pick = sorted({round(j * (t - 1) / (max_tiles - 1)) for j in range(max_tiles)}) if t > max_tiles else list(range(t))
-            mean = torch.tensor(tf.input_spec.mean).view(1, 3, 1, 1)
-            std = torch.tensor(tf.input_spec.std).view(1, 3, 1, 1)
+            mean = torch.tensor(tf.normalization.mean).view(1, 3, 1, 1)
+            std = torch.tensor(tf.normalization.std).view(1, 3, 1, 1)
             pixels = (clip[pick] * std + mean).clamp(0, 1)
             pixels = F.interpolate(pixels, size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)
             name = tf.data["filenames"][i]

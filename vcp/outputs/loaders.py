@@ -135,10 +135,9 @@ class ClipDataset(_Named, Dataset):
     """
 
     def __init__(self, processed_root: str | os.PathLike, split: str, *, transform: Callable | None = None):
-        from backbones.spec import IMAGENET
         from vcp.common.errors import UsageError
-        from vcp.store.contract import PT_NAME, group_files
-        from vcp.store.pt_reader import _group_name, check_mappings, open_split
+        from vcp.store.contract import IMAGENET, PT_NAME, group_files
+        from vcp.store.pt_reader import check_mappings, open_split
         from vcp.store.readers import InputFileError
 
         root = Path(processed_root)
@@ -151,7 +150,7 @@ class ClipDataset(_Named, Dataset):
         if rejected:
             raise InputFileError(*rejected[0])
         try:
-            check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tf in self.groups})
+            check_mappings(self.groups)
         except UsageError as exc:
             raise InputFileError(root / split, str(exc)) from None
         self.category_mapping = dict(self.groups[0].data["category_mapping"])
@@ -164,7 +163,7 @@ class ClipDataset(_Named, Dataset):
         target = IMAGENET
         self._affine = []
         for tf in self.groups:  # stored -> ImageNet: x * scale + shift, per channel
-            ss, sm = torch.tensor(tf.input_spec.std), torch.tensor(tf.input_spec.mean)
+            ss, sm = torch.tensor(tf.normalization.std), torch.tensor(tf.normalization.mean)
             ts, tm = torch.tensor(target.std), torch.tensor(target.mean)
             self._affine.append(((ss / ts).view(3, 1, 1), ((sm - tm) / ts).view(3, 1, 1)))
 

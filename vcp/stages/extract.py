@@ -9,6 +9,7 @@ frame, the scales by indexing, one row per video into the HDF5).
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from backbones.spec import InputSpec
 from vcp.common.progress import console as progress_console
 from vcp.common.report import file_error, one_line
 from vcp.stages.encoder import FrameEncoder, NonFiniteClip
@@ -38,7 +40,6 @@ from vcp.store.pt_reader import (
     ClipReader,
     PtSchemaError,
     TensorFile,
-    _group_name,
     check_mappings,
     discover_processed,
     open_split,
@@ -71,7 +72,7 @@ class PtSource:
         self.config = config
         self.by_split = discover_processed(Path(processed), splits if splits is not None else config.splits)
         self.opened = {split: open_split(files) for split, files in self.by_split.items()}
-        check_mappings({_group_name(tf): dict(tf.data["category_mapping"]) for tfs, _ in self.opened.values() for tf in tfs})
+        check_mappings([tf for tfs, _ in self.opened.values() for tf in tfs])
         self.splits = list(self.by_split)
         self.pinned = config.device.startswith("cuda")
 
@@ -147,11 +148,18 @@ def _clip_of(order: int, tf: TensorFile, i: int, frames) -> Clip:
     frames = frames.result() if hasattr(frames, "result") else frames
     record = tf.records.get(names[i], {})
     return Clip(
-        order, frames, tf.input_spec, int(labels[i]), f"{tf.rel}/{names[i]}", str(tf.path),
+        order, frames, stored_spec(tf.normalization), int(labels[i]), f"{tf.rel}/{names[i]}", str(tf.path),
         fps=record.get("fps"), frame_indices=record.get("frame_indices"), frame_times=record.get("frame_times"),
         path=record.get("path") if isinstance(record.get("path"), str) else None,
         segment=_segment(record.get("segment")),
     )
+
+
+@functools.lru_cache(maxsize=32)
+def stored_spec(normalization) -> InputSpec:
+    """A ``.pt`` group's stored normalization as the encoder takes it (an :class:`InputSpec`
+    without a size: frames as stored)."""
+    return InputSpec(mean=tuple(normalization.mean), std=tuple(normalization.std))
 
 
 def _segment(value) -> tuple | None:

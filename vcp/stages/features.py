@@ -33,7 +33,7 @@ from vcp.stages.row_sink import Failed, RowSink
 from vcp.stages.settings import ExtractConfig
 from vcp.stages.stage import SplitResult
 from vcp.store.atomic import remove_stale_tmp
-from vcp.store.contract import PARTS_DIR, feature_part_name, features_filename
+from vcp.store.contract import PARTS_DIR, RESUME_DIR, feature_part_name, features_filename
 from vcp.store.folders import file_stamp, remove_entry
 from vcp.store.h5_writer import H5Writer, remove_segments
 
@@ -133,7 +133,6 @@ def max_rows(frame_counts, config: ExtractConfig) -> int:
 
 
 SEGMENT_BYTES = 256 << 20  # a segment is also committed once the rows since the last one reach this (held in memory)
-RESUME_DIR = ".resume"  # beside the features file: the committed segments of a run in progress
 
 
 def write_features(

@@ -14,7 +14,14 @@ from rich.console import Console
 from vcp.common.progress import plain
 from vcp.inputs.layout import RawTree
 from vcp.store.atomic import tmp_owner
-from vcp.store.contract import META_NAME, PARTS_DIR, PT_NAME, group_files
+from vcp.store.contract import (
+    META_NAME,
+    PARTS_DIR,
+    PT_NAME,
+    group_files,
+    is_pt_checkpoint,
+    pt_checkpoint_names,
+)
 from vcp.store.pair import read_pair_id
 from vcp.store.readers import read_json
 
@@ -46,8 +53,9 @@ def remove_stale_groups(out: Path, tree: RawTree, console: Console) -> list[Path
                 (group_dir / name).unlink()
         if (group_dir / PARTS_DIR).is_dir() and not (group_dir / PARTS_DIR).is_symlink():
             shutil.rmtree(group_dir / PARTS_DIR)
-        for tmp in [*group_dir.glob(".*.tmp"), *group_dir.glob(f".{PT_NAME}.resume*")]:  # vcp's temp files, a checkpoint
-            if (tmp_owner(tmp) is not None or ".resume" in tmp.name) and tmp.is_file() and not tmp.is_symlink():
+        checkpoint = pt_checkpoint_names()[0]
+        for tmp in [*group_dir.glob(".*.tmp"), *group_dir.glob(f"{checkpoint}*")]:  # vcp's temp files, a checkpoint
+            if (tmp_owner(tmp) is not None or is_pt_checkpoint(tmp.name)) and tmp.is_file() and not tmp.is_symlink():
                 tmp.unlink(missing_ok=True)
         for d in (group_dir, group_dir.parent, group_dir.parent.parent):
             with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ agree by construction.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 PT_NAME = "processed_data.pt"
@@ -57,6 +58,41 @@ def feature_part_name(final_name: str, tag: str) -> str:
 def feature_final_name(part_name: str) -> str:
     """The final file a features part belongs to (inverse of :func:`feature_part_name`)."""
     return part_name.split(".part-")[0]
+
+
+# -- checkpoints of a run in progress, beside the outputs -------------------------------------------
+RESUME_DIR = ".resume"  # FEATURES/.resume/: the committed segments of a features file being written
+SEGMENT_SUFFIX = ".seg-"  # <features file>.<fingerprint prefix>.seg-000003.h5
+
+
+def pt_checkpoint_names(name: str = PT_NAME) -> tuple[str, str]:
+    """A group's tensorize checkpoint beside ``name``: (the buffer, a hard link; its record)."""
+    return f".{name}.resume", f".{name}.resume.json"
+
+
+def is_pt_checkpoint(filename: str, name: str = PT_NAME) -> bool:
+    """Whether ``filename`` is one of :func:`pt_checkpoint_names` (or a temp file of one)."""
+    return filename.startswith(f".{name}.resume")
+
+
+def segment_name(prefix: str, number: int) -> str:
+    """The ``number``-th committed segment of the features file whose segments start ``prefix``."""
+    return f"{prefix}{SEGMENT_SUFFIX}{number:06d}.h5"
+
+
+SEGMENT_RE = r"\.seg-(\d{6})\.h5"  # after the prefix: the segment's number
+
+
+# -- how stored values are normalized ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Normalization:
+    """The per-channel mean/std stored values were normalized with (on 0..1 pixels)."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # the float32 contract's
 
 
 # -- processed_data.pt: one definition for the writer and the checker ----------------------------

@@ -35,6 +35,8 @@ def own_file_problem(path: Path) -> str | None:
         st = os.lstat(path)
     except FileNotFoundError:
         return "no such file"
+    except NotADirectoryError:
+        return "a path under a file"
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     if stat.S_ISLNK(st.st_mode):

@@ -33,7 +33,7 @@ import numpy as np
 
 from vcp.common.report import one_line
 from vcp.store.atomic import name_write_error, replace_into, tmp_path_for
-from vcp.store.contract import class_list
+from vcp.store.contract import SEGMENT_RE, SEGMENT_SUFFIX, class_list, segment_name
 from vcp.store.folders import own_file_problem, remove_entry
 
 GZIP_LEVEL = 4
@@ -165,8 +165,8 @@ class H5Writer:
 
     # -- segments: committed progress of a run that may be stopped --------------------------------
     def _segment_paths(self) -> list[tuple[int, Path]]:
-        pattern = re.compile(re.escape(self.segments.name) + r"\.seg-(\d{6})\.h5")
-        found = [(int(m.group(1)), p) for p in self.segments.parent.glob(f"{glob_escape(self.segments.name)}.seg-*.h5")
+        pattern = re.compile(re.escape(self.segments.name) + SEGMENT_RE)
+        found = [(int(m.group(1)), p) for p in self.segments.parent.glob(f"{glob_escape(self.segments.name)}{SEGMENT_SUFFIX}*.h5")
                  if (m := pattern.fullmatch(p.name))]
         return sorted(found)
 
@@ -175,7 +175,7 @@ class H5Writer:
         self._drain(block=True)
         start, end = self._saved, self._written
         rows, dim = self.row_shape
-        path = self.segments.parent / f"{self.segments.name}.seg-{self._next_segment:06d}.h5"
+        path = self.segments.parent / segment_name(self.segments.name, self._next_segment)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = tmp_path_for(path)
         try:
@@ -331,8 +331,8 @@ def _plain(value):
 def remove_segments(segments_dir: Path, final_name: str, *, keep: str | None = None) -> None:
     """Remove the committed segments of ``final_name`` (all, or all but the prefix ``keep``:
     segments of other settings are stale)."""
-    for path in segments_dir.glob(f"{glob_escape(final_name)}.*.seg-*.h5"):
-        if keep is None or not path.name.startswith(f"{keep}.seg-"):
+    for path in segments_dir.glob(f"{glob_escape(final_name)}.*{SEGMENT_SUFFIX}*.h5"):
+        if keep is None or not path.name.startswith(f"{keep}{SEGMENT_SUFFIX}"):
             path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         segments_dir.rmdir()  # only when empty

@@ -16,10 +16,18 @@ from pathlib import Path
 
 import torch
 
-from backbones.spec import IMAGENET, InputSpec
 from vcp.common.errors import LayoutError, UsageError
 from vcp.store.atomic import tmp_files_of
-from vcp.store.contract import META_NAME, PARTS_DIR, PT_NAME, group_files, pt_problem, split_key
+from vcp.store.contract import (
+    IMAGENET,
+    META_NAME,
+    PARTS_DIR,
+    PT_NAME,
+    Normalization,
+    group_files,
+    pt_problem,
+    split_key,
+)
 from vcp.store.pair import settle_pair
 from vcp.store.readers import InputFileError, regular_file_problem
 
@@ -33,7 +41,7 @@ class TensorFile:
     path: Path
     rel: str  # <category>/<subcategory>
     data: dict
-    input_spec: InputSpec = IMAGENET
+    normalization: Normalization = IMAGENET  # how its stored values are normalized
     meta: dict | None = None  # its metadata.json, when present and paired with it
 
     @functools.cached_property
@@ -98,7 +106,7 @@ def open_tensor_file(path: Path) -> TensorFile:
         raise PtSchemaError(path, problem)
     meta = _paired_metadata(path, data)
     rel = path.parent.relative_to(path.parents[2]).as_posix()
-    return TensorFile(path=path, rel=rel, data=data, input_spec=_stored_normalization(path, data, meta), meta=meta)
+    return TensorFile(path=path, rel=rel, data=data, normalization=_stored_normalization(path, data, meta), meta=meta)
 
 
 def _paired_metadata(path: Path, data: dict) -> dict | None:
@@ -116,7 +124,7 @@ def _paired_metadata(path: Path, data: dict) -> dict | None:
     return meta
 
 
-def _stored_normalization(path: Path, data: dict, meta: dict | None) -> InputSpec:
+def _stored_normalization(path: Path, data: dict, meta: dict | None) -> Normalization:
     """How the clips in ``path`` are normalized: the archive's own record, else (older
     archives) its metadata, else the contract's ImageNet normalization for float storage."""
     for source in (data, meta or {}):
@@ -128,7 +136,7 @@ def _stored_normalization(path: Path, data: dict, meta: dict | None) -> InputSpe
                 raise PtSchemaError(path, f"unreadable normalization record {norm!r}") from None
             if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(x) for x in mean + std) or min(std) <= 0:
                 raise PtSchemaError(path, f"invalid normalization record {norm!r}")
-            return InputSpec(mean, std)
+            return Normalization(mean, std)
     if data["videos"].dtype == torch.uint8:
         raise PtSchemaError(
             path, f"uint8 pixels with no record of their normalization (no {META_NAME}); rerun `vcp tensorize`"
@@ -157,10 +165,10 @@ def check_split_groups(tensor_files: list[TensorFile]) -> tuple[list[TensorFile]
     return keep, rejected
 
 
-def check_mappings(by_group: dict[str, dict]) -> None:
+def check_mappings(tensor_files: list[TensorFile]) -> None:
     """Every group must carry the same category mapping; else name who disagrees and why."""
     variants: dict[str, list[str]] = {}
-    for group, mapping in by_group.items():
+    for group, mapping in ((group_name(tf), dict(tf.data["category_mapping"])) for tf in tensor_files):
         variants.setdefault(json.dumps(mapping, sort_keys=True), []).append(group)
     if len(variants) <= 1:
         return
@@ -175,7 +183,8 @@ def check_mappings(by_group: dict[str, dict]) -> None:
     )
 
 
-def _group_name(tf: TensorFile) -> str:
+def group_name(tf: TensorFile) -> str:
+    """``<split>/<category>/<subcategory>`` of an opened group."""
     return f"{tf.path.parents[2].name}/{tf.rel}"
 
 

@@ -59,7 +59,14 @@ from vcp.store._archive import (
 )
 from vcp.store.appender import ClipAppender
 from vcp.store.atomic import name_write_error, replace_into, tmp_path_for
-from vcp.store.contract import META_NAME, PT_NAME, pt_archive, storage_name
+from vcp.store.contract import (
+    IMAGENET,
+    META_NAME,
+    PT_NAME,
+    pt_archive,
+    pt_checkpoint_names,
+    storage_name,
+)
 from vcp.store.folders import open_own, own_file_problem, remove_entry
 from vcp.store.pair import fsync_dir, write_durable_json
 from vcp.store.pt_resume import bytes_problem, record_problem
@@ -98,8 +105,6 @@ class PtWriter:
         ``expected`` list goes on from there (:attr:`resumed` is the state it checkpointed);
         ``state_problem(state, clips)`` says why a checkpointed state does not fit its clips
         (None: it does), and such a checkpoint is set aside."""
-        from backbones.spec import IMAGENET
-
         self.directory = Path(directory)
         mean, std = normalization or (IMAGENET.mean, IMAGENET.std)
         self.normalization = {"mean": [float(x) for x in mean], "std": [float(x) for x in std]}
@@ -120,8 +125,9 @@ class PtWriter:
         self._appender: ClipAppender | None = None  # the clips' bytes, CRC and write-back
         self._resume_fp = resume
         self._state_problem = state_problem
-        self._resume_link = self.directory / f".{name}.resume"  # the buffer as last checkpointed (a hard link)
-        self._resume_meta = self.directory / f".{name}.resume.json"
+        link, record = pt_checkpoint_names(name)
+        self._resume_link = self.directory / link  # the buffer as last checkpointed (a hard link)
+        self._resume_meta = self.directory / record
         self.resumed: dict | None = None
 
     def __enter__(self) -> PtWriter:
