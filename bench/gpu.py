@@ -144,7 +144,8 @@ def vit_rows(processed: Path, work: Path, rows: list, log, frames: int) -> None:
     shorter edge 248, centre crop 224, bicubic, mean/std 0.5) against the network alone on
     224² frames already on the card, fp32 and bf16."""
     from backbones import get_backbone
-    from vcp.stages.extract import ExtractConfig, extract
+    from vcp.stages.extract import extract
+    from vcp.stages.settings import ExtractConfig
 
     name = "timm/vit_base_patch16_224"
     for precision in ("fp32", "bf16"):
@@ -277,7 +278,8 @@ def main(argv=None) -> int:
     from backbones import get_backbone
     from bench.reference import original_multiscale_features
     from dali_pipes import CapsTable, default_pipelines
-    from vcp.stages.extract import ExtractConfig, extract
+    from vcp.stages.extract import extract
+    from vcp.stages.settings import ExtractConfig
     from vcp.stages.stream import extract_from_videos
     from vcp.stages.tensorize import TensorizeConfig, tensorize
 

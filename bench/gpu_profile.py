@@ -60,7 +60,8 @@ def _timeline(name: str, work: Path, out: Path) -> str:
     from backbones import get_backbone
     from bench.gpu import BATCH, QUIET, S, T, backbone_alone, dali_alone
     from tools.cuda_timeline import load, record, summarize
-    from vcp.stages.extract import ExtractConfig, extract
+    from vcp.stages.extract import extract
+    from vcp.stages.settings import ExtractConfig
     from vcp.stages.stream import extract_from_videos
     from vcp.stages.tensorize import TensorizeConfig
 
@@ -116,7 +117,8 @@ def _case(name: str, work: Path, out: Path) -> str:
 
     from backbones import get_backbone
     from bench.gpu import BATCH, QUIET, S, T, backbone_ceiling, best, marginal
-    from vcp.stages.extract import ExtractConfig, extract
+    from vcp.stages.extract import extract
+    from vcp.stages.settings import ExtractConfig
     from vcp.stages.stream import extract_from_videos
     from vcp.stages.tensorize import TensorizeConfig, tensorize
 

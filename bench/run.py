@@ -29,7 +29,9 @@ from backbones import IMAGENET, get_backbone
 from bench import results
 from bench.reference import original_multiscale_features
 from vcp.inputs.synth import write_video
-from vcp.stages.extract import ExtractConfig, FrameEncoder, extract, video_features
+from vcp.stages.encoder import FrameEncoder, video_features
+from vcp.stages.extract import extract
+from vcp.stages.settings import ExtractConfig
 from vcp.stages.stream import extract_from_videos
 from vcp.stages.tensorize import TensorizeConfig, tensorize
 

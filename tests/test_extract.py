@@ -18,8 +18,10 @@ from backbones.spec import InputSpec
 from bench.reference import original_multiscale_features
 from vcp import EnhancedFeatureExtractor
 from vcp.cli import app
-from vcp.stages.extract import ExtractConfig, FrameEncoder, extract, video_features
+from vcp.stages.encoder import FrameEncoder, video_features
+from vcp.stages.extract import extract
 from vcp.stages.multiscale import combine_scales, output_rows, scale_indices
+from vcp.stages.settings import ExtractConfig
 from vcp.stages.tensorize import TensorizeConfig, tensorize
 from vcp.store.contract import PT_NAME
 
@@ -526,7 +528,7 @@ def test_reduced_precision_warns_only_without_native_cpu_support(tmp_path):
 def test_clip_reader_reads_each_clip_from_its_place_in_the_archive(tmp_path, videos, storage):
     """The CUDA read path (pread into pinned memory; plain memory without CUDA) gives the
     exact bytes of the memory-mapped clips, in any order."""
-    from vcp.stages.extract import ClipReader, open_tensor_file
+    from vcp.store.pt_reader import ClipReader, open_tensor_file
 
     raw = tmp_path / "raw"
     for i, n in enumerate((12, 30, 7)):

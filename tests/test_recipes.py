@@ -17,8 +17,8 @@ from dali_pipes import Geometry
 from dali_pipes._geometry import stored_window
 from vcp.cli import app
 from vcp.inputs.synth import write_video
+from vcp.stages.encoder import load_backbone
 from vcp.stages.extract import extract
-from vcp.stages.features import load_backbone
 from vcp.stages.settings import ClipSettings, DecodeSettings, ExtractConfig, TensorizeConfig
 from vcp.stages.stream import extract_from_videos
 from vcp.stages.tensorize import tensorize

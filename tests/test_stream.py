@@ -116,7 +116,7 @@ def test_probe_processes_hold_no_output_once_a_run_returns(raw, tmp_path, monkey
     from rich.console import Console
 
     from dali_pipes import ClipLoader
-    from vcp.stages.extract import ExtractConfig
+    from vcp.stages.settings import ExtractConfig
     from vcp.stages.stream import extract_from_videos
     from vcp.stages.tensorize import tensorize
 

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from vcp.common.devices import cuda_available, slow_precision_warning
 from vcp.common.progress import console
-from vcp.stages.encoder import FrameEncoder
+from vcp.stages.encoder import FrameEncoder, load_backbone
 from vcp.stages.extract import PtSource
-from vcp.stages.features import load_backbone
 from vcp.stages.multiscale import DEFAULT_SCALES
 from vcp.stages.settings import ExtractConfig
 from vcp.stages.sources import extract_split_of

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import Counter
 
 import torch
 
 from backbones.spec import IMAGENET, Backbone, InputSpec
+from vcp.stages.multiscale import video_rows
 from vcp.stages.recipe import StoredRecipe
 from vcp.stages.settings import PRECISIONS, ExtractConfig
 
@@ -204,13 +206,35 @@ class FrameEncoder:
             return False
 
     @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor, stored: InputSpec = IMAGENET) -> torch.Tensor:
-        """``[T, 3, H, W]`` (any device) -> ``[T, D]`` float32 on the device (one video)."""
-        frames, finite = self.prepare(frames, stored)
-        if finite is not None and not bool(finite):
-            raise NonFiniteClip("holds NaN or Inf values")
-        step = self.config.forward_batch
-        return torch.cat([self.forward(frames[i : i + step]) for i in range(0, frames.shape[0], step)])
+    def __call__(self, frames: torch.Tensor, stored: InputSpec = IMAGENET, per_video=None) -> torch.Tensor:
+        """``[T, 3, H, W]`` (any device) -> ``[T, D]`` float32 on the host (one video; or
+        ``per_video`` of it), through the packed path vcp extract runs (:class:`NonFiniteClip`
+        when the frames or the features hold NaN or Inf)."""
+        from vcp.stages.packing import NOT_FINITE, PackedEncoder
+
+        packer = PackedEncoder(self, self.config.forward_batch, per_video or (lambda feats: feats))
+        ((_, rows),) = packer.put(None, frames, stored) + packer.finish()
+        if rows is None or rows is NOT_FINITE:
+            raise NonFiniteClip("holds NaN or Inf values" if rows is None else "its features hold NaN or Inf values")
+        return torch.from_numpy(rows)
+
+
+def video_features(encoder: FrameEncoder, video: torch.Tensor, config, stored: InputSpec = IMAGENET) -> torch.Tensor:
+    """One video ``[T, 3, H, W]`` -> its rows: three-scale ``[max_L, D]`` or ``[T, D]``."""
+    return encoder(video, stored, per_video=functools.partial(video_rows, scales=config.scales,
+                                                              multi_scale=config.multi_scale))
+
+
+def load_backbone(config) -> torch.nn.Module:
+    """The configured backbone; random init (``weights=None``) is seeded by ``config.seed``
+    without touching the caller's global RNG state, so reruns get the same network."""
+    from backbones import get_backbone
+
+    if not config.random_init:
+        return get_backbone(config.backbone, config.weights, input_size=config.input_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return get_backbone(config.backbone, None, input_size=config.input_size)
 
 
 def _one_line(exc: Exception) -> str:

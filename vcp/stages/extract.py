@@ -20,30 +20,21 @@ from rich.console import Console
 from backbones.spec import InputSpec
 from vcp.common.progress import console as progress_console
 from vcp.common.report import file_error, one_line
-from vcp.stages.encoder import FrameEncoder, NonFiniteClip
-from vcp.stages.features import (  # the sink; re-exported for callers of the stage
-    Clip,
-    fingerprint,
-    load_backbone,
-    max_rows,
-    output_target,
-    summary_table,
-    video_features,
-    write_features,
-)
-from vcp.stages.settings import AUTO_BATCH, ExtractConfig
+from vcp.stages.encoder import FrameEncoder, load_backbone
+from vcp.stages.features import max_rows
+from vcp.stages.provenance import fingerprint
+from vcp.stages.records import Clip
+from vcp.stages.settings import ExtractConfig
 from vcp.stages.shard import contiguous_ranges
 from vcp.stages.sources import SplitJob, run_extract
 from vcp.stages.space import features_bytes
 from vcp.stages.stage import RunResult, SplitResult
 from vcp.store.pt_reader import (
     ClipReader,
-    PtSchemaError,
     TensorFile,
     check_mappings,
     discover_processed,
     open_split,
-    open_tensor_file,
 )
 
 
@@ -169,8 +160,4 @@ def _segment(value) -> tuple | None:
     return None
 
 
-__all__ = [
-    "AUTO_BATCH", "Clip", "ClipReader", "ExtractConfig", "FrameEncoder", "NonFiniteClip", "PtSchemaError",
-    "PtSource", "SplitResult", "TensorFile", "discover_processed", "extract", "fingerprint",
-    "load_backbone", "open_tensor_file", "output_target", "summary_table", "video_features", "write_features",
-]
+__all__ = ["PtSource", "extract"]

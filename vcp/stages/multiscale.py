@@ -34,6 +34,12 @@ def output_rows(num_frames: int, scales: Sequence[float]) -> int:
     return max(len(scale_indices(num_frames, s)) for s in scales)
 
 
+def video_rows(frame_features: torch.Tensor, *, scales: Sequence[float], multi_scale: bool) -> torch.Tensor:
+    """One video's rows from its per-frame features ``[T, D]``: the three-scale rule
+    (:func:`combine_scales`) or, without it, the frames' own rows."""
+    return combine_scales(frame_features, scales) if multi_scale else frame_features
+
+
 def combine_scales(frame_features: torch.Tensor, scales: Sequence[float]) -> torch.Tensor:
     """``[T, D]`` per-frame features -> ``[rows, D]``: index, zero-pad, average."""
     t, d = frame_features.shape

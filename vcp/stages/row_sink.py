@@ -5,21 +5,11 @@ what a stopped run needs to resume from its last committed segment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vcp.common.report import file_error
 from vcp.stages.packing import NOT_FINITE
+from vcp.stages.records import Failed
 from vcp.stages.stage import SplitResult
 from vcp.store.h5_writer import H5Writer
-
-
-@dataclass
-class Failed:
-    """An input that gives no row (a video that did not decode), in its place in the order."""
-
-    order: int
-    where: str
-    reason: str
 
 
 class RowSink:

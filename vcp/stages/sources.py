@@ -6,7 +6,7 @@ A *source* is what a split's clips come from: ``processed_data.pt`` groups
 an estimate of what a split writes, and, per split, a :class:`SplitJob` (the clips of this
 rank, as a function of where to resume). :func:`run_extract` does the rest for both: the
 output folder, the disk-space check, the lock, per split the up-to-date check and the
-sink's :func:`~vcp.stages.features.write_features`, and the summary.
+sink's :func:`~vcp.stages.features.write_features`, and the summary (:mod:`vcp.stages.summary`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Protocol
 
 from vcp.stages.encoder import FrameEncoder
-from vcp.stages.features import output_target, summary_table, write_features
+from vcp.stages.features import write_features
+from vcp.stages.provenance import output_target
 from vcp.stages.settings import ExtractConfig
 from vcp.stages.space import check_space, removed_if_refused
 from vcp.stages.stage import RunResult, SplitResult
+from vcp.stages.summary import summary_table
 from vcp.store.contract import features_filename
 from vcp.store.folders import prepare_output_dir
 from vcp.store.lock import output_lock

@@ -21,17 +21,12 @@ from dali_pipes import DECODE_RULES, MAX_PIXELS
 from vcp.common.progress import console as progress_console
 from vcp.inputs.layout import Group, RawTree, discover_raw
 from vcp.stages import stage
-from vcp.stages.encoder import FrameEncoder
-from vcp.stages.features import (
-    Clip,
-    ExtractConfig,
-    Failed,
-    fingerprint,
-    load_backbone,
-    max_rows,
-)
+from vcp.stages.encoder import FrameEncoder, load_backbone
+from vcp.stages.features import max_rows
+from vcp.stages.provenance import fingerprint
 from vcp.stages.recipe import geometry_of
-from vcp.stages.settings import ClipSettings, DecodeSettings
+from vcp.stages.records import Clip, Failed
+from vcp.stages.settings import ClipSettings, DecodeSettings, ExtractConfig
 from vcp.stages.sources import SplitJob, run_extract
 from vcp.stages.space import features_bytes
 from vcp.stages.stage import RunResult, SplitResult
