@@ -237,3 +237,17 @@ def test_the_stored_normalization_is_backbones_imagenet():
     from vcp.store.contract import IMAGENET
 
     assert (IMAGENET.mean, IMAGENET.std) == (MODEL_IMAGENET.mean, MODEL_IMAGENET.std)
+
+
+def test_the_public_python_surface_is_one_place_and_import_vcp_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, vcp\nlight = 'torch' not in sys.modules\n"
+            "print(light, all(getattr(vcp, n) is not None for n in vcp.__all__ if n != '__version__'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.split() == ["True", "True"]
+    import vcp
+    from vcp.data import ClipDataset, FeatureDataset
+
+    assert (vcp.FeatureDataset, vcp.ClipDataset) == (FeatureDataset, ClipDataset)
