@@ -59,6 +59,7 @@ def _describe(ep: metadata.EntryPoint) -> BackboneSpec:
         feature_dim=dim,
         default_weights=getattr(factory, "default_weights", "DEFAULT"),
         input=recipe or IMAGENET,
+        frames_as_stored=getattr(factory, "frames_as_stored", False) is True,
     )
 
 

@@ -107,6 +107,7 @@ class BackboneSpec:
     distribution: str = ""
     entry_point: str = ""
     error: str | None = None  # set when the plugin could not be loaded
+    frames_as_stored: bool = False  # --recipe auto gives it the frames as stored, not its own recipe
 
     @property
     def ok(self) -> bool:

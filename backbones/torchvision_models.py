@@ -70,6 +70,7 @@ def _factory(arch: str):
     fn.feature_dim = BUILTINS[arch][0]  # lets `vcp backbones` list it without building
     fn.default_weights = BUILTINS[arch][1]
     fn.input_spec = recipe(arch)  # `vcp backbones` shows it; vcp applies it with --recipe model
+    fn.frames_as_stored = True  # --recipe auto: the stored 256x256 frames, as the original script fed them
     fn.__doc__ = f"torchvision {arch}, pooled {BUILTINS[arch][0]}-d features."
     return fn
 

@@ -213,6 +213,25 @@ def test_a_plugin_never_takes_over_a_built_in_name_or_timms_prefix():
         assert Registry(registry._entry_points).spec("resnet50").entry_point == "backbones.torchvision_models:resnet50"
 
 
+def test_frames_as_stored_by_default_is_a_property_of_the_spec(monkeypatch):
+    import backbones._registry as registry_module
+    from vcp.stages import settings
+    from vcp.stages.settings import ExtractConfig
+
+    registry = Registry([_ep("as_stored", "tests.plugins:as_stored"), _ep("tiny", "tests.plugins:tiny"),
+                         _ep("resnet50", "backbones.torchvision_models:resnet50")])
+    assert [registry.spec(n).frames_as_stored for n in ("as_stored", "tiny", "resnet50")] == [True, False, True]
+    monkeypatch.setattr(registry_module, "_default", registry)
+    settings._frames_as_stored.cache_clear()
+    try:
+        assert not ExtractConfig(backbone="as_stored").uses_model_recipe  # a plugin can declare it too
+        assert ExtractConfig(backbone="tiny").uses_model_recipe
+        assert not ExtractConfig(backbone="resnet50").uses_model_recipe
+        assert ExtractConfig(backbone="as_stored", recipe="model").uses_model_recipe
+    finally:
+        settings._frames_as_stored.cache_clear()
+
+
 @pytest.fixture
 def installed_plugins(tmp_path, monkeypatch):
     """Two real distributions (dist-info + entry_points.txt) on sys.path: one works, one is broken."""

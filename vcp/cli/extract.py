@@ -189,7 +189,6 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
 def backbones_command() -> None:
     """List backbones: built-ins, timm, plugins (broken ones with their error)."""
     from backbones import default_registry
-    from backbones.torchvision_models import BUILTINS
 
     table = PlainTable(title="vcp backbones (entry-point group vcp.backbones)")
     for col in ("name", "dim", "input (recipe)", "default weights", "from", "status"):
@@ -199,7 +198,7 @@ def backbones_command() -> None:
         status = "ok" if spec.ok else f"broken: {spec.error}"
         recipe = spec.input
         shown = f"{recipe.size[1]}x{recipe.size[0]} {recipe.resize_mode}" if recipe.has_recipe else "as stored"
-        if name in BUILTINS:
+        if spec.frames_as_stored:
             shown = f"as stored ({shown} with --recipe model)"
         table.add_row(name, str(spec.feature_dim or "-"), shown, str(spec.default_weights or "-"), spec.distribution, status)
     table.add_row("timm/<model>", "its own", "its own", "DEFAULT", "timm", "ok")

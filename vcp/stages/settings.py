@@ -15,6 +15,7 @@ takes them flat, by the CLI's names.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -173,11 +174,10 @@ class ExtractConfig:
 
     @property
     def uses_model_recipe(self) -> bool:
-        """``--recipe model``, or ``auto`` for every backbone but the four built-ins (whose
-        seed fed the stored 256x256 frames straight in: their features keep that meaning)."""
-        from backbones.torchvision_models import BUILTINS
-
-        return self.recipe == "model" or (self.recipe == "auto" and self.backbone not in BUILTINS)
+        """``--recipe model``, or ``auto`` for every backbone whose spec does not declare
+        ``frames_as_stored`` (the four built-ins do: the original script fed them the stored
+        256x256 frames, and their features keep that meaning; a plugin may declare it too)."""
+        return self.recipe == "model" or (self.recipe == "auto" and not _frames_as_stored(self.backbone))
 
     @property
     def random_init(self) -> bool:
@@ -204,3 +204,17 @@ class ExtractConfig:
                              "by default (--recipe auto): add --recipe model to give it its own recipe at that size")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise UsageError(f"scales must be positive numbers, got {self.scales}")
+
+
+@functools.lru_cache(maxsize=16)
+def _frames_as_stored(backbone: str) -> bool:
+    """Whether ``backbone``'s spec declares ``frames_as_stored`` (a timm model never does; an
+    unknown name is not: loading it says why)."""
+    from backbones import BackboneError, default_registry
+
+    if backbone.startswith("timm/"):
+        return False
+    try:
+        return default_registry().spec(backbone).frames_as_stored
+    except BackboneError:
+        return False
