@@ -9,29 +9,11 @@ what discovery did not take (hidden, non-video, outside the layout), as the real
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 from vcp.common.progress import PlainTable, human_bytes
-from vcp.common.report import one_line
-from vcp.inputs.layout import RawTree, ignored_summary, utf8_name
+from vcp.inputs.layout import RawTree, ignored_summary, rejected_lines
 from vcp.stages.space import free_caption
-
-
-def rejected_on_sight(path: Path) -> str | None:
-    """Why ``path`` will be rejected without decoding it, or None. (The real run probes
-    every file discovery takes, whatever its extension: so does this.)"""
-    try:
-        st = path.stat()
-    except OSError:
-        return "broken symbolic link" if path.is_symlink() else "cannot be read"
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file"
-    if st.st_size == 0:
-        return "empty file (0 bytes)"
-    if not utf8_name(path):
-        return "file name is not valid UTF-8"
-    return None
 
 
 def _table(title: str, first: str, tree: RawTree | None, out: Path, needed: dict, ways=()) -> PlainTable:
@@ -49,10 +31,6 @@ def _table(title: str, first: str, tree: RawTree | None, out: Path, needed: dict
         table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     table.add_column("rejected on sight", overflow="fold")
     return table
-
-
-def _rejections(files) -> list[str]:
-    return [one_line(f"{p.name}: {why}") for p in files if (why := rejected_on_sight(p))]
 
 
 def _dim(config) -> int:
@@ -73,7 +51,7 @@ def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
     table = _table(f"vcp tensorize --dry-run: {_input_name(tree)} -> {out} (nothing written)", "group", tree, out, needed,
                    ways_for(needed, config))
     for group in tree.groups:
-        rejected = _rejections(group.files)
+        rejected = rejected_lines(group.files)
         n, key = len(group.files), group.rel_dir.as_posix()
         current = key not in needed
         table.add_row(key, str(n), str(n) if current else "0", "0" if current else str(n - len(rejected)),
@@ -111,14 +89,7 @@ def _source_plan(source, title: str, features: Path, config) -> PlainTable:
     needed = bytes_to_write(source, features, config, _dim(config))
     table = _table(title, "split", source.tree, features, needed)
     for split in source.splits:
-        if source.tree is not None:  # videos: every file found, those refused on sight named
-            everything = [f for g in source.tree.groups_of(split) for f in g.files]
-            rejected = _rejections(everything)
-            n, todo = len(everything), len(everything) - len(rejected)
-        else:  # processed groups: the clips of the readable ones, the unreadable named
-            tfs, refused = source.opened[split]
-            n = todo = sum(tf.data["videos"].shape[0] for tf in tfs)
-            rejected = [one_line(f"{path}: {why}") for path, why in refused]
+        n, todo, rejected = source.plan_row(split)
         current = split not in needed
         table.add_row(split, str(n), str(n) if current else "0", "0" if current else str(todo), "; ".join(rejected) or "-")
     return table

@@ -84,6 +84,12 @@ class PtSource:
         videos = sum(s[0] for s in shapes) // max(1, self.config.shard.count)
         return features_bytes(videos, max_rows([s[1] for s in shapes if s[0]], self.config), dim)
 
+    def plan_row(self, split: str) -> tuple[int, int, list[str]]:
+        """The clips of the readable groups; each unreadable group named with why."""
+        tensor_files, refused = self.opened[split]
+        n = sum(tf.data["videos"].shape[0] for tf in tensor_files)
+        return n, n, [one_line(f"{path}: {why}") for path, why in refused]
+
     def job(self, split: str, result: SplitResult) -> SplitJob | None:
         """This rank's rows of the split: consecutive rows of about equal frame count."""
         tensor_files, failures = self.opened[split]

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from dali_pipes import DECODE_RULES, MAX_PIXELS
 from vcp.common.progress import console as progress_console
-from vcp.inputs.layout import Group, RawTree, discover_raw
+from vcp.inputs.layout import Group, RawTree, discover_raw, rejected_lines
 from vcp.stages import stage
 from vcp.stages.encoder import FrameEncoder, load_backbone
 from vcp.stages.features import max_rows
@@ -108,6 +108,12 @@ class VideoSource:
     def output_bytes(self, split: str, dim: int) -> int:
         videos = sum(len(g.files) for g in self.tree.groups_of(split)) // max(1, self.config.shard.count)
         return features_bytes(videos, max_rows([self.clip.frames], self.config), dim)
+
+    def plan_row(self, split: str) -> tuple[int, int, list[str]]:
+        """Every file found; those refused on sight (empty, not regular, a broken link...) named."""
+        everything = [f for g in self.tree.groups_of(split) for f in g.files]
+        rejected = rejected_lines(everything)
+        return len(everything), len(everything) - len(rejected), rejected
 
     def job(self, split: str, result: SplitResult) -> SplitJob:
         groups = split_groups(self.tree, split)
