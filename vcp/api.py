@@ -53,14 +53,15 @@ class EnhancedFeatureExtractor:
         self.model = load_backbone(self.config)
         self.feature_dim = self.model.feature_dim
         self.console = console(stderr=True, quiet=quiet)
-        self._encoder = FrameEncoder(self.model, self.config)
+        self._encoders: dict[int | None, FrameEncoder] = {}  # one per batch size asked for, each built with its config
 
     def extract_features_from_split(self, split: str, batch_size: int | None = None) -> Path:
         """Write ``<output_dir>/<split>_features[_multiscale].h5``; returns its path."""
         config = replace(self.config, batch_size=batch_size)
-        self._encoder.config = config
-        result = extract_split_of(PtSource(self.data_dir, config, [split]), split, self.output_dir, config, self._encoder,
-                                  console=self.console)
+        if batch_size not in self._encoders:
+            self._encoders[batch_size] = FrameEncoder(self.model, config)
+        result = extract_split_of(PtSource(self.data_dir, config, [split]), split, self.output_dir, config,
+                                  self._encoders[batch_size], console=self.console)
         return result.output
 
     def extract_all_splits(self, batch_size: int | None = None) -> dict[str, Path]:

@@ -131,7 +131,10 @@ def _extract_config(*, device: str, weights: str, shard, seed: int, **settings):
     resolved = resolve_mode(device, gpu_name="cuda")
     if resolved == "cuda":
         resolved = f"cuda:{shard.local_rank}"
-    config = ExtractConfig(device=resolved, weights=_chosen_weights(weights, seed), shard=shard, seed=seed, **settings)
+    config = ExtractConfig(device=resolved, weights=weights, shard=shard, seed=seed, **settings)  # weights parsed there, once
+    if config.random_init:  # announced loudly
+        print("vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are meaningless for training "
+              f"(use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True)
     slow = slow_precision_warning(config.precision, resolved)
     if slow:
         print(f"vcp: WARNING: {slow}", file=sys.stderr, flush=True)
@@ -147,22 +150,10 @@ class _VideoSource:
     tree: object  # the videos (a RawTree: RAW, or --manifest with --classes), read before the backbone
 
 
-def _chosen_weights(weights: str, seed: int):
-    """``--weights`` parsed once; random init is announced loudly."""
-    from backbones import NoWeights, parse_weights
-
-    chosen = parse_weights(weights)
-    if isinstance(chosen, NoWeights):
-        print(
-            "vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are "
-            f"meaningless for training (use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True,
-        )
-    return chosen
-
-
 def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *, dry_run: bool):
     """From ``.pt`` groups, or from videos (``videos``); ``--dry-run`` prints the plan."""
     if videos is not None:
+        from vcp.stages.settings import decode_mode
         from vcp.stages.stream import extract_from_videos
 
         tree = videos.tree
@@ -174,7 +165,8 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
         import torch
 
         index = torch.device(settings.device).index
-        decode = opt.decode_settings(videos.decode, mode="cpu", device_id=settings.shard.local_rank if index is None else index)
+        decode = opt.decode_settings(videos.decode, mode=decode_mode(settings.device),
+                                     device_id=settings.shard.local_rank if index is None else index)
         return extract_from_videos(source, features, settings, videos.clip, decode, console=console(stderr=True), tree=tree)
     from vcp.stages.extract import extract
 

@@ -74,10 +74,10 @@ def _input_name(tree: RawTree) -> str:
 
 def stream_plan(tree: RawTree, features: Path, config, clip, max_pixels: int) -> PlainTable:
     """One row per split for ``vcp extract --from-videos``."""
-    from vcp.stages.settings import DecodeSettings
+    from vcp.stages.settings import DecodeSettings, decode_mode
     from vcp.stages.stream import VideoSource
 
-    source = VideoSource(None, config, clip, DecodeSettings(max_pixels=max_pixels), tree=tree)
+    source = VideoSource(None, config, clip, DecodeSettings(max_pixels=max_pixels, mode=decode_mode(config.device)), tree=tree)
     return _source_plan(source, f"vcp extract --from-videos --dry-run: {_input_name(tree)} -> {features} (nothing written)",
                         Path(features), config)
 

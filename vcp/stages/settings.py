@@ -69,6 +69,12 @@ class ClipSettings:
             )
 
 
+def decode_mode(device: str) -> str:
+    """Where clips from videos are made for a backbone on ``device``: ``gpu`` (NVDEC, the
+    resize on the card) for CUDA, else ``cpu``."""
+    return "gpu" if device.startswith("cuda") else "cpu"
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
     mode: str = "cpu"  # resolved: "gpu" or "cpu"

@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from dali_pipes import DECODE_RULES, MAX_PIXELS
+from vcp.common.errors import UsageError
 from vcp.common.progress import console as progress_console
 from vcp.inputs.layout import Group, RawTree, discover_raw, rejected_lines
 from vcp.stages import stage
@@ -26,7 +27,7 @@ from vcp.stages.features import max_rows
 from vcp.stages.provenance import fingerprint
 from vcp.stages.recipe import geometry_of
 from vcp.stages.records import Clip, Failed
-from vcp.stages.settings import ClipSettings, DecodeSettings, ExtractConfig
+from vcp.stages.settings import ClipSettings, DecodeSettings, ExtractConfig, decode_mode
 from vcp.stages.sources import SplitJob, run_extract
 from vcp.stages.space import features_bytes
 from vcp.stages.stage import RunResult, SplitResult
@@ -84,6 +85,9 @@ class VideoSource:
         clip.check()
         self.tree = tree or discover_raw(raw, splits=list(config.splits) if config.splits else None)
         clip.check(self.tree)
+        if decode.mode != decode_mode(config.device):  # built once, by the caller: never patched here
+            raise UsageError(f"decode mode {decode.mode!r} does not match the backbone's device {config.device!r}: "
+                             f"clips from videos are made where the backbone runs (mode {decode_mode(config.device)!r})")
         self.config, self.clip, self.decode, self.mapping = config, clip, decode, self.tree.category_mapping
         self.splits = self.tree.splits
         self.stored = None  # the backbone's normalization, set before entering
@@ -92,7 +96,7 @@ class VideoSource:
     def __enter__(self) -> VideoSource:
         on_cuda = self.config.device.startswith("cuda")
         geometry = geometry_of(self.stored) if self.stored.has_recipe else None
-        self.loader = replace(self.decode, mode="gpu" if on_cuda else "cpu").loader(self.clip.size, self.stored, geometry)
+        self.loader = self.decode.loader(self.clip.size, self.stored, geometry)
         self.depth = self.decode.prefetch_depth(default=2 if on_cuda else 0)
         return self
 
