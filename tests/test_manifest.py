@@ -35,13 +35,14 @@ def test_rows_make_groups_with_the_official_indices(tmp_path):
                             "test,c.mp4,YoYo,1,,,,4\n")
     tree = read_manifest(m)
     assert tree.category_mapping == {"Apply Eye[Makeup]": 0, "YoYo": 1}
-    assert [(g.split, g.category, g.subcategory, g.paths, g.segments) for g in tree.groups] == [
-        ("train", "Apply Eye[Makeup]", "close up", ("b.mp4",), (None,)),
-        ("train", "YoYo", "YoYo", ("a.mp4",), ((1.5, None),)),
-        ("test", "YoYo", "YoYo", ("c.mp4",), ((None, 4.0),)),
+    assert [(g.split, g.category, g.subcategory, [(v.path, v.segment) for v in g.videos]) for g in tree.groups] == [
+        ("train", "Apply Eye[Makeup]", "close up", [("b.mp4", None)]),
+        ("train", "YoYo", "YoYo", [("a.mp4", (1.5, None))]),
+        ("test", "YoYo", "YoYo", [("c.mp4", (None, 4.0))]),
     ]
     assert tree.groups[0].files == (tmp_path / "b.mp4",)
-    assert tree.items(tree.groups[1]) == [(str(tmp_path / "a.mp4"), "a.mp4", (1.5, None))]
+    assert [tree.item(v) for v in tree.groups[1].videos] == [(str(tmp_path / "a.mp4"), "a.mp4", (1.5, None))]
+    assert tree.groups[1].rows == ["YoYo", ["a.mp4"], [(1.5, None)]]  # what the group's fingerprint counts
 
 
 @pytest.mark.parametrize("classes, want", [

@@ -12,10 +12,21 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from vcp.common.errors import LayoutError
 from vcp.store.contract import split_key
 from vcp.store.folders import file_stamp, prepare_output_dir, utf8_name  # noqa: F401 - re-exported
+
+
+class Video(NamedTuple):
+    """One video to process: its file, its ``path`` as a manifest writes it (None: a RAW
+    tree's, named by its path relative to RAW) and the ``[start, end)`` seconds to sample in
+    (None: the whole video)."""
+
+    file: Path
+    path: str | None = None
+    segment: tuple[float | None, float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -25,10 +36,20 @@ class Group:
     split: str
     category: str
     subcategory: str
-    files: tuple[Path, ...]
+    videos: tuple[Video, ...]
     label: str | None = None  # the class name (None: the category's name; "": unlabeled videos)
-    paths: tuple[str, ...] | None = None  # a manifest's ``path`` of each file (None: relative to RAW)
-    segments: tuple[tuple[float | None, float | None] | None, ...] | None = None  # [start, end) seconds
+
+    @functools.cached_property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(v.file for v in self.videos)
+
+    @property
+    def rows(self) -> list | None:
+        """A manifest group's rows as its fingerprint counts them (label, paths, segments);
+        None for a RAW tree's group (its files are the whole story)."""
+        if not any(v.path is not None for v in self.videos):
+            return None
+        return [self.label, [v.path for v in self.videos], [v.segment for v in self.videos]]
 
     @functools.cached_property
     def rel_dir(self) -> Path:
@@ -37,9 +58,6 @@ class Group:
     @property
     def class_name(self) -> str:
         return self.category if self.label is None else self.label
-
-    def segment(self, i: int) -> tuple[float | None, float | None] | None:
-        return self.segments[i] if self.segments is not None else None
 
 
 def rejected_on_sight(path: Path) -> str | None:
@@ -163,16 +181,14 @@ class RawTree:
     def relpath(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def items(self, group: Group, keep=None) -> list[tuple]:
-        """``(path, relpath, segment)`` of the group's files (those ``keep(i)`` accepts):
-        what the loader takes. ``relpath`` names the file in messages and seeds its sampling:
-        the manifest's ``path``, else the path relative to RAW."""
-        return [(str(p), self.path_of(group, i), group.segment(i))
-                for i, p in enumerate(group.files) if keep is None or keep(i)]
+    def item(self, video: Video) -> tuple:
+        """``(file, name, segment)``: what the loader takes for ``video``. ``name`` names the
+        file in messages and seeds its sampling (:meth:`name_of`)."""
+        return (str(video.file), self.name_of(video), video.segment)
 
-    def path_of(self, group: Group, i: int) -> str:
-        """The ``path`` outputs record for a group's file ``i``."""
-        return group.paths[i] if group.paths is not None else self.relpath(group.files[i])
+    def name_of(self, video: Video) -> str:
+        """The ``path`` outputs record for ``video``: the manifest's, else relative to RAW."""
+        return video.path if video.path is not None else self.relpath(video.file)
 
 
 
@@ -272,14 +288,14 @@ def _discover_raw(root: Path, splits: list[str] | None) -> RawTree:
                 continue
             direct = scan.files(cat_dir)
             if direct:
-                groups.append(Group(split_dir.name, cat_dir.name, cat_dir.name, direct))
+                groups.append(Group(split_dir.name, cat_dir.name, cat_dir.name, tuple(map(Video, direct))))
             for sub_dir in scan.folders(cat_dir):
                 _utf8_folder(sub_dir, root)
                 files = scan.files(sub_dir)
                 for nested in scan.folders(sub_dir):
                     scan._note("nested", nested)
                 if files:
-                    groups.append(Group(split_dir.name, cat_dir.name, sub_dir.name, files))
+                    groups.append(Group(split_dir.name, cat_dir.name, sub_dir.name, tuple(map(Video, files))))
     if splits is not None:
         missing = sorted(set(splits) - {g.split for g in groups})
         if missing:

@@ -32,7 +32,7 @@ from typing import NamedTuple
 from vcp.common.errors import LayoutError
 from vcp.common.report import one_line
 from vcp.inputs.classes import is_index, manifest_classes
-from vcp.inputs.layout import Group, RawTree
+from vcp.inputs.layout import Group, RawTree, Video
 from vcp.store.contract import split_key
 from vcp.store.names import Confinement, component_problem
 from vcp.store.readers import regular_file_problem
@@ -270,7 +270,7 @@ def _groups(reader: _Reader, rows: list[tuple[Row, str]]) -> list[Group]:
     for (split, category, sub), members in sorted(by_key.items(), key=lambda kv: (split_key(kv[0][0]), kv[0][1:])):
         label = members[0][0].label
         names: dict[str, int] = {}
-        files = []
+        videos = []
         for r, path in members:
             if r.label != label:
                 reader.fail(r.line, f"{split}/{category}/{sub} holds labels {label!r} and {r.label!r}: "
@@ -281,9 +281,8 @@ def _groups(reader: _Reader, rows: list[tuple[Row, str]]) -> list[Group]:
             if other != r.line:
                 reader.fail(r.line, f"{split}/{category}/{sub} has two files named {name} (also line {other}): "
                                     "outputs name videos by file name; give them different subcategories")
-            files.append(_child(folders, folder, name))
-        groups.append(Group(split, category, sub, tuple(files), label=label, paths=tuple(r.path for r, _ in members),
-                            segments=tuple(r.segment for r, _ in members)))
+            videos.append(Video(_child(folders, folder, name), r.path, r.segment))
+        groups.append(Group(split, category, sub, tuple(videos), label=label))
     return groups
 
 

@@ -45,8 +45,8 @@ def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pix
         "decode": DECODE_RULES,
         "max_pixels": max_pixels,
     }
-    if any(g.paths is not None for g in groups):  # a manifest's rows: paths, classes, segments
-        settings["rows"] = [[g.label, g.paths, g.segments] for g in groups]
+    if any(g.rows is not None for g in groups):  # a manifest's rows: paths, classes, segments
+        settings["rows"] = [g.rows for g in groups]
     return fingerprint([f for g in groups for f in g.files], config, names=[
         f"{g.rel_dir.as_posix()}/{f.name}" for g in groups for f in g.files], stream=settings)
 
@@ -132,18 +132,18 @@ class VideoSource:
         """This rank's clips (and :class:`Failed` videos) in row order, from ``resume_at``."""
         order = {f: i for i, f in enumerate(everything)}  # single-process row order
         for group in groups:
-            keep = [i for i, p in enumerate(group.files) if p in mine and order[p] >= resume_at]
-            items = self.tree.items(group, set(keep).__contains__)
-            if not items:
+            kept = [v for v in group.videos if v.file in mine and order[v.file] >= resume_at]
+            if not kept:
                 continue
+            items = [self.tree.item(v) for v in kept]
             batches = self.loader.load(items, self.clip.sampling(group), ahead=self.depth)
-            for i, r in zip(keep, (r for batch in batches for r in batch), strict=True):
+            for video, r in zip(kept, (r for batch in batches for r in batch), strict=True):
                 if r.ok:
                     name = f"{group.category}/{group.subcategory}/{Path(r.path).name}"
                     yield Clip(
                         order[Path(r.path)], r.clip, self.stored, self.tree.label_of(group), name, str(group.rel_dir),
                         fps=r.info.fps, frame_indices=r.indices.tolist(), frame_times=r.info.times_of(r.indices),
-                        path=self.tree.path_of(group, i), segment=r.segment,
+                        path=self.tree.name_of(video), segment=r.segment,
                     )
                 else:
                     yield Failed(order[Path(r.path)], r.relpath, r.error.reason)

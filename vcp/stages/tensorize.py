@@ -56,7 +56,7 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, class
     """Hash of everything that determines a group's output: inputs and settings, the class
     list (``classes_id``: :attr:`RawTree.classes_id`), and for a manifest's group its rows
     (paths, class and segments)."""
-    rows = {"rows": [group.label, group.paths, group.segments]} if group.paths is not None else {}
+    rows = {"rows": group.rows} if group.rows is not None else {}
     return stage.fingerprint({
         "format": FORMAT_VERSION,
         "decode": DECODE_RULES,
@@ -215,8 +215,8 @@ class _Run:
         config, loader = self.config, self.loader
         label = self.tree.label_of(group)
         mine = set(files)
-        items = self.tree.items(group, lambda i: group.files[i] in mine)
-        paths = {p.name: self.tree.path_of(group, i) for i, p in enumerate(group.files)}  # file names are unique in a group
+        items = [self.tree.item(v) for v in group.videos if v.file in mine]
+        paths = {v.file.name: self.tree.name_of(v) for v in group.videos}  # file names are unique in a group
         failed, records = [], []
         started = time.perf_counter()
         stats_before = (dict(loader.stats.batch_sizes), len(loader.stats.fallbacks))
