@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vcp.common.progress import PlainTable, human_bytes
-from vcp.inputs.layout import RawTree, ignored_summary, rejected_lines
+from vcp.inputs.layout import RawTree, ignored_summary
+from vcp.inputs.sight import rejected_lines
 from vcp.stages.space import free_caption
 
 

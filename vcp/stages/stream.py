@@ -20,7 +20,8 @@ from rich.console import Console
 from dali_pipes import DECODE_RULES, MAX_PIXELS
 from vcp.common.errors import UsageError
 from vcp.common.progress import console as progress_console
-from vcp.inputs.layout import Group, RawTree, discover_raw, rejected_lines
+from vcp.inputs.layout import Group, RawTree, discover_raw
+from vcp.inputs.sight import rejected_lines
 from vcp.stages import stage
 from vcp.stages.encoder import FrameEncoder, load_backbone
 from vcp.stages.features import max_rows
