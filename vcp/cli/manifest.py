@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +20,9 @@ Output = Annotated[Path, typer.Option("--output", "-o", metavar="CSV", help="The
 AllowMissing = Annotated[bool, typer.Option("--allow-missing", show_default=False,
                                             help="Exit 0 when listed videos are missing (dead links).")]
 Fold = Annotated[int, typer.Option(min=1, max=3, metavar="K", help="The official split (1, 2 or 3).")]
+Classes = Annotated[str | None, typer.Option(metavar="FILE", help=(
+    "The dataset's class list (classInd.txt, one name a line, or JSON).")
+)]
 
 
 def _finish(imported, output: Path, allow_missing: bool, inputs: list[Path] = ()) -> None:
@@ -57,86 +63,116 @@ def _finish(imported, output: Path, allow_missing: bool, inputs: list[Path] = ()
     raise typer.Exit(EXIT_PARTIAL if imported.missing and not allow_missing else EXIT_OK)
 
 
-@app.command("tree", short_help="A RAW/<split>/<category>/[<subcategory>/] tree.")
-def tree_command(raw: Annotated[Path, typer.Argument(metavar="RAW")], output: Output,
-                 allow_missing: AllowMissing = False) -> None:
-    """A RAW/<split>/<category>/[<subcategory>/] tree."""
-    from vcp.inputs import datasets
+@dataclass(frozen=True)
+class Importer:
+    """One ``vcp manifest FORMAT``: its arguments (besides -o and --allow-missing), and what
+    it runs on them: ``run(**arguments) -> (Imported, the input files -o must not replace)``."""
 
-    with user_errors(False):
-        _finish(datasets.from_tree(raw), output, allow_missing)
-
-
-@app.command("ucf101", short_help="UCF101: classInd.txt indices, one fold's lists.")
-def ucf101_command(videos: Annotated[Path, typer.Argument(metavar="VIDEOS", help="The UCF-101 folder.")],
-                   splits: Annotated[Path, typer.Argument(metavar="SPLITS", help="The ucfTrainTestlist folder.")],
-                   output: Output, fold: Fold = 1, allow_missing: AllowMissing = False) -> None:
-    """UCF101: classInd.txt indices (1-based), trainlist/testlist of one fold."""
-    from vcp.inputs import datasets
-
-    with user_errors(False):
-        _finish(datasets.ucf101(videos, splits, fold), output, allow_missing,
-                [splits / "classInd.txt", splits / f"trainlist0{fold}.txt", splits / f"testlist0{fold}.txt"])
+    name: str
+    short_help: str
+    doc: str
+    params: tuple[tuple[str, object, object], ...]  # (name, annotation, default or inspect.Parameter.empty)
+    run: Callable
 
 
-@app.command("hmdb51", short_help="HMDB51: one fold's split files; sorted class names.")
-def hmdb51_command(videos: Annotated[Path, typer.Argument(metavar="VIDEOS", help="<class>/<file>.avi folders.")],
-                   splits: Annotated[Path, typer.Argument(metavar="SPLITS", help="The <class>_test_split<K>.txt files.")],
-                   output: Output, fold: Fold = 1, allow_missing: AllowMissing = False) -> None:
-    """HMDB51: one fold's train (1) and test (2) videos; indices = sorted class names."""
-    from vcp.inputs import datasets
+def _ucf101(videos: Path, splits: Path, fold: int):
+    from vcp.inputs.datasets import ucf101
 
-    with user_errors(False):
-        _finish(datasets.hmdb51(videos, splits, fold), output, allow_missing, sorted(Path(splits).glob("*.txt")))
+    return ucf101(videos, splits, fold), [splits / "classInd.txt", splits / f"trainlist0{fold}.txt",
+                                          splits / f"testlist0{fold}.txt"]
 
 
-@app.command("kinetics", short_help="Kinetics: annotation CSVs, trimmed or whole videos.")
-def kinetics_command(sources: Annotated[list[Path], typer.Argument(metavar="CSV [CSV] VIDEOS",
-                                                                   help="One or more annotation CSVs, then the video folder.")],
-                     output: Output, allow_missing: AllowMissing = False,
-                     classes: Annotated[str | None, typer.Option(metavar="FILE", help=(
-                         "The dataset's class list (one name a line, or JSON); default: the sorted labels of "
-                         "every CSV given."))] = None) -> None:
-    """Kinetics: CSVs label,youtube_id,time_start,time_end,split (test: no label); trimmed or
-    whole videos. Labels: the sorted class names of every CSV given (or --classes)."""
+def _hmdb51(videos: Path, splits: Path, fold: int):
+    from vcp.inputs.datasets import hmdb51
+
+    return hmdb51(videos, splits, fold), sorted(Path(splits).glob("*.txt"))
+
+
+def _kinetics(sources: list[Path], classes: str | None):
     from vcp.common.errors import UsageError
     from vcp.inputs.kinetics import kinetics
 
-    with user_errors(False):
-        if len(sources) < 2:
-            raise UsageError("vcp manifest kinetics expects CSV... VIDEOS (at least one CSV, then the video folder)")
-        _finish(kinetics(sources[:-1], sources[-1], classes), output, allow_missing, sources[:-1])
+    if len(sources) < 2:
+        raise UsageError("vcp manifest kinetics expects CSV... VIDEOS (at least one CSV, then the video folder)")
+    return kinetics(sources[:-1], sources[-1], classes), sources[:-1]
 
 
-@app.command("ssv2", short_help="Something-Something v2: labels, train/validation/test.")
-def ssv2_command(labels: Annotated[Path, typer.Argument(metavar="LABELS", help="Folder of something-something-v2-*.json.")],
-                 videos: Annotated[Path, typer.Argument(metavar="VIDEOS", help="The <id>.webm folder.")],
-                 output: Output, allow_missing: AllowMissing = False) -> None:
-    """Something-Something v2: something-something-v2-labels.json indices (or labels.json),
-    and whichever of -train/-validation/-test.json are there (test: unlabeled)."""
-    from vcp.inputs import datasets
+def _ssv2(labels: Path, videos: Path):
+    from vcp.inputs.datasets import ssv2
 
-    with user_errors(False):
-        _finish(datasets.ssv2(labels, videos), output, allow_missing, sorted(Path(labels).glob("*.json")))
+    return ssv2(labels, videos), sorted(Path(labels).glob("*.json"))
 
 
-@app.command("list", short_help="Annotation lists: 'path label' lines per split.")
-def list_command(split: Annotated[list[str], typer.Option(metavar="NAME=FILE", help="A split's 'path label' file; repeatable.")],
-                 root: Annotated[Path, typer.Option(metavar="DIR", help="The folder the paths are relative to.")],
-                 output: Output,
-                 classes: Annotated[str | None, typer.Option(metavar="FILE", help="Names of numeric labels (classInd.txt, names, JSON).")] = None,
-                 allow_missing: AllowMissing = False) -> None:
-    """Annotation lists (mmaction2 style): one 'path label' line per video (0-based label;
-    a path alone: unlabeled)."""
+def _lists(split: list[str], root: Path, classes: str | None):
     from vcp.common.errors import UsageError
-    from vcp.inputs import datasets
+    from vcp.inputs.datasets import from_lists
 
-    with user_errors(False):
-        splits = {}
-        for item in split:
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path or name in splits:
-                raise UsageError(f"--split expects NAME=FILE, once per split, got {item!r}")
-            splits[name] = Path(path)
-        _finish(datasets.from_lists(splits, root, classes), output, allow_missing,
-                [*splits.values(), *([Path(classes)] if classes and classes != "numeric" else [])])
+    splits = {}
+    for item in split:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path or name in splits:
+            raise UsageError(f"--split expects NAME=FILE, once per split, got {item!r}")
+        splits[name] = Path(path)
+    return from_lists(splits, root, classes), [*splits.values(), *([Path(classes)] if classes and classes != "numeric" else [])]
+
+
+def _tree(raw: Path):
+    from vcp.inputs.datasets import from_tree
+
+    return from_tree(raw), []
+
+
+_ = inspect.Parameter.empty
+IMPORTERS = (
+    Importer("tree", "A RAW/<split>/<category>/[<subcategory>/] tree.", "A RAW/<split>/<category>/[<subcategory>/] tree.",
+             (("raw", Annotated[Path, typer.Argument(metavar="RAW")], _),), _tree),
+    Importer("ucf101", "UCF101: classInd.txt indices, one fold's lists.",
+             "UCF101: classInd.txt's classes (labels = its numbers - 1), trainlist/testlist of one fold.",
+             (("videos", Annotated[Path, typer.Argument(metavar="VIDEOS", help="The UCF-101 folder.")], _),
+              ("splits", Annotated[Path, typer.Argument(metavar="SPLITS", help="The ucfTrainTestlist folder.")], _),
+              ("fold", Fold, 1)), _ucf101),
+    Importer("hmdb51", "HMDB51: one fold's split files; sorted class names.",
+             "HMDB51: one fold's train (1) and test (2) videos; indices = sorted class names.",
+             (("videos", Annotated[Path, typer.Argument(metavar="VIDEOS", help="<class>/<file>.avi folders.")], _),
+              ("splits", Annotated[Path, typer.Argument(metavar="SPLITS", help="The <class>_test_split<K>.txt files.")], _),
+              ("fold", Fold, 1)), _hmdb51),
+    Importer("kinetics", "Kinetics: annotation CSVs, trimmed or whole videos.",
+             "Kinetics: CSVs label,youtube_id,time_start,time_end,split (test: no label); trimmed or whole videos. "
+             "Labels: the sorted class names of every CSV given (or --classes).",
+             (("sources", Annotated[list[Path], typer.Argument(metavar="CSV [CSV] VIDEOS",
+                                                               help="One or more annotation CSVs, then the video folder.")], _),
+              ("classes", Classes, None)), _kinetics),
+    Importer("ssv2", "Something-Something v2: labels, train/validation/test.",
+             "Something-Something v2: something-something-v2-labels.json indices (or labels.json), and whichever of "
+             "-train/-validation/-test.json are there (test: unlabeled).",
+             (("labels", Annotated[Path, typer.Argument(metavar="LABELS", help="Folder of something-something-v2-*.json.")], _),
+              ("videos", Annotated[Path, typer.Argument(metavar="VIDEOS", help="The <id>.webm folder.")], _)), _ssv2),
+    Importer("list", "Annotation lists: 'path label' lines per split.",
+             "Annotation lists (mmaction2 style): one 'path label' line per video (0-based label; a path alone: unlabeled).",
+             (("split", Annotated[list[str], typer.Option(metavar="NAME=FILE", help="A split's 'path label' file; repeatable.")], _),
+              ("root", Annotated[Path, typer.Option(metavar="DIR", help="The folder the paths are relative to.")], _),
+              ("classes", Classes, None)), _lists),
+)
+
+
+def _command(importer: Importer) -> Callable:
+    """The Typer command of one table row: its arguments, then -o and --allow-missing."""
+
+    def command(**arguments) -> None:
+        output, allow_missing = arguments.pop("output"), arguments.pop("allow_missing")
+        with user_errors(False):
+            imported, inputs = importer.run(**arguments)
+            _finish(imported, output, allow_missing, inputs)
+
+    kind = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter(name, kind, annotation=annotation, default=default)
+              for name, annotation, default in importer.params]
+    params += [inspect.Parameter("output", kind, annotation=Output),
+               inspect.Parameter("allow_missing", kind, annotation=AllowMissing, default=False)]
+    command.__signature__ = inspect.Signature(params)
+    command.__doc__, command.__name__ = importer.doc, f"{importer.name}_command"
+    return command
+
+
+for _importer in IMPORTERS:
+    app.command(_importer.name, short_help=_importer.short_help)(_command(_importer))
