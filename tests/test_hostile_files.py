@@ -301,6 +301,6 @@ def test_messages_name_the_file_and_the_reason(tmp_path, processed, monkeypatch)
     def full(self, *args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vcp.store.h5_writer.H5Writer, "append", full)
+    monkeypatch.setattr(vcp.store.h5_writer.H5Writer, "add", full)
     r = runner.invoke(app, ["extract", str(processed), str(tmp_path / "h"), *BB])
     assert r.exit_code == 1 and f"OSError: {tmp_path / 'h' / 'train_features_multiscale.h5'}: [Errno 28] No space" in r.stderr, r.output

@@ -84,7 +84,7 @@ def write_features(
             progress.update(task, advance=1, rate=result.frames / elapsed if elapsed else None)
 
         sink = RowSink(writer, result, advanced, made_by=f"backbone {config.backbone} at {config.precision}")
-        state = writer.load_segments()
+        state = writer.resumed
         if state is not None:
             sink.restore(state)
             result.failures = upfront + sink.failed
@@ -116,10 +116,10 @@ def _feed(items, packer: PackedEncoder, sink: RowSink, writer: H5Writer) -> None
             sink.take(packer.put(item, item.frames, item.stored))
         if stop_requested() is not None:
             sink.take(packer.finish())
-            writer.save_segment(sink.state())
+            writer.checkpoint(sink.state())
             check_stop()
         elif time.monotonic() - last_save >= interval or writer.unsaved_bytes >= SEGMENT_BYTES:
-            writer.save_segment(sink.state())
+            writer.checkpoint(sink.state())
             last_save = time.monotonic()
     sink.take(packer.finish())
 

@@ -194,7 +194,7 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
                     seg = [None if np.isnan(v) else float(v) for v in h5["segments"][i]] if "segments" in h5 else None
                     sampling.update(path=path.decode() if isinstance(path, bytes) else path,
                                     segment=None if seg is None or seg == [None, None] else seg)
-                w.append(h5["features"][i, :n], label=int(h5["labels"][i]), filename=name.decode() if isinstance(name, bytes) else name, **sampling)
+                w.add(h5["features"][i, :n], label=int(h5["labels"][i]), filename=name.decode() if isinstance(name, bytes) else name, **sampling)
             w.commit()
     finally:
         for h5 in files.values():

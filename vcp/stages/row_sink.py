@@ -64,7 +64,7 @@ class RowSink:
                 self._fail(clip.path or clip.filename, f"its features from {self.made_by} hold NaN or Inf values; "
                                                        "not written")
                 continue
-            writer.append(
+            writer.add(
                 rows, label=clip.label, filename=clip.filename, order=clip.order,
                 fps=clip.fps, frame_indices=clip.frame_indices, frame_times=clip.frame_times,
                 path=clip.path, segment=clip.segment,

@@ -6,12 +6,14 @@ video by video (memory independent of N); ``labels`` int64 ``[N]``; ``num_frames
 ``category_mapping`` (JSON), ``classes`` (JSON list, index = label), ``multi_scale`` plus provenance. Written under a temp name
 and renamed on :meth:`H5Writer.commit`; an interrupted run leaves no features file.
 
-With ``segments`` (a path prefix), :meth:`H5Writer.save_segment` commits the rows written
+With ``segments`` (a path prefix), :meth:`H5Writer.checkpoint` commits the rows written
 since the last segment as a small file of their own (``<prefix>.seg-000003.h5``: the
 compressed chunks as they are, the columns and the caller's state, written under a temp
-name and renamed), and :meth:`H5Writer.load_segments` puts the rows of every committed
-segment back into a new writer: a run stopped at any point restarts from its last
-segment, not from zero. The caller removes the segments once the file is committed.
+name and renamed), and entering a writer puts the rows of every committed segment back
+(:attr:`H5Writer.resumed` is the state saved with the last one): a run stopped at any
+point restarts from its last segment, not from zero. The caller removes the segments once
+the file is committed. The same words as :class:`vcp.store.pt_writer.PtWriter`'s: ``add``,
+``checkpoint``, ``resumed``, ``commit``.
 (A little longer than 300 lines: the segments share the writer's rows and columns, so they
 live with it.)
 """
@@ -41,7 +43,7 @@ _GROW = 256  # rows the features dataset grows by
 
 
 class H5Writer:
-    """``with H5Writer(path, ...) as w: w.append(rows, ...); w.commit()``.
+    """``with H5Writer(path, ...) as w: w.add(rows, ...); w.commit()``.
 
     Each video's row is one chunk. With ``compress_threads``, chunks are gzip-compressed
     in a thread pool (zlib releases the GIL) and written in order with HDF5's direct chunk
@@ -96,11 +98,12 @@ class H5Writer:
         )
         if self.compress_threads:
             self._pool = concurrent.futures.ThreadPoolExecutor(self.compress_threads, thread_name_prefix="vcp-gzip")
+        self.resumed = self._load_segments() if self.segments is not None else None
         return self
 
     @property
     def rows(self) -> int:
-        """Rows appended so far."""
+        """Rows added so far."""
         return self._written
 
     @property
@@ -110,7 +113,7 @@ class H5Writer:
         rows, dim = self.row_shape
         return self._unsaved_size + len(self._pending) * rows * dim * 4
 
-    def append(
+    def add(
         self, features: np.ndarray, *, label: int, filename: str, order: int | None = None,
         fps: float | None = None, frame_indices=None, frame_times=None, path: str | None = None, segment=None,
     ) -> None:
@@ -170,7 +173,7 @@ class H5Writer:
                  if (m := pattern.fullmatch(p.name))]
         return sorted(found)
 
-    def save_segment(self, state: dict) -> Path:
+    def checkpoint(self, state: dict) -> Path:
         """Commit the rows written since the last segment, with ``state`` (JSON-able)."""
         self._drain(block=True)
         start, end = self._saved, self._written
@@ -198,7 +201,7 @@ class H5Writer:
         self._saved, self._unsaved, self._unsaved_size = end, [], 0
         return path
 
-    def load_segments(self) -> dict | None:
+    def _load_segments(self) -> dict | None:
         """Put the rows of every committed segment back, in order; the state saved with the
         last one (None: no segment). A segment that cannot be read ends the chain there
         (it and those after it are removed: their rows are made again)."""
