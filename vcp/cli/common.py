@@ -23,7 +23,8 @@ def start_run(run: dict):
     from vcp.stages.shard import resolve_shard
 
     shard = resolve_shard(run["shard"])
-    set_ffmpeg_logging(run["debug"])
+    if not run["dry_run"]:  # a plan decodes nothing: FFmpeg's log level (DALI's libavutil, ~0.5 s to load) can wait
+        set_ffmpeg_logging(run["debug"])
     quiet_file_errors(shard.launcher == "torchrun")
     return shard
 
