@@ -184,9 +184,23 @@ class _Scan:
     def _note(self, kind: str, path: Path) -> None:
         self.ignored.append(Ignored(kind, path.relative_to(self.root).as_posix()))
 
-    def _folder_ok(self, path: Path) -> bool:
+    def entries(self, directory: Path) -> list[tuple[Path, bool, bool]]:
+        """``(path, is a folder (links followed), is a link)`` of each entry, sorted by name:
+        one ``scandir`` a folder (its entry types need no ``stat`` on most file systems)."""
+        out = []
+        with os.scandir(directory) as it:
+            for entry in it:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                out.append((directory / entry.name, is_dir, entry.is_symlink()))
+        out.sort(key=lambda e: e[0])
+        return out
+
+    def _folder_ok(self, path: Path, is_link: bool) -> bool:
         """A folder, or a link to one that stays inside RAW (not to one of its own parents)."""
-        if not path.is_symlink():
+        if not is_link:
             return True
         target = path.resolve()
         inside = self.resolved_root == target or self.resolved_root in target.parents
@@ -195,23 +209,23 @@ class _Scan:
         self._note("link", path)
         return False
 
-    def folders(self, directory: Path) -> list[Path]:
+    def folders(self, directory: Path, entries=None) -> list[Path]:
         out = []
-        for p in sorted(directory.iterdir()):
-            if p.is_dir():
+        for p, is_dir, is_link in entries if entries is not None else self.entries(directory):
+            if is_dir:
                 if not _visible(p):
                     self._note("hidden", p)
-                elif self._folder_ok(p):
+                elif self._folder_ok(p, is_link):
                     out.append(p)
         return out
 
-    def files(self, directory: Path, *, take: bool = True) -> tuple[Path, ...]:
+    def files(self, directory: Path, *, take: bool = True, entries=None) -> tuple[Path, ...]:
         """Every entry that is not a folder: regular files, and also broken symbolic links,
         FIFOs and the like, so that the probe reports them instead of their vanishing;
         hidden and non-video files are recorded as ignored (all of them when not ``take``)."""
         out = []
-        for p in sorted(directory.iterdir()):
-            if p.is_dir():
+        for p, is_dir, _ in entries if entries is not None else self.entries(directory):
+            if is_dir:
                 continue
             kind = ignored_kind(p) or (None if take else "outside")
             if kind:
@@ -219,12 +233,6 @@ class _Scan:
             else:
                 out.append(p)
         return tuple(out)
-
-
-
-
-
-
 
 
 def _utf8_folder(folder: Path, root: Path) -> None:
@@ -250,25 +258,29 @@ def _discover_raw(root: Path, splits: list[str] | None) -> RawTree:
     categories: set[str] = set()
     ignored: list[Ignored] = []
     scan = _Scan(root, root.resolve(), ignored)
-    scan.files(root, take=False)
-    for split_dir in sorted(scan.folders(root), key=lambda d: split_key(d.name)):
+    listed = scan.entries(root)  # each folder is listed once, for its files and its folders
+    scan.files(root, take=False, entries=listed)
+    for split_dir in sorted(scan.folders(root, entries=listed), key=lambda d: split_key(d.name)):
         _utf8_folder(split_dir, root)
         wanted = splits is None or split_dir.name in splits
+        listed = scan.entries(split_dir)
         if wanted:
-            scan.files(split_dir, take=False)
+            scan.files(split_dir, take=False, entries=listed)
         # every split's categories make the mapping; only the wanted splits' entries are reported
-        for cat_dir in (scan if wanted else _Scan(root, scan.resolved_root, [])).folders(split_dir):
+        for cat_dir in (scan if wanted else _Scan(root, scan.resolved_root, [])).folders(split_dir, entries=listed):
             _utf8_folder(cat_dir, root)
             categories.add(cat_dir.name)
             if not wanted:
                 continue
-            direct = scan.files(cat_dir)
+            entries = scan.entries(cat_dir)  # listed once for its files and its folders
+            direct = scan.files(cat_dir, entries=entries)
             if direct:
                 groups.append(Group(split_dir.name, cat_dir.name, cat_dir.name, tuple(map(Video, direct))))
-            for sub_dir in scan.folders(cat_dir):
+            for sub_dir in scan.folders(cat_dir, entries=entries):
                 _utf8_folder(sub_dir, root)
-                files = scan.files(sub_dir)
-                for nested in scan.folders(sub_dir):
+                listed = scan.entries(sub_dir)
+                files = scan.files(sub_dir, entries=listed)
+                for nested in scan.folders(sub_dir, entries=listed):
                     scan._note("nested", nested)
                 if files:
                     groups.append(Group(split_dir.name, cat_dir.name, sub_dir.name, tuple(map(Video, files))))
