@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 
 import h5py
 import numpy as np
@@ -15,8 +14,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.test_resume import stop_on_call
 from vcp.cli import app
-from vcp.stages import interrupt
 from vcp.store.contract import PT_NAME
 
 runner = CliRunner()
@@ -45,16 +44,7 @@ def _stopped_tensorize(raw, out, monkeypatch):
     """A tensorize run stopped in its first group, its checkpoint committed (4 of 5 videos)."""
     from vcp.stages import tensorize as tensorize_module
 
-    count = {"n": 0}
-    real = interrupt.stop_requested
-
-    def looking():
-        count["n"] += 1
-        if count["n"] == 2:
-            interrupt.request_stop(signal.SIGTERM)
-        return real()
-
-    monkeypatch.setattr(tensorize_module, "stop_requested", looking)
+    stop_on_call(monkeypatch, tensorize_module, 2)
     r = runner.invoke(app, ["tensorize", str(raw), str(out), *TZ])
     assert r.exit_code == 143, r.output
     monkeypatch.undo()
@@ -132,16 +122,7 @@ def test_output_folders_that_are_links_are_refused(raw, tmp_path, level):
 def _stopped_extract(raw, reference, features, monkeypatch):
     from vcp.stages import features as features_module
 
-    count = {"n": 0}
-    real = interrupt.stop_requested
-
-    def looking():
-        count["n"] += 1
-        if count["n"] == 4:
-            interrupt.request_stop(signal.SIGTERM)
-        return real()
-
-    monkeypatch.setattr(features_module, "stop_requested", looking)
+    stop_on_call(monkeypatch, features_module, 4)
     r = runner.invoke(app, ["extract", str(reference), str(features), *BB])
     assert r.exit_code == 143, r.output
     monkeypatch.undo()

@@ -54,8 +54,8 @@ def processed(raw):
     return out
 
 
-def stop_at(monkeypatch, call: int) -> None:
-    """Ask the run to stop (as SIGTERM would) when the sink looks for the ``call``-th time."""
+def stop_on_call(monkeypatch, module, call: int) -> None:
+    """Ask the run to stop (as SIGTERM would) when ``module`` looks for the ``call``-th time."""
     count = {"n": 0}
     real = interrupt.stop_requested
 
@@ -65,7 +65,12 @@ def stop_at(monkeypatch, call: int) -> None:
             interrupt.request_stop(signal.SIGTERM)
         return real()
 
-    monkeypatch.setattr(features_module, "stop_requested", looking)
+    monkeypatch.setattr(module, "stop_requested", looking)
+
+
+def stop_at(monkeypatch, call: int) -> None:
+    """Ask extract to stop when its sink looks for the ``call``-th time."""
+    stop_on_call(monkeypatch, features_module, call)
 
 
 @pytest.mark.parametrize("source", ["pt", "videos"])
@@ -153,16 +158,7 @@ def test_a_stopped_tensorize_resumes_its_group_and_writes_the_same_archive(raw, 
     reference, resumed = tmp_path / "ref", tmp_path / "res"
     args = [*TZ, "--max-batch", "2"]
     assert runner.invoke(app, ["tensorize", str(raw), str(reference), *args]).exit_code == 3
-    count = {"n": 0}
-    real = interrupt.stop_requested
-
-    def looking():  # the 2nd batch of the first group: 4 of its 6 inputs handled
-        count["n"] += 1
-        if count["n"] == 2:
-            interrupt.request_stop(signal.SIGTERM)
-        return real()
-
-    monkeypatch.setattr(tensorize_module, "stop_requested", looking)
+    stop_on_call(monkeypatch, tensorize_module, 2)  # the 2nd batch of the first group: 4 of its 6 inputs handled
     r = runner.invoke(app, ["tensorize", str(raw), str(resumed), *args])
     assert r.exit_code == 143 and "stopped by SIGTERM" in r.stderr, r.output
     group = resumed / "train/apple/apple"
