@@ -95,10 +95,11 @@ def checked_mapping(pairs: list[tuple[str, int, int | None]], what: str) -> dict
 
 def _json_pairs(path: Path, text: str) -> list[tuple[str, int, int | None]]:
     def pairs_once(items):  # a key twice in one object: json.loads would keep the last silently
-        keys = [k for k, _ in items]
-        twice = next((k for k in keys if keys.count(k) > 1), None)
-        if twice is not None:
-            raise LayoutError(one_line(f"--classes {path}: class {twice!r} is listed twice"))
+        seen: set = set()
+        for key, _ in items:
+            if key in seen:
+                raise LayoutError(one_line(f"--classes {path}: class {key!r} is listed twice"))
+            seen.add(key)
         return dict(items)
 
     try:

@@ -42,7 +42,7 @@ class Group:
     def files(self) -> tuple[Path, ...]:
         return tuple(v.file for v in self.videos)
 
-    @property
+    @functools.cached_property
     def rows(self) -> list | None:
         """A manifest group's rows as its fingerprint counts them (label, paths, segments);
         None for a RAW tree's group (its files are the whole story)."""
