@@ -18,7 +18,7 @@ from .weights import NoWeights, WeightsError, parse_weights, plugin_argument
 
 GROUP = "vcp.backbones"
 TIMM_PREFIX = "timm/"
-OWN_MODULES = frozenset({"backbones.torchvision_models"})  # the modules of vcp's own built-in entry points
+OWN_MODULES = frozenset({"backbones.torchvision_models", "backbones.video_models"})  # the modules of vcp's own built-in entry points
 
 
 class BackboneError(Exception):
@@ -54,13 +54,19 @@ def _describe(ep: metadata.EntryPoint) -> BackboneSpec:
     problem = None if recipe is None else (recipe.problem() if isinstance(recipe, InputSpec) else "not a backbones.InputSpec")
     if problem:
         return BackboneSpec(**{**base, "factory": factory}, feature_dim=dim, error=f"its input recipe cannot be used: {problem}")
-    return BackboneSpec(
+    spec = BackboneSpec(
         **{**base, "factory": factory},
         feature_dim=dim,
         default_weights=getattr(factory, "default_weights", "DEFAULT"),
         input=recipe or IMAGENET,
         frames_as_stored=getattr(factory, "frames_as_stored", False) is True,
+        kind=getattr(factory, "kind", "frame"), window=getattr(factory, "window", None),
+        frame_rate=getattr(factory, "frame_rate", None), fixed_window=getattr(factory, "fixed_window", False) is True,
     )
+    problem = spec.temporal_problem()
+    if problem:
+        return dataclasses.replace(spec, error=f"its temporal recipe cannot be used: {problem}")
+    return spec
 
 
 def _source_checkout_entry_points() -> list[metadata.EntryPoint]:
@@ -171,6 +177,7 @@ class Registry:
             backbone = Backbone.of(model, input_spec=spec.input, weights_source=source)
         except TypeError:
             raise BackboneError(f"backbone {name!r} ({spec.distribution}) returned no nn.Module with int feature_dim") from None
+        backbone.kind = spec.kind
         problem = backbone.input_spec.problem() if isinstance(backbone.input_spec, InputSpec) else "not an InputSpec"
         if problem:
             raise BackboneError(f"backbone {name!r} ({spec.distribution}) declares an input recipe vcp cannot use: {problem}")

@@ -3,8 +3,11 @@
 A plugin registers ``factory(weights=None) -> nn.Module`` under the entry-point group
 ``vcp.backbones``; the module has an int ``feature_dim`` (and, optionally, an
 ``input_spec`` when it wants other statistics than ImageNet's); its forward maps
-``[B, 3, H, W]`` normalized float32 to ``[B, feature_dim]``. The registry checks that once
-and hands vcp a :class:`Backbone`: the module, unchanged, with those facts as fields.
+``[B, 3, H, W]`` normalized float32 to ``[B, feature_dim]``. A clip backbone declares
+``kind = "clip"`` and its temporal recipe (``window`` frames at ``frame_rate`` frames per
+second) on the factory; its forward maps ``[B, 3, T, H, W]`` to ``[B, feature_dim]``.
+The registry checks that once and hands vcp a :class:`Backbone`: the module, unchanged,
+with those facts as fields.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class InputSpec:
     crop_pct: float = 1.0
     interpolation: str = "bilinear"
     scale: tuple[int, int] | None = None  # the size before the crop (None: floor(size / crop_pct))
+    antialias: bool = True  # False: resampled as torchvision's video presets do (no antialiasing)
 
     @property
     def has_recipe(self) -> bool:
@@ -88,8 +92,12 @@ class InputSpec:
         if self.size is not None:
             out.update(input_size=list(self.size), resize_mode=self.resize_mode, crop_pct=self.crop_pct,
                        interpolation=self.interpolation, resize_size=list(self.scale_size))
+            if not self.antialias:
+                out["antialias"] = False
         return out
 
+
+KINDS = ("frame", "clip")  # a network over single frames, or over windows of consecutive frames
 
 # The one place the ImageNet statistics are written down.
 IMAGENET = InputSpec(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -108,6 +116,22 @@ class BackboneSpec:
     entry_point: str = ""
     error: str | None = None  # set when the plugin could not be loaded
     frames_as_stored: bool = False  # --recipe auto gives it the frames as stored, not its own recipe
+    kind: str = "frame"  # "clip": forward takes [B, 3, T, H, W] windows
+    window: int | None = None  # a clip backbone's frames per window (its release's clip_len)
+    frame_rate: float | None = None  # and the rate they are sampled at (frames per second)
+    fixed_window: bool = False  # it takes no other window (e.g. MViT's position embedding)
+
+    def temporal_problem(self) -> str | None:
+        """Why a clip backbone's temporal recipe cannot be used, or None."""
+        if self.kind not in KINDS:
+            return f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}"
+        if self.kind == "frame":
+            return None
+        if not isinstance(self.window, int) or isinstance(self.window, bool) or not 1 <= self.window <= 4096:
+            return f"a clip backbone's window must be an int in 1..4096 frames, got {self.window!r}"
+        if not isinstance(self.frame_rate, int | float) or not 0 < self.frame_rate <= 1000:
+            return f"a clip backbone's frame_rate must be in (0, 1000] frames per second, got {self.frame_rate!r}"
+        return None
 
     @property
     def ok(self) -> bool:
@@ -124,10 +148,12 @@ class Backbone(nn.Module):
     wrapper lacks (``.fc``, ``.features``) are the module's.
     """
 
-    def __init__(self, net: nn.Module, *, feature_dim: int, input_spec: InputSpec = IMAGENET, weights_source: str = "unknown"):
+    def __init__(self, net: nn.Module, *, feature_dim: int, input_spec: InputSpec = IMAGENET, weights_source: str = "unknown",
+                 kind: str = "frame"):
         super().__init__()
         self.net = net
         self.feature_dim, self.input_spec, self.weights_source = int(feature_dim), input_spec, weights_source
+        self.kind = kind  # "clip": forward takes [B, 3, T, H, W]
         self.eval().requires_grad_(False)
         self.register_state_dict_post_hook(_drop_net_prefix)
         self.register_load_state_dict_pre_hook(_add_net_prefix)
@@ -156,7 +182,7 @@ class Backbone(nn.Module):
             raise TypeError(f"not an nn.Module with an int feature_dim (feature_dim={dim!r})")
         return cls(
             module, feature_dim=dim, input_spec=getattr(module, "input_spec", input_spec),
-            weights_source=getattr(module, "weights_source", weights_source),
+            weights_source=getattr(module, "weights_source", weights_source), kind=getattr(module, "kind", "frame"),
         )
 
 

@@ -16,6 +16,7 @@ from ._prefetch import prefetch
 from ._probe import VideoError, VideoInfo, probe
 from ._samplers import STRATEGIES, SamplingSpec
 from ._vram import batch_size_for
+from ._windows import WindowPlan, WindowReader, plan_video, plan_windows, resample, window_times
 
 # What "the frames players show" decodes to. Raised when some inputs decode differently, so
 # outputs made under the old rules are redone (it is part of vcp's fingerprints). 2: the
@@ -36,11 +37,17 @@ __all__ = [
     "SamplingSpec",
     "VideoError",
     "VideoInfo",
+    "WindowPlan",
+    "WindowReader",
     "batch_size_for",
     "build_pipeline",
     "default_pipelines",
+    "plan_video",
+    "plan_windows",
     "prefetch",
     "probe",
+    "resample",
     "route",
     "set_ffmpeg_logging",
+    "window_times",
 ]

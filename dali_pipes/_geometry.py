@@ -19,6 +19,7 @@ class Geometry:
     scale: tuple[int, int]
     mode: str = "center"
     interpolation: str = "bilinear"
+    antialias: bool = True  # False: as torchvision's video presets resize
 
     def resized(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) a ``height`` x ``width`` frame is resized to."""

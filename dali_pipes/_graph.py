@@ -28,7 +28,7 @@ def _resize_normalize(frames, *, size: int, mean, std, flip, geometry=None):
             frames,
             size=resize.gpu() if frames.device == "gpu" else resize,
             interp_type=types.INTERP_CUBIC if geometry.interpolation == "bicubic" else types.INTERP_LINEAR,
-            antialias=True,
+            antialias=geometry.antialias,
             dtype=types.FLOAT,
         )
         pad = [255.0 * m for m in mean] if geometry.mode == "border" else [0.0, 0.0, 0.0]

@@ -57,7 +57,7 @@ def decode_frames(
             stream.thread_type = "AUTO"
             if threads:
                 stream.codec_context.thread_count = threads
-            for frame in _frames(container, stream, skip_packets):
+            for frame in iter_frames(container, stream, skip_packets):
                 rows = wanted.get(decoded)
                 if rows is not None:
                     rgb = (frame.to_ndarray(format="rgb24") if scale_to is None else
@@ -83,7 +83,7 @@ def decode_frames(
     return out
 
 
-def _frames(container, stream, skip: int):
+def iter_frames(container, stream, skip: int):
     """The stream's frames, its first ``skip`` non-empty packets left out."""
     for packet in container.demux(stream):
         if skip and packet.size:

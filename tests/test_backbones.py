@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from backbones import BackboneError, Registry, WeightsError, default_registry, get_backbone
 from backbones.torchvision_models import BUILTINS
+from backbones.video_models import VIDEO_BUILTINS
 from vcp.cli import app
 
 REGISTERED = default_registry().names()
@@ -27,16 +28,26 @@ def test_builtins_are_registered_through_entry_points():
         assert specs[name].distribution.startswith("vcp-toolkit")
 
 
+# the smallest window and frame each clip backbone takes (default: 4 frames of 64x64)
+CLIP_INPUT = {"s3d": (16, 224), "mvit_v1_b": (16, 224), "mvit_v2_s": (16, 224)}
+
+
 @pytest.mark.parametrize("name", [*REGISTERED, "timm/resnet18"])
 def test_every_backbone_random_init_frozen_pooled(name):
     model = get_backbone(name, weights=None)
-    x = torch.randn(2, 3, 32, 32)
-    out = model(x)
-    assert out.shape == (2, model.feature_dim)
+    if model.kind == "clip":  # [B, 3, T, H, W] windows
+        t, side = CLIP_INPUT.get(name, (4, 64))
+        batch = 1 if side > 64 else 2
+        x = torch.randn(batch, 3, t, side, side)
+    else:
+        batch, x = 2, torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+    with torch.enable_grad():
+        assert model(x[:1]).grad_fn is None
+    assert out.shape == (batch, model.feature_dim)
     assert not model.training
     assert not any(p.requires_grad for p in model.parameters())
-    out.sum()  # no graph to backprop into
-    assert out.grad_fn is None
 
 
 # One model of each timm family that takes any input size; five of them (mobilenetv3,
@@ -222,14 +233,14 @@ def test_frames_as_stored_by_default_is_a_property_of_the_spec(monkeypatch):
                          _ep("resnet50", "backbones.torchvision_models:resnet50")])
     assert [registry.spec(n).frames_as_stored for n in ("as_stored", "tiny", "resnet50")] == [True, False, True]
     monkeypatch.setattr(registry_module, "_default", registry)
-    settings._frames_as_stored.cache_clear()
+    settings._spec_of.cache_clear()
     try:
         assert not ExtractConfig(backbone="as_stored").uses_model_recipe  # a plugin can declare it too
         assert ExtractConfig(backbone="tiny").uses_model_recipe
         assert not ExtractConfig(backbone="resnet50").uses_model_recipe
         assert ExtractConfig(backbone="as_stored", recipe="model").uses_model_recipe
     finally:
-        settings._frames_as_stored.cache_clear()
+        settings._spec_of.cache_clear()
 
 
 @pytest.fixture
@@ -271,7 +282,8 @@ def test_source_checkout_without_install_still_has_the_builtins():
     from backbones._registry import _source_checkout_entry_points
 
     specs = Registry(_source_checkout_entry_points()).specs()
-    assert {n: s.feature_dim for n, s in specs.items() if s.ok} == {n: d for n, (d, _, _) in BUILTINS.items()}
+    assert {n: s.feature_dim for n, s in specs.items() if s.ok} == {
+        **{n: d for n, (d, _, _) in BUILTINS.items()}, **{n: d for n, (d, *_) in VIDEO_BUILTINS.items()}}
     assert all(s.distribution == "vcp-toolkit (source checkout)" for s in specs.values())
 
 

@@ -45,6 +45,26 @@ RecipeOption = Annotated[opt.Recipe, typer.Option(
     metavar="auto|model|stored", rich_help_panel=BACKBONE,
     help="Input: the model's own resize, crop and statistics, or the frames as stored (auto: stored for the "
          "four built-ins, else model).")]
+BackboneOption = Annotated[str, typer.Option(metavar="NAME", rich_help_panel=BACKBONE,
+                                             help="See `vcp backbones`; or timm/<model>.")]
+WeightsOption = Annotated[str, typer.Option(metavar="W", rich_help_panel=BACKBONE,
+                                            help="DEFAULT, a release name, a state_dict PATH, or none (random).")]
+DeviceOption = Annotated[str, typer.Option(metavar="auto|cpu|cuda[:N]", rich_help_panel=BACKBONE, help="Where the backbone runs.")]
+PrecisionOption = Annotated[opt.Precision, typer.Option(metavar="fp32|bf16|fp16", rich_help_panel=BACKBONE,
+                                                        help="fp32 is the compatible default.")]
+BatchOption = Annotated[int | None, typer.Option(
+    min=1, max=65536, metavar="N", rich_help_panel=BACKBONE, show_default=False,
+    help="Frames (windows, for a clip backbone) per forward, across videos (default: 8 on the CPU, 256 on CUDA).")]
+CLIPS = "Clip backbones"  # a help section
+WindowOption = Annotated[int | None, typer.Option(
+    min=1, max=4096, metavar="N", rich_help_panel=CLIPS, show_default=False,
+    help="Frames per window (default: the release's clip_len).")]
+StrideOption = Annotated[int | None, typer.Option(
+    min=1, max=4096, metavar="N", rich_help_panel=CLIPS, show_default=False,
+    help="Resampled frames between window starts (default: the window; less overlaps them).")]
+FpsOption = Annotated[float | None, typer.Option(
+    min=0.0, max=1000.0, metavar="F", rich_help_panel=CLIPS, show_default=False,
+    help="Frames per second windows are sampled at (default: the release's; 0: the video's own).")]
 InputSizeOption = Annotated[int | None, typer.Option(
     min=8, max=4096, metavar="N", rich_help_panel=BACKBONE, show_default=False,
     help="Build the model for NxN input (a ViT's N: a multiple of its patch, else refused; not padded).")]
@@ -56,24 +76,20 @@ def extract_command(
     processed: ProcessedArgument = None,
     features: FeaturesArgument = None,
     inputs: opt.Bundle = None,
-    backbone: Annotated[str, typer.Option(metavar="NAME", rich_help_panel=BACKBONE,
-                                          help="See `vcp backbones`; or timm/<model>.")] = "efficientnet_v2_s",
-    weights: Annotated[str, typer.Option(metavar="W", rich_help_panel=BACKBONE,
-                                         help="DEFAULT, a release name, a state_dict PATH, or none (random).")] = "DEFAULT",
-    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda[:N]", rich_help_panel=BACKBONE,
-                                        help="Where the backbone runs.")] = "auto",
-    precision: Annotated[opt.Precision, typer.Option(metavar="fp32|bf16|fp16", rich_help_panel=BACKBONE,
-                                                     help="fp32 is the compatible default.")] = opt.Precision.fp32,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, max=65536, metavar="N", rich_help_panel=BACKBONE, show_default=False,
-                                 help="Frames per forward, across videos (default: 8 on the CPU, 256 on CUDA).")
-    ] = None,
+    backbone: BackboneOption = "efficientnet_v2_s",
+    weights: WeightsOption = "DEFAULT",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = opt.Precision.fp32,
+    batch_size: BatchOption = None,
     compile_net: Annotated[bool, typer.Option("--compile", rich_help_panel=BACKBONE, show_default=False,
                                               help="torch.compile the backbone (long CUDA runs).")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", rich_help_panel=BACKBONE, show_default=False,
                                              help="CUDA: replay the backbone as one CUDA graph per batch.")] = False,
     recipe: RecipeOption = opt.Recipe.auto,
     input_size: InputSizeOption = None,
+    window: WindowOption = None,
+    stride: StrideOption = None,
+    fps: FpsOption = None,
     multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", rich_help_panel=opt.OUTPUT,
                                               help="The three-scale temporal pass.")] = True,
     scales: Annotated[str, typer.Option(metavar="A,B,C", rich_help_panel=opt.OUTPUT, help="Temporal scales.")] = "1.0,0.85,1.15",
@@ -104,6 +120,7 @@ def extract_command(
                 batch_size=batch_size, splits=parsed_splits, precision=opt.value(precision), overwrite=overwrite,
                 shard=this_shard, seed=clip["seed"], compile=compile_net, cuda_graph=cuda_graph,
                 space_check=not run["no_space_check"], recipe=opt.value(recipe), input_size=input_size,
+                window=window, stride=stride, fps=fps,
             )
             source = _VideoSource(opt.clip_settings(clip), decode, tree) if from_videos else None
             results = _run(processed, features, settings, source, dry_run=run["dry_run"])
@@ -132,6 +149,7 @@ def _extract_config(*, device: str, weights: str, shard, seed: int, **settings):
     if resolved == "cuda":
         resolved = f"cuda:{shard.local_rank}"
     config = ExtractConfig(device=resolved, weights=weights, shard=shard, seed=seed, **settings)  # weights parsed there, once
+    config.temporal  # noqa: B018 - windows asked of a frame backbone, or a window the backbone cannot take: refused now
     if config.random_init:  # announced loudly
         print("vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are meaningless for training "
               f"(use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True)
@@ -170,6 +188,11 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
         return extract_from_videos(source, features, settings, videos.clip, decode, console=console(stderr=True), tree=tree)
     from vcp.stages.extract import extract
 
+    if settings.temporal is not None:
+        from vcp.common.errors import UsageError
+
+        raise UsageError(f"{settings.backbone} is a clip backbone: it reads windows of consecutive frames from the "
+                         "videos (--from-videos RAW); the frames in .pt files are sampled, not consecutive")
     if dry_run:
         from vcp.cli.plan import extract_plan
 

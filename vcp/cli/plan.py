@@ -76,9 +76,9 @@ def _input_name(tree: RawTree) -> str:
 def stream_plan(tree: RawTree, features: Path, config, clip, max_pixels: int) -> PlainTable:
     """One row per split for ``vcp extract --from-videos``."""
     from vcp.stages.settings import DecodeSettings, decode_mode
-    from vcp.stages.stream import VideoSource
+    from vcp.stages.stream import video_source
 
-    source = VideoSource(None, config, clip, DecodeSettings(max_pixels=max_pixels, mode=decode_mode(config.device)), tree=tree)
+    source = video_source(None, config, clip, DecodeSettings(max_pixels=max_pixels, mode=decode_mode(config.device)), tree=tree)
     return _source_plan(source, f"vcp extract --from-videos --dry-run: {_input_name(tree)} -> {features} (nothing written)",
                         Path(features), config)
 

@@ -36,8 +36,10 @@ class FrameEncoder:
         # any module with an int feature_dim is taken; its weights are the configured ones
         self.model = Backbone.of(model, weights_source=str(config.weights)).to(self.device)
         self.net = _fused(self.model) if config.fuse_conv_bn else self.model
+        self.clips = getattr(self.model, "kind", "frame") == "clip"  # [B, 3, T, H, W] windows, not frames
+        self.memory_format = torch.channels_last_3d if self.clips else torch.channels_last
         if config.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+            self.net = self.net.to(memory_format=self.memory_format)
         self.dtype = PRECISIONS[config.precision]
         # layers whose weights are cast once to the autocast dtype, not at every forward
         self.weights_cast = _cast_weights_once(self.net, self.dtype) if self.dtype and self.net is not self.model else 0
@@ -106,8 +108,8 @@ class FrameEncoder:
             sm, ss = torch.tensor(stored.mean), torch.tensor(stored.std)
             tm, ts = torch.tensor(self.target.mean), torch.tensor(self.target.std)
             scale, shift = ss / ts, (sm - tm) / ts
-            self._affine_cache[key] = (scale.view(1, 3, 1, 1).to(self.device), shift.view(1, 3, 1, 1).to(self.device))
-        scale, shift = self._affine_cache[key]
+            self._affine_cache[key] = (scale.to(self.device), shift.to(self.device))
+        scale, shift = (t.view(1, 3, *[1] * (x.dim() - 2)) for t in self._affine_cache[key])
         return x * scale + shift
 
     @torch.inference_mode()
@@ -127,7 +129,7 @@ class FrameEncoder:
             frames = self.recipe(frames, stored)
         frames = self._renormalize(frames, stored)
         if layout and self.config.channels_last:
-            frames = frames.contiguous(memory_format=torch.channels_last)
+            frames = frames.contiguous(memory_format=self.memory_format)
         return frames, finite
 
     @torch.inference_mode()

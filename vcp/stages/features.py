@@ -113,7 +113,7 @@ def _feed(items, packer: PackedEncoder, sink: RowSink, writer: H5Writer) -> None
         if isinstance(item, Failed):
             sink.take(packer.mark(item))
         elif item.group not in sink.rejected:
-            sink.take(packer.put(item, item.frames, item.stored))
+            sink.take(packer.put(item, item.frames, item.stored) if item.chunks is None else _put_chunks(packer, item))
         if stop_requested() is not None:
             sink.take(packer.finish())
             writer.checkpoint(sink.state())
@@ -122,6 +122,24 @@ def _feed(items, packer: PackedEncoder, sink: RowSink, writer: H5Writer) -> None
             writer.checkpoint(sink.state())
             last_save = time.monotonic()
     sink.take(packer.finish())
+
+
+def _put_chunks(packer: PackedEncoder, clip) -> list:
+    """A clip whose windows come a chunk at a time (memory holds one chunk): each chunk into
+    the packer; a video that fails part way hands back its :class:`Failed` record instead."""
+    from dali_pipes import VideoError
+
+    ready, chunk = [], None
+    chunks = iter(clip.chunks)
+    try:
+        chunk = next(chunks)
+        for following in chunks:
+            ready += packer.put(clip, chunk, clip.stored, more=True)
+            chunk = following
+    except VideoError as exc:
+        failed = Failed(clip.order, clip.path or clip.filename, exc.reason)
+        return ready + (packer.abort(failed) if packer.more_of(clip) else packer.mark(failed))
+    return ready + packer.put(clip, chunk, clip.stored)
 
 
 def compress_threads(device_type: str) -> int:

@@ -55,6 +55,8 @@ class _Job:
     done: object | None = None  # CUDA event: the copy to the host has finished
     after: list = field(default_factory=list)  # keys of mark() calls made after this put, before the next
     collected: bool = False
+    more: bool = False  # more of its frames are still to come (a long video's windows, chunk by chunk)
+    failed: object | None = None  # handed back instead of its key: it failed part way (abort())
 
 
 class PackedEncoder:
@@ -77,7 +79,7 @@ class PackedEncoder:
         self.cuda = encoder.device.type == "cuda"
         self.pad = self.cuda  # partial batches padded to one shape (cuDNN, graphs, torch.compile)
         self.queued_forwards = queued_forwards
-        self._format = torch.channels_last if encoder.config.channels_last else torch.contiguous_format
+        self._format = encoder.memory_format if encoder.config.channels_last else torch.contiguous_format
         self._event = event if event is not None else (torch.cuda.Event if self.cuda else None)
         self._forwards: deque = deque()  # an event per forward still running on the card, oldest first
         self._filling: torch.Tensor | None = None  # the next forward's frames, [batch, C, H, W]
@@ -87,12 +89,19 @@ class PackedEncoder:
         self._last: _Job | None = None  # the job of the latest put
 
     @torch.inference_mode()
-    def put(self, key, frames: torch.Tensor, stored) -> list[tuple[object, np.ndarray | None]]:
+    def put(self, key, frames: torch.Tensor, stored, *, more: bool = False) -> list[tuple[object, np.ndarray | None]]:
+        """``more``: ``frames`` are a part of ``key``'s; the next put with the same key adds
+        to them (a long video's windows come a chunk at a time: memory holds one chunk)."""
         prepared, finite = self.encoder.prepare(frames, stored, layout=False)
         if prepared.shape[0] == 0:
             raise ValueError("a clip with no frames")
-        job = _Job(key, finite, prepared.shape[0])
-        self._last = job
+        job = self._last if self._last is not None and self._last.more and self._last.key is key else None
+        if job is None:
+            job = self._last = _Job(key, finite, 0)
+        elif finite is not None:
+            job.finite = finite if job.finite is None else job.finite & finite
+        job.count += prepared.shape[0]
+        job.more = more
         if self._filling is not None and self._filling.shape[1:] != prepared.shape[1:]:
             self._launch()  # frames of another size never share a forward
         start = 0
@@ -111,6 +120,21 @@ class PackedEncoder:
                 if self._filled == self.batch:
                     self._launch()
             start += take
+        return self._collect(block=False)
+
+    def more_of(self, key) -> bool:
+        """Whether ``key``'s clip is being put in parts (more of it to come)."""
+        return self._last is not None and self._last.more and self._last.key is key
+
+    def abort(self, failed) -> list[tuple[object, np.ndarray | None]]:
+        """The clip being put in parts failed part way: ``failed`` is handed back in its
+        place (with no rows), its frames already queued thrown away."""
+        job = self._last
+        if job is None or not job.more:
+            raise ValueError("no clip is being put in parts")
+        job.more, job.failed = False, failed
+        if job.launched == job.count:
+            self._complete(job)
         return self._collect(block=False)
 
     def mark(self, key) -> list[tuple[object, np.ndarray | None]]:
@@ -147,7 +171,7 @@ class PackedEncoder:
             job.parts.append(out[offset : offset + count])
             offset += count
             job.launched += count
-            if job.launched == job.count:
+            if job.launched == job.count and not job.more:
                 self._complete(job)
 
     def _bound_lead(self) -> None:
@@ -161,6 +185,10 @@ class PackedEncoder:
             self._forwards.popleft().synchronize()
 
     def _complete(self, job: _Job) -> None:
+        if job.failed is not None:
+            job.parts = []
+            self._copying.append(job)
+            return
         feats = job.parts[0] if len(job.parts) == 1 else torch.cat(job.parts)
         job.parts = []
         rows = self.per_video(feats).float()
@@ -183,6 +211,10 @@ class PackedEncoder:
         out = []
         while self._copying and (block or self._copying[0].done is None or self._copying[0].done.query()):
             job = self._copying.popleft()
+            if job.failed is not None:
+                out += [(job.failed, None)] + [(key, None) for key in job.after]
+                job.collected = True
+                continue
             if job.done is not None:
                 job.done.synchronize()
             finite = job.finite_host is None or bool(job.finite_host)

@@ -19,7 +19,8 @@ from dali_pipes import Geometry
 
 
 def geometry_of(spec: InputSpec) -> Geometry:
-    return Geometry(size=tuple(spec.size), scale=tuple(spec.scale_size), mode=spec.resize_mode, interpolation=spec.interpolation)
+    return Geometry(size=tuple(spec.size), scale=tuple(spec.scale_size), mode=spec.resize_mode, interpolation=spec.interpolation,
+                    antialias=spec.antialias)
 
 
 class StoredRecipe:

@@ -67,10 +67,11 @@ class RowSink:
             writer.add(
                 rows, label=clip.label, filename=clip.filename, order=clip.order,
                 fps=clip.fps, frame_indices=clip.frame_indices, frame_times=clip.frame_times,
-                path=clip.path, segment=clip.segment,
+                path=clip.path, segment=clip.segment, window_frames=clip.windows, window_times=clip.window_times,
+                short=clip.short if clip.windows is not None else None,
             )
             result.videos += 1
-            result.frames += clip.frames.shape[0]
+            result.frames += clip.count
             self.advanced()
 
 

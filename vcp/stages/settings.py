@@ -177,6 +177,9 @@ class ExtractConfig:
     space_check: bool = True  # refuse a run whose estimated output exceeds the free space
     recipe: str = "auto"  # model: the backbone's own input recipe; stored: frames as stored; auto: see uses_recipe
     input_size: int | None = None  # the model built for this input size (where it allows it)
+    window: int | None = None  # a clip backbone's frames per window (None: its release's)
+    stride: int | None = None  # resampled frames between window starts (None: the window)
+    fps: float | None = None  # the rate windows are sampled at (None: the release's; 0: the video's own)
 
     @property
     def uses_model_recipe(self) -> bool:
@@ -210,17 +213,59 @@ class ExtractConfig:
                              "by default (--recipe auto): add --recipe model to give it its own recipe at that size")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise UsageError(f"scales must be positive numbers, got {self.scales}")
+        for name, low in (("window", 1), ("stride", 1), ("fps", 0)):
+            value = getattr(self, name)
+            if value is not None and not (value >= low and value < 1e6):  # also NaN
+                raise UsageError(f"--{name} must be a number >= {low}, got {value}")
+
+    @property
+    def temporal(self) -> Temporal | None:
+        """A clip backbone's windows, its release's recipe with ``--window/--stride/--fps``
+        applied (None: a frame backbone; those options then refused)."""
+        spec = _spec_of(self.backbone)
+        asked = [f"--{n}" for n in ("window", "stride", "fps") if getattr(self, n) is not None]
+        if spec is None or spec.kind != "clip":
+            if asked:
+                raise UsageError(f"{', '.join(asked)}: {self.backbone} is a frame backbone; windows are for clip "
+                                 "backbones (kind clip in `vcp backbones`)")
+            return None
+        window = self.window or spec.window
+        if spec.fixed_window and window != spec.window:
+            raise UsageError(f"--window {window}: {self.backbone} takes windows of {spec.window} frames only "
+                             "(its position embedding is made for them)")
+        rate = spec.frame_rate if self.fps is None else (None if self.fps == 0 else float(self.fps))
+        return Temporal(window=window, stride=self.stride or window, frame_rate=rate)
+
+
+@dataclass(frozen=True)
+class Temporal:
+    """How a clip backbone's windows are cut: ``window`` frames every ``stride`` frames of
+    the video resampled to ``frame_rate`` (None: the video's own rate)."""
+
+    window: int
+    stride: int
+    frame_rate: float | None
+
+    def attrs(self) -> dict:
+        return {"kind": "clip", "window": self.window, "stride": self.stride,
+                "frame_rate": 0.0 if self.frame_rate is None else self.frame_rate}
 
 
 @functools.lru_cache(maxsize=16)
+def _spec_of(backbone: str):
+    """``backbone``'s registered spec (None: a timm model, or a name loading will refuse)."""
+    from backbones import BackboneError, default_registry
+
+    if backbone is None or backbone.startswith("timm/"):
+        return None
+    try:
+        return default_registry().spec(backbone)
+    except BackboneError:
+        return None
+
+
 def _frames_as_stored(backbone: str) -> bool:
     """Whether ``backbone``'s spec declares ``frames_as_stored`` (a timm model never does; an
     unknown name is not: loading it says why)."""
-    from backbones import BackboneError, default_registry
-
-    if backbone.startswith("timm/"):
-        return False
-    try:
-        return default_registry().spec(backbone).frames_as_stored
-    except BackboneError:
-        return False
+    spec = _spec_of(backbone)
+    return spec is not None and spec.frames_as_stored

@@ -60,6 +60,21 @@ class Source(Protocol):
     def __exit__(self, *exc): ...
 
 
+def split_groups(tree, split: str) -> list:
+    """A split's groups in row order (category, subcategory)."""
+    return sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
+
+
+def video_plan_row(tree, split: str) -> tuple[int, int, list[str]]:
+    """A split of videos in the dry run: every file found, those a run would process, and
+    those refused on sight (empty, not regular, a broken link...) named."""
+    from vcp.inputs.sight import rejected_lines
+
+    everything = [f for g in tree.groups_of(split) for f in g.files]
+    rejected = rejected_lines(everything)
+    return len(everything), len(everything) - len(rejected), rejected
+
+
 def bytes_to_write(source: Source, features: Path, config: ExtractConfig, dim: int) -> dict[str, int]:
     """Estimated bytes per split this process will write: the splits not up to date."""
     return {split: source.output_bytes(split, dim) for split in source.splits

@@ -20,8 +20,7 @@ from rich.console import Console
 from dali_pipes import DECODE_RULES, MAX_PIXELS
 from vcp.common.errors import UsageError
 from vcp.common.progress import console as progress_console
-from vcp.inputs.layout import Group, RawTree, discover_raw
-from vcp.inputs.sight import rejected_lines
+from vcp.inputs.layout import RawTree, discover_raw
 from vcp.stages import stage
 from vcp.stages.encoder import FrameEncoder, load_backbone
 from vcp.stages.features import max_rows
@@ -29,9 +28,10 @@ from vcp.stages.provenance import fingerprint
 from vcp.stages.recipe import geometry_of
 from vcp.stages.records import Clip, Failed
 from vcp.stages.settings import ClipSettings, DecodeSettings, ExtractConfig, decode_mode
-from vcp.stages.sources import SplitJob, run_extract
+from vcp.stages.sources import SplitJob, run_extract, split_groups, video_plan_row
 from vcp.stages.space import features_bytes
 from vcp.stages.stage import RunResult, SplitResult
+from vcp.stages.windows import WindowSource
 
 
 def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pixels: int = MAX_PIXELS, *,
@@ -52,11 +52,6 @@ def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pix
         f"{g.rel_dir.as_posix()}/{f.name}" for g in groups for f in g.files], stream=settings)
 
 
-def split_groups(tree: RawTree, split: str) -> list[Group]:
-    """A split's groups in row order (category, subcategory)."""
-    return sorted(tree.groups_of(split), key=lambda g: (g.category, g.subcategory))
-
-
 def extract_from_videos(
     raw: str | Path,
     features: str | Path,
@@ -68,13 +63,22 @@ def extract_from_videos(
     console: Console | None = None,
     tree: RawTree | None = None,
 ) -> RunResult:
-    """``tree``: the videos (a manifest's, or a RAW tree already read); else RAW is read."""
-    source = VideoSource(raw, config, clip, decode, tree=tree)
+    """``tree``: the videos (a manifest's, or a RAW tree already read); else RAW is read.
+    A clip backbone gets windows (:mod:`vcp.stages.windows`), any other backbone frames."""
+    source = video_source(raw, config, clip, decode, tree=tree)
     encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
     # clips are normalized for this backbone directly (and, with its recipe, resized and cropped)
     source.stored = encoder.target if encoder.recipe is not None else replace(encoder.target, size=None)
     return run_extract(source, Path(features), config, encoder, inputs_root=source.tree.root if source.tree.manifest is None else None,
                        console=console or progress_console(stderr=True))
+
+
+def video_source(raw, config: ExtractConfig, clip: ClipSettings, decode: DecodeSettings, *, tree: RawTree | None = None):
+    """The source of ``config``'s backbone: windows for a clip backbone, else sampled frames."""
+    temporal = config.temporal
+    if temporal is None:
+        return VideoSource(raw, config, clip, decode, tree=tree)
+    return WindowSource(raw, config, decode, tree=tree, temporal=temporal)
 
 
 class VideoSource:
@@ -116,9 +120,7 @@ class VideoSource:
 
     def plan_row(self, split: str) -> tuple[int, int, list[str]]:
         """Every file found; those refused on sight (empty, not regular, a broken link...) named."""
-        everything = [f for g in self.tree.groups_of(split) for f in g.files]
-        rejected = rejected_lines(everything)
-        return len(everything), len(everything) - len(rejected), rejected
+        return video_plan_row(self.tree, split)
 
     def job(self, split: str, result: SplitResult) -> SplitJob:
         groups = split_groups(self.tree, split)
@@ -129,7 +131,7 @@ class VideoSource:
                         attrs={"source": "videos", "raw_root": str(self.tree.root),
                                **({"manifest": str(self.tree.manifest)} if self.tree.manifest else {})})
 
-    def clips(self, groups: list[Group], everything: list[Path], mine: set[Path], resume_at: int = 0):
+    def clips(self, groups: list, everything: list[Path], mine: set[Path], resume_at: int = 0):
         """This rank's clips (and :class:`Failed` videos) in row order, from ``resume_at``."""
         order = {f: i for i, f in enumerate(everything)}  # single-process row order
         for group in groups:

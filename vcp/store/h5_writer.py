@@ -78,7 +78,7 @@ class H5Writer:
         self._pending: collections.deque = collections.deque()  # (row, future of compressed bytes)
         self._columns: dict[str, list] = {
             "labels": [], "num_frames": [], "filenames": [], "order": [], "fps": [], "frame_indices": [], "frame_times": [],
-            "paths": [], "segments": [],
+            "paths": [], "segments": [], "window_frames": [], "window_times": [], "window_padded": [],
         }
         self._written = 0
         self.segments = segments  # path prefix of this file's committed segments, or None
@@ -116,9 +116,12 @@ class H5Writer:
     def add(
         self, features: np.ndarray, *, label: int, filename: str, order: int | None = None,
         fps: float | None = None, frame_indices=None, frame_times=None, path: str | None = None, segment=None,
+        window_frames=None, window_times=None, short: bool | None = None,
     ) -> None:
         """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded; with the
-        video's rate and the frames it was sampled at when known."""
+        video's rate and the frames it was sampled at when known (a clip backbone's rows:
+        each window's source frames ``[W, window]``, its ``[start, end)`` seconds ``[W, 2]``,
+        and whether its one window was padded, ``short``)."""
         rows = features.shape[0]
         padded = np.zeros(self.row_shape, np.float32)
         padded[:rows] = features
@@ -136,7 +139,8 @@ class H5Writer:
         for name, value in (
             ("labels", label), ("num_frames", rows), ("filenames", filename), ("order", order),
             ("fps", fps), ("frame_indices", frame_indices), ("frame_times", frame_times),
-            ("paths", path), ("segments", segment),
+            ("paths", path), ("segments", segment), ("window_frames", _listed(window_frames)),
+            ("window_times", _listed(window_times)), ("window_padded", short),
         ):
             self._columns[name].append(value)
         self._written += 1
@@ -257,6 +261,7 @@ class H5Writer:
             self._h5.create_dataset(name, data=np.array(self._columns[name], dtype=object if name == "filenames" else dtype), dtype=dtype)
         self._write_sampling()
         self._write_paths()
+        self._write_windows()
         attrs = {
             "num_videos": n,
             "max_frames": rows,
@@ -310,6 +315,27 @@ class H5Writer:
                 segments[row] = [np.nan if v is None else v for v in seg]
         self._h5.create_dataset("segments", data=segments)
 
+    def _write_windows(self) -> None:
+        """A clip backbone's rows: ``num_windows`` int32 [N], ``window_frames`` int64
+        [N, max windows, window] (each window's source frame indices, -1 padding),
+        ``window_times`` float64 [N, max windows, 2] (``[start, end)`` seconds, NaN padding)
+        and ``window_padded`` bool [N] (shorter than one window: the last frame repeated)."""
+        frames = self._columns["window_frames"]
+        if all(f is None for f in frames):
+            return
+        counts = [0 if f is None else len(f) for f in frames]
+        width = max(len(f[0]) for f in frames if f)
+        idx = np.full((self._written, max(counts), width), -1, np.int64)
+        sec = np.full((self._written, max(counts), 2), np.nan, np.float64)
+        for row, (f, t) in enumerate(zip(frames, self._columns["window_times"], strict=True)):
+            if f:
+                idx[row, : len(f)] = f
+                sec[row, : len(t)] = t
+        self._h5.create_dataset("num_windows", data=np.array(counts, np.int32))
+        self._h5.create_dataset("window_frames", data=idx)
+        self._h5.create_dataset("window_times", data=sec)
+        self._h5.create_dataset("window_padded", data=np.array([bool(x) for x in self._columns["window_padded"]]))
+
     def __exit__(self, exc_type, exc, tb) -> None:
         name_write_error(exc, self.final)
         if self._pool is not None:
@@ -320,6 +346,11 @@ class H5Writer:
             self._h5 = None
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
+
+
+def _listed(value):
+    """An array column as plain lists (kept in memory, and JSON in a segment)."""
+    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def _plain(value):

@@ -1,0 +1,102 @@
+"""Built-in clip backbones: torchvision's video classification models.
+
+Each factory follows the clip side of the plugin contract (``spec.py``): ``kind = "clip"``,
+its temporal recipe (``window`` frames at ``frame_rate`` frames per second) and its spatial
+recipe (``input_spec``); forward maps ``[B, 3, T, H, W]`` normalized float32 to
+``[B, feature_dim]`` (the pooled embedding: the classification head replaced by
+``Identity``). Both recipes are the release's own: the spatial one from its
+``weights.transforms()`` preset, the temporal one from the evaluation parameters its
+weight metadata states (``frame_rate=15 ... clip_len=16``).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+
+from torch import nn
+
+from .spec import Backbone, InputSpec
+from .weights import NoWeights, WeightsFile, load_into, parse_weights, read_state_dict, torchvision_state_dict
+
+# name -> (feature_dim, default release, head attribute, fixed window: the only window it takes, or None)
+VIDEO_BUILTINS: dict[str, tuple[int, str, str, int | None]] = {
+    "r3d_18": (512, "KINETICS400_V1", "fc", None),
+    "mc3_18": (512, "KINETICS400_V1", "fc", None),
+    "r2plus1d_18": (512, "KINETICS400_V1", "fc", None),
+    "s3d": (1024, "KINETICS400_V1", "classifier", None),
+    "mvit_v1_b": (768, "KINETICS400_V1", "head", 16),  # its position embedding is made for 16 frames
+    "mvit_v2_s": (768, "KINETICS400_V1", "head", 16),
+    "swin3d_t": (768, "KINETICS400_V1", "head", None),
+    "swin3d_s": (768, "KINETICS400_V1", "head", None),
+    "swin3d_b": (1024, "KINETICS400_V1", "head", None),
+}
+
+
+def _release(arch: str, release: str | None = None):
+    import torchvision
+
+    return torchvision.models.get_model_weights(arch)[release or VIDEO_BUILTINS[arch][1]]
+
+
+def temporal_recipe(arch: str, release: str | None = None) -> tuple[int, float]:
+    """``(clip_len, frame_rate)`` the release was evaluated with, read from its metadata."""
+    docs = _release(arch, release).meta.get("_docs", "")
+    rate, length = re.search(r"frame_rate=([0-9.]+)", docs), re.search(r"clip_len=([0-9]+)", docs)
+    if rate is None or length is None:
+        raise ValueError(f"torchvision's {arch} weights state no frame_rate / clip_len")
+    return int(length.group(1)), float(rate.group(1))
+
+
+def recipe(arch: str, release: str | None = None) -> InputSpec:
+    """The release's ``VideoClassification`` preset: a one-number resize takes the shorter
+    edge to it, two numbers squash to (height, width); then the centre crop, bilinear
+    without antialiasing (as the preset resizes), the release's mean and std."""
+    preset = _release(arch, release).transforms()
+    crop = (int(preset.crop_size[0]), int(preset.crop_size[1]))
+    resize = [int(x) for x in preset.resize_size]
+    scale, mode = ((resize[0], resize[0]), "center") if len(resize) == 1 else ((resize[0], resize[1]), "squash")
+    return InputSpec(mean=tuple(preset.mean), std=tuple(preset.std), size=crop, resize_mode=mode,
+                     crop_pct=round(crop[0] / scale[0], 6), interpolation=preset.interpolation.value, scale=scale,
+                     antialias=False)
+
+
+def build(arch: str, weights=None) -> nn.Module:
+    import torchvision
+
+    feature_dim, default_release, head, _ = VIDEO_BUILTINS[arch]
+    model = torchvision.models.get_model(arch, weights=None)
+    weights = parse_weights(weights)
+    if isinstance(weights, NoWeights):
+        source = "random init"
+    elif isinstance(weights, WeightsFile):
+        load_into(model, read_state_dict(weights.path), head_prefixes=(head + ".",), source=str(weights), arch=arch)
+        source = str(weights)
+    else:
+        release = default_release if weights.name.upper() == "DEFAULT" else weights.name
+        state, source = torchvision_state_dict(arch, release)
+        load_into(model, state, head_prefixes=(head + ".",), source=source, arch=arch)
+    setattr(model, head, nn.Identity())
+    return Backbone(model, feature_dim=feature_dim, input_spec=recipe(arch), weights_source=source, kind="clip")
+
+
+def _factory(arch: str):
+    fn = partial(build, arch)
+    fn.feature_dim, fn.default_weights = VIDEO_BUILTINS[arch][0], VIDEO_BUILTINS[arch][1]
+    fn.input_spec = recipe(arch)
+    fn.kind = "clip"
+    fn.window, fn.frame_rate = temporal_recipe(arch)
+    fn.fixed_window = VIDEO_BUILTINS[arch][3] is not None
+    fn.__doc__ = f"torchvision {arch}, pooled {fn.feature_dim}-d clip features."
+    return fn
+
+
+r3d_18 = _factory("r3d_18")
+mc3_18 = _factory("mc3_18")
+r2plus1d_18 = _factory("r2plus1d_18")
+s3d = _factory("s3d")
+mvit_v1_b = _factory("mvit_v1_b")
+mvit_v2_s = _factory("mvit_v2_s")
+swin3d_t = _factory("swin3d_t")
+swin3d_s = _factory("swin3d_s")
+swin3d_b = _factory("swin3d_b")
