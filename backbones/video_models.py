@@ -17,7 +17,14 @@ from functools import partial
 from torch import nn
 
 from .spec import Backbone, InputSpec
-from .weights import NoWeights, WeightsFile, load_into, parse_weights, read_state_dict, torchvision_state_dict
+from .weights import (
+    NoWeights,
+    WeightsFile,
+    load_into,
+    parse_weights,
+    read_state_dict,
+    torchvision_state_dict,
+)
 
 # name -> (feature_dim, default release, head attribute, fixed window: the only window it takes, or None)
 VIDEO_BUILTINS: dict[str, tuple[int, str, str, int | None]] = {
