@@ -122,6 +122,7 @@ class WindowReader:
             for part in plan.chunks(per_chunk):
                 wanted = plan.frames[part]
                 unique, inverse = np.unique(wanted, return_inverse=True)
+                frames.forget_below(int(unique[0]))
                 rgb = frames.take(unique)
                 normalized = self._normalize(rgb, plan)
                 if plan.info.rotation:
@@ -145,14 +146,19 @@ class WindowReader:
 
 class _Frames:
     """A video's frames in presentation order, decoded once: :meth:`take` returns the frames
-    at increasing ``indices`` (each at least the last one taken before), RGB uint8."""
+    at ``indices``, RGB uint8. Frames taken are kept until :meth:`forget_below` (overlapping
+    windows of the next chunk take some again); the decoder only moves forward."""
 
     def __init__(self, info: VideoInfo):
         self.info = info
         self._container = None
         self._iter = None
         self._next = 0  # the index of the frame the decoder gives next
-        self._held: tuple[int, np.ndarray] | None = None  # the last frame decoded (a window may start on it again)
+        self._kept: dict[int, np.ndarray] = {}
+
+    def forget_below(self, index: int) -> None:
+        for k in [k for k in self._kept if k < index]:
+            del self._kept[k]
 
     def _open(self):
         import av
@@ -186,15 +192,15 @@ class _Frames:
         return out
 
     def _frame(self, index: int) -> np.ndarray:
-        if self._held is not None and self._held[0] == index:
-            return self._held[1]
+        if index in self._kept:
+            return self._kept[index]
         if index < self._next:
-            raise ValueError(f"frame {index} was asked after frame {self._next - 1}: frames are taken in order")
+            raise ValueError(f"frame {index} was asked after frame {self._next - 1} and not kept")
         for frame in self._iter:
             self._next += 1
             if self._next - 1 == index:
-                self._held = (index, frame.to_ndarray(format="rgb24"))
-                return self._held[1]
+                self._kept[index] = frame.to_ndarray(format="rgb24")
+                return self._kept[index]
         raise VideoError(self.info.path, f"only {self._next} of its {self.info.num_frames} frames decode "
                                          f"(frame {index} is planned)")
 

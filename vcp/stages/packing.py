@@ -104,9 +104,9 @@ class PackedEncoder:
         job.more = more
         if self._filling is not None and self._filling.shape[1:] != prepared.shape[1:]:
             self._launch()  # frames of another size never share a forward
-        start = 0
-        while start < job.count:
-            take = min(self.batch - self._filled, job.count - start)
+        start, count = 0, prepared.shape[0]
+        while start < count:
+            take = min(self.batch - self._filled, count - start)
             chunk = prepared[start : start + take]
             if take == self.batch and chunk.is_contiguous(memory_format=self._format):
                 self._forward(chunk, [(job, take)], take)  # a whole batch as it is: no copy
