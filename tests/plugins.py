@@ -2,6 +2,7 @@
 
 import torch
 from torch import nn
+
 from backbones.spec import InputSpec
 
 

@@ -18,7 +18,6 @@ from backbones import Registry
 from backbones.video_models import VIDEO_BUILTINS
 from dali_pipes import WindowReader, plan_video, plan_windows, probe, resample
 from vcp.cli import app
-from vcp.inputs.synth import write_video
 from vcp.stages.encoder import load_backbone
 from vcp.stages.recipe import geometry_of
 from vcp.stages.settings import ClipSettings, DecodeSettings, ExtractConfig
@@ -121,7 +120,9 @@ def test_inputs_equal_torchvisions_preset_and_features_agree(name, videos):
 
 
 # -- window records in the HDF5 ---------------------------------------------------------------
-def _tiny3d_registry(monkeypatch):
+@pytest.fixture
+def tiny3d(monkeypatch):
+    """A registry of the clip plugin ``tiny3d`` and three built-ins, as the default one."""
     import backbones._registry as registry_module
     from vcp.stages import settings
 
@@ -131,15 +132,6 @@ def _tiny3d_registry(monkeypatch):
                          EntryPoint(name="resnet50", value="backbones.torchvision_models:resnet50", group="vcp.backbones")])
     monkeypatch.setattr(registry_module, "_default", registry)
     settings._spec_of.cache_clear()
-    monkeypatch.setattr(settings, "_spec_of", settings._spec_of)  # cleared again by the fixture's teardown below
-    return registry
-
-
-@pytest.fixture
-def tiny3d(monkeypatch):
-    from vcp.stages import settings
-
-    registry = _tiny3d_registry(monkeypatch)
     yield registry
     settings._spec_of.cache_clear()
 
@@ -175,7 +167,7 @@ def test_a_clip_plugin_runs_and_window_records_follow_the_rule(tiny3d, tmp_path,
             np.testing.assert_allclose(times[:, 0], info.times_of(want[:, 0]), atol=1e-6)
             np.testing.assert_allclose(times[:, 1], np.asarray(info.times_of(want[:, -1])) + 0.1, atol=1e-6)
             assert np.abs(h5["features"][row, :count]).sum() > 0 and not h5["features"][row, count:].any()
-        phone = names.index("walk/a/phone.mp4") if "walk/a/phone.mp4" in names else [i for i, n in enumerate(names) if n.endswith("phone.mp4")][0]
+        (phone,) = [i for i, n in enumerate(names) if n.endswith("/phone.mp4")]
         first = h5["window_times"][phone, 0]
         assert first[0] == 0.0 and first[1] == pytest.approx(VFR_MS[h5["window_frames"][phone, 0, -1]] / 1000 + 0.1)
 
