@@ -247,3 +247,79 @@ def test_a_video_that_fails_part_way_gives_no_row_and_the_rest_go_on(tiny3d, tmp
     with _extract(raw, tmp_path / "f", batch_size=2) as h5:
         assert [n.decode().rsplit("/", 1)[1] for n in h5["filenames"][:]] == ["a.mp4", "c.mp4"]
         assert "corrupt stream" in h5.attrs["failed_files"]
+
+
+# -- clip features through the rest of vcp: shards, resume, loaders, export, the dry run ----------
+CLIP_BB = ["--backbone", "tiny3d", "--weights", "none", "--device", "cpu", "--batch-size", "2"]
+WINDOW_DATASETS = ("features", "labels", "num_frames", "filenames", "paths", "segments", "num_windows", "window_frames",
+                   "window_times", "window_padded")
+
+
+@pytest.fixture
+def clip_raw(tmp_path, videos):
+    raw = tmp_path / "raw"
+    for k, n in enumerate((90, 12, 45, 3, 60)):  # lengths differ: so do the rows of each rank's longest video
+        videos.copy_to(raw / f"train/walk/w{k}.mp4", codec="h264", num_frames=n, fps=30)
+        videos.copy_to(raw / f"train/run [fast]/r{k}.mp4", codec="h264", num_frames=n + 9, fps=25)
+    (raw / "train/walk/broken.mp4").write_bytes(b"not a video" * 50)
+    return raw
+
+
+def _same(a, b, datasets=WINDOW_DATASETS) -> None:
+    with h5py.File(a) as x, h5py.File(b) as y:
+        for name in datasets:
+            if name == "features":  # batched with other videos: float rounding
+                np.testing.assert_allclose(x[name][:], y[name][:], rtol=1e-5, atol=1e-6)
+            else:
+                assert np.array_equal(x[name][:], y[name][:], equal_nan=x[name].dtype.kind == "f"), name
+        assert x.attrs["failed_files"] == y.attrs["failed_files"] and x.attrs["max_frames"] == y.attrs["max_frames"]
+
+
+def test_shards_merge_into_the_single_process_file(tiny3d, clip_raw, tmp_path):
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    assert runner.invoke(app, ["extract", "--from-videos", str(clip_raw), str(single), *CLIP_BB]).exit_code == 3
+    for i in range(2):
+        r = runner.invoke(app, ["extract", "--from-videos", str(clip_raw), str(sharded), *CLIP_BB, "--shard", f"{i}/2"])
+        assert r.exit_code in (0, 3), r.output
+    assert runner.invoke(app, ["merge", str(sharded)]).exit_code == 0
+    _same(single / "train_features_multiscale.h5", sharded / "train_features_multiscale.h5")
+
+
+def test_a_stopped_clip_run_resumes_and_equals_an_uninterrupted_one(tiny3d, clip_raw, tmp_path, monkeypatch):
+    from tests.test_resume import stop_at
+
+    reference, resumed = tmp_path / "ref", tmp_path / "res"
+    args = ["extract", "--from-videos", str(clip_raw), *CLIP_BB, "--no-multi-scale"]
+    assert runner.invoke(app, [*args[:2], str(clip_raw), str(reference), *args[3:]]).exit_code == 3
+    with pytest.MonkeyPatch.context() as stopping:
+        stop_at(stopping, 4)
+        assert runner.invoke(app, [*args[:3], str(resumed), *args[3:]]).exit_code == 143
+    assert list((resumed / ".resume").glob("*.seg-*.h5"))
+    r = runner.invoke(app, [*args[:3], str(resumed), *args[3:]])
+    assert r.exit_code == 3 and "resuming train: 4 of 11 videos already written" in r.stderr, r.stderr
+    _same(reference / "train_features.h5", resumed / "train_features.h5")
+
+
+def test_loaders_export_and_the_dry_run_read_clip_features(tiny3d, clip_raw, tmp_path):
+    from vcp import FeatureDataset
+    from vcp.common.progress import human_bytes
+
+    feats = tmp_path / "f"
+    plan = runner.invoke(app, ["extract", "--from-videos", str(clip_raw), str(feats), *CLIP_BB, "--no-multi-scale", "--dry-run"])
+    assert plan.exit_code == 0, plan.output
+    assert runner.invoke(app, ["extract", "--from-videos", str(clip_raw), str(feats), *CLIP_BB, "--no-multi-scale"]).exit_code == 3
+    data = FeatureDataset(feats / "train_features.h5")
+    with h5py.File(feats / "train_features.h5") as h5:
+        size = (feats / "train_features.h5").stat().st_size
+        windows = h5["num_windows"][:]
+        assert data.kind == "clip" and data.window_times.shape == (10, max(windows), 2) == h5["window_times"].shape
+    # the dry run's estimate: [videos found, max windows, D] float32 before compression (the broken one counted)
+    estimate = human_bytes(11 * max(windows) * 16 * 4)
+    assert f"(train {estimate})" in " ".join(plan.output.split()) and size < 11 * max(windows) * 16 * 4 + 65536
+    features, mask, label, name = data[0]
+    assert features.shape == (max(windows), 16) and int(mask.sum()) == windows[0]
+    np.testing.assert_allclose(data.window_times[0, : windows[0], 0], np.arange(windows[0]) * 4 / 10, atol=1e-6)  # 10 fps, 4 a window
+    r = runner.invoke(app, ["export", str(feats), str(tmp_path / "npy")])
+    assert r.exit_code == 0, r.output
+    exported = np.load(tmp_path / "npy/train" / f"{data.filenames[0]}.npy")
+    assert exported.shape == (windows[0], 16) and np.array_equal(exported, features[: windows[0]].numpy())

@@ -200,12 +200,18 @@ def made_how(path: Path) -> str | None:
         (h, w), (rh, rw) = json.loads(a["input_size"]), json.loads(a["resize_size"])
         how = {"center": f"shorter edge to {rh}, centre crop {w}x{h}", "squash": f"resize to {rw}x{rh}, centre crop {w}x{h}",
                "border": f"longer edge to {max(rh, rw)}, centre crop (padded with the mean) {w}x{h}"}[a["resize_mode"]]
-        lines.append(f"  input: the model's recipe: {how} (crop_pct {a['crop_pct']}), {a['interpolation']} antialiased,")
+        smooth = "not antialiased (as the release's preset)" if a.get("antialias") is False or a.get("antialias") == 0 else "antialiased"
+        lines.append(f"  input: the model's recipe: {how} (crop_pct {a['crop_pct']}), {a['interpolation']} {smooth},")
     else:
         lines.append("  input: the frames as stored (their size; no resize or crop),")
     lines.append(f"  then (x - mean) / std with mean {mean}, std {std} on 0..1 RGB")
+    if a.get("kind") == "clip":
+        rate = float(a["frame_rate"])
+        lines.append(f"  windows of {a['window']} frames every {a['stride']}, the video resampled to "
+                     f"{f'{rate:g} fps' if rate else 'its own rate'} (rows are windows: each row's window_frames / window_times)")
     if "manifest" in a or "raw_root" in a:
-        lines.append(f"  videos: {a.get('manifest') or a.get('raw_root')} (each row's paths / frame_indices / frame_times)")
+        which = "window_frames / window_times" if a.get("kind") == "clip" else "frame_indices / frame_times"
+        lines.append(f"  videos: {a.get('manifest') or a.get('raw_root')} (each row's paths / {which})")
     return "\n".join(lines)
 
 

@@ -68,7 +68,10 @@ class FeatureDataset(_Named, Dataset):
     """Items ``(features [max_frames, D] float32, mask [max_frames] bool, label int, name str)``:
     ``label`` 0..num_classes-1 (-1: unlabeled), ``name`` the video's own name (``.names``).
 
-    ``mask`` is True on the ``num_frames`` real rows (the rest is zero padding).
+    ``mask`` is True on the ``num_frames`` real rows (the rest is zero padding). Features of a
+    clip backbone (attr ``kind`` ``clip``) have a row per window: ``.window_times[i]`` is row
+    i's windows' ``[start, end)`` seconds ``[max windows, 2]`` (NaN padding), ``.window_frames``
+    their source frame indices (``-1`` padding); both None for frame backbones.
     ``in_memory=True`` reads the whole split once (fast epochs for splits that fit in RAM).
     ``transform`` is applied to ``features`` (with its mask) as ``transform(features, mask)``.
     """
@@ -91,6 +94,9 @@ class FeatureDataset(_Named, Dataset):
             self.names = [p or f for p, f in zip(self.paths, self.filenames, strict=True)]
             self.classes = _classes(_json_attr(h5, "classes"), self.category_mapping)
             self.max_frames, self.feature_dim = h5["features"].shape[1:]
+            self.kind = str(h5.attrs.get("kind", "frame"))
+            self.window_times = h5["window_times"][:] if "window_times" in h5 else None
+            self.window_frames = h5["window_frames"][:] if "window_frames" in h5 else None
             self._features = h5["features"][:] if in_memory else None
         self._h5 = None
         self._pid = None

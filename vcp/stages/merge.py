@@ -160,8 +160,10 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
                 attrs[p] = dict(h5.attrs)
         except InputFileError as exc:
             raise MergeError(f"{exc} (rerun that rank)") from None
+    clips = _plain(attrs[parts[0]].get("kind")) == "clip"  # rows are windows: each rank's longest video sets its part's width
     for key in H5_SAME_ACROSS_PARTS:
-        _check_same(str(final), {p: _plain(a.get(key)) for p, a in attrs.items()}, key)
+        if not (clips and key == "max_frames"):
+            _check_same(str(final), {p: _plain(a.get(key)) for p, a in attrs.items()}, key)
     if check_only:
         return final
     first = attrs[parts[0]]
@@ -178,7 +180,7 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
     files = {p: h5py.File(p, "r") for p in parts}
     try:
         with H5Writer(
-            final, max_frames=int(first["max_frames"]), feature_dim=int(first["feature_dim"]),
+            final, max_frames=max(int(a["max_frames"]) for a in attrs.values()), feature_dim=int(first["feature_dim"]),
             category_mapping=json.loads(first["category_mapping"]), multi_scale=bool(first["multi_scale"]), attrs=keep,
         ) as w:
             for _, p, i in rows:
@@ -194,6 +196,10 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
                     seg = [None if np.isnan(v) else float(v) for v in h5["segments"][i]] if "segments" in h5 else None
                     sampling.update(path=path.decode() if isinstance(path, bytes) else path,
                                     segment=None if seg is None or seg == [None, None] else seg)
+                if "window_frames" in h5:  # a clip backbone's windows
+                    k = int(h5["num_windows"][i])
+                    sampling.update(window_frames=h5["window_frames"][i, :k], window_times=h5["window_times"][i, :k],
+                                    short=bool(h5["window_padded"][i]))
                 w.add(h5["features"][i, :n], label=int(h5["labels"][i]), filename=name.decode() if isinstance(name, bytes) else name, **sampling)
             w.commit()
     finally:

@@ -79,6 +79,7 @@ def run_attrs(config: ExtractConfig, encoder: FrameEncoder, fp: str, extra: dict
     """The HDF5 attrs that say how the features were made (None values are left out)."""
     return {
         "backbone": config.backbone,
+        "kind": "frame",  # a clip backbone's source says "clip" (with its window, stride and frame rate)
         "weights": encoder.model.weights_source,
         "scales": json.dumps(list(config.scales) if config.multi_scale else [1.0]),
         "precision": config.precision,

@@ -143,6 +143,10 @@ def features_problem(h5) -> str | None:
         for name, kinds in (("frame_indices", "iu"), ("frame_times", "f"), ("segments", "f")):
             if name in h5:
                 _dataset(h5, name, 2, kinds, n)
+        for name, ndim, kinds in (("num_windows", 1, "iu"), ("window_padded", 1, "b"), ("window_frames", 3, "iu"),
+                                  ("window_times", 3, "f")):
+            if name in h5:
+                _dataset(h5, name, ndim, kinds, n)
         for d in (feats, labels, counts):  # before reading anything of the declared size
             if not _backed_by_file(d):
                 raise ValueError(f"declares {d.shape} {d.name.lstrip('/')} but the file does not hold them (truncated or crafted)")
