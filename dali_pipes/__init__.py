@@ -7,8 +7,8 @@ rule, ``_nvdec`` the routing rule, ``_probe`` what a file is).
 
 from ._buffers import Batch
 from ._ffmpeg_log import set_ffmpeg_logging
-from ._geometry import Geometry
-from ._graph import build_pipeline
+from ._geometry import VIEW_NAMES, VIEWS, Geometry
+from ._graph import build_pipeline, views_frame_major
 from ._loader import ClipLoader, default_pipelines
 from ._nvdec import CapsTable, route
 from ._plan import MAX_PIXELS, ClipResult
@@ -29,6 +29,8 @@ __all__ = [
     "DECODE_RULES",
     "MAX_PIXELS",
     "STRATEGIES",
+    "VIEWS",
+    "VIEW_NAMES",
     "Batch",
     "CapsTable",
     "ClipLoader",
@@ -49,5 +51,6 @@ __all__ = [
     "resample",
     "route",
     "set_ffmpeg_logging",
+    "views_frame_major",
     "window_times",
 ]

@@ -20,6 +20,34 @@ class Geometry:
     mode: str = "center"
     interpolation: str = "bilinear"
     antialias: bool = True  # False: as torchvision's video presets resize
+    views: int = 1  # 1: the centre crop; 3: three along the longer side; 10: TenCrop's ten
+
+    def boxes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """(top, left) of each view's crop in a resized ``height`` x ``width`` frame, in view
+        order (:data:`VIEW_NAMES`); the views in :meth:`flipped` are then mirrored.
+
+        3 (mmaction2's ``ThreeCrop``): along the longer side at 0, ``2 * step`` and ``step``
+        (``step = (long - crop) // 2``: start, end, centre), centred across the shorter side.
+        10 (torchvision's ``TenCrop``): ``five_crop`` (top-left, top-right, bottom-left,
+        bottom-right, centre) of the frame, then of the mirrored frame (its top-left is the
+        frame's top-right, mirrored)."""
+        (ch, cw), centre = self.size, self.window(height, width)
+        if self.views == 1:
+            return [centre]
+        if self.views == 3:
+            if width >= height:
+                step = (width - cw) // 2
+                return [(centre[0], 0), (centre[0], 2 * step), (centre[0], step)]
+            step = (height - ch) // 2
+            return [(0, centre[1]), (2 * step, centre[1]), (step, centre[1])]
+        bottom, right = height - ch, width - cw
+        five = [(0, 0), (0, right), (bottom, 0), (bottom, right), centre]
+        return five + [(top, right - left) for top, left in five]  # the mirrored frame's five, in the frame's coordinates
+
+    def flipped(self) -> range:
+        """The views that are mirrored after their crop (TenCrop's last five)."""
+        return range(5, 10) if self.views == 10 else range(0)
+
 
     def resized(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) a ``height`` x ``width`` frame is resized to."""
@@ -62,3 +90,12 @@ def stored_window(top: int, left: int, crop: tuple[int, int], shown: tuple[int, 
     if k == 2:
         return hd - top - ch, wd - left - cw
     return wd - left - cw, top  # k == 3: shown[i, j] = stored[H - 1 - j, i], stored H = shown width
+
+
+VIEWS = (1, 3, 10)
+VIEW_NAMES = {
+    1: ["centre"],
+    3: ["start", "end", "centre"],
+    10: ["top_left", "top_right", "bottom_left", "bottom_right", "centre", "flipped_top_left", "flipped_top_right",
+         "flipped_bottom_left", "flipped_bottom_right", "flipped_centre"],
+}

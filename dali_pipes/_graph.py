@@ -23,7 +23,7 @@ def _resize_normalize(frames, *, size: int, mean, std, flip, geometry=None):
         )
     else:  # a model's recipe: each video to its own (height, width), then the exact crop box
         resize = fn.external_source(name="resize", dtype=types.FLOAT, ndim=1)
-        anchor = fn.external_source(name="anchor", dtype=types.INT32, ndim=1)
+        anchor = fn.external_source(name="anchor", dtype=types.INT32, ndim=1 if geometry.views == 1 else 2)
         frames = fn.resize(
             frames,
             size=resize.gpu() if frames.device == "gpu" else resize,
@@ -32,9 +32,10 @@ def _resize_normalize(frames, *, size: int, mean, std, flip, geometry=None):
             dtype=types.FLOAT,
         )
         pad = [255.0 * m for m in mean] if geometry.mode == "border" else [0.0, 0.0, 0.0]
-        frames = fn.slice(
-            frames, anchor, list(geometry.size), axis_names="HW", out_of_bounds_policy="pad", fill_values=pad,
-        )
+        crops = [fn.slice(frames, anchor if geometry.views == 1 else anchor[v], list(geometry.size), axis_names="HW",
+                          out_of_bounds_policy="pad", fill_values=pad) for v in range(geometry.views)]
+        # several views: [V * F] frames, view after view (mirrored and put frame-major after the run: views_frame_major)
+        frames = crops[0] if geometry.views == 1 else fn.cat(*crops, axis=0)
     return fn.crop_mirror_normalize(
         frames,
         dtype=types.FLOAT,
@@ -43,6 +44,18 @@ def _resize_normalize(frames, *, size: int, mean, std, flip, geometry=None):
         std=[255.0 * s for s in std],
         mirror=flip,
     )
+
+
+def views_frame_major(clip, views: int, flipped: range):
+    """A several-view clip as the graph gives it, ``[V * F, 3, h, w]`` view after view, ->
+    ``[F * V, 3, h, w]`` frame after frame, the ``flipped`` views mirrored (after any
+    rotation: a mirror is the frame as players show it, mirrored)."""
+    if views == 1:
+        return clip
+    out = clip.view(views, -1, *clip.shape[1:])
+    if len(flipped):
+        out[flipped.start:flipped.stop] = out[flipped.start:flipped.stop].flip(-1)
+    return out.transpose(0, 1).reshape(-1, *clip.shape[1:])
 
 
 def build_pipeline(

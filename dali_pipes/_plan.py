@@ -38,7 +38,7 @@ class ClipResult:
     error: VideoError | None = None
     segment: tuple[float | None, float | None] | None = None  # [start, end) seconds sampled from, if given
     resize_to: tuple[int, int] | None = None  # a model's recipe: the (height, width) the stored frames are resized to
-    crop_at: tuple[int, int] | None = None  # and the crop's (top, left) in them (negative: padding)
+    crop_at: tuple[int, int] | None = None  # and the crop's (top, left) in them (negative: padding; [V, 2]: per view)
 
     @property
     def ok(self) -> bool:
@@ -122,19 +122,20 @@ def sample_segment(spec: SamplingSpec, info: VideoInfo, relpath: str, segment) -
     return inside[indices].astype(np.int64), flip
 
 
-def place(geometry: Geometry, info: VideoInfo) -> tuple[tuple[int, int], tuple[int, int]]:
+def place(geometry: Geometry, info: VideoInfo):
     """Where a model's recipe puts this video's frames: the (height, width) the stored frames
-    are resized to and the crop's (top, left) in them, computed on the frame as players show
-    it (after its rotation) so that the box is the one the model's own transform would take."""
+    are resized to and the crop's (top, left) in them (with several views, ``[V, 2]``: each
+    view's), computed on the frame as players show it (after its rotation) so that the box
+    is the one the model's own transform would take."""
     k = (info.rotation // 90) % 4
     shown = (info.width, info.height) if k % 2 else (info.height, info.width)
     if k % 2 and geometry.size[0] != geometry.size[1]:
         raise VideoError(info.path, f"rotated {info.rotation} degrees: a non-square model input "
                                     f"({geometry.size[1]}x{geometry.size[0]}) from a rotated video is not supported")
     rh, rw = geometry.resized(*shown)
-    top, left = geometry.window(rh, rw)
     stored = (rw, rh) if k % 2 else (rh, rw)
-    return stored, stored_window(top, left, geometry.size, (rh, rw), info.rotation)
+    anchors = [stored_window(top, left, geometry.size, (rh, rw), info.rotation) for top, left in geometry.boxes(rh, rw)]
+    return stored, (anchors[0] if geometry.views == 1 else np.asarray(anchors, np.int64))
 
 
 def _seconds(value) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._buffers import Batch, FramePool, Lease, OutputPool
 from ._colour import correct_normalized, correction
-from ._graph import Front, build_pipeline
+from ._graph import Front, build_pipeline, views_frame_major
 from ._nvdec import dali_error_line
 from ._plan import ClipResult, LoaderStats, Router, sample_segment
 from ._probe import VideoError
@@ -80,9 +80,12 @@ class BatchRunner:
             lease = self._lease[0] if self._lease else None
         finally:
             self._lease = None  # the next batch takes a buffer of its own
+        views = self._graph["geometry"].views if self._graph["geometry"] is not None else 1
         for r in good:
             if r.ok and r.info.rotation:
                 _orient(r)
+            if r.ok and views > 1:
+                r.clip = views_frame_major(r.clip, views, self._graph["geometry"].flipped())
         return Batch(batch, lease)
 
     # -- pipelines -------------------------------------------------------------------

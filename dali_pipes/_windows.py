@@ -18,6 +18,7 @@ import numpy as np
 
 from ._errors import VideoError, ffmpeg_reason
 from ._geometry import Geometry
+from ._graph import views_frame_major
 from ._plan import place
 from ._probe import VideoInfo, local_path
 
@@ -124,11 +125,14 @@ class WindowReader:
                 unique, inverse = np.unique(wanted, return_inverse=True)
                 frames.forget_below(int(unique[0]))
                 rgb = frames.take(unique)
-                normalized = self._normalize(rgb, plan)
+                normalized = self._normalize(rgb, plan)  # [V * k, 3, H, W], view after view
                 if plan.info.rotation:
                     normalized = torch.rot90(normalized, plan.info.rotation // 90, dims=(-2, -1))
-                clip = normalized[torch.from_numpy(inverse.reshape(wanted.shape))]  # [b, window, 3, H, W]
-                yield clip.permute(0, 2, 1, 3, 4).contiguous()
+                views = self.geometry.views
+                normalized = views_frame_major(normalized, views, self.geometry.flipped()).view(len(unique), views, *normalized.shape[1:])
+                clip = normalized[torch.from_numpy(inverse.reshape(wanted.shape))]  # [b, window, V, 3, H, W]
+                # [b * V, 3, window, H, W]: window after window, each window's views in order
+                yield clip.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, wanted.shape[1], *normalized.shape[-2:])
         finally:
             frames.close()
 
@@ -139,7 +143,7 @@ class WindowReader:
         pipe.feed_input("frames", [rgb], layout="FHWC")
         pipe.feed_input("flip", [np.int32(0)])
         pipe.feed_input("resize", [np.array(plan.resize_to, np.float32)])
-        pipe.feed_input("anchor", [np.array(plan.crop_at, np.int32)])
+        pipe.feed_input("anchor", [np.asarray(plan.crop_at, np.int32)])
         (out,) = pipe.run()
         return torch.from_dlpack(out.as_tensor())[0].clone()  # DALI reuses its output buffer at the next run
 

@@ -65,6 +65,11 @@ StrideOption = Annotated[int | None, typer.Option(
 FpsOption = Annotated[float | None, typer.Option(
     min=0.0, max=1000.0, metavar="F", rich_help_panel=CLIPS, show_default=False,
     help="Frames per second windows are sampled at (default: the release's; 0: the video's own).")]
+ViewsOption = Annotated[int, typer.Option(
+    metavar="1|3|10", rich_help_panel=opt.OUTPUT,
+    help="Crops per frame or window: the recipe's centre (1), three along the longer side (3), TenCrop (10).")]
+ViewsReduceOption = Annotated[str | None, typer.Option(
+    metavar="mean", rich_help_panel=opt.OUTPUT, show_default=False, help="Store the views' mean, not each view.")]
 InputSizeOption = Annotated[int | None, typer.Option(
     min=8, max=4096, metavar="N", rich_help_panel=BACKBONE, show_default=False,
     help="Build the model for NxN input (a ViT's N: a multiple of its patch, else refused; not padded).")]
@@ -90,6 +95,8 @@ def extract_command(
     window: WindowOption = None,
     stride: StrideOption = None,
     fps: FpsOption = None,
+    views: ViewsOption = 1,
+    views_reduce: ViewsReduceOption = None,
     multi_scale: Annotated[bool, typer.Option("--multi-scale/--no-multi-scale", rich_help_panel=opt.OUTPUT,
                                               help="The three-scale temporal pass.")] = True,
     scales: Annotated[str, typer.Option(metavar="A,B,C", rich_help_panel=opt.OUTPUT, help="Temporal scales.")] = "1.0,0.85,1.15",
@@ -120,7 +127,7 @@ def extract_command(
                 batch_size=batch_size, splits=parsed_splits, precision=opt.value(precision), overwrite=overwrite,
                 shard=this_shard, seed=clip["seed"], compile=compile_net, cuda_graph=cuda_graph,
                 space_check=not run["no_space_check"], recipe=opt.value(recipe), input_size=input_size,
-                window=window, stride=stride, fps=fps,
+                window=window, stride=stride, fps=fps, views=views, views_reduce=views_reduce,
             )
             source = _VideoSource(opt.clip_settings(clip), decode, tree) if from_videos else None
             results = _run(processed, features, settings, source, dry_run=run["dry_run"])
@@ -206,7 +213,7 @@ def backbones_command() -> None:
     from backbones import default_registry
 
     table = PlainTable(title="vcp backbones (entry-point group vcp.backbones)")
-    for col in ("name", "dim", "input (recipe)", "default weights", "from", "status"):
+    for col in ("name", "kind", "dim", "input (recipe)", "default weights", "from", "status"):
         table.add_column(col, overflow="fold")
     registry = default_registry()
     for name, spec in registry.specs().items():
@@ -215,6 +222,9 @@ def backbones_command() -> None:
         shown = f"{recipe.size[1]}x{recipe.size[0]} {recipe.resize_mode}" if recipe.has_recipe else "as stored"
         if spec.frames_as_stored:
             shown = f"as stored ({shown} with --recipe model)"
-        table.add_row(name, str(spec.feature_dim or "-"), shown, str(spec.default_weights or "-"), spec.distribution, status)
-    table.add_row("timm/<model>", "its own", "its own", "DEFAULT", "timm", "ok")
+        kind = spec.kind
+        if spec.kind == "clip" and spec.window:  # its window: frames at a rate
+            kind = f"clip {spec.window}@{spec.frame_rate:g}fps" + (" only" if spec.fixed_window else "")
+        table.add_row(name, kind, str(spec.feature_dim or "-"), shown, str(spec.default_weights or "-"), spec.distribution, status)
+    table.add_row("timm/<model>", "frame", "its own", "its own", "DEFAULT", "timm", "ok")
     console().print(table)

@@ -65,7 +65,8 @@ class _Named:
 
 
 class FeatureDataset(_Named, Dataset):
-    """Items ``(features [max_frames, D] float32, mask [max_frames] bool, label int, name str)``:
+    """Items ``(features [max_frames, D] float32, mask [max_frames] bool, label int, name str)``
+    (features ``[max_frames, V, D]`` for a file of several views, named in order by ``.views``):
     ``label`` 0..num_classes-1 (-1: unlabeled), ``name`` the video's own name (``.names``).
 
     ``mask`` is True on the ``num_frames`` real rows (the rest is zero padding). Features of a
@@ -93,7 +94,9 @@ class FeatureDataset(_Named, Dataset):
             self.paths = stored_paths(h5)  # each row's video as its manifest (or RAW) names it; "" if unknown
             self.names = [p or f for p, f in zip(self.paths, self.filenames, strict=True)]
             self.classes = _classes(_json_attr(h5, "classes"), self.category_mapping)
-            self.max_frames, self.feature_dim = h5["features"].shape[1:]
+            shape = h5["features"].shape  # [N, rows, D], or [N, rows, V, D] with views
+            self.max_frames, self.feature_dim = shape[1], shape[-1]
+            self.views = json.loads(h5.attrs["views"]) if len(shape) == 4 and "views" in h5.attrs else None
             self.kind = str(h5.attrs.get("kind", "frame"))
             self.window_times = h5["window_times"][:] if "window_times" in h5 else None
             self.window_frames = h5["window_frames"][:] if "window_frames" in h5 else None

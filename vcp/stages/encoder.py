@@ -45,7 +45,7 @@ class FrameEncoder:
         self.weights_cast = _cast_weights_once(self.net, self.dtype) if self.dtype and self.net is not self.model else 0
         self.target: InputSpec = self.model.input_spec
         # the model's own resize/crop, applied to stored frames (None: frames go in as stored)
-        self.recipe = StoredRecipe(self.target, config.backbone) if config.uses_model_recipe and self.target.has_recipe else None
+        self.recipe = StoredRecipe(self.target, config.backbone, config.views) if config.uses_model_recipe and self.target.has_recipe else None
         self._affine_cache: dict = {}
         self.cuda = self.device.type == "cuda"
         if self.cuda:
@@ -223,8 +223,13 @@ class FrameEncoder:
 
 def video_features(encoder: FrameEncoder, video: torch.Tensor, config, stored: InputSpec = IMAGENET) -> torch.Tensor:
     """One video ``[T, 3, H, W]`` -> its rows: three-scale ``[max_L, D]`` or ``[T, D]``."""
-    return encoder(video, stored, per_video=functools.partial(video_rows, scales=config.scales,
-                                                              multi_scale=config.multi_scale))
+    return encoder(video, stored, per_video=per_video_rows(config))
+
+
+def per_video_rows(config):
+    """What a video's (or its views') features become: its rows (:func:`video_rows`)."""
+    return functools.partial(video_rows, scales=config.scales, multi_scale=config.multi_scale, views=config.views,
+                             reduce=config.views_reduce)
 
 
 def load_backbone(config) -> torch.nn.Module:

@@ -10,7 +10,6 @@ progress as segments as it goes. What the file records about its making is
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -20,9 +19,9 @@ from pathlib import Path
 from vcp.common.progress import make_progress
 from vcp.common.report import one_line
 from vcp.stages import stage
-from vcp.stages.encoder import FrameEncoder
+from vcp.stages.encoder import FrameEncoder, per_video_rows
 from vcp.stages.interrupt import check_stop, checkpoint_seconds, stop_requested
-from vcp.stages.multiscale import output_rows, video_rows
+from vcp.stages.multiscale import output_rows
 from vcp.stages.packing import PackedEncoder
 from vcp.stages.provenance import run_attrs
 from vcp.stages.records import Failed
@@ -72,7 +71,7 @@ def write_features(
     with (
         H5Writer(
             out_path, max_frames=max_rows(frame_counts, config), feature_dim=encoder.model.feature_dim,
-            category_mapping=mapping, multi_scale=config.multi_scale, attrs=run_attrs(config, encoder, fp, attrs),
+            category_mapping=mapping, multi_scale=config.multi_scale, views=config.stored_views, attrs=run_attrs(config, encoder, fp, attrs),
             with_order=config.shard.active, compress_threads=compress_threads(encoder.device.type), segments=prefix,
         ) as writer,
         make_progress(console, "frames") as progress,
@@ -92,8 +91,7 @@ def write_features(
             print(one_line(f"vcp: resuming {split}{stage.shard_label(config.shard)}: {result.videos} of {total} videos "
                            "already written"), file=sys.stderr, flush=True)
 
-        _feed(clips(sink.next_order), PackedEncoder(encoder, config.forward_batch, functools.partial(video_rows, scales=config.scales, multi_scale=config.multi_scale)),
-              sink, writer)
+        _feed(clips(sink.next_order), PackedEncoder(encoder, config.forward_batch, per_video_rows(config)), sink, writer)
         progress.update(task, total=result.videos + len(result.failures), completed=result.videos + len(result.failures))
         writer.attrs["failed_files"] = json.dumps(sorted(result.failures + result.upstream_failures))
         writer.attrs["tensorize_failed_files"] = json.dumps(result.upstream_failures)

@@ -5,6 +5,8 @@ frame data (rows are copied, never recomputed); run-specific metadata (timings, 
 sizes) is combined. Parts from different settings (another backbone, frame count,
 strategy...) or an incomplete set are refused with a clear error; nothing is written
 then. A successful merge removes the parts.
+(A little longer than 300 lines: the ``.pt`` and the features merges share the checks of a
+complete, consistent set of parts and the row order, so they live together.)
 """
 
 from __future__ import annotations
@@ -182,25 +184,14 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
         with H5Writer(
             final, max_frames=max(int(a["max_frames"]) for a in attrs.values()), feature_dim=int(first["feature_dim"]),
             category_mapping=json.loads(first["category_mapping"]), multi_scale=bool(first["multi_scale"]), attrs=keep,
+            views=_views_of(files[parts[0]]),
         ) as w:
             for _, p, i in rows:
                 h5 = files[p]
                 n = int(h5["num_frames"][i])
                 name = h5["filenames"][i]
-                sampling = {}
-                if "frame_indices" in h5:
-                    sampling = {"fps": float(h5["fps"][i]), "frame_indices": h5["frame_indices"][i].tolist(),
-                                "frame_times": h5["frame_times"][i].tolist()}
-                if "paths" in h5:
-                    path = h5["paths"][i]
-                    seg = [None if np.isnan(v) else float(v) for v in h5["segments"][i]] if "segments" in h5 else None
-                    sampling.update(path=path.decode() if isinstance(path, bytes) else path,
-                                    segment=None if seg is None or seg == [None, None] else seg)
-                if "window_frames" in h5:  # a clip backbone's windows
-                    k = int(h5["num_windows"][i])
-                    sampling.update(window_frames=h5["window_frames"][i, :k], window_times=h5["window_times"][i, :k],
-                                    short=bool(h5["window_padded"][i]))
-                w.add(h5["features"][i, :n], label=int(h5["labels"][i]), filename=name.decode() if isinstance(name, bytes) else name, **sampling)
+                w.add(h5["features"][i, :n], label=int(h5["labels"][i]), filename=name.decode() if isinstance(name, bytes) else name,
+                      **_row_record(h5, i))
             w.commit()
     finally:
         for h5 in files.values():
@@ -210,6 +201,30 @@ def merge_features(final: Path, parts: list[Path], *, check_only: bool = False) 
     with contextlib.suppress(OSError):
         parts[0].parent.rmdir()
     return final
+
+
+def _row_record(h5, i: int) -> dict:
+    """Row ``i``'s record beside its features: where its frames (or windows) came from."""
+    record = {}
+    if "frame_indices" in h5:
+        record = {"fps": float(h5["fps"][i]), "frame_indices": h5["frame_indices"][i].tolist(),
+                  "frame_times": h5["frame_times"][i].tolist()}
+    if "paths" in h5:
+        path = h5["paths"][i]
+        seg = [None if np.isnan(v) else float(v) for v in h5["segments"][i]] if "segments" in h5 else None
+        record.update(path=path.decode() if isinstance(path, bytes) else path,
+                      segment=None if seg is None or seg == [None, None] else seg)
+    if "window_frames" in h5:  # a clip backbone's windows
+        k = int(h5["num_windows"][i])
+        record.update(window_frames=h5["window_frames"][i, :k], window_times=h5["window_times"][i, :k],
+                      short=bool(h5["window_padded"][i]))
+    return record
+
+
+def _views_of(h5) -> int:
+    """Views each row of a features file holds (1: rows are [rows, D])."""
+    shape = h5["features"].shape
+    return shape[2] if len(shape) == 4 else 1
 
 
 def _plain(value):

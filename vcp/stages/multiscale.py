@@ -34,10 +34,18 @@ def output_rows(num_frames: int, scales: Sequence[float]) -> int:
     return max(len(scale_indices(num_frames, s)) for s in scales)
 
 
-def video_rows(frame_features: torch.Tensor, *, scales: Sequence[float], multi_scale: bool) -> torch.Tensor:
-    """One video's rows from its per-frame features ``[T, D]``: the three-scale rule
-    (:func:`combine_scales`) or, without it, the frames' own rows."""
-    return combine_scales(frame_features, scales) if multi_scale else frame_features
+def video_rows(frame_features: torch.Tensor, *, scales: Sequence[float], multi_scale: bool, views: int = 1,
+               reduce: str | None = None) -> torch.Tensor:
+    """One video's rows from its per-frame (or per-window) features ``[T, D]``: the
+    three-scale rule (:func:`combine_scales`) or, without it, the frames' own rows. With
+    several views the features are ``[T * V, D]`` frame after frame, the rule applies to
+    each view, and the rows are ``[rows, V, D]`` (``reduce="mean"``: their mean ``[rows, D]``)."""
+    if views == 1:
+        return combine_scales(frame_features, scales) if multi_scale else frame_features
+    d = frame_features.shape[-1]
+    flat = frame_features.reshape(-1, views * d)  # each view's columns side by side: one rule for all
+    rows = (combine_scales(flat, scales) if multi_scale else flat).reshape(-1, views, d)
+    return rows.mean(dim=1) if reduce == "mean" else rows
 
 
 def combine_scales(frame_features: torch.Tensor, scales: Sequence[float]) -> torch.Tensor:

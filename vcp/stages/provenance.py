@@ -12,6 +12,7 @@ import h5py
 import torch
 
 from backbones.weights import NoWeights, Weights, WeightsFile
+from dali_pipes import VIEW_NAMES
 from vcp.common.versions import versions
 from vcp.stages import stage
 from vcp.stages.encoder import FrameEncoder
@@ -36,6 +37,8 @@ def fingerprint(files: list[Path], config: ExtractConfig, *, names: list[str] | 
         payload["init_seed"] = config.seed
     if config.uses_model_recipe:  # the model's own input recipe (frames as stored: no key, as before it existed)
         payload["recipe"] = ["model", config.input_size]
+    if config.views > 1:  # (one view: no key, as before views existed)
+        payload["views"] = [config.views, config.views_reduce]
     return stage.fingerprint(payload)
 
 
@@ -89,6 +92,8 @@ def run_attrs(config: ExtractConfig, encoder: FrameEncoder, fp: str, extra: dict
         "shard_index": config.shard.index if config.shard.active else None,
         "shard_count": config.shard.count if config.shard.active else None,
         "init_seed": config.seed if config.random_init else None,
+        "views": json.dumps(VIEW_NAMES[config.views]) if config.views > 1 else None,
+        "views_reduce": config.views_reduce if config.views > 1 else None,
         "frames_per_forward": config.forward_batch,
         "compiled": bool(encoder.compiled),
         "weights_cast_once": encoder.weights_cast if encoder.dtype is not None else None,

@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from backbones.spec import InputSpec
-from dali_pipes import Geometry
+from dali_pipes import Geometry, views_frame_major
 
 
-def geometry_of(spec: InputSpec) -> Geometry:
+def geometry_of(spec: InputSpec, views: int = 1) -> Geometry:
     return Geometry(size=tuple(spec.size), scale=tuple(spec.scale_size), mode=spec.resize_mode, interpolation=spec.interpolation,
-                    antialias=spec.antialias)
+                    antialias=spec.antialias, views=views)
 
 
 class StoredRecipe:
@@ -28,9 +28,9 @@ class StoredRecipe:
     normalization). Says once when it has to upsample (the frames were stored smaller than
     the model resizes to)."""
 
-    def __init__(self, target: InputSpec, name: str):
+    def __init__(self, target: InputSpec, name: str, views: int = 1):
         self.target, self.name = target, name
-        self.geometry = geometry_of(target)
+        self.geometry = geometry_of(target, views)
         self._warned = False
 
     def __call__(self, frames: torch.Tensor, stored: InputSpec) -> torch.Tensor:
@@ -44,11 +44,13 @@ class StoredRecipe:
                       "(or extract --from-videos) to keep the detail", file=sys.stderr, flush=True)
             frames = F.interpolate(frames, size=(rh, rw), mode=self.geometry.interpolation, antialias=True,
                                    align_corners=False)
-        return self._crop(frames, stored, rh, rw)
+        views = [self._crop(frames, stored, rh, rw, top, left) for top, left in self.geometry.boxes(rh, rw)]
+        if len(views) == 1:
+            return views[0]
+        return views_frame_major(torch.cat(views), len(views), self.geometry.flipped())  # [T * V, 3, h, w]
 
-    def _crop(self, frames: torch.Tensor, stored: InputSpec, rh: int, rw: int) -> torch.Tensor:
+    def _crop(self, frames: torch.Tensor, stored: InputSpec, rh: int, rw: int, top: int, left: int) -> torch.Tensor:
         ch, cw = self.geometry.size
-        top, left = self.geometry.window(rh, rw)
         if top >= 0 and left >= 0:
             return frames[..., top:top + ch, left:left + cw]
         pixel = self.target.mean if self.geometry.mode == "border" else (0.0, 0.0, 0.0)  # what the model's transform pads with

@@ -22,7 +22,7 @@ import torch
 
 from backbones.spec import IMAGENET, InputSpec
 from backbones.weights import NoWeights, Weights, parse_weights
-from dali_pipes import MAX_PIXELS, STRATEGIES, ClipLoader, SamplingSpec
+from dali_pipes import MAX_PIXELS, STRATEGIES, VIEWS, ClipLoader, SamplingSpec
 from vcp.common.errors import UsageError
 from vcp.inputs.layout import Group, RawTree
 from vcp.stages.multiscale import DEFAULT_SCALES
@@ -180,6 +180,8 @@ class ExtractConfig:
     window: int | None = None  # a clip backbone's frames per window (None: its release's)
     stride: int | None = None  # resampled frames between window starts (None: the window)
     fps: float | None = None  # the rate windows are sampled at (None: the release's; 0: the video's own)
+    views: int = 1  # crops per frame or window: 1 (the recipe's centre crop), 3 (along the longer side), 10 (TenCrop)
+    views_reduce: str | None = None  # "mean": the views' mean is stored, not each view
 
     @property
     def uses_model_recipe(self) -> bool:
@@ -213,10 +215,22 @@ class ExtractConfig:
                              "by default (--recipe auto): add --recipe model to give it its own recipe at that size")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise UsageError(f"scales must be positive numbers, got {self.scales}")
+        if self.views not in VIEWS:
+            raise UsageError(f"--views must be {', '.join(map(str, VIEWS[:-1]))} or {VIEWS[-1]}, got {self.views}")
+        if self.views_reduce not in (None, "mean"):
+            raise UsageError(f"--views-reduce must be mean, got {self.views_reduce!r}")
+        if self.views > 1 and not self.uses_model_recipe:
+            raise UsageError(f"--views {self.views} crops the model's own recipe, but {self.backbone} takes the frames as "
+                             "stored by default (--recipe auto): add --recipe model")
         for name, low in (("window", 1), ("stride", 1), ("fps", 0)):
             value = getattr(self, name)
             if value is not None and not (value >= low and value < 1e6):  # also NaN
                 raise UsageError(f"--{name} must be a number >= {low}, got {value}")
+
+    @property
+    def stored_views(self) -> int:
+        """Views each row holds in the file (1 without views, or with their mean)."""
+        return 1 if self.views_reduce == "mean" else self.views
 
     @property
     def temporal(self) -> Temporal | None:

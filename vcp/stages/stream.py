@@ -100,7 +100,7 @@ class VideoSource:
 
     def __enter__(self) -> VideoSource:
         on_cuda = self.config.device.startswith("cuda")
-        geometry = geometry_of(self.stored) if self.stored.has_recipe else None
+        geometry = geometry_of(self.stored, self.config.views) if self.stored.has_recipe else None
         self.loader = self.decode.loader(self.clip.size, self.stored, geometry)
         self.depth = self.decode.prefetch_depth(default=2 if on_cuda else 0)
         return self
@@ -116,7 +116,7 @@ class VideoSource:
 
     def output_bytes(self, split: str, dim: int) -> int:
         videos = sum(len(g.files) for g in self.tree.groups_of(split)) // max(1, self.config.shard.count)
-        return features_bytes(videos, max_rows([self.clip.frames], self.config), dim)
+        return features_bytes(videos, max_rows([self.clip.frames], self.config), dim * self.config.stored_views)
 
     def plan_row(self, split: str) -> tuple[int, int, list[str]]:
         """Every file found; those refused on sight (empty, not regular, a broken link...) named."""

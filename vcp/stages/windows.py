@@ -46,7 +46,7 @@ class WindowSource:
         self.reader = None
 
     def __enter__(self) -> WindowSource:
-        self.reader = WindowReader(geometry=geometry_of(self.stored), mean=self.stored.mean, std=self.stored.std,
+        self.reader = WindowReader(geometry=geometry_of(self.stored, self.config.views), mean=self.stored.mean, std=self.stored.std,
                                    device=self.decode.mode, device_id=self.decode.device_id)
         return self
 
@@ -84,7 +84,7 @@ class WindowSource:
                 raise VideoError(video.file, f"frames of {info.width}x{info.height} are larger than the limit of "
                                              f"{self.decode.max_pixels} pixels; --max-pixels raises it")
             t = self.temporal
-            return plan_video(info, geometry_of(self.stored), window=t.window, stride=t.stride, frame_rate=t.frame_rate,
+            return plan_video(info, geometry_of(self.stored, self.config.views), window=t.window, stride=t.stride, frame_rate=t.frame_rate,
                               segment=video.segment)
         except VideoError as exc:
             return exc
@@ -93,7 +93,7 @@ class WindowSource:
         return [len(p.frames) for *_, p in self.plans(split) if not isinstance(p, VideoError)] or [1]
 
     def output_bytes(self, split: str, dim: int) -> int:
-        return features_bytes(len(self.plans(split)), max_rows(self._counts(split), self.config), dim)
+        return features_bytes(len(self.plans(split)), max_rows(self._counts(split), self.config), dim * self.config.stored_views)
 
     def job(self, split: str, result: SplitResult) -> SplitJob:
         plans = self.plans(split)

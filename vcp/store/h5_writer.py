@@ -60,6 +60,7 @@ class H5Writer:
         feature_dim: int,
         category_mapping: dict[str, int],
         multi_scale: bool,
+        views: int = 1,
         attrs: dict | None = None,
         with_order: bool = False,
         compress_threads: int = 0,
@@ -67,7 +68,8 @@ class H5Writer:
     ):
         self.final = Path(final)
         self.tmp = tmp_path_for(self.final)
-        self.row_shape = (max_frames, feature_dim)
+        # a row: [max_frames, D], or with several views [max_frames, V, D]
+        self.row_shape = (max_frames, feature_dim) if views == 1 else (max_frames, views, feature_dim)
         self.category_mapping = category_mapping
         self.multi_scale = multi_scale
         self.attrs = attrs or {}
@@ -89,11 +91,10 @@ class H5Writer:
 
     def __enter__(self) -> H5Writer:
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        rows, dim = self.row_shape
         self._h5 = h5py.File(self.tmp, "w")
         self._h5.create_dataset(
-            "features", shape=(0, rows, dim), maxshape=(None, rows, dim), dtype="float32",
-            chunks=(1, max(rows, 1), max(dim, 1)), compression="gzip", compression_opts=GZIP_LEVEL,
+            "features", shape=(0, *self.row_shape), maxshape=(None, *self.row_shape), dtype="float32",
+            chunks=(1, *(max(x, 1) for x in self.row_shape)), compression="gzip", compression_opts=GZIP_LEVEL,
             fillvalue=0.0,
         )
         if self.compress_threads:
@@ -110,15 +111,14 @@ class H5Writer:
     def unsaved_bytes(self) -> int:
         """Bytes held in memory for the rows since the last segment: their compressed chunks,
         and rows still being compressed at their full size."""
-        rows, dim = self.row_shape
-        return self._unsaved_size + len(self._pending) * rows * dim * 4
+        return self._unsaved_size + len(self._pending) * int(np.prod(self.row_shape)) * 4
 
     def add(
         self, features: np.ndarray, *, label: int, filename: str, order: int | None = None,
         fps: float | None = None, frame_indices=None, frame_times=None, path: str | None = None, segment=None,
         window_frames=None, window_times=None, short: bool | None = None,
     ) -> None:
-        """Next row: ``features`` ``[rows, D]`` (rows <= max_frames), zero-padded; with the
+        """Next row: ``features`` ``[rows, D]`` (``[rows, V, D]`` with views; rows <= max_frames), zero-padded; with the
         video's rate and the frames it was sampled at when known (a clip backbone's rows:
         each window's source frames ``[W, window]``, its ``[start, end)`` seconds ``[W, 2]``,
         and whether its one window was padded, ``short``)."""
@@ -150,9 +150,13 @@ class H5Writer:
         while self._pending and (block or self._pending[0][1].done()):
             i, future = self._pending.popleft()
             data = future.result()
-            dset.id.write_direct_chunk((i, 0, 0), data)
+            dset.id.write_direct_chunk(self._chunk(i), data)
             if self.segments is not None:
                 self._keep_unsaved(i, data)
+
+    def _chunk(self, row: int) -> tuple:
+        """The offset of ``row``'s chunk (the whole row)."""
+        return (row,) + (0,) * len(self.row_shape)
 
     def truncate(self, rows: int) -> None:
         """Take back every row from ``rows`` on (a rejected group's rows)."""
@@ -181,18 +185,18 @@ class H5Writer:
         """Commit the rows written since the last segment, with ``state`` (JSON-able)."""
         self._drain(block=True)
         start, end = self._saved, self._written
-        rows, dim = self.row_shape
         path = self.segments.parent / segment_name(self.segments.name, self._next_segment)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = tmp_path_for(path)
         try:
             with h5py.File(tmp, "w") as seg:
                 dset = seg.create_dataset(
-                    "features", shape=(end - start, rows, dim), dtype="float32", chunks=(1, max(rows, 1), max(dim, 1)),
-                    compression="gzip", compression_opts=GZIP_LEVEL, fillvalue=0.0,
+                    "features", shape=(end - start, *self.row_shape), dtype="float32",
+                    chunks=(1, *(max(x, 1) for x in self.row_shape)), compression="gzip", compression_opts=GZIP_LEVEL,
+                    fillvalue=0.0,
                 )
                 for i, data in self._unsaved:
-                    dset.id.write_direct_chunk((i - start, 0, 0), data)
+                    dset.id.write_direct_chunk(self._chunk(i - start), data)
                 seg.attrs["start"], seg.attrs["end"] = start, end
                 seg.attrs["row_shape"] = json.dumps(list(self.row_shape))
                 seg.attrs["columns"] = json.dumps({k: v[start:end] for k, v in self._columns.items()}, default=_plain)
@@ -241,10 +245,10 @@ class H5Writer:
                 dset.resize(end, axis=0)
             row_bytes = int(np.prod(self.row_shape)) * 4
             for j in range(end - start):
-                mask, data = seg["features"].id.read_direct_chunk((j, 0, 0))
+                mask, data = seg["features"].id.read_direct_chunk(self._chunk(j))
                 if len(zlib.decompress(data) if mask == 0 else data) != row_bytes:  # a damaged chunk never reaches the file
                     raise ValueError(f"row {start + j} does not decompress to {row_bytes} bytes")
-                dset.id.write_direct_chunk((start + j, 0, 0), data, filter_mask=mask)
+                dset.id.write_direct_chunk(self._chunk(start + j), data, filter_mask=mask)
         for name, values in self._columns.items():
             values += columns[name]
         self._written = self._saved = end
@@ -252,7 +256,7 @@ class H5Writer:
 
     def commit(self) -> Path:
         self._drain(block=True)
-        n, (rows, dim) = self._written, self.row_shape
+        n, rows, dim = self._written, self.row_shape[0], self.row_shape[-1]
         self._h5["features"].resize(n, axis=0)
         columns = [("labels", "int64"), ("num_frames", "int32"), ("filenames", h5py.string_dtype())]
         if self.with_order:

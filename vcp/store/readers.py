@@ -125,7 +125,8 @@ def features_problem(h5) -> str | None:
     import h5py
 
     try:
-        feats = _dataset(h5, "features", 3, "f", None)
+        views = "features" in h5 and getattr(h5["features"], "ndim", 0) == 4  # [N, rows, V, D], else [N, rows, D]
+        feats = _dataset(h5, "features", 4 if views else 3, "f", None)
         n = feats.shape[0]
         labels = _dataset(h5, "labels", 1, "iu", n)
         counts = _dataset(h5, "num_frames", 1, "iu", n)
