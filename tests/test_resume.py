@@ -217,3 +217,23 @@ def test_no_hard_links_means_no_checkpoints_not_a_failed_run(raw, tmp_path, monk
     assert r.exit_code == 3, r.output  # the broken video only
     assert "no checkpoints (Operation not permitted): a stopped run will redo this group" in r.stderr
     assert torch.load(tmp_path / "o/train/apple/apple" / PT_NAME, weights_only=True)["videos"].shape[0] == 5
+
+
+@pytest.mark.parametrize("views", [1, 3])
+def test_a_checkpoint_before_any_row_is_committed_and_resumed(tmp_path, views):
+    """A long video (a clip backbone's hundreds of windows) can take longer than a checkpoint
+    interval before its row arrives: a segment of no rows is committed, and resumes."""
+    from vcp.store.h5_writer import H5Writer
+
+    prefix = tmp_path / ".resume" / "train_features.h5.abc"
+    kwargs = dict(max_frames=4, feature_dim=3, category_mapping={"a": 0}, multi_scale=False, views=views, segments=prefix)
+    row = np.arange(4 * views * 3, dtype=np.float32).reshape((4, 3) if views == 1 else (4, views, 3))
+    with H5Writer(tmp_path / "train_features.h5", **kwargs) as w:
+        w.checkpoint({"next_order": 0})  # nothing written yet
+        w.add(row, label=0, filename="a/a/x.mp4")
+        w.checkpoint({"next_order": 1})
+    with H5Writer(tmp_path / "train_features.h5", **kwargs) as w:
+        assert w.resumed == {"next_order": 1} and w.rows == 1
+        w.commit()
+    with h5py.File(tmp_path / "train_features.h5") as h5:
+        assert np.array_equal(h5["features"][0], row) and h5["features"].shape == (1, *row.shape)

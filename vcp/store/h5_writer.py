@@ -191,7 +191,7 @@ class H5Writer:
         try:
             with h5py.File(tmp, "w") as seg:
                 dset = seg.create_dataset(
-                    "features", shape=(end - start, *self.row_shape), dtype="float32",
+                    "features", shape=(end - start, *self.row_shape), maxshape=(None, *self.row_shape), dtype="float32",
                     chunks=(1, *(max(x, 1) for x in self.row_shape)), compression="gzip", compression_opts=GZIP_LEVEL,
                     fillvalue=0.0,
                 )
