@@ -420,6 +420,9 @@ def main(argv=None) -> int:
                 log(rows[-1])
             except Exception as exc:  # noqa: BLE001
                 failed(rows, log, f"extract --from-videos, {p} pipeline(s)", exc)
+        from bench.clips import gpu_clip_rows
+
+        gpu_clip_rows(raw, work, rows, log, failed)  # clip backbones: r2plus1d_18, swin3d_t
         peak = max(peak_seen, torch.cuda.max_memory_allocated()) / 2**30
         shutil.rmtree(work, ignore_errors=True)
 

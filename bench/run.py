@@ -375,7 +375,8 @@ def bench_plan(work: Path, rows: list, classes: int = 12_000, runs: int = 2):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/benchmarks.md")
-    ap.add_argument("--only", choices=["extract", "recipe", "tensorize", "streaming", "rss", "writer", "manifest", "plan"], default=None)
+    ap.add_argument("--only", choices=["extract", "recipe", "tensorize", "streaming", "rss", "writer", "manifest", "plan",
+                                       "clips"], default=None)
     ap.add_argument("--videos", type=int, default=8, help="videos for tensorize/streaming (4 codecs round-robin)")
     args = ap.parse_args(argv)
     rows: list = []
@@ -383,7 +384,7 @@ def main(argv=None):
         work = Path(tmp)
         raw = work / "raw"
         make_videos(raw, args.videos)
-        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer", "manifest", "plan"]
+        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer", "manifest", "plan", "clips"]
         processed = None
         if "extract" in todo or "tensorize" in todo:
             processed = bench_tensorize(raw, work, rows) if "tensorize" in todo else None
@@ -405,6 +406,11 @@ def main(argv=None):
             bench_manifest(work, rows)
         if "plan" in todo:
             bench_plan(work, rows)
+        if "clips" in todo:
+            from bench.clips import bench_clip_backbone, bench_clip_memory
+
+            bench_clip_backbone(work, rows, timed, best_of_pair)
+            bench_clip_memory(work, rows)
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
     print(header + "".join("| " + " | ".join(r) + " |\n" for r in rows))
     method = ("Tensorize best of 4, streaming best of 3, extract best of 2 after a warm-up; baseline and vcp "

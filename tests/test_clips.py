@@ -323,3 +323,19 @@ def test_loaders_export_and_the_dry_run_read_clip_features(tiny3d, clip_raw, tmp
     assert r.exit_code == 0, r.output
     exported = np.load(tmp_path / "npy/train" / f"{data.filenames[0]}.npy")
     assert exported.shape == (windows[0], 16) and np.array_equal(exported, features[: windows[0]].numpy())
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("views", [1, 10])
+def test_windows_on_the_card_equal_the_cpus(videos, views):
+    """The GPU graph (the frames decoded by PyAV, resized, cropped into views and normalized
+    on the card) against the CPU graph, window for window."""
+    path = videos("h264", 40, width=160, height=90, fps=30)
+    config = ExtractConfig(backbone="r2plus1d_18", weights=None, window=4, views=views)
+    spec = load_backbone(config).input_spec
+    geometry = geometry_of(spec, views)
+    plan = plan_video(probe(path), geometry, window=4, stride=4, frame_rate=15.0)
+    cpu = torch.cat(list(WindowReader(geometry=geometry, mean=spec.mean, std=spec.std).windows(plan, per_chunk=2)))
+    gpu = torch.cat(list(WindowReader(geometry=geometry, mean=spec.mean, std=spec.std, device="gpu").windows(plan, per_chunk=2)))
+    assert gpu.is_cuda and gpu.shape == cpu.shape
+    assert (gpu.cpu() - cpu).abs().mean() < 0.002
