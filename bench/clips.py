@@ -126,9 +126,9 @@ def gpu_clip_rows(raw: Path, work: Path, rows: list, log, failed) -> None:
             encoder = FrameEncoder(model, config)
             batches = [windows[i:i + 32] for i in range(0, len(windows), 32)]
 
-            def alone():
+            def alone(encoder=encoder, batches=batches, spec=model.input_spec):
                 for b in batches:
-                    encoder.forward(encoder.prepare(b, model.input_spec)[0])
+                    encoder.forward(encoder.prepare(b, spec)[0])
                 torch.cuda.synchronize()
 
             alone()  # warm-up (cuDNN's algorithm search)
