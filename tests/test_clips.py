@@ -339,3 +339,72 @@ def test_windows_on_the_card_equal_the_cpus(videos, views):
     gpu = torch.cat(list(WindowReader(geometry=geometry, mean=spec.mean, std=spec.std, device="gpu").windows(plan, per_chunk=2)))
     assert gpu.is_cuda and gpu.shape == cpu.shape
     assert (gpu.cpu() - cpu).abs().mean() < 0.002
+
+
+# -- weights, as for the other built-ins -----------------------------------------------------
+def test_clip_weights_a_local_file_a_release_from_the_cache_and_offline_defaults(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision
+
+    from backbones import WeightsError, get_backbone
+
+    full = torchvision.models.get_model("r2plus1d_18", weights=None)
+    path = tmp_path / "r2plus1d.pth"
+    torch.save(full.state_dict(), path)  # as published: fc.* keys included
+    model = get_backbone("r2plus1d_18", str(path))
+    x = torch.randn(1, 3, 4, 32, 32)
+    full.fc = torch.nn.Identity()
+    torch.testing.assert_close(model(x), full.eval()(x))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsError) as info:
+        get_backbone("r2plus1d_18", "DEFAULT")
+    cached = tmp_path / "hub" / "checkpoints" / "r2plus1d_18-91a641e6.pth"
+    assert str(cached) in str(info.value) and "--weights PATH" in str(info.value)
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.get_model("r2plus1d_18", weights=None).state_dict(), cached)
+    assert "KINETICS400_V1" in get_backbone("r2plus1d_18", "KINETICS400_V1").weights_source
+    with pytest.raises(WeightsError, match="KINETICS400_IMAGENET22K_V1"):  # a release swin3d_b has, listed
+        get_backbone("swin3d_b", "KINETICS999")
+
+
+@pytest.fixture
+def installed_clip_plugin(tmp_path, monkeypatch):
+    """A real distribution (dist-info + entry_points.txt) on sys.path registering a clip backbone."""
+    import sys
+    import textwrap
+
+    import backbones._registry as reg
+    from vcp.stages import settings
+
+    site = tmp_path / "site"
+    (site / "clipvcpplugin").mkdir(parents=True)
+    (site / "clipvcpplugin" / "__init__.py").write_text("from tests.plugins import tiny3d\n")
+    info = site / "clipvcpplugin-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: clipvcpplugin\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent("[vcp.backbones]\nsmall3d = clipvcpplugin:tiny3d\n"))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(reg, "_default", None)
+    settings._spec_of.cache_clear()
+    yield
+    settings._spec_of.cache_clear()
+    sys.modules.pop("clipvcpplugin", None)
+
+
+def test_an_installed_clip_plugin_is_listed_and_extracts(installed_clip_plugin, tmp_path, videos):
+    r = runner.invoke(app, ["backbones"])
+    line = next(line for line in r.output.splitlines() if "small3d" in line)
+    assert "clip 4@10fps" in line and "clipvcpplugin 0.1.0" in line and "ok" in line
+    raw = tmp_path / "raw"
+    videos.copy_to(raw / "train/walk/v.mp4", codec="h264", num_frames=30, fps=30)
+    r = runner.invoke(app, ["extract", "--from-videos", str(raw), str(tmp_path / "f"), "--backbone", "small3d", "--weights",
+                            "none", "--device", "cpu", "--no-multi-scale"])
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "f/train_features.h5") as h5:
+        assert h5["features"].shape == (1, 2, 16) and h5.attrs["kind"] == "clip"  # 30 frames at 30 fps: 10 at 10 fps
