@@ -69,3 +69,21 @@ def test_a_subset_keeps_the_whole_class_list(tmp_path, subset):
     ds = FeatureDataset(tmp_path / "f/train_features_multiscale.h5")
     assert ds.num_classes == 3 and ds.category_mapping == {c: i for i, c in enumerate(UCF_CLASSES)}
     assert sorted(set(ds.labels.tolist())) == [UCF_CLASSES.index(c) for c in sorted(subset, key=UCF_CLASSES.index)]
+
+
+def test_readme_clip_commands_as_written(tmp_path, monkeypatch, videos):
+    """The clip backbone and ten-crop commands (random init: only the weights option added)."""
+    import h5py
+
+    block = next(b for b in _blocks("bash") if "--backbone r2plus1d_18" in b)
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.strip().startswith("vcp ")]
+    assert len(commands) == 2
+    videos.copy_to(tmp_path / "data/raw/train/walk/v.mp4", codec="h264", num_frames=60, fps=30)
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        r = CliRunner().invoke(app, [*command[1:], "--weights", "none", "--device", "cpu"])
+        assert r.exit_code == 0, (command, r.output)
+    with h5py.File("features/r2p1d/train_features_multiscale.h5") as h5:  # 60 frames at 30 fps: 30 at 15; stride 8
+        assert h5["window_frames"][0, :, 0].tolist() == [0, 16] and h5.attrs["stride"] == 8
+    with h5py.File("features/tencrop/train_features.h5") as h5:  # the video's own 30 fps: 3 windows of 16
+        assert h5["features"].shape == (1, 3, 10, 512) and h5.attrs["frame_rate"] == 0.0
