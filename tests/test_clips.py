@@ -227,6 +227,11 @@ def test_a_clip_backbone_on_pt_files_names_from_videos(tiny3d, tmp_path, videos)
                             "--device", "cpu"])
     assert r.exit_code == 2 and "tiny3d is a clip backbone" in r.output and "--from-videos" in r.output, r.output
     assert not (tmp_path / "f").exists()
+    from vcp.common.errors import UsageError
+    from vcp.stages.extract import extract
+
+    with pytest.raises(UsageError, match="clip backbone"):  # the Python API too
+        extract(tmp_path / "p", tmp_path / "g", ExtractConfig(backbone="tiny3d", weights=None, device="cpu"), console=QUIET)
 
 
 def test_a_video_that_fails_part_way_gives_no_row_and_the_rest_go_on(tiny3d, tmp_path, videos, monkeypatch):

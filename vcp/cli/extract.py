@@ -195,11 +195,6 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
         return extract_from_videos(source, features, settings, videos.clip, decode, console=console(stderr=True), tree=tree)
     from vcp.stages.extract import extract
 
-    if settings.temporal is not None:
-        from vcp.common.errors import UsageError
-
-        raise UsageError(f"{settings.backbone} is a clip backbone: it reads windows of consecutive frames from the "
-                         "videos (--from-videos RAW); the frames in .pt files are sampled, not consecutive")
     if dry_run:
         from vcp.cli.plan import extract_plan
 

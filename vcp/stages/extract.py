@@ -18,6 +18,7 @@ import torch
 from rich.console import Console
 
 from backbones.spec import InputSpec
+from vcp.common.errors import UsageError
 from vcp.common.progress import console as progress_console
 from vcp.common.report import file_error, one_line
 from vcp.stages.encoder import FrameEncoder, load_backbone
@@ -60,6 +61,9 @@ class PtSource:
     tree = None
 
     def __init__(self, processed: str | Path, config: ExtractConfig, splits: list[str] | None = None):
+        if config.temporal is not None:
+            raise UsageError(f"{config.backbone} is a clip backbone: it reads windows of consecutive frames from the "
+                             "videos (--from-videos RAW); the frames in .pt files are sampled, not consecutive")
         self.config = config
         self.by_split = discover_processed(Path(processed), splits if splits is not None else config.splits)
         self.opened = {split: open_split(files) for split, files in self.by_split.items()}
