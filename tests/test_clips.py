@@ -114,8 +114,8 @@ def test_inputs_equal_torchvisions_preset_and_features_agree(name, videos):
     assert got.shape == want.shape
     # DALI's float resample against the preset's uint8 one (rounded): measured 0.001-0.004
     assert (got - want).abs().mean() < 0.006, (got - want).abs().mean()
-    with torch.no_grad():
-        a, b = model(got[:1]), model(want[:1])
+    with torch.no_grad():  # every window's features
+        a, b = model(got), model(want)
     assert torch.nn.functional.cosine_similarity(a, b).min() >= 0.999
 
 
