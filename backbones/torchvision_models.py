@@ -34,10 +34,12 @@ RECOMMENDED = "efficientnet_v2_s"
 
 
 
-def build(arch: str, weights=None) -> nn.Module:
+def headless(arch: str, weights, *, default_release: str, head: str) -> tuple[nn.Module, str]:
+    """torchvision's ``arch`` with ``weights`` (none, a local state_dict, a release: its
+    classification head's keys ignored) and its head replaced by ``Identity``; and where its
+    weights came from."""
     import torchvision
 
-    feature_dim, default_release, head = BUILTINS[arch]
     model = torchvision.models.get_model(arch, weights=None)
     weights = parse_weights(weights)
     if isinstance(weights, NoWeights):
@@ -50,6 +52,12 @@ def build(arch: str, weights=None) -> nn.Module:
         state, source = torchvision_state_dict(arch, release)
         load_into(model, state, head_prefixes=(head + ".",), source=source, arch=arch)
     setattr(model, head, nn.Identity())
+    return model, source
+
+
+def build(arch: str, weights=None) -> nn.Module:
+    feature_dim, default_release, head = BUILTINS[arch]
+    model, source = headless(arch, weights, default_release=default_release, head=head)
     return Backbone(model, feature_dim=feature_dim, input_spec=recipe(arch), weights_source=source)
 
 

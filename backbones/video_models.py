@@ -17,14 +17,7 @@ from functools import partial
 from torch import nn
 
 from .spec import Backbone, InputSpec
-from .weights import (
-    NoWeights,
-    WeightsFile,
-    load_into,
-    parse_weights,
-    read_state_dict,
-    torchvision_state_dict,
-)
+from .torchvision_models import headless
 
 # name -> (feature_dim, default release, head attribute, fixed window: the only window it takes, or None)
 VIDEO_BUILTINS: dict[str, tuple[int, str, str, int | None]] = {
@@ -69,21 +62,8 @@ def recipe(arch: str, release: str | None = None) -> InputSpec:
 
 
 def build(arch: str, weights=None) -> nn.Module:
-    import torchvision
-
     feature_dim, default_release, head, _ = VIDEO_BUILTINS[arch]
-    model = torchvision.models.get_model(arch, weights=None)
-    weights = parse_weights(weights)
-    if isinstance(weights, NoWeights):
-        source = "random init"
-    elif isinstance(weights, WeightsFile):
-        load_into(model, read_state_dict(weights.path), head_prefixes=(head + ".",), source=str(weights), arch=arch)
-        source = str(weights)
-    else:
-        release = default_release if weights.name.upper() == "DEFAULT" else weights.name
-        state, source = torchvision_state_dict(arch, release)
-        load_into(model, state, head_prefixes=(head + ".",), source=source, arch=arch)
-    setattr(model, head, nn.Identity())
+    model, source = headless(arch, weights, default_release=default_release, head=head)
     return Backbone(model, feature_dim=feature_dim, input_spec=recipe(arch), weights_source=source, kind="clip")
 
 
