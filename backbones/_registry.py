@@ -133,13 +133,12 @@ class Registry:
             from . import timm_models
 
             model_name = name[len(TIMM_PREFIX):]
-            try:
-                dim = timm_models.feature_dim(model_name)
-            except Exception:  # noqa: BLE001
-                raise BackboneError(f"unknown timm model {model_name!r} (see timm.list_models())") from None
+            if not timm_models.known(model_name):
+                raise BackboneError(f"unknown timm model {model_name!r} (see timm.list_models())")
+            # its width is learnt from the model when it is built (timm_models.feature_dim: without building it)
             return BackboneSpec(
                 name=name, factory=lambda weights=None, input_size=None: timm_models.build(model_name, weights, input_size),
-                feature_dim=dim, default_weights="DEFAULT", distribution="timm", entry_point="timm.create_model",
+                feature_dim=None, default_weights="DEFAULT", distribution="timm", entry_point="timm.create_model",
             )
         if self._specs is not None:
             spec = self._specs.get(name)

@@ -14,7 +14,7 @@ def build(model_name: str, weights=None, input_size: int | None = None) -> Backb
     (a ViT's position embedding resampled as timm does) where the model allows it."""
     import timm
 
-    if model_name not in timm.list_models(pretrained=False) and not timm.is_model(model_name):
+    if not known(model_name):
         raise KeyError(model_name)
     size_args = _size_arguments(model_name, input_size) if input_size else {}
     weights = parse_weights(weights)
@@ -31,7 +31,36 @@ def build(model_name: str, weights=None, input_size: int | None = None) -> Backb
         source = str(weights)
     else:
         model, source = _pretrained(model_name, weights.name, size_args)
-    return Backbone(model, feature_dim=feature_dim(model_name), input_spec=recipe(model, input_size), weights_source=source)
+    return Backbone(model, feature_dim=width_of(model), input_spec=recipe(model, input_size), weights_source=source)
+
+
+def width_of(model) -> int:
+    """The width of what the built headless ``model`` returns: one forward of it on the meta
+    device with meta stand-ins for its weights (``torch.func.functional_call``: its own
+    tensors untouched, nothing allocated or computed, no second model built); timm's own
+    declaration where that forward fails."""
+    import itertools
+
+    import torch
+
+    size = tuple((getattr(model, "pretrained_cfg", {}) or {}).get("input_size") or (3, 224, 224))
+    stand_ins = {name: torch.empty_like(t, device="meta")
+                 for name, t in itertools.chain(model.named_parameters(), model.named_buffers())}
+    try:
+        with torch.no_grad():
+            out = torch.func.functional_call(model, stand_ins, (torch.zeros(1, *size, device="meta"),))
+        if out.ndim == 2:
+            return int(out.shape[1])
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: timm's declared width
+        pass
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
+def known(model_name: str) -> bool:
+    """Whether timm has an architecture ``model_name`` (a pretrained tag after a dot allowed)."""
+    import timm
+
+    return timm.is_model(model_name) or model_name in timm.list_models(pretrained=False)
 
 
 def recipe(model, input_size: int | None = None) -> InputSpec:

@@ -38,7 +38,12 @@ def _dim(config) -> int:
     """The backbone's output width, without building it."""
     from backbones import default_registry
 
-    return default_registry().spec(config.backbone).feature_dim or 0
+    from backbones.timm_models import feature_dim
+
+    dim = default_registry().spec(config.backbone).feature_dim
+    if dim is None and config.backbone.startswith("timm/"):  # learnt without building it
+        dim = feature_dim(config.backbone[len("timm/"):])
+    return dim or 0
 
 
 def tensorize_plan(tree: RawTree, out: Path, config) -> PlainTable:
