@@ -70,6 +70,20 @@ def test_a_timm_backbone_declares_the_width_it_returns(name):
     with torch.device("meta"):  # num_features only: no weights needed
         declared = timm.create_model(name, pretrained=False, num_classes=0).num_features
     assert (model.feature_dim > declared) == wider
+    from backbones.timm_models import feature_dim
+
+    assert feature_dim(name) == model.feature_dim  # learnt without building it (the dry run) and from the built model
+
+
+def test_a_timm_backbone_is_built_once(monkeypatch):
+    """Its width is read from the model built, not from a second one on the meta device."""
+    import timm
+
+    built = []
+    real = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: built.append(a[0]) or real(*a, **k))
+    assert get_backbone("timm/vit_tiny_patch16_224", weights=None).feature_dim == 192
+    assert built == ["vit_tiny_patch16_224"]
 
 
 def test_extract_with_a_backbone_wider_than_num_features(tmp_path, videos):

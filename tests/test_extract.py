@@ -582,3 +582,17 @@ def test_host_stays_a_bounded_number_of_forwards_ahead_of_the_card():
         ("forward", 8), ("record", 3), ("wait", 1), ("forward", 8), ("record", 4), ("wait", 2),
         ("forward", 8), ("record", 5), ("wait", 3),
     ]
+
+
+def test_the_network_is_traced_only_where_it_pays():
+    """conv+BN folding needs BatchNorm; bf16/fp16 weights cast once need the traced copy; a ViT
+    in fp32 has neither and runs as built (tracing it was start-up for nothing)."""
+    from backbones import get_backbone
+
+    vit = get_backbone("timm/vit_tiny_patch16_224", weights=None)
+    resnet = get_backbone("timm/resnet18", weights=None)
+    assert FrameEncoder(vit, ExtractConfig(backbone="timm/vit_tiny_patch16_224")).net is vit
+    assert isinstance(FrameEncoder(vit, ExtractConfig(backbone="timm/vit_tiny_patch16_224", precision="bf16")).net,
+                      torch.fx.GraphModule)
+    folded = FrameEncoder(resnet, ExtractConfig(backbone="timm/resnet18")).net
+    assert isinstance(folded, torch.fx.GraphModule) and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())

@@ -5,6 +5,7 @@ pipeline (PIL) applied to the same frames, from videos and from stored ``.pt`` f
 from __future__ import annotations
 
 import functools
+import json
 
 import h5py
 import numpy as np
@@ -236,3 +237,31 @@ def test_the_recipe_on_the_card_equals_the_models_own_pipeline(raw, tmp_path):
     want = _from_videos(raw, tmp_path / "f/train_features.h5", reference)
     got = torch.cat(seen).cpu()
     assert got.shape == want.shape and (got - want).abs().mean() < 0.01, (got - want).abs().mean()  # NVDEC's own decode
+
+
+def test_two_stage_features_match_streaming_ones_with_the_options_vcp_backbones_prints(tmp_path, videos):
+    """A 640x272 video: tensorize with the options `vcp backbones NAME` prints, then extract,
+    gives the features of `extract --from-videos` (squashing, the default, does not)."""
+    import shlex
+
+    raw = tmp_path / "raw"
+    videos.copy_to(raw / "train/walk/wide.mp4", codec="h264", num_frames=12, width=640, height=272)
+    shown = runner.invoke(app, ["backbones", "timm/resnet18"])
+    assert shown.exit_code == 0, shown.output
+    line = next(x for x in shown.output.splitlines() if x.strip().startswith("vcp tensorize"))
+    options = shlex.split(line.split("   (")[0])[4:]  # vcp tensorize RAW OUT <options>
+    assert options == ["--fit", "center", "--size", "235", "--interpolation", "bicubic"]
+    common = ["--backbone", "timm/resnet18", "--weights", "none", "--device", "cpu", "--no-multi-scale"]
+    out = {}
+    for name, tz in (("fitted", options), ("squashed", [])):
+        assert runner.invoke(app, ["tensorize", str(raw), str(tmp_path / name), "-T", "3", *tz]).exit_code == 0
+        assert runner.invoke(app, ["extract", str(tmp_path / name), str(tmp_path / f"{name}_f"), *common]).exit_code == 0
+        with h5py.File(tmp_path / f"{name}_f/train_features.h5") as h5:
+            out[name] = h5["features"][:]
+    assert runner.invoke(app, ["extract", "--from-videos", str(raw), str(tmp_path / "s"), "-T", "3", *common]).exit_code == 0
+    with h5py.File(tmp_path / "s/train_features.h5") as h5:
+        streamed = h5["features"][:]
+    rel = lambda a: float(np.abs(a - streamed).max() / np.abs(streamed).max())  # noqa: E731
+    assert rel(out["fitted"]) < 1e-2 and rel(out["squashed"]) > 5e-2, (rel(out["fitted"]), rel(out["squashed"]))
+    meta = json.loads((tmp_path / "fitted/train/walk/walk/metadata.json").read_text())
+    assert (meta["fit"], meta["interpolation"], meta["image_size"]) == ("center", "bicubic", 235)

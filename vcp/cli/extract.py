@@ -203,9 +203,19 @@ def _run(source: Path, features: Path, settings, videos: _VideoSource | None, *,
     return extract(source, features, settings, console=console(stderr=True))
 
 
-def backbones_command() -> None:
+def backbones_command(
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", show_default=False,
+                                               help="One backbone: its input, and the options that make .pt right for it.")] = None,
+) -> None:
     """List backbones: built-ins, timm, plugins (broken ones with their error)."""
     from backbones import default_registry
+
+    if name is not None:
+        from vcp.cli.backbone_info import describe
+
+        with user_errors(False):
+            console().print(describe(name), soft_wrap=True)
+        return
 
     table = PlainTable(title="vcp backbones (entry-point group vcp.backbones)")
     for col in ("name", "kind", "dim", "input (recipe)", "default weights", "from", "status"):

@@ -47,6 +47,10 @@ AllowOverlap = Annotated[bool, typer.Option("--allow-overlap", rich_help_panel=I
 Frames = Annotated[int, typer.Option("--frames", "-T", min=1, max=4096, metavar="T", rich_help_panel=SAMPLING,
                                      help="Frames per video.")]
 Size = Annotated[int, typer.Option(min=8, max=4096, metavar="S", rich_help_panel=SAMPLING, help="Output frames are S x S.")]
+Fit = Annotated[str, typer.Option(metavar="squash|center", rich_help_panel=SAMPLING,
+                                  help="squash: both edges to S; center: the shorter edge to S, then the centre crop.")]
+Interpolation = Annotated[str, typer.Option(metavar="bilinear|bicubic", rich_help_panel=SAMPLING,
+                                            help="The resize's interpolation (antialiased).")]
 ClipDuration = Annotated[float, typer.Option(min=0.001, max=86400.0, metavar="SECONDS", rich_help_panel=SAMPLING,
                                              help="Window for center/random.")]
 Strategy = Annotated[StrategyName, typer.Option(metavar="NAME", rich_help_panel=SAMPLING,
@@ -151,6 +155,8 @@ Bundle = dict  # the annotation of a bundle's place in a command (see bundled)
 def clip_options(
     frames: Frames = 64,
     size: Size = 256,
+    fit: Fit = "squash",
+    interpolation: Interpolation = "bilinear",
     clip_duration: ClipDuration = 10.0,
     strategy: Strategy = StrategyName.uniform,
     strategy_for: StrategyFor = [],  # noqa: B006 - typer copies defaults

@@ -37,7 +37,6 @@ def _table(title: str, first: str, tree: RawTree | None, out: Path, needed: dict
 def _dim(config) -> int:
     """The backbone's output width, without building it."""
     from backbones import default_registry
-
     from backbones.timm_models import feature_dim
 
     dim = default_registry().spec(config.backbone).feature_dim

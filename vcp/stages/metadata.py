@@ -26,6 +26,8 @@ def group_metadata(group, label, spec, config: TensorizeConfig, mapping, records
         "num_videos": len(records),
         "frames_per_video": config.clip.frames,
         "image_size": config.clip.size,
+        "fit": config.clip.fit,  # squash: both edges to image_size; center: the shorter edge, then the centre crop
+        "interpolation": config.clip.interpolation,
         "sampling_strategy": spec.strategy,
         "clip_duration": config.clip.clip_duration,
         "seed": config.clip.seed,

@@ -22,12 +22,14 @@ import torch
 
 from backbones.spec import IMAGENET, InputSpec
 from backbones.weights import NoWeights, Weights, parse_weights
-from dali_pipes import MAX_PIXELS, STRATEGIES, VIEWS, ClipLoader, SamplingSpec
+from dali_pipes import MAX_PIXELS, STRATEGIES, VIEWS, ClipLoader, Geometry, SamplingSpec
 from vcp.common.errors import UsageError
 from vcp.inputs.layout import Group, RawTree
 from vcp.stages.multiscale import DEFAULT_SCALES
 from vcp.stages.shard import Shard
 from vcp.store.contract import STORAGES
+
+FITS = ("squash", "center")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,19 @@ class ClipSettings:
     augment: bool = False
     seed: int = 0
     normalization: InputSpec = IMAGENET
+    fit: str = "squash"  # squash: both edges to size (the seed's); center: shorter edge to size, centre crop
+    interpolation: str = "bilinear"  # the resize's (bicubic: as most timm models' recipes resample)
+
+    @property
+    def geometry(self):
+        """How each frame becomes ``size`` x ``size``: None squashes it (the seed's rule, the
+        graph's plain resize); ``center`` keeps its aspect: the shorter edge to ``size``
+        (torchvision's ``Resize(size)``), then the centre crop."""
+        if self.fit == "squash" and self.interpolation == "bilinear":
+            return None
+
+        mode = "squash" if self.fit == "squash" else "center"
+        return Geometry(size=(self.size, self.size), scale=(self.size, self.size), mode=mode, interpolation=self.interpolation)
 
     def strategy_of(self, group: Group) -> str:
         key = f"{group.category}/{group.subcategory}"
@@ -54,6 +69,10 @@ class ClipSettings:
     def check(self, tree: RawTree | None = None) -> None:
         """Every strategy must exist, and every ``--strategy-for`` rule must name a
         subcategory of ``tree`` (a typo would silently change the sampling)."""
+        if self.fit not in FITS:
+            raise UsageError(f"Invalid fit ({self.fit!r}). Supported values are: {', '.join(FITS)}.")
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise UsageError(f"Invalid interpolation ({self.interpolation!r}). Supported values are: bilinear, bicubic.")
         for name in [self.strategy, *self.strategy_for.values()]:
             if name not in STRATEGIES:
                 raise UsageError(f"Invalid sampling strategy ({name!r}). Supported values are: {', '.join(STRATEGIES)}.")
@@ -95,7 +114,7 @@ class DecodeSettings:
         """
         return default if self.prefetch is None else self.prefetch
 
-    def loader(self, size: int, spec: InputSpec, geometry=None) -> ClipLoader:
+    def loader(self, size: int, spec: InputSpec, geometry=None) -> ClipLoader:  # geometry: a model's, or ClipSettings.geometry
         """A loader giving ``size`` x ``size`` clips normalized as ``spec`` says (with a
         model's ``geometry``: resized and cropped as its recipe says instead)."""
         return ClipLoader(

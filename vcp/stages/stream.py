@@ -43,6 +43,7 @@ def split_fingerprint(groups, config: ExtractConfig, clip: ClipSettings, max_pix
         "classes": classes_id,
         "sampling": {f"{g.category}/{g.subcategory}": asdict(clip.sampling(g)) for g in groups},
         "size": clip.size,
+        **({"fit": [clip.fit, clip.interpolation]} if clip.geometry is not None else {}),
         "decode": DECODE_RULES,
         "max_pixels": max_pixels,
     }
@@ -100,7 +101,7 @@ class VideoSource:
 
     def __enter__(self) -> VideoSource:
         on_cuda = self.config.device.startswith("cuda")
-        geometry = geometry_of(self.stored, self.config.views) if self.stored.has_recipe else None
+        geometry = geometry_of(self.stored, self.config.views) if self.stored.has_recipe else self.clip.geometry
         self.loader = self.decode.loader(self.clip.size, self.stored, geometry)
         self.depth = self.decode.prefetch_depth(default=2 if on_cuda else 0)
         return self

@@ -64,6 +64,7 @@ def fingerprint(group: Group, spec: SamplingSpec, config: TensorizeConfig, class
         "files": [[path.name, *file_stamp(path)] for path in group.files],
         "sampling": _spec_fields(spec),
         "size": config.clip.size,
+        **({"fit": [config.clip.fit, config.clip.interpolation]} if config.clip.geometry is not None else {}),
         "storage": config.write.storage,
         "mean": config.stored_normalization.mean,
         "std": config.stored_normalization.std,
@@ -126,7 +127,7 @@ def tensorize(
     with removed_if_refused(out, existed):
         check_space(out, sum(needed.values()), skip=not config.write.space_check, ways=ways_for(needed, config))
     # the loader (and its probe processes) before the lock and any output is opened
-    with config.decode.loader(config.clip.size, config.stored_normalization) as loader, output_lock(out, config.write.shard):
+    with config.decode.loader(config.clip.size, config.stored_normalization, config.clip.geometry) as loader, output_lock(out, config.write.shard):
         if config.write.shard.index == 0:  # one process reconciles; other ranks only add parts
             remove_stale_groups(out, tree, console)
         results = _Run(tree, out, config, console, loader).all_splits()
