@@ -376,7 +376,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/benchmarks.md")
     ap.add_argument("--only", choices=["extract", "recipe", "tensorize", "streaming", "rss", "writer", "manifest", "plan",
-                                       "clips"], default=None)
+                                       "clips", "precision", "peer"], default=None)
     ap.add_argument("--videos", type=int, default=8, help="videos for tensorize/streaming (4 codecs round-robin)")
     args = ap.parse_args(argv)
     rows: list = []
@@ -384,7 +384,8 @@ def main(argv=None):
         work = Path(tmp)
         raw = work / "raw"
         make_videos(raw, args.videos)
-        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer", "manifest", "plan", "clips"]
+        todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer", "manifest", "plan", "clips",
+                                              "precision", "peer"]
         processed = None
         if "extract" in todo or "tensorize" in todo:
             processed = bench_tensorize(raw, work, rows) if "tensorize" in todo else None
@@ -411,6 +412,14 @@ def main(argv=None):
 
             bench_clip_backbone(work, rows, timed, best_of_pair)
             bench_clip_memory(work, rows)
+        if "precision" in todo:
+            from bench.precision import precision_rows
+
+            precision_rows(rows)
+        if "peer" in todo:
+            from bench.peer import peer_rows
+
+            peer_rows(work, rows)
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
     print(header + "".join("| " + " | ".join(r) + " |\n" for r in rows))
     method = ("Tensorize best of 4, streaming best of 3, extract best of 2 after a warm-up; baseline and vcp "

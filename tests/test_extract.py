@@ -596,3 +596,20 @@ def test_the_network_is_traced_only_where_it_pays():
                       torch.fx.GraphModule)
     folded = FrameEncoder(resnet, ExtractConfig(backbone="timm/resnet18")).net
     assert isinstance(folded, torch.fx.GraphModule) and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+
+
+def test_bf16_is_suggested_in_one_line_only_where_it_was_measured_to_pay():
+    from backbones import get_backbone
+    from vcp.common.precision import MEASURED, bf16_hint, family_of
+
+    resnet, vit = get_backbone("timm/resnet18", weights=None), get_backbone("timm/vit_tiny_patch16_224", weights=None)
+    effnet = get_backbone("timm/efficientnet_b0", weights=None)
+    assert [family_of(m) for m in (effnet, resnet, vit)] == ["depthwise CNN", "ResNet", "ViT"]
+    amx = {"avx512f", "avx512_bf16", "amx_bf16"}
+    hint = bf16_hint("fp32", "cpu", resnet, flags=amx)
+    speedup, diff = MEASURED["ResNet"]
+    assert hint.count("\n") == 0 and f"{speedup:.2f}x" in hint and f"{diff:.0e}" in hint and "--precision bf16" in hint
+    assert bf16_hint("bf16", "cpu", resnet, flags=amx) is None  # already asked for
+    assert bf16_hint("fp32", "cpu", resnet, flags={"avx512f"}) is None  # emulated here: slower
+    assert bf16_hint("fp32", "cpu", resnet, flags={"avx512_bf16"}) is None  # native, but not measured without AMX
+    assert bf16_hint("fp32", "cpu", torch.nn.Linear(3, 3), flags=amx) is None  # no family measured

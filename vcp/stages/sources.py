@@ -84,6 +84,11 @@ def bytes_to_write(source: Source, features: Path, config: ExtractConfig, dim: i
 def run_extract(source: Source, features: Path, config: ExtractConfig, encoder: FrameEncoder, *,
                 inputs_root: Path | None, console) -> RunResult:
     """Every split of ``source`` into ``features`` (the one run path of both extract sources)."""
+    from vcp.common.precision import bf16_hint
+
+    hint = bf16_hint(config.precision, config.device, encoder.model)
+    if hint:
+        print(f"vcp: {hint}", file=sys.stderr, flush=True)
     existed = features.exists()
     features = prepare_output_dir(features, inputs=inputs_root, what="FEATURES")
     with removed_if_refused(features, existed):
