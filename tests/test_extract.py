@@ -613,3 +613,24 @@ def test_bf16_is_suggested_in_one_line_only_where_it_was_measured_to_pay():
     assert bf16_hint("fp32", "cpu", resnet, flags={"avx512f"}) is None  # emulated here: slower
     assert bf16_hint("fp32", "cpu", resnet, flags={"avx512_bf16"}) is None  # native, but not measured without AMX
     assert bf16_hint("fp32", "cpu", torch.nn.Linear(3, 3), flags=amx) is None  # no family measured
+
+
+def test_a_model_vcp_owns_lets_its_unfolded_weights_go_and_one_it_was_given_is_left_alone():
+    import gc
+    import weakref
+
+    from backbones import get_backbone
+
+    given = get_backbone("timm/resnet18", weights=None)
+    conv = given.net.conv1
+    FrameEncoder(given, ExtractConfig(backbone="timm/resnet18"))
+    assert given.net.conv1 is conv  # the caller's model: unchanged
+    owned = get_backbone("timm/resnet18", weights=None)
+    owned.load_state_dict(given.state_dict())  # the same weights
+    gone = weakref.ref(owned.net.conv1)
+    enc = FrameEncoder(owned, ExtractConfig(backbone="timm/resnet18"), owned=True)
+    gc.collect()
+    assert gone() is None and owned.net is enc.net  # the unfolded convolution is freed; the wrapper runs the folded copy
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(enc.forward(x), given(x), rtol=1e-4, atol=1e-4)  # the same network, folded

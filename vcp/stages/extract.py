@@ -49,7 +49,7 @@ def extract(
 ) -> RunResult:
     """Run the stage over every split found (or ``config.splits``)."""
     source = PtSource(processed, config)
-    encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
+    encoder = FrameEncoder(model if model is not None else load_backbone(config), config, owned=model is None)
     return run_extract(source, Path(features), config, encoder, inputs_root=None,
                        console=console or progress_console(stderr=True))
 

@@ -67,7 +67,7 @@ def extract_from_videos(
     """``tree``: the videos (a manifest's, or a RAW tree already read); else RAW is read.
     A clip backbone gets windows (:mod:`vcp.stages.windows`), any other backbone frames."""
     source = video_source(raw, config, clip, decode, tree=tree)
-    encoder = FrameEncoder(model if model is not None else load_backbone(config), config)
+    encoder = FrameEncoder(model if model is not None else load_backbone(config), config, owned=model is None)
     # clips are normalized for this backbone directly (and, with its recipe, resized and cropped)
     source.stored = encoder.target if encoder.recipe is not None else replace(encoder.target, size=None)
     return run_extract(source, Path(features), config, encoder, inputs_root=source.tree.root if source.tree.manifest is None else None,
