@@ -102,3 +102,38 @@ def peer_rows(work: Path, rows: list, models=("vit_small_patch16_224", "resnet50
             f"{tp / tv:.2f}×", goals.get(name, "-"), f"max rel diff {rel:.1e}; RSS {rv / rp:.2f}× (goal ≤ 1.25×)",
         ))
         print(rows[-1], flush=True)
+
+
+def startup_rows(work: Path, rows: list, runs: int = 3) -> None:
+    """Start-up: the script and ``vcp extract --from-videos`` on one clip, one frame (the whole
+    process is its start-up and exit); and how long ``vcp extract --help`` and ``vcp backbones`` take."""
+    import timm
+    import torch
+
+    clip = make_clips(work / "startup_raw")[0]
+    one = work / "startup_one" / "train/cat" / clip.name
+    one.parent.mkdir(parents=True, exist_ok=True)
+    one.write_bytes(clip.read_bytes())
+    script = work / "plain.py"
+    script.write_text(PLAIN)
+    name = "vit_small_patch16_224"
+    weights = work / f"{name}.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model(name, pretrained=False, num_classes=0).state_dict(), weights)
+    plain = [sys.executable, str(script), name, str(weights), str(work / "one.npy"), "1", str(one)]
+    vcp = [sys.executable, "-m", "vcp", "extract", "--from-videos", str(work / "startup_one"), str(work / "one_f"),
+           "--backbone", f"timm/{name}", "--weights", str(weights), "--device", "cpu", "-T", "1", "--no-multi-scale",
+           "--overwrite"]
+    times: dict[str, list[float]] = {"plain": [], "vcp": [], "help": [], "backbones": []}
+    for _ in range(runs):
+        times["plain"].append(_peak_and_time(plain)[0])
+        times["vcp"].append(_peak_and_time(vcp)[0])
+        times["help"].append(_peak_and_time([sys.executable, "-m", "vcp", "extract", "--help"])[0])
+        times["backbones"].append(_peak_and_time([sys.executable, "-m", "vcp", "backbones"])[0])
+    tp, tv = min(times["plain"]), min(times["vcp"])
+    rows.append((
+        f"start-up: one clip, one frame, timm/{name}, whole processes (the script vs `vcp extract --from-videos`)",
+        f"the script: {tp:.2f} s", f"{tv:.2f} s", f"{tv - tp:+.2f} s", "≤ +0.5 s",
+        f"`vcp extract --help` {min(times['help']):.2f} s, `vcp backbones` {min(times['backbones']):.2f} s",
+    ))
+    print(rows[-1], flush=True)

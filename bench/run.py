@@ -376,7 +376,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/benchmarks.md")
     ap.add_argument("--only", choices=["extract", "recipe", "tensorize", "streaming", "rss", "writer", "manifest", "plan",
-                                       "clips", "precision", "peer"], default=None)
+                                       "clips", "precision", "peer", "startup"], default=None)
     ap.add_argument("--videos", type=int, default=8, help="videos for tensorize/streaming (4 codecs round-robin)")
     args = ap.parse_args(argv)
     rows: list = []
@@ -385,7 +385,7 @@ def main(argv=None):
         raw = work / "raw"
         make_videos(raw, args.videos)
         todo = [args.only] if args.only else ["extract", "tensorize", "streaming", "rss", "writer", "manifest", "plan", "clips",
-                                              "precision", "peer"]
+                                              "precision", "peer", "startup"]
         processed = None
         if "extract" in todo or "tensorize" in todo:
             processed = bench_tensorize(raw, work, rows) if "tensorize" in todo else None
@@ -420,6 +420,10 @@ def main(argv=None):
             from bench.peer import peer_rows
 
             peer_rows(work, rows)
+        if "startup" in todo:
+            from bench.peer import startup_rows
+
+            startup_rows(work, rows)
     header = "| measure | baseline | vcp | ratio | goal | agreement |\n|---|---|---|---|---|---|\n"
     print(header + "".join("| " + " | ".join(r) + " |\n" for r in rows))
     method = ("Tensorize best of 4, streaming best of 3, extract best of 2 after a warm-up; baseline and vcp "
