@@ -170,12 +170,12 @@ def as_vcp_runs_it(precision: str):
     """efficientnet_v2_s (random init) on the card as vcp's encoder holds it: conv+BN
     folded and, under autocast, its convolutions' weights cast once."""
     from backbones import get_backbone
-    from vcp.stages.encoder import _cast_weights_once, _fused
+    from vcp.stages.folding import cast_weights_once, fused
     from vcp.stages.settings import PRECISIONS
 
-    net = _fused(get_backbone("efficientnet_v2_s", weights=None).eval()).cuda()
+    net = fused(get_backbone("efficientnet_v2_s", weights=None).eval()).cuda()
     if PRECISIONS[precision] is not None:
-        _cast_weights_once(net, PRECISIONS[precision])
+        cast_weights_once(net, PRECISIONS[precision])
     return net
 
 

@@ -231,7 +231,7 @@ def test_weights_autocast_would_cast_at_every_forward_are_cast_once_with_the_sam
     convs = [m for m in once.net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 170 and all(m.weight.dtype == torch.bfloat16 == m.bias.dtype for m in convs)
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    monkeypatch.setattr(encoder_module, "_cast_weights_once", lambda net, dtype: 0)
+    monkeypatch.setattr(encoder_module, "cast_weights_once", lambda net, dtype: 0)
     every = FrameEncoder(model, cfg)
     assert every.weights_cast == 0 and all(p.dtype == torch.float32 for p in every.net.parameters())
     assert torch.equal(once(frames), every(frames))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections import Counter
 
 import torch
 
 from backbones.spec import IMAGENET, Backbone, InputSpec
+from vcp.stages.folding import cast_weights_once, fused, has_batchnorm
 from vcp.stages.multiscale import video_rows
 from vcp.stages.recipe import StoredRecipe
 from vcp.stages.settings import PRECISIONS, ExtractConfig
@@ -39,8 +39,8 @@ class FrameEncoder:
         self.model = Backbone.of(model, weights_source=str(config.weights)).to(self.device)
         # vcp's own traced copy where it pays: BatchNorm to fold, or weights to cast once for
         # bf16/fp16 (a ViT in fp32 has neither: tracing it cost 0.15-0.2 s of start-up for nothing)
-        traced = config.fuse_conv_bn and (_has_batchnorm(self.model) or PRECISIONS[config.precision] is not None)
-        self.net = _fused(self.model) if traced else self.model
+        traced = config.fuse_conv_bn and (has_batchnorm(self.model) or PRECISIONS[config.precision] is not None)
+        self.net = fused(self.model) if traced else self.model
         if owned and self.net is not self.model:
             self.model.net = self.net  # the wrapper (its facts: width, recipe, weights' source) runs the folded copy
         self.clips = getattr(self.model, "kind", "frame") == "clip"  # [B, 3, T, H, W] windows, not frames
@@ -49,7 +49,7 @@ class FrameEncoder:
             self.net = self.net.to(memory_format=self.memory_format)
         self.dtype = PRECISIONS[config.precision]
         # layers whose weights are cast once to the autocast dtype, not at every forward
-        self.weights_cast = _cast_weights_once(self.net, self.dtype) if self.dtype and self.net is not self.model else 0
+        self.weights_cast = cast_weights_once(self.net, self.dtype) if self.dtype and self.net is not self.model else 0
         self.target: InputSpec = self.model.input_spec
         # the model's own resize/crop, applied to stored frames (None: frames go in as stored)
         self.recipe = StoredRecipe(self.target, config.backbone, config.views) if config.uses_model_recipe and self.target.has_recipe else None
@@ -254,51 +254,3 @@ def load_backbone(config) -> torch.nn.Module:
 def _one_line(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:200]
-
-
-def _cast_weights_once(net: torch.nn.Module, dtype: torch.dtype) -> int:
-    """Cast, once, the weights of the plain convolutions and linear layers that autocast
-    casts at every forward; the number of layers cast.
-
-    Under autocast these layers run in ``dtype`` whatever their weights' dtype, and the
-    cast is the same rounding, so casting ahead gives the same bits and saves two small
-    kernels per layer per forward (340 for efficientnet_v2_s, conv+BN folded). Only in
-    vcp's own folded copy of the network (an fx graph): its code reads no weight's dtype
-    at run time (tracing froze such reads into constants), and a layer whose parameters
-    the graph also reads directly (``get_attr``), shares with another layer (tied
-    weights) or makes at run time (a hook, as ``weight_norm`` has) is left as it is.
-    """
-    if not isinstance(net, torch.fx.GraphModule):
-        return 0
-    read = {n.target for n in net.graph.nodes if n.op == "get_attr"}
-    modules = dict(net.named_modules())
-    owners = Counter(id(p) for m in net.modules() for p in m.parameters(recurse=False))
-    cast: set[str] = set()
-    for node in net.graph.nodes:
-        module = modules.get(node.target) if node.op == "call_module" else None
-        if type(module) not in (torch.nn.Conv2d, torch.nn.Linear) or node.target in cast:
-            continue
-        if any(r == node.target or r.startswith(f"{node.target}.") for r in read):
-            continue
-        if any(owners[id(p)] > 1 for p in module.parameters(recurse=False)):  # tied to another layer
-            continue
-        own = {name for name, _ in module.named_parameters(recurse=False)}
-        if not {"weight"} <= own <= {"weight", "bias"} or module._forward_pre_hooks or module._forward_hooks:
-            continue  # its weight is made at run time (e.g. weight_norm's hook from weight_g, weight_v)
-        module.to(dtype)
-        cast.add(node.target)
-    return len(cast)
-
-
-def _has_batchnorm(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-def _fused(model: torch.nn.Module) -> torch.nn.Module:
-    """Conv+BatchNorm folded (torch.fx) when the model traces; the model itself otherwise."""
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        return fuse(model)
-    except Exception:  # noqa: BLE001 - untraceable plugin models simply run unfused
-        return model

@@ -27,6 +27,7 @@ from vcp.common.errors import UsageError
 from vcp.inputs.layout import Group, RawTree
 from vcp.stages.multiscale import DEFAULT_SCALES
 from vcp.stages.shard import Shard
+from vcp.stages.temporal import Temporal
 from vcp.store.contract import STORAGES
 
 FITS = ("squash", "center")
@@ -268,20 +269,6 @@ class ExtractConfig:
                              "(its position embedding is made for them)")
         rate = spec.frame_rate if self.fps is None else (None if self.fps == 0 else float(self.fps))
         return Temporal(window=window, stride=self.stride or window, frame_rate=rate)
-
-
-@dataclass(frozen=True)
-class Temporal:
-    """How a clip backbone's windows are cut: ``window`` frames every ``stride`` frames of
-    the video resampled to ``frame_rate`` (None: the video's own rate)."""
-
-    window: int
-    stride: int
-    frame_rate: float | None
-
-    def attrs(self) -> dict:
-        return {"kind": "clip", "window": self.window, "stride": self.stride,
-                "frame_rate": 0.0 if self.frame_rate is None else self.frame_rate}
 
 
 @functools.lru_cache(maxsize=16)

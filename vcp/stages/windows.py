@@ -21,10 +21,11 @@ from vcp.stages.features import max_rows
 from vcp.stages.provenance import fingerprint
 from vcp.stages.recipe import geometry_of
 from vcp.stages.records import Clip, Failed
-from vcp.stages.settings import Temporal, decode_mode
+from vcp.stages.settings import decode_mode
 from vcp.stages.sources import SplitJob, split_groups, video_plan_row
 from vcp.stages.space import features_bytes
 from vcp.stages.stage import SplitResult
+from vcp.stages.temporal import Temporal
 
 FRAMES_PER_CHUNK = 512  # decoded frames held for one chunk of windows (at least one window)
 
