@@ -31,6 +31,20 @@ BUILTINS: dict[str, tuple[int, str, str]] = {
 }
 RECOMMENDED = "efficientnet_v2_s"
 
+# name -> (crop, resize) of its default release's preset, written down so that listing the
+# built-ins needs no torchvision import (1.5 s); tests check them against recipe(), which reads
+# the preset itself. Bilinear, ImageNet's mean and std for all four.
+PRESETS: dict[str, tuple[int, int]] = {
+    "resnet50": (224, 232), "resnet101": (224, 232), "efficientnet_v2_s": (384, 384), "efficientnet_v2_m": (480, 480),
+}
+
+
+def preset(arch: str) -> InputSpec:
+    """The default release's preset as :func:`recipe` reads it, from :data:`PRESETS`."""
+    crop, resize = PRESETS[arch]
+    return InputSpec(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), size=(crop, crop), resize_mode="center",
+                     crop_pct=round(crop / resize, 6), interpolation="bilinear", scale=(resize, resize))
+
 
 
 
@@ -58,7 +72,7 @@ def headless(arch: str, weights, *, default_release: str, head: str) -> tuple[nn
 def build(arch: str, weights=None) -> nn.Module:
     feature_dim, default_release, head = BUILTINS[arch]
     model, source = headless(arch, weights, default_release=default_release, head=head)
-    return Backbone(model, feature_dim=feature_dim, input_spec=recipe(arch), weights_source=source)
+    return Backbone(model, feature_dim=feature_dim, input_spec=preset(arch), weights_source=source)
 
 
 def recipe(arch: str, release: str | None = None) -> InputSpec:
@@ -77,7 +91,7 @@ def _factory(arch: str):
     fn = partial(build, arch)
     fn.feature_dim = BUILTINS[arch][0]  # lets `vcp backbones` list it without building
     fn.default_weights = BUILTINS[arch][1]
-    fn.input_spec = recipe(arch)  # `vcp backbones` shows it; vcp applies it with --recipe model
+    fn.input_spec = preset(arch)  # `vcp backbones` shows it; vcp applies it with --recipe model
     fn.frames_as_stored = True  # --recipe auto: the stored 256x256 frames, as the original script fed them
     fn.__doc__ = f"torchvision {arch}, pooled {BUILTINS[arch][0]}-d features."
     return fn

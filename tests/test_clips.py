@@ -413,3 +413,15 @@ def test_an_installed_clip_plugin_is_listed_and_extracts(installed_clip_plugin, 
     assert r.exit_code == 0, r.output
     with h5py.File(tmp_path / "f/train_features.h5") as h5:
         assert h5["features"].shape == (1, 2, 16) and h5.attrs["kind"] == "clip"  # 30 frames at 30 fps: 10 at 10 fps
+
+
+def test_the_written_down_presets_are_the_releases_own():
+    """Listing the built-ins reads their presets from the code (no torchvision import): they
+    must be what each release's weights.transforms() and metadata say."""
+    from backbones import torchvision_models, video_models
+
+    for arch in video_models.VIDEO_BUILTINS:
+        assert video_models.preset(arch) == video_models.recipe(arch), arch
+        assert video_models.PRESETS[arch][4:] == video_models.temporal_recipe(arch), arch
+    for arch in torchvision_models.BUILTINS:
+        assert torchvision_models.preset(arch) == torchvision_models.recipe(arch), arch
