@@ -105,12 +105,19 @@ def decoded_bytes(frames: int, width: int, height: int) -> int:
     return frames * width * height * 3
 
 
-def sample_segment(spec: SamplingSpec, info: VideoInfo, relpath: str, segment) -> tuple[np.ndarray, bool]:
-    """``spec.plan`` over the whole video, or over the frames whose presentation time falls in
-    the segment ``[start, end)`` (either end None: open): n is then the number of those
-    frames, and the indices stay the file's own."""
-    if segment is None or segment == (None, None):
-        return spec.plan(info.num_frames, info.fps, relpath)
+def check_pixels(info: VideoInfo, max_pixels: int) -> None:
+    """A stream whose frames are larger than ``max_pixels`` is refused before decoding."""
+    if info.width * info.height > max_pixels:
+        raise VideoError(info.path, f"frames of {info.width}x{info.height} are larger than the limit of "
+                                    f"{max_pixels} pixels (8K is 7680x4320); --max-pixels raises it")
+
+
+def frames_in_segment(info: VideoInfo, segment) -> np.ndarray | None:
+    """The frames (the file's own indices) whose presentation time falls in the segment
+    ``[start, end)`` (either end None: open); None for the whole video. A segment that holds
+    no frame is a :class:`VideoError`."""
+    if segment is None or tuple(segment) == (None, None):
+        return None
     start, end = segment
     times = np.asarray(info.times_of(range(info.num_frames)), np.float64)
     inside = np.flatnonzero((times >= (start if start is not None else -np.inf)) & (times < (end if end is not None else np.inf)))
@@ -118,6 +125,16 @@ def sample_segment(spec: SamplingSpec, info: VideoInfo, relpath: str, segment) -
         shown = f"[{_seconds(start)}, {_seconds(end)})"
         last = f"{times[-1]:.3f} s" if times.size else "no frames"
         raise VideoError(info.path, f"segment {shown} holds no frame (the video's last frame is at {last})")
+    return inside
+
+
+def sample_segment(spec: SamplingSpec, info: VideoInfo, relpath: str, segment) -> tuple[np.ndarray, bool]:
+    """``spec.plan`` over the whole video, or over the frames shown in the segment
+    (:func:`frames_in_segment`): n is then the number of those frames, and the indices stay
+    the file's own."""
+    inside = frames_in_segment(info, segment)
+    if inside is None:
+        return spec.plan(info.num_frames, info.fps, relpath)
     indices, flip = spec.plan(int(inside.size), info.fps, relpath)
     return inside[indices].astype(np.int64), flip
 
@@ -165,9 +182,7 @@ class Planner:
         result = ClipResult(path=str(path), relpath=relpath, segment=item[2] if len(item) > 2 else None)
         try:
             result.info = info = outcome_of(item[3]) if len(item) > 3 else probe(path)
-            if info.width * info.height > self.max_pixels:
-                raise VideoError(path, f"frames of {info.width}x{info.height} are larger than the limit of "
-                                       f"{self.max_pixels} pixels (8K is 7680x4320); --max-pixels raises it")
+            check_pixels(info, self.max_pixels)
             result.indices, result.flip = sample_segment(spec, info, relpath, result.segment)
             if self.geometry is not None:
                 result.resize_to, result.crop_at = place(self.geometry, info)

@@ -19,7 +19,7 @@ import numpy as np
 from ._errors import VideoError, ffmpeg_reason
 from ._geometry import Geometry
 from ._graph import views_frame_major
-from ._plan import place
+from ._plan import check_pixels, frames_in_segment, place
 from ._probe import VideoInfo, local_path
 
 
@@ -58,19 +58,16 @@ def window_times(info: VideoInfo, frames: np.ndarray, frame_rate: float) -> np.n
 
 
 def plan_video(info: VideoInfo, geometry: Geometry, *, window: int, stride: int, frame_rate: float | None,
-               segment=None) -> WindowPlan:
+               segment=None, max_pixels: int | None = None) -> WindowPlan:
     """One video's :class:`WindowPlan` (its manifest ``segment`` ``[start, end)`` seconds,
-    either end None: only the frames shown in it are resampled; indices stay the file's own)."""
-    if segment is None or tuple(segment) == (None, None):
-        frames, short = plan_windows(info.num_frames, info.fps, window=window, stride=stride, frame_rate=frame_rate)
-    else:
-        start, end = segment
-        times = np.asarray(info.times_of(range(info.num_frames)), np.float64)
-        inside = np.flatnonzero((times >= (-np.inf if start is None else start)) & (times < (np.inf if end is None else end)))
-        if inside.size == 0:
-            raise VideoError(info.path, f"segment [{'' if start is None else f'{start:g}'}, "
-                                        f"{'' if end is None else f'{end:g}'}) holds no frame")
-        frames, short = plan_windows(int(inside.size), info.fps, window=window, stride=stride, frame_rate=frame_rate)
+    either end None: only the frames shown in it are resampled; indices stay the file's own;
+    frames larger than ``max_pixels`` refused, as the clip loader refuses them)."""
+    if max_pixels is not None:
+        check_pixels(info, max_pixels)
+    inside = frames_in_segment(info, segment)
+    count = info.num_frames if inside is None else int(inside.size)
+    frames, short = plan_windows(count, info.fps, window=window, stride=stride, frame_rate=frame_rate)
+    if inside is not None:
         frames = inside[frames]
     resize_to, crop_at = place(geometry, info)
     return WindowPlan(info, frames.astype(np.int64), short, resize_to, crop_at)

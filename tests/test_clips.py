@@ -425,3 +425,10 @@ def test_the_written_down_presets_are_the_releases_own():
         assert video_models.PRESETS[arch][4:] == video_models.temporal_recipe(arch), arch
     for arch in torchvision_models.BUILTINS:
         assert torchvision_models.preset(arch) == torchvision_models.recipe(arch), arch
+
+
+def test_a_clip_backbone_takes_only_its_own_input(tiny3d):
+    from vcp.common.errors import UsageError
+
+    with pytest.raises(UsageError, match="--recipe stored: tiny3d is a clip backbone"):
+        ExtractConfig(backbone="tiny3d", weights=None, recipe="stored")

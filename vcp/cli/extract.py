@@ -156,7 +156,6 @@ def _extract_config(*, device: str, weights: str, shard, seed: int, **settings):
     if resolved == "cuda":
         resolved = f"cuda:{shard.local_rank}"
     config = ExtractConfig(device=resolved, weights=weights, shard=shard, seed=seed, **settings)  # weights parsed there, once
-    config.temporal  # noqa: B018 - windows asked of a frame backbone, or a window the backbone cannot take: refused now
     if config.random_init:  # announced loudly
         print("vcp: WARNING: --weights none: RANDOMLY INITIALIZED backbone, features are meaningless for training "
               f"(use only for tests; seeded by --seed {seed})", file=sys.stderr, flush=True)

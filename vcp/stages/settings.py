@@ -202,6 +202,7 @@ class ExtractConfig:
     fps: float | None = None  # the rate windows are sampled at (None: the release's; 0: the video's own)
     views: int = 1  # crops per frame or window: 1 (the recipe's centre crop), 3 (along the longer side), 10 (TenCrop)
     views_reduce: str | None = None  # "mean": the views' mean is stored, not each view
+    _temporal: Temporal | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def uses_model_recipe(self) -> bool:
@@ -246,6 +247,7 @@ class ExtractConfig:
             value = getattr(self, name)
             if value is not None and not (value >= low and value < 1e6):  # also NaN
                 raise UsageError(f"--{name} must be a number >= {low}, got {value}")
+        object.__setattr__(self, "_temporal", self._windows())  # decided once, here (a usage error at once)
 
     @property
     def stored_views(self) -> int:
@@ -254,8 +256,12 @@ class ExtractConfig:
 
     @property
     def temporal(self) -> Temporal | None:
-        """A clip backbone's windows, its release's recipe with ``--window/--stride/--fps``
-        applied (None: a frame backbone; those options then refused)."""
+        """A clip backbone's windows: its release's recipe, ``--window/--stride/--fps`` applied."""
+        return self._temporal
+
+    def _windows(self) -> Temporal | None:
+        """:attr:`temporal`; windows asked of a frame backbone, a window the backbone cannot
+        take, or a clip backbone without its own recipe are usage errors."""
         spec = _spec_of(self.backbone)
         asked = [f"--{n}" for n in ("window", "stride", "fps") if getattr(self, n) is not None]
         if spec is None or spec.kind != "clip":
@@ -263,6 +269,9 @@ class ExtractConfig:
                 raise UsageError(f"{', '.join(asked)}: {self.backbone} is a frame backbone; windows are for clip "
                                  "backbones (kind clip in `vcp backbones`)")
             return None
+        if self.recipe == "stored":
+            raise UsageError(f"--recipe stored: {self.backbone} is a clip backbone; it takes its release's own input "
+                             "(resize, crop, statistics) only")
         window = self.window or spec.window
         if spec.fixed_window and window != spec.window:
             raise UsageError(f"--window {window}: {self.backbone} takes windows of {spec.window} frames only "

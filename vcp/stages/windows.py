@@ -47,12 +47,17 @@ class WindowSource:
         self.reader = None
 
     def __enter__(self) -> WindowSource:
-        self.reader = WindowReader(geometry=geometry_of(self.stored, self.config.views), mean=self.stored.mean, std=self.stored.std,
+        self.reader = WindowReader(geometry=self.geometry, mean=self.stored.mean, std=self.stored.std,
                                    device=self.decode.mode, device_id=self.decode.device_id)
         return self
 
     def __exit__(self, *exc) -> None:
         self.reader = None
+
+    @property
+    def geometry(self):
+        """The backbone's recipe (``stored``, set before entering) as the crop boxes of its views."""
+        return geometry_of(self.stored, self.config.views)
 
     def plan_row(self, split: str) -> tuple[int, int, list[str]]:
         return video_plan_row(self.tree, split)
@@ -79,14 +84,11 @@ class WindowSource:
         return self._plans[split]
 
     def _plan(self, video):
+        t = self.temporal
         try:
-            info = probe(video.file)
-            if info.width * info.height > self.decode.max_pixels:
-                raise VideoError(video.file, f"frames of {info.width}x{info.height} are larger than the limit of "
-                                             f"{self.decode.max_pixels} pixels; --max-pixels raises it")
-            t = self.temporal
-            return plan_video(info, geometry_of(self.stored, self.config.views), window=t.window, stride=t.stride, frame_rate=t.frame_rate,
-                              segment=video.segment)
+            return plan_video(probe(video.file), self.geometry, window=t.window,
+                              stride=t.stride, frame_rate=t.frame_rate, segment=video.segment,
+                              max_pixels=self.decode.max_pixels)
         except VideoError as exc:
             return exc
 
