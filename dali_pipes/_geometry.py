@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -43,6 +45,22 @@ class Geometry:
         bottom, right = height - ch, width - cw
         five = [(0, 0), (0, right), (bottom, 0), (bottom, right), centre]
         return five + [(top, right - left) for top, left in five]  # the mirrored frame's five, in the frame's coordinates
+
+    def crop_inside(self) -> bool:
+        """The one crop box lies inside every resized frame: the shorter edge (or both, or each
+        edge's own target) is resized to at least the crop, and nothing is padded."""
+        return self.views == 1 and self.mode != "border" and self.scale[0] >= self.size[0] and self.scale[1] >= self.size[1]
+
+    def roi(self, resize_to, crop_at) -> tuple[np.ndarray, np.ndarray]:
+        """The crop box of a frame resized to ``resize_to`` (height, width) at ``crop_at`` (top,
+        left), relative to the frame: (start, end) as (y, x). Resizing only this region to
+        :attr:`size` samples the frame where resizing it whole and then cropping does (the
+        same scale, the same sample positions, the same filter)."""
+        (rh, rw), (top, left), (ch, cw) = resize_to, crop_at, self.size
+        if not (0 <= top <= rh - ch and 0 <= left <= rw - cw):
+            raise ValueError(f"crop {ch}x{cw} at ({top}, {left}) is not inside the resized {rh}x{rw} frame")
+        return (np.array([top / rh, left / rw], np.float32),
+                np.array([(top + ch) / rh, (left + cw) / rw], np.float32))
 
     def flipped(self) -> range:
         """The views that are mirrored after their crop (TenCrop's last five)."""

@@ -6,6 +6,8 @@ import os
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
+
 Device = Literal["cpu", "gpu"]
 Front = Literal["dali", "pyav"]
 
@@ -19,6 +21,19 @@ def _resize_normalize(frames, *, size: int, mean, std, flip, geometry=None):
             size=[size, size],
             interp_type=types.INTERP_LINEAR,
             antialias=True,
+            dtype=types.FLOAT,
+        )
+    elif roi_resize(geometry, frames.device):  # a model's recipe, its crop box resized alone (feed_geometry)
+        start = fn.external_source(name="roi_start", dtype=types.FLOAT, ndim=1)
+        end = fn.external_source(name="roi_end", dtype=types.FLOAT, ndim=1)
+        frames = fn.resize(
+            frames,
+            size=list(geometry.size),
+            roi_start=start,
+            roi_end=end,
+            roi_relative=True,
+            interp_type=types.INTERP_CUBIC if geometry.interpolation == "bicubic" else types.INTERP_LINEAR,
+            antialias=geometry.antialias,
             dtype=types.FLOAT,
         )
     else:  # a model's recipe: each video to its own (height, width), then the exact crop box
@@ -44,6 +59,28 @@ def _resize_normalize(frames, *, size: int, mean, std, flip, geometry=None):
         std=[255.0 * s for s in std],
         mirror=flip,
     )
+
+
+def roi_resize(geometry, device: str) -> bool:
+    """On the CPU, a recipe whose one crop box lies inside every resized frame resizes only
+    that box (:meth:`~dali_pipes.Geometry.roi`): the same samples as resizing the whole frame
+    and cropping (max 0.012 apart on 0-255, float rounding), at half the work or less. Resizing
+    dominates the CPU graph; the card keeps the whole-frame resize."""
+    return geometry is not None and device == "cpu" and geometry.crop_inside()
+
+
+def feed_geometry(pipe, geometry, device: str, placed) -> None:
+    """Each clip's ``(resize_to, crop_at)`` in ``placed`` (planned for its own frame) fed to a
+    recipe's graph; nothing without a recipe."""
+    if geometry is None:
+        return
+    if roi_resize(geometry, device):
+        boxes = [geometry.roi(resize_to, crop_at) for resize_to, crop_at in placed]
+        pipe.feed_input("roi_start", [start for start, _ in boxes])
+        pipe.feed_input("roi_end", [end for _, end in boxes])
+    else:
+        pipe.feed_input("resize", [np.array(resize_to, np.float32) for resize_to, _ in placed])
+        pipe.feed_input("anchor", [np.asarray(crop_at, np.int32) for _, crop_at in placed])
 
 
 def views_frame_major(clip, views: int, flipped: range):

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._buffers import Batch, FramePool, Lease, OutputPool
 from ._colour import correct_normalized, correction
-from ._graph import Front, build_pipeline, views_frame_major
+from ._graph import Front, build_pipeline, feed_geometry, views_frame_major
 from ._nvdec import dali_error_line
 from ._plan import ClipResult, LoaderStats, Router, sample_segment
 from ._probe import VideoError
@@ -192,9 +192,7 @@ class BatchRunner:
 
     def _feed_geometry(self, pipe, items: list[ClipResult]) -> None:
         """A model's recipe: each clip's resize size and crop anchor, planned for its own frame."""
-        if self._graph["geometry"] is not None:
-            pipe.feed_input("resize", [np.array(item.resize_to, np.float32) for item in items])
-            pipe.feed_input("anchor", [np.array(item.crop_at, np.int32) for item in items])
+        feed_geometry(pipe, self._graph["geometry"], self.device, [(item.resize_to, item.crop_at) for item in items])
 
     def _correct_colour(self, item: ClipResult) -> None:
         """DALI's decoder converted with BT.601: give a stream tagged otherwise its own colours."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._errors import VideoError, ffmpeg_reason
 from ._geometry import Geometry
-from ._graph import views_frame_major
+from ._graph import feed_geometry, views_frame_major
 from ._plan import check_pixels, frames_in_segment, place
 from ._probe import VideoInfo, local_path
 
@@ -139,8 +139,7 @@ class WindowReader:
         pipe = self._pipeline()
         pipe.feed_input("frames", [rgb], layout="FHWC")
         pipe.feed_input("flip", [np.int32(0)])
-        pipe.feed_input("resize", [np.array(plan.resize_to, np.float32)])
-        pipe.feed_input("anchor", [np.asarray(plan.crop_at, np.int32)])
+        feed_geometry(pipe, self.geometry, self.device, [(plan.resize_to, plan.crop_at)])
         (out,) = pipe.run()
         return torch.from_dlpack(out.as_tensor())[0].clone()  # DALI reuses its output buffer at the next run
 

@@ -66,6 +66,44 @@ def test_a_crop_of_the_shown_frame_is_a_crop_of_the_stored_one(k, top, left):
     assert torch.equal(torch.rot90(stored[st:st + c, sl:sl + c], k), shown[top:top + c, left:left + c])
 
 
+@pytest.mark.parametrize("h, w", [(360, 640), (640, 360), (333, 517), (248, 248)])
+@pytest.mark.parametrize("size, crop_pct, mode, interpolation, antialias", [
+    (224, 0.9, "center", "bicubic", True), (224, 0.875, "center", "bilinear", True), ((192, 224), 0.9, "center", "bicubic", True),
+    (224, 0.95, "squash", "bilinear", True), (112, 0.875, "center", "bilinear", False),  # torchvision's video presets
+])
+def test_the_crop_box_resized_alone_is_the_whole_frame_resized_then_cropped(h, w, size, crop_pct, mode, interpolation,
+                                                                           antialias, monkeypatch):
+    """On the CPU the graph resizes only a recipe's crop box: the same pixels (to float rounding)
+    as the whole frame resized, then cropped."""
+    import dali_pipes._graph as graph
+
+    hw = size if isinstance(size, tuple) else (size, size)
+    geometry = Geometry(size=hw, scale=tuple(int(x / crop_pct) for x in hw), mode=mode, interpolation=interpolation,
+                        antialias=antialias)
+    assert geometry.crop_inside()
+    frames = [np.random.default_rng(i).integers(0, 256, (3, h, w, 3), dtype=np.uint8) for i in range(2)]
+    resize_to = geometry.resized(h, w)
+    placed = [(resize_to, geometry.window(*resize_to)), (resize_to, (0, 0))]  # the centre crop, and a box at the corner
+    outputs = []
+    for roi in (True, False):
+        monkeypatch.setattr(graph, "roi_resize", lambda g, device, roi=roi: roi)
+        pipe = graph.build_pipeline("pyav", device="cpu", batch_size=2, size=hw[0], mean=(0.5,) * 3, std=(0.25,) * 3,
+                                    geometry=geometry)
+        pipe.feed_input("frames", frames, layout="FHWC")
+        pipe.feed_input("flip", [np.int32(0)] * 2)
+        graph.feed_geometry(pipe, geometry, "cpu", placed)
+        (out,) = pipe.run()
+        outputs.append([np.array(out[i]) for i in range(2)])
+    for alone, whole in zip(*outputs, strict=True):
+        assert alone.shape == whole.shape == (3, 3, *hw)
+        assert np.abs(alone - whole).max() < 4e-4  # 0.025 on 0-255, float rounding of the filter's weights
+    with pytest.raises(ValueError, match="not inside"):
+        geometry.roi(resize_to, (-1, 0))
+    assert not Geometry(size=hw, scale=hw, mode="border").crop_inside()
+    assert not Geometry(size=hw, scale=tuple(int(x / 1.2) for x in hw)).crop_inside()  # crop_pct > 1: padded
+    assert not Geometry(size=hw, scale=tuple(int(x / crop_pct) for x in hw), views=3).crop_inside()
+
+
 # -- per family: vcp's network inputs and features against the model's own transform ------------
 FAMILIES = [  # backbone, --input-size
     ("timm/vit_small_patch16_224", None),  # crop_pct 0.9, bicubic, mean/std 0.5
