@@ -6,7 +6,14 @@ import functools
 from pathlib import Path
 
 from .spec import IMAGENET, Backbone, InputSpec
-from .weights import NoWeights, WeightsError, WeightsFile, load_into, parse_weights, read_state_dict
+from .weights import (
+    NoWeights,
+    WeightsError,
+    WeightsFile,
+    built_with,
+    parse_weights,
+    read_state_dict,
+)
 
 
 def build(model_name: str, weights=None, input_size: int | None = None) -> Backbone:
@@ -24,14 +31,19 @@ def build(model_name: str, weights=None, input_size: int | None = None) -> Backb
         # A state_dict of this timm model (as timm saves it), loaded strictly: every tensor
         # of the network must come from the file (timm's own file loading let resnet18
         # weights into a resnet34 without a word).
-        model = timm.create_model(model_name, pretrained=False, num_classes=0, **size_args)
-        classifier = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or ()
-        heads = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
-        load_into(model, read_state_dict(weights.path), head_prefixes=heads, source=str(weights), arch=f"timm/{model_name}")
+        model = built_with(functools.partial(timm.create_model, model_name, pretrained=False, num_classes=0, **size_args),
+                           read_state_dict(weights.path), head_prefixes=_head_prefixes, source=str(weights),
+                           arch=f"timm/{model_name}")
         source = str(weights)
     else:
         model, source = _pretrained(model_name, weights.name, size_args)
     return Backbone(model, feature_dim=width_of(model), input_spec=recipe(model, input_size), weights_source=source)
+
+
+def _head_prefixes(model) -> tuple[str, ...]:
+    """The keys of the classification head (removed) that a state_dict file may hold."""
+    classifier = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or ()
+    return tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
 
 
 def width_of(model) -> int:

@@ -16,7 +16,7 @@ from .spec import Backbone, InputSpec
 from .weights import (
     NoWeights,
     WeightsFile,
-    load_into,
+    built_with,
     parse_weights,
     read_state_dict,
     torchvision_state_dict,
@@ -54,18 +54,19 @@ def headless(arch: str, weights, *, default_release: str, head: str) -> tuple[nn
     weights came from."""
     import torchvision
 
-    model = torchvision.models.get_model(arch, weights=None)
+    make = partial(torchvision.models.get_model, arch, weights=None)
     weights = parse_weights(weights)
     if isinstance(weights, NoWeights):
-        source = "random init"
-    elif isinstance(weights, WeightsFile):
-        load_into(model, read_state_dict(weights.path), head_prefixes=(head + ".",), source=str(weights), arch=arch)
-        source = str(weights)
+        model = make()
+        setattr(model, head, nn.Identity())
+        return model, "random init"
+    if isinstance(weights, WeightsFile):
+        state, source = read_state_dict(weights.path), str(weights)
     else:
         release = default_release if weights.name.upper() == "DEFAULT" else weights.name
         state, source = torchvision_state_dict(arch, release)
-        load_into(model, state, head_prefixes=(head + ".",), source=source, arch=arch)
-    setattr(model, head, nn.Identity())
+    model = built_with(make, state, head_prefixes=(head + ".",), source=source, arch=arch,
+                       finish=lambda m: setattr(m, head, nn.Identity()))
     return model, source
 
 

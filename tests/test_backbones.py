@@ -116,6 +116,35 @@ def test_weights_from_state_dict_file_head_keys_ignored(tmp_path):
     assert torch.allclose(model(x), full.eval()(x), atol=1e-6)
 
 
+@pytest.mark.parametrize("name, fallback", [
+    ("timm/vit_tiny_patch16_224", False), ("timm/resnet18", False), ("timm/efficientnet_b0", False),
+    ("timm/convnext_atto", False), ("timm/swin_tiny_patch4_window7_224", True),  # buffers made at init, not saved
+    ("timm/eva02_tiny_patch14_224", True), ("resnet50", False), ("r3d_18", False),
+])
+def test_a_weights_file_is_put_in_place_of_the_weights_without_a_random_init(name, fallback, tmp_path, monkeypatch):
+    """The model from a state_dict file equals one built, initialized and loaded as before, in
+    every tensor and in its output; built on the meta device (no tensor initialized at random)
+    except where it keeps a tensor the file does not hold."""
+    import backbones.weights as w
+
+    torch.manual_seed(0)
+    reference = get_backbone(name, weights="none")
+    path = tmp_path / "weights.pth"
+    torch.save(reference.state_dict(), path)
+    made_for_real = []
+    real = w.load_into
+    monkeypatch.setattr(w, "load_into", lambda model, *a, **k: (made_for_real.append(not k.get("assign")),
+                                                                real(model, *a, **k))[1])
+    model = get_backbone(name, weights=str(path))
+    assert made_for_real[-1] is fallback
+    assert not w._holds_meta(model) and model.state_dict().keys() == reference.state_dict().keys()
+    for (k, a), b in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), k
+    x = torch.randn(2, 3, 112, 112, 112)[:, :, :8] if name == "r3d_18" else torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), reference.eval()(x))
+
+
 def test_mismatched_state_dict_is_a_clear_error(tmp_path):
     path = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(1)}, path)
