@@ -17,6 +17,7 @@ from vcp.cli.manifest import app as manifest_app
 from vcp.cli.merge import merge_command
 from vcp.cli.outputs import export_command, inspect_command
 from vcp.cli.tensorize import tensorize_command
+from vcp.common import collector
 from vcp.common.report import one_line
 
 
@@ -43,6 +44,15 @@ class _Commands(TyperGroup):
             print(f"vcp: error: {one_line(exc.format_message())}{hint}", file=sys.stderr, flush=True)
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+    def resolve_command(self, ctx, args):
+        """The command chosen; the garbage collector paused at start-up (:mod:`vcp.common.collector`)
+        runs again now for every command but the two whose start-up imports torch, timm and
+        DALI (they resume it when their work begins)."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if name not in ("tensorize", "extract"):
+            collector.resume()
+        return name, command, rest
 
 
 app = typer.Typer(

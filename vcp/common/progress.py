@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from vcp.common import collector
 from vcp.common.report import one_line
 
 LOG_WIDTH = 160  # columns of a table written to a file or pipe (no terminal to fit)
@@ -160,7 +161,9 @@ def progress_seconds() -> float:
 
 
 def make_progress(console: Console, unit: str) -> Progress | LogProgress:
-    """A live bar on a terminal; plain progress lines anywhere else (see :class:`LogProgress`)."""
+    """A live bar on a terminal; plain progress lines anywhere else (see :class:`LogProgress`).
+    The work begins: the ``vcp`` command's garbage collector runs again (:mod:`vcp.common.collector`)."""
+    collector.resume()
     if not console.is_terminal:
         return LogProgress(console, progress_seconds())
     return Progress(
