@@ -157,24 +157,29 @@ def load_into(model: torch.nn.Module, state: dict, *, head_prefixes: tuple[str, 
 
 def built_with(make, state: dict, *, head_prefixes, source: str, arch: str, finish=None):
     """``make()`` (then ``finish(model)``, the head taken off) with ``state``'s weights, checked
-    as :func:`load_into` checks them (``head_prefixes``: a tuple, or the model's from a function of it). Built on the meta device and given the file's tensors: no
-    weight is first drawn at random only to be overwritten, nor held twice (timm's ViT-B/16:
-    1.5 s of init on a 2-core Xeon). A model that holds a tensor the file does not (a buffer
-    made at init and not saved) or cannot be built there is built and loaded as before."""
+    as :func:`load_into` checks them (``head_prefixes``: a tuple, or a function of the model).
+    Built on the meta device and given the file's tensors: no weight is first drawn at random
+    only to be overwritten, nor held twice (timm's ViT-B/16: 1.5 s of init on a 2-core Xeon).
+    A model that holds a tensor the file does not (a buffer made at init and not saved), or
+    that cannot be built or loaded there, is built and loaded as before."""
     finish = finish or (lambda model: None)
+
+    def heads(model) -> tuple[str, ...]:
+        return head_prefixes if isinstance(head_prefixes, tuple) else head_prefixes(model)
+
     try:
         with torch.device("meta"):
             model = make()
-    except Exception:  # noqa: BLE001 - a constructor that computes on its tensors: built for real below
-        model = None
-    heads = head_prefixes if isinstance(head_prefixes, tuple) else None
-    if model is not None:
-        load_into(model, state, head_prefixes=heads or head_prefixes(model), source=source, arch=arch, assign=True)
+        load_into(model, state, head_prefixes=heads(model), source=source, arch=arch, assign=True)
         finish(model)
-        if not _holds_meta(model):
-            return model
+    except WeightsError:
+        raise
+    except Exception:  # noqa: BLE001 - a constructor or loader that computes on its tensors: built for real below
+        model = None
+    if model is not None and not _holds_meta(model):
+        return model
     model = make()
-    load_into(model, state, head_prefixes=heads or head_prefixes(model), source=source, arch=arch)
+    load_into(model, state, head_prefixes=heads(model), source=source, arch=arch)
     finish(model)
     return model
 

@@ -145,6 +145,22 @@ def test_a_weights_file_is_put_in_place_of_the_weights_without_a_random_init(nam
         assert torch.equal(model.eval()(x), reference.eval()(x))
 
 
+def test_a_model_that_cannot_be_built_on_the_meta_device_is_built_as_before():
+    from backbones.weights import built_with
+
+    class Computes(torch.nn.Module):  # its constructor reads a value: impossible on the meta device
+        def __init__(self):
+            super().__init__()
+            self.scale = float(torch.ones(1).item())
+            self.fc = torch.nn.Linear(3, 2)
+
+    state = {"fc.weight": torch.arange(6.0).view(2, 3), "fc.bias": torch.ones(2), "head.weight": torch.zeros(5)}
+    model = built_with(Computes, state, head_prefixes=("head.",), source="w.pth", arch="computes")
+    assert not model.fc.weight.is_meta and torch.equal(model.fc.weight, state["fc.weight"])
+    with pytest.raises(WeightsError, match=r"w.pth: does not fit computes: 1 missing \(e.g. fc.bias\)"):
+        built_with(Computes, {"fc.weight": state["fc.weight"]}, head_prefixes=(), source="w.pth", arch="computes")
+
+
 def test_mismatched_state_dict_is_a_clear_error(tmp_path):
     path = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(1)}, path)
