@@ -16,7 +16,7 @@ from ._registry import (
     get_backbone,
     list_backbones,
 )
-from .spec import IMAGENET, Backbone, BackboneSpec, InputSpec
+from .spec import IMAGENET, BackboneSpec, InputSpec
 from .weights import NoWeights, Release, Weights, WeightsError, WeightsFile, parse_weights
 
 __all__ = [
@@ -37,3 +37,11 @@ __all__ = [
     "get_backbone",
     "list_backbones",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Backbone":  # an nn.Module: torch is imported when it is first asked for (listing needs none)
+        from .module import Backbone
+
+        return Backbone
+    raise AttributeError(name)

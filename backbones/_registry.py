@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from importlib import metadata
+from typing import TYPE_CHECKING
 
-import torch
-
-from .spec import IMAGENET, Backbone, BackboneSpec, InputSpec
+from .spec import IMAGENET, BackboneSpec, InputSpec
 from .weights import NoWeights, WeightsError, parse_weights, plugin_argument
+
+if TYPE_CHECKING:
+    from .module import Backbone
 
 GROUP = "vcp.backbones"
 TIMM_PREFIX = "timm/"
@@ -43,6 +45,8 @@ def _describe(ep: metadata.EntryPoint) -> BackboneSpec:
         return BackboneSpec(**base, error=f"{ep.value} is not callable")
     dim, recipe = getattr(factory, "feature_dim", None), getattr(factory, "input_spec", None)
     if dim is None:
+        import torch
+
         try:
             with torch.device("meta"):
                 module = factory(weights=None)
@@ -172,6 +176,8 @@ class Registry:
         except Exception as exc:  # noqa: BLE001
             raise BackboneError(f"backbone {name!r} ({spec.distribution}) failed to build: {type(exc).__name__}: {exc}") from None
         source = "random init" if isinstance(parsed, NoWeights) else str(parsed)
+        from .module import Backbone
+
         try:
             backbone = Backbone.of(model, input_spec=spec.input, weights_source=source)
         except TypeError:

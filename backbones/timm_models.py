@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .spec import IMAGENET, Backbone, InputSpec
+from .spec import IMAGENET, InputSpec
 from .weights import (
     NoWeights,
     WeightsError,
@@ -15,11 +16,16 @@ from .weights import (
     read_state_dict,
 )
 
+if TYPE_CHECKING:
+    from .module import Backbone
+
 
 def build(model_name: str, weights=None, input_size: int | None = None) -> Backbone:
     """The headless model with its own input recipe; ``input_size`` builds it for that size
     (a ViT's position embedding resampled as timm does) where the model allows it."""
     import timm
+
+    from .module import Backbone
 
     if not known(model_name):
         raise KeyError(model_name)

@@ -9,10 +9,9 @@ Each factory follows the plugin contract (``spec.py``): ``factory(weights=None)`
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from .spec import Backbone, InputSpec
+from .spec import InputSpec
 from .weights import (
     NoWeights,
     WeightsFile,
@@ -21,6 +20,11 @@ from .weights import (
     read_state_dict,
     torchvision_state_dict,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .module import Backbone
 
 # name -> (feature_dim, default release, head attribute)
 BUILTINS: dict[str, tuple[int, str, str]] = {
@@ -53,6 +57,7 @@ def headless(arch: str, weights, *, default_release: str, head: str) -> tuple[nn
     classification head's keys ignored) and its head replaced by ``Identity``; and where its
     weights came from."""
     import torchvision
+    from torch import nn
 
     make = partial(torchvision.models.get_model, arch, weights=None)
     weights = parse_weights(weights)
@@ -70,7 +75,9 @@ def headless(arch: str, weights, *, default_release: str, head: str) -> tuple[nn
     return model, source
 
 
-def build(arch: str, weights=None) -> nn.Module:
+def build(arch: str, weights=None) -> Backbone:
+    from .module import Backbone
+
     feature_dim, default_release, head = BUILTINS[arch]
     model, source = headless(arch, weights, default_release=default_release, head=head)
     return Backbone(model, feature_dim=feature_dim, input_spec=preset(arch), weights_source=source)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import re
 from functools import partial
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from .spec import Backbone, InputSpec
+from .spec import InputSpec
 from .torchvision_models import headless
+
+if TYPE_CHECKING:
+    from .module import Backbone
 
 # name -> (feature_dim, default release, head attribute, fixed window: the only window it takes, or None)
 VIDEO_BUILTINS: dict[str, tuple[int, str, str, int | None]] = {
@@ -90,7 +92,9 @@ def recipe(arch: str, release: str | None = None) -> InputSpec:
                  transforms.mean, transforms.std, transforms.interpolation.value)
 
 
-def build(arch: str, weights=None) -> nn.Module:
+def build(arch: str, weights=None) -> Backbone:
+    from .module import Backbone
+
     feature_dim, default_release, head, _ = VIDEO_BUILTINS[arch]
     model, source = headless(arch, weights, default_release=default_release, head=head)
     return Backbone(model, feature_dim=feature_dim, input_spec=preset(arch), weights_source=source, kind="clip")

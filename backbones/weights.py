@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 class WeightsError(Exception):
@@ -90,6 +92,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Files are only ever read with ``weights_only=True``: one that holds anything else is
     refused, never retried with arbitrary unpickling.
     """
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"weights file not found: {path}")
@@ -162,6 +166,8 @@ def built_with(make, state: dict, *, head_prefixes, source: str, arch: str, fini
     only to be overwritten, nor held twice (timm's ViT-B/16: 1.5 s of init on a 2-core Xeon).
     A model that holds a tensor the file does not (a buffer made at init and not saved), or
     that cannot be built or loaded there, is built and loaded as before."""
+    import torch
+
     finish = finish or (lambda model: None)
 
     def heads(model) -> tuple[str, ...]:
@@ -186,6 +192,8 @@ def built_with(make, state: dict, *, head_prefixes, source: str, arch: str, fini
 
 def _holds_meta(model: torch.nn.Module) -> bool:
     """Any parameter, buffer or tensor attribute of ``model`` still without data."""
+    import torch
+
     tensors = [*model.parameters(), *model.buffers(),
                *(v for m in model.modules() for v in vars(m).values() if isinstance(v, torch.Tensor))]
     return any(t.is_meta for t in tensors)
@@ -196,6 +204,7 @@ def torchvision_state_dict(arch: str, release: str) -> tuple[dict, str]:
 
     Looks in ``torch.hub.get_dir()/checkpoints`` first; downloads only when missing.
     """
+    import torch
     from torchvision.models import get_model_weights
 
     enum = get_model_weights(arch)

@@ -7,7 +7,8 @@ import sys
 
 import torch
 
-from backbones.spec import IMAGENET, Backbone, InputSpec
+from backbones.module import Backbone
+from backbones.spec import IMAGENET, InputSpec
 from vcp.stages.folding import cast_weights_once, fused, has_batchnorm
 from vcp.stages.multiscale import video_rows
 from vcp.stages.recipe import StoredRecipe
