@@ -64,8 +64,9 @@ def _resize_normalize(frames, *, size: int, mean, std, flip, geometry=None):
 def roi_resize(geometry, device: str) -> bool:
     """On the CPU, a recipe whose one crop box lies inside every resized frame resizes only
     that box (:meth:`~dali_pipes.Geometry.roi`): the same samples as resizing the whole frame
-    and cropping (max 0.012 apart on 0-255, float rounding), at half the work or less. Resizing
-    dominates the CPU graph; the card keeps the whole-frame resize."""
+    and cropping (float rounding of the filter's weights apart: at most 4e-4 after
+    normalization), at half the work or less. Resizing dominates the CPU graph; the card
+    keeps the whole-frame resize."""
     return geometry is not None and device == "cpu" and geometry.crop_inside()
 
 
